@@ -1,0 +1,136 @@
+//! The integrity check: every page reachable from the root has the right type
+//! and level, keys are sorted and inside their parent's bounds, the leaf chain
+//! visits the leaves in order, overflow chains hold exactly their values, the
+//! free list holds only free pages, and every page is accounted for once.
+
+use super::*;
+
+/// A page to visit: its id, the level expected, and the key bounds its parent gives.
+type Visit = (PageId, Option<u32>, Option<Vec<u8>>, Option<Vec<u8>>);
+
+/// What `check` counted.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CheckReport {
+    /// Keys in the tree.
+    pub keys: u64,
+    /// Leaf pages.
+    pub leaves: u64,
+    /// Inner pages.
+    pub inner: u64,
+    /// Overflow pages.
+    pub overflow: u64,
+    /// Pages on the free list.
+    pub free: u64,
+    /// Height of the tree (1 = a single leaf).
+    pub height: u32,
+}
+
+impl BTree<'_> {
+    /// Check the whole tree. Err(Corruption) names the first problem found.
+    pub fn check(&self) -> Result<CheckReport> {
+        let meta = self.meta()?;
+        let mut seen = vec![false; meta.page_count as usize];
+        seen[0] = true;
+        seen[1] = true;
+        let mark = |pid: PageId, seen: &mut Vec<bool>| -> Result<()> {
+            match seen.get_mut(pid as usize) {
+                Some(s) if !*s => {
+                    *s = true;
+                    Ok(())
+                }
+                Some(_) => Err(corrupt(format!("page {pid} is reachable twice"))),
+                None => Err(corrupt(format!("page {pid} is outside the file ({} pages)", meta.page_count))),
+            }
+        };
+        let mut report = CheckReport::default();
+        // Depth-first walk with an explicit stack: (page, level expected, low bound, high bound).
+        let mut leaves_in_order: Vec<PageId> = Vec::new();
+        let mut stack: Vec<Visit> = vec![(meta.root, None, None, None)];
+        while let Some((pid, level, lo, hi)) = stack.pop() {
+            mark(pid, &mut seen)?;
+            let h = self.pool.fetch(pid)?;
+            let g = h.read();
+            let n = g.slot_count();
+            let in_bounds = |k: &[u8]| lo.as_deref().is_none_or(|l| k >= l) && hi.as_deref().is_none_or(|h| k < h);
+            for i in 0..n {
+                let k = page::cell_key(&g, i);
+                if !in_bounds(k) {
+                    return Err(corrupt(format!("page {pid}: key {i} outside its parent's range")));
+                }
+                if i > 0 && page::cell_key(&g, i - 1) >= k {
+                    return Err(corrupt(format!("page {pid}: keys {} and {i} out of order", i - 1)));
+                }
+            }
+            match g.page_type() {
+                Some(PageType::Leaf) => {
+                    if level.is_some_and(|l| l != 0) {
+                        return Err(corrupt(format!("leaf {pid} at level {level:?}")));
+                    }
+                    if report.height == 0 {
+                        report.height = 1;
+                    }
+                    report.leaves += 1;
+                    report.keys += n as u64;
+                    leaves_in_order.push(pid);
+                    for i in 0..n {
+                        let c = LeafCell::parse(page::cell(&g, i));
+                        if let Some(first) = c.overflow {
+                            for p in self.overflow_chain(first, c.val_len)? {
+                                mark(p, &mut seen)?;
+                                report.overflow += 1;
+                            }
+                            let v = self.read_value(&c)?;
+                            debug_assert_eq!(v.len(), c.val_len);
+                        }
+                    }
+                }
+                Some(PageType::Internal) => {
+                    let lvl = g.aux();
+                    if lvl == 0 || level.is_some_and(|l| l != lvl) {
+                        return Err(corrupt(format!("inner page {pid} has level {lvl}, expected {level:?}")));
+                    }
+                    if level.is_none() {
+                        report.height = lvl + 1;
+                    }
+                    report.inner += 1;
+                    // Push children right to left so leaves come out left to right.
+                    for pos in (0..=n).rev() {
+                        let child = child_at(&g, pos);
+                        let clo = if pos == 0 { lo.clone() } else { Some(page::cell_key(&g, pos - 1).to_vec()) };
+                        let chi = if pos == n { hi.clone() } else { Some(page::cell_key(&g, pos).to_vec()) };
+                        stack.push((child, Some(lvl - 1), clo, chi));
+                    }
+                }
+                other => return Err(corrupt(format!("page {pid} of type {other:?} in the tree"))),
+            }
+        }
+        // The leaf chain must visit the leaves in key order and end.
+        for (i, &pid) in leaves_in_order.iter().enumerate() {
+            let h = self.pool.fetch(pid)?;
+            let next = h.read().link();
+            let expect = leaves_in_order.get(i + 1).copied().unwrap_or(0);
+            if next != expect {
+                return Err(corrupt(format!("leaf {pid} links to {next}, expected {expect}")));
+            }
+        }
+        // The free list.
+        let mut pid = meta.free_head;
+        while pid != 0 {
+            mark(pid, &mut seen)?;
+            report.free += 1;
+            let h = self.pool.fetch(pid)?;
+            let g = h.read();
+            if g.page_type() != Some(PageType::Free) {
+                return Err(corrupt(format!("free list holds page {pid} of type {:?}", g.page_type())));
+            }
+            pid = g.link();
+        }
+        if report.free != meta.free_count as u64 {
+            return Err(corrupt(format!("free list has {} pages, meta says {}", report.free, meta.free_count)));
+        }
+        if let Some(lost) = seen.iter().position(|s| !s) {
+            return Err(corrupt(format!("page {lost} is neither in the tree nor free (leaked)")));
+        }
+        Ok(report)
+    }
+}

@@ -1,0 +1,254 @@
+//! The B+tree: variable-length keys and values on slotted pages, values too
+//! long for a cell in overflow chains.
+//!
+//! Invariants:
+//! - Inner node: `link` is the leftmost child; cell i = (key_i, child_i) and
+//!   child_i holds keys in [key_i, key_{i+1}). `aux` is the level (leaves are 0).
+//! - Leaf: cells sorted by key, unique keys; `link` is the right sibling, so the
+//!   leaves form one chain in key order.
+//! - Every change is logged through `BufferPool::log_and_apply`. A key change is
+//!   one Update (or CLR) record whose parts include its overflow pages and the
+//!   meta page, so it is atomic in the log. A split is one redo-only record
+//!   (a nested top action) closed by a dummy CLR, so it survives rollback.
+//! - Undo of a key change is logical: the key is found again from the root.
+//! - Callers serialize writers (the Db's tree latch); readers may run together.
+//! - Every page read is checked for its expected type and level; loops over
+//!   pages are bounded, so a damaged file gives `Error::Corruption`, not a hang.
+
+mod check;
+mod modify;
+
+pub use check::CheckReport;
+pub use modify::TxnCtx;
+
+use std::ops::Bound;
+
+use crate::buffer::BufferPool;
+use crate::error::{Error, Result};
+use crate::page::{self, LeafCell, Meta, PageId, PageRef, PageType, META_PAGE};
+
+/// Largest key accepted.
+pub const MAX_KEY_LEN: usize = 1024;
+/// Largest value accepted.
+pub const MAX_VALUE_LEN: usize = 16 << 20;
+/// Deepest tree accepted (a damaged file cannot make descent loop).
+const MAX_DEPTH: usize = 40;
+
+/// A B+tree over the buffer pool.
+pub struct BTree<'a> {
+    pool: &'a BufferPool,
+    /// Begin LSN of the latest checkpoint: the full-page-image horizon.
+    fpi_horizon: u64,
+}
+
+/// A root-to-leaf path: the pages and, for each inner page, the position of
+/// the child taken (0 = leftmost, i+1 = cell i).
+pub(crate) struct Path {
+    pub nodes: Vec<PageId>,
+    pub child_pos: Vec<usize>,
+}
+
+impl Path {
+    pub fn leaf(&self) -> PageId {
+        *self.nodes.last().expect("path has a leaf")
+    }
+}
+
+fn corrupt(detail: impl std::fmt::Display) -> Error {
+    Error::corruption("btree", detail)
+}
+
+/// Child page at position `pos` of an inner page.
+pub(crate) fn child_at(b: &[u8], pos: usize) -> PageId {
+    if pos == 0 {
+        b.link()
+    } else {
+        page::inner_child(b, pos - 1)
+    }
+}
+
+/// Position of the child that covers `key`.
+pub(crate) fn child_pos_for(b: &[u8], key: &[u8]) -> usize {
+    match page::search(b, key) {
+        Ok(i) => i + 1,
+        Err(i) => i,
+    }
+}
+
+impl<'a> BTree<'a> {
+    /// A tree over `pool`.
+    pub fn new(pool: &'a BufferPool, fpi_horizon: u64) -> BTree<'a> {
+        BTree { pool, fpi_horizon }
+    }
+
+    /// Read the meta page.
+    pub fn meta(&self) -> Result<Meta> {
+        let h = self.pool.fetch(META_PAGE)?;
+        let g = h.read();
+        Meta::read(&g)
+    }
+
+    /// Descend from the root to the leaf that covers `key` (or the leftmost leaf
+    /// when `key` is None).
+    pub(crate) fn find_leaf(&self, key: Option<&[u8]>) -> Result<Path> {
+        let meta = self.meta()?;
+        let mut path = Path { nodes: Vec::with_capacity(8), child_pos: Vec::with_capacity(8) };
+        let mut pid = meta.root;
+        let mut expect_level: Option<u32> = None;
+        loop {
+            if path.nodes.len() >= MAX_DEPTH {
+                return Err(corrupt("tree deeper than any real tree: a cycle of pages"));
+            }
+            if pid >= meta.page_count || pid < 2 {
+                return Err(corrupt(format!("child pointer to page {pid} outside the file")));
+            }
+            let h = self.pool.fetch(pid)?;
+            let g = h.read();
+            path.nodes.push(pid);
+            match g.page_type() {
+                Some(PageType::Leaf) => {
+                    if expect_level.is_some_and(|l| l != 0) {
+                        return Err(corrupt(format!("leaf {pid} where level {expect_level:?} was expected")));
+                    }
+                    return Ok(path);
+                }
+                Some(PageType::Internal) => {
+                    let level = g.aux();
+                    if level == 0 || expect_level.is_some_and(|l| l != level) {
+                        return Err(corrupt(format!("inner page {pid} has level {level}")));
+                    }
+                    let pos = match key {
+                        Some(k) => child_pos_for(&g, k),
+                        None => 0,
+                    };
+                    path.child_pos.push(pos);
+                    pid = child_at(&g, pos);
+                    expect_level = Some(level - 1);
+                }
+                other => return Err(corrupt(format!("page {pid} of type {other:?} inside the tree"))),
+            }
+        }
+    }
+
+    /// Point lookup.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let path = self.find_leaf(Some(key))?;
+        let h = self.pool.fetch(path.leaf())?;
+        let g = h.read();
+        match page::search(&g, key) {
+            Ok(slot) => {
+                let c = LeafCell::parse(page::cell(&g, slot));
+                Ok(Some(self.read_value(&c)?))
+            }
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// The value of a leaf cell, following its overflow chain if any.
+    pub(crate) fn read_value(&self, c: &LeafCell<'_>) -> Result<Vec<u8>> {
+        if let Some(v) = c.inline {
+            return Ok(v.to_vec());
+        }
+        let first = c.overflow.expect("overflow cell");
+        if c.val_len > MAX_VALUE_LEN {
+            return Err(corrupt(format!("value of {} bytes", c.val_len)));
+        }
+        let mut out = Vec::with_capacity(c.val_len);
+        for pid in self.overflow_chain(first, c.val_len)? {
+            let h = self.pool.fetch(pid)?;
+            let g = h.read();
+            let data = page::overflow_data(&g);
+            if out.len() + data.len() > c.val_len {
+                return Err(corrupt(format!("overflow chain at page {pid} longer than its value")));
+            }
+            out.extend_from_slice(data);
+        }
+        if out.len() != c.val_len {
+            return Err(corrupt(format!(
+                "overflow chain from page {first} holds {} of {} bytes",
+                out.len(),
+                c.val_len
+            )));
+        }
+        Ok(out)
+    }
+
+    /// Page ids of an overflow chain of a value of `val_len` bytes, checked for
+    /// type and length (no cycles: the count is bounded by the value length).
+    pub(crate) fn overflow_chain(&self, first: PageId, val_len: usize) -> Result<Vec<PageId>> {
+        let cap = page::overflow_capacity(self.pool.page_size());
+        let expect = val_len.div_ceil(cap);
+        let mut pages = Vec::with_capacity(expect);
+        let mut pid = first;
+        while pid != 0 {
+            if pages.len() >= expect {
+                return Err(corrupt(format!("overflow chain from page {first} is longer than its value")));
+            }
+            let h = self.pool.fetch(pid)?;
+            let g = h.read();
+            if g.page_type() != Some(PageType::Overflow) {
+                return Err(corrupt(format!("page {pid} in an overflow chain is {:?}", g.page_type())));
+            }
+            pages.push(pid);
+            pid = g.link();
+        }
+        if pages.len() != expect {
+            return Err(corrupt(format!(
+                "overflow chain from page {first} has {} pages, expected {expect}",
+                pages.len()
+            )));
+        }
+        Ok(pages)
+    }
+
+    /// Visit entries in key order from `start`, until `end` or until `visit`
+    /// returns false. `visit` gets the key and the cell (to read the value).
+    pub fn scan(
+        &self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        mut visit: impl FnMut(&[u8], &LeafCell<'_>) -> Result<bool>,
+    ) -> Result<()> {
+        let start_key = match start {
+            Bound::Included(k) | Bound::Excluded(k) => Some(k),
+            Bound::Unbounded => None,
+        };
+        let meta = self.meta()?;
+        let mut pid = self.find_leaf(start_key)?.leaf();
+        let mut first = true;
+        let mut hops = 0u64;
+        while pid != 0 {
+            hops += 1;
+            if hops > meta.page_count as u64 || pid >= meta.page_count {
+                return Err(corrupt("leaf chain loops or leaves the file"));
+            }
+            let h = self.pool.fetch(pid)?;
+            let g = h.read();
+            if g.page_type() != Some(PageType::Leaf) {
+                return Err(corrupt(format!("leaf chain reaches page {pid} of type {:?}", g.page_type())));
+            }
+            let from = match (first, start) {
+                (true, Bound::Included(k)) => page::search(&g, k).unwrap_or_else(|i| i),
+                (true, Bound::Excluded(k)) => match page::search(&g, k) {
+                    Ok(i) => i + 1,
+                    Err(i) => i,
+                },
+                _ => 0,
+            };
+            first = false;
+            for slot in from..g.slot_count() {
+                let c = LeafCell::parse(page::cell(&g, slot));
+                let past_end = match end {
+                    Bound::Included(e) => c.key > e,
+                    Bound::Excluded(e) => c.key >= e,
+                    Bound::Unbounded => false,
+                };
+                if past_end || !visit(c.key, &c)? {
+                    return Ok(());
+                }
+            }
+            pid = g.link();
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,386 @@
+//! The buffer pool: a fixed number of frames caching data pages, pinned while
+//! in use, evicted by CLOCK, written back under the write-ahead rule.
+//!
+//! Frame states: EMPTY (no page) -> LOADED clean -> LOADED dirty (rec_lsn set)
+//! -> written back (clean) -> evicted (EMPTY). A frame is also either valid or
+//! invalid: invalid only during recovery, for a page whose stored image was torn
+//! or never written and that redo has not yet rebuilt from a full image.
+//!
+//! Invariants:
+//! - `write_page` is the only code that writes a data page, and it first makes
+//!   the log durable through the page's `page_lsn` (the write-ahead rule).
+//! - A frame's pin count is raised only under the table lock, so a frame with
+//!   pin count 0 seen under that lock can be evicted.
+//! - `rec_lsn` of a dirty frame is at or before the first log record whose
+//!   effect the stored page lacks, and at a record that fully defines the page
+//!   (a full image or an init), so redo from `rec_lsn` can rebuild a torn page.
+//! - `log_and_apply` is the only path by which pages change in normal operation:
+//!   log first, then apply, then set page_lsn.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use crate::error::{Error, Result};
+use crate::page::{self, Lsn, PageId, PageOp, PageRef, PageState};
+use crate::storage::{read_full_at, StorageFile};
+use crate::wal::{Body, PagePart, RecordHeader, Wal};
+
+const NO_PAGE: u32 = u32::MAX;
+
+/// One frame of the pool.
+pub struct Frame {
+    page_id: AtomicU32,
+    pin: AtomicU32,
+    refbit: AtomicBool,
+    dirty: AtomicBool,
+    valid: AtomicBool,
+    rec_lsn: AtomicU64,
+    data: RwLock<Box<[u8]>>,
+}
+
+struct Table {
+    map: HashMap<PageId, usize>,
+    hand: usize,
+}
+
+/// Counters for stats.
+#[derive(Debug, Default)]
+pub struct PoolCounters {
+    /// Fetches served from the pool.
+    pub hits: AtomicU64,
+    /// Fetches that read the page from storage.
+    pub misses: AtomicU64,
+    /// Frames reused for another page.
+    pub evictions: AtomicU64,
+    /// Pages written to storage.
+    pub pages_written: AtomicU64,
+    /// Full page images logged.
+    pub fpis: AtomicU64,
+}
+
+/// The buffer pool.
+pub struct BufferPool {
+    file: Arc<dyn StorageFile>,
+    wal: Arc<Wal>,
+    page_size: usize,
+    frames: Box<[Frame]>,
+    table: Mutex<Table>,
+    recovery_mode: AtomicBool,
+    /// Counters.
+    pub counters: PoolCounters,
+}
+
+/// A page pinned and latched for writing during `log_and_apply`.
+type Latched<'a> = (PageId, PageHandle<'a>, RwLockWriteGuard<'a, Box<[u8]>>);
+
+/// A pinned frame. Unpins on drop.
+pub struct PageHandle<'a> {
+    pool: &'a BufferPool,
+    idx: usize,
+}
+
+impl PageHandle<'_> {
+    fn frame(&self) -> &Frame {
+        &self.pool.frames[self.idx]
+    }
+    /// Shared latch on the page bytes.
+    pub fn read(&self) -> RwLockReadGuard<'_, Box<[u8]>> {
+        self.frame().data.read()
+    }
+    /// Exclusive latch on the page bytes.
+    pub fn write(&self) -> RwLockWriteGuard<'_, Box<[u8]>> {
+        self.frame().data.write()
+    }
+    /// False for a torn or never-written page not yet rebuilt by redo.
+    pub fn is_valid(&self) -> bool {
+        self.frame().valid.load(Ordering::Acquire)
+    }
+    /// Mark rebuilt by redo.
+    pub fn set_valid(&self) {
+        self.frame().valid.store(true, Ordering::Release)
+    }
+    /// True if the page has changes not yet written.
+    pub fn is_dirty(&self) -> bool {
+        self.frame().dirty.load(Ordering::Acquire)
+    }
+    /// Mark the page dirty; `rec_lsn` is kept if it already was. Call with the
+    /// page's write latch held.
+    pub fn mark_dirty(&self, rec_lsn: Lsn) {
+        let f = self.frame();
+        if !f.dirty.load(Ordering::Acquire) {
+            debug_assert!(rec_lsn > 0);
+            f.rec_lsn.store(rec_lsn, Ordering::Release);
+            f.dirty.store(true, Ordering::Release);
+        }
+    }
+}
+
+impl Drop for PageHandle<'_> {
+    fn drop(&mut self) {
+        let f = self.frame();
+        f.refbit.store(true, Ordering::Relaxed);
+        let before = f.pin.fetch_sub(1, Ordering::AcqRel);
+        debug_assert!(before > 0, "unpin of an unpinned frame");
+    }
+}
+
+impl BufferPool {
+    /// A pool of `frames` frames over the data file.
+    pub fn new(file: Arc<dyn StorageFile>, wal: Arc<Wal>, page_size: usize, frames: usize) -> BufferPool {
+        let frames: Box<[Frame]> = (0..frames)
+            .map(|_| Frame {
+                page_id: AtomicU32::new(NO_PAGE),
+                pin: AtomicU32::new(0),
+                refbit: AtomicBool::new(false),
+                dirty: AtomicBool::new(false),
+                valid: AtomicBool::new(false),
+                rec_lsn: AtomicU64::new(0),
+                data: RwLock::new(vec![0u8; page_size].into_boxed_slice()),
+            })
+            .collect();
+        BufferPool {
+            file,
+            wal,
+            page_size,
+            table: Mutex::new(Table { map: HashMap::with_capacity(frames.len() * 2), hand: 0 }),
+            frames,
+            recovery_mode: AtomicBool::new(false),
+            counters: PoolCounters::default(),
+        }
+    }
+
+    /// The page size.
+    pub fn page_size(&self) -> usize {
+        self.page_size
+    }
+
+    /// The log.
+    pub fn wal(&self) -> &Arc<Wal> {
+        &self.wal
+    }
+
+    /// In recovery mode a torn or never-written page is handed out as invalid
+    /// instead of failing with `Error::Corruption`.
+    pub fn set_recovery_mode(&self, on: bool) {
+        self.recovery_mode.store(on, Ordering::Release);
+    }
+
+    /// Pin page `page_id`, reading it from storage if needed.
+    pub fn fetch(&self, page_id: PageId) -> Result<PageHandle<'_>> {
+        self.fetch_inner(page_id, true)
+    }
+
+    /// Pin a frame for page `page_id` that is about to be fully defined (an init):
+    /// its stored image is not read.
+    pub fn fetch_new(&self, page_id: PageId) -> Result<PageHandle<'_>> {
+        self.fetch_inner(page_id, false)
+    }
+
+    fn fetch_inner(&self, page_id: PageId, read: bool) -> Result<PageHandle<'_>> {
+        if page_id == page::MASTER_PAGE || page_id == NO_PAGE {
+            return Err(Error::corruption("btree", format!("reference to page {page_id}")));
+        }
+        let mut t = self.table.lock();
+        if let Some(&idx) = t.map.get(&page_id) {
+            let f = &self.frames[idx];
+            f.pin.fetch_add(1, Ordering::AcqRel);
+            drop(t);
+            self.counters.hits.fetch_add(1, Ordering::Relaxed);
+            let h = PageHandle { pool: self, idx };
+            if !h.is_valid() && !read {
+                // About to be fully defined: the torn contents do not matter.
+                h.write().fill(0);
+                h.set_valid();
+            }
+            if !h.is_valid() && !self.recovery_mode.load(Ordering::Acquire) {
+                return Err(Error::corruption("data", format!("page {page_id} is torn or missing")));
+            }
+            return Ok(h);
+        }
+        let idx = self.find_victim(&mut t)?;
+        let f = &self.frames[idx];
+        f.pin.store(1, Ordering::Release);
+        f.page_id.store(page_id, Ordering::Release);
+        f.dirty.store(false, Ordering::Release);
+        f.rec_lsn.store(0, Ordering::Release);
+        let h = PageHandle { pool: self, idx };
+        let state = {
+            let mut d = f.data.write();
+            if read {
+                self.counters.misses.fetch_add(1, Ordering::Relaxed);
+                match self.read_page(page_id, &mut d) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        drop(d);
+                        f.page_id.store(NO_PAGE, Ordering::Release);
+                        return Err(e);
+                    }
+                }
+            } else {
+                d.fill(0);
+                PageState::Valid
+            }
+        };
+        let valid = state == PageState::Valid;
+        f.valid.store(valid, Ordering::Release);
+        t.map.insert(page_id, idx);
+        drop(t);
+        if !valid && !self.recovery_mode.load(Ordering::Acquire) {
+            let what = if state == PageState::Zero { "was never written" } else { "fails its checksum" };
+            return Err(Error::corruption("data", format!("page {page_id} {what}")));
+        }
+        Ok(h)
+    }
+
+    fn read_page(&self, page_id: PageId, buf: &mut [u8]) -> Result<PageState> {
+        let off = page_id as u64 * self.page_size as u64;
+        let n = read_full_at(&*self.file, buf, off)?;
+        buf[n..].fill(0);
+        Ok(page::verify(buf, page_id))
+    }
+
+    /// CLOCK: find an unpinned frame, writing it back if dirty. Called with the table lock.
+    fn find_victim(&self, t: &mut Table) -> Result<usize> {
+        let n = self.frames.len();
+        for _ in 0..2 * n + 1 {
+            let idx = t.hand;
+            t.hand = (t.hand + 1) % n;
+            let f = &self.frames[idx];
+            if f.pin.load(Ordering::Acquire) > 0 || f.refbit.swap(false, Ordering::Relaxed) {
+                continue;
+            }
+            let old = f.page_id.load(Ordering::Acquire);
+            if old != NO_PAGE {
+                if f.dirty.load(Ordering::Acquire) && f.valid.load(Ordering::Acquire) {
+                    self.write_page(f)?;
+                }
+                t.map.remove(&old);
+                f.page_id.store(NO_PAGE, Ordering::Release);
+                self.counters.evictions.fetch_add(1, Ordering::Relaxed);
+            }
+            return Ok(idx);
+        }
+        Err(Error::BufferPoolFull { frames: n })
+    }
+
+    /// Write a dirty frame back to the data file. THE WRITE-AHEAD RULE: the log
+    /// is made durable through the page's `page_lsn` first.
+    fn write_page(&self, f: &Frame) -> Result<()> {
+        let data = f.data.read();
+        let page_id = f.page_id.load(Ordering::Acquire);
+        debug_assert_eq!(data.page_id(), page_id);
+        let page_lsn = data.page_lsn();
+        self.wal.flush_to(page_lsn)?;
+        assert!(self.wal.durable_lsn() > page_lsn, "write-ahead rule: page {page_id} ahead of the log");
+        let mut copy = data.to_vec();
+        page::seal(&mut copy);
+        self.file.write_all_at(&copy, page_id as u64 * self.page_size as u64)?;
+        f.dirty.store(false, Ordering::Release);
+        f.rec_lsn.store(0, Ordering::Release);
+        self.counters.pages_written.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The dirty page table: (page, rec_lsn) of every dirty frame.
+    pub fn dirty_pages(&self) -> Vec<(PageId, Lsn)> {
+        let _t = self.table.lock();
+        self.frames
+            .iter()
+            .filter(|f| f.dirty.load(Ordering::Acquire))
+            .map(|f| (f.page_id.load(Ordering::Acquire), f.rec_lsn.load(Ordering::Acquire)))
+            .collect()
+    }
+
+    /// Write back dirty pages whose rec_lsn is below `older_than` (all of them
+    /// for `Lsn::MAX`), at most `limit`. Returns how many were written.
+    pub fn flush_dirty(&self, older_than: Lsn, limit: usize) -> Result<usize> {
+        let mut written = 0;
+        for idx in 0..self.frames.len() {
+            if written >= limit {
+                break;
+            }
+            let f = &self.frames[idx];
+            {
+                let t = self.table.lock();
+                let pid = f.page_id.load(Ordering::Acquire);
+                let eligible = pid != NO_PAGE
+                    && f.dirty.load(Ordering::Acquire)
+                    && f.valid.load(Ordering::Acquire)
+                    && f.rec_lsn.load(Ordering::Acquire) < older_than;
+                if !eligible || t.map.get(&pid) != Some(&idx) {
+                    continue;
+                }
+                f.pin.fetch_add(1, Ordering::AcqRel);
+            }
+            let h = PageHandle { pool: self, idx };
+            if h.is_dirty() {
+                self.write_page(f)?;
+                written += 1;
+            }
+        }
+        Ok(written)
+    }
+
+    /// Make every page written so far durable.
+    pub fn sync(&self) -> Result<()> {
+        self.file.sync_data()?;
+        Ok(())
+    }
+
+    /// Log a record and apply its page parts: the one path by which pages
+    /// change in normal operation. Before the first change to a clean page
+    /// whose last full image is older than `fpi_horizon` (the begin LSN of the
+    /// latest checkpoint), a full page image is logged, so that a torn write of
+    /// the page can be repaired by redo.
+    pub fn log_and_apply(&self, header: &RecordHeader, body: &Body, fpi_horizon: Lsn) -> Result<Lsn> {
+        let parts = body.parts();
+        // Latch every page whose old contents matter, in part order, once each.
+        let mut held: Vec<Latched<'_>> = Vec::new();
+        let mut defined: Vec<PageId> = Vec::new();
+        for part in parts {
+            if part.op.defines_page() {
+                defined.push(part.page_id);
+                continue;
+            }
+            if defined.contains(&part.page_id) || held.iter().any(|(p, _, _)| *p == part.page_id) {
+                continue;
+            }
+            let h = self.fetch(part.page_id)?;
+            let mut g = self.frames[h.idx].data.write();
+            if !h.is_dirty() && g.fpi_lsn() < fpi_horizon {
+                // Full page image before the first change since the horizon.
+                let image = PagePart { page_id: part.page_id, op: PageOp::Image(g.to_vec()) };
+                let fpi = self.wal.append(&RecordHeader::default(), &Body::Redo { parts: vec![image] })?;
+                self.counters.fpis.fetch_add(1, Ordering::Relaxed);
+                page::set_fpi_lsn(&mut g, fpi);
+            }
+            held.push((part.page_id, h, g));
+        }
+        let lsn = self.wal.append(header, body)?;
+        for part in parts {
+            if let Some(pos) = held.iter().position(|(p, _, _)| *p == part.page_id) {
+                let (_, h, g) = &mut held[pos];
+                Self::apply_part(h, g, part, lsn)?;
+            } else {
+                let h = self.fetch_new(part.page_id)?;
+                let mut g = self.frames[h.idx].data.write();
+                Self::apply_part(&h, &mut g, part, lsn)?;
+            }
+        }
+        Ok(lsn)
+    }
+
+    fn apply_part(h: &PageHandle<'_>, g: &mut [u8], part: &PagePart, lsn: Lsn) -> Result<()> {
+        page::apply(g, part.page_id, &part.op)?;
+        page::set_page_lsn(g, lsn);
+        if part.op.defines_page() {
+            page::set_fpi_lsn(g, lsn);
+        }
+        debug_assert!(g.fpi_lsn() > 0 && g.fpi_lsn() <= lsn);
+        h.mark_dirty(g.fpi_lsn());
+        Ok(())
+    }
+}

@@ -1,0 +1,119 @@
+//! Little-endian encoding helpers with bounds-checked decoding.
+//!
+//! Invariant: `Reader` never panics and never allocates more than the bytes it
+//! was given; every read past the end is an `Error::Corruption` naming what was
+//! being decoded.
+
+use crate::error::{Error, Result};
+
+/// A cursor over bytes read from disk.
+pub struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    what: &'static str,
+}
+
+impl<'a> Reader<'a> {
+    /// Start reading `buf`; `what` names the file for error messages.
+    pub fn new(buf: &'a [u8], what: &'static str) -> Reader<'a> {
+        Reader { buf, pos: 0, what }
+    }
+    /// Bytes not yet read.
+    pub fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+    /// Take the next `n` bytes.
+    pub fn bytes(&mut self, n: usize) -> Result<&'a [u8]> {
+        if n > self.remaining() {
+            return Err(Error::corruption(
+                self.what,
+                format!("field of {n} bytes at offset {} runs past the end ({} bytes)", self.pos, self.buf.len()),
+            ));
+        }
+        let s = &self.buf[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+    /// Next byte.
+    pub fn u8(&mut self) -> Result<u8> {
+        Ok(self.bytes(1)?[0])
+    }
+    /// Next u16.
+    pub fn u16(&mut self) -> Result<u16> {
+        Ok(u16::from_le_bytes(self.bytes(2)?.try_into().expect("2")))
+    }
+    /// Next u32.
+    pub fn u32(&mut self) -> Result<u32> {
+        Ok(u32::from_le_bytes(self.bytes(4)?.try_into().expect("4")))
+    }
+    /// Next u64.
+    pub fn u64(&mut self) -> Result<u64> {
+        Ok(u64::from_le_bytes(self.bytes(8)?.try_into().expect("8")))
+    }
+    /// A u16 length then that many bytes.
+    pub fn bytes16(&mut self) -> Result<&'a [u8]> {
+        let n = self.u16()? as usize;
+        self.bytes(n)
+    }
+    /// A u32 length then that many bytes (bounded by what remains, so never a huge allocation).
+    pub fn bytes32(&mut self) -> Result<&'a [u8]> {
+        let n = self.u32()? as usize;
+        self.bytes(n)
+    }
+    /// A count that is bounded by the bytes left, given each item takes at least `min_item` bytes.
+    pub fn count(&mut self, min_item: usize) -> Result<usize> {
+        let n = self.u32()? as usize;
+        if n.saturating_mul(min_item.max(1)) > self.remaining() {
+            return Err(Error::corruption(self.what, format!("count {n} exceeds the bytes left")));
+        }
+        Ok(n)
+    }
+    /// Fail unless every byte was consumed.
+    pub fn finish(&self) -> Result<()> {
+        if self.remaining() != 0 {
+            return Err(Error::corruption(self.what, format!("{} trailing bytes", self.remaining())));
+        }
+        Ok(())
+    }
+}
+
+/// Append-only little-endian writer.
+pub trait Writer {
+    /// Append a u8.
+    fn put_u8(&mut self, v: u8);
+    /// Append a u16.
+    fn put_u16(&mut self, v: u16);
+    /// Append a u32.
+    fn put_u32(&mut self, v: u32);
+    /// Append a u64.
+    fn put_u64(&mut self, v: u64);
+    /// Append a u16 length and the bytes.
+    fn put_bytes16(&mut self, b: &[u8]);
+    /// Append a u32 length and the bytes.
+    fn put_bytes32(&mut self, b: &[u8]);
+}
+
+impl Writer for Vec<u8> {
+    fn put_u8(&mut self, v: u8) {
+        self.push(v)
+    }
+    fn put_u16(&mut self, v: u16) {
+        self.extend_from_slice(&v.to_le_bytes())
+    }
+    fn put_u32(&mut self, v: u32) {
+        self.extend_from_slice(&v.to_le_bytes())
+    }
+    fn put_u64(&mut self, v: u64) {
+        self.extend_from_slice(&v.to_le_bytes())
+    }
+    fn put_bytes16(&mut self, b: &[u8]) {
+        debug_assert!(b.len() <= u16::MAX as usize);
+        self.put_u16(b.len() as u16);
+        self.extend_from_slice(b)
+    }
+    fn put_bytes32(&mut self, b: &[u8]) {
+        debug_assert!(b.len() <= u32::MAX as usize);
+        self.put_u32(b.len() as u32);
+        self.extend_from_slice(b)
+    }
+}

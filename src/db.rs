@@ -1,0 +1,818 @@
+//! The public facade: `Db` and `Txn`. Holds no storage logic of its own: it
+//! wires the layers together, enforces fail-stop, and runs checkpoints and the
+//! background writer.
+//!
+//! Invariants:
+//! - Writers of the tree hold `tree_latch` exclusively; readers share it. No
+//!   fsync happens under it except a write-back forced by eviction.
+//! - After an I/O error in any write path the `Db` is failed: every later call
+//!   returns `Error::Failed`; nothing is retried. Reopening recovers.
+//! - A checkpoint takes the tree latch and the table lock only for the instant
+//!   it appends its begin record and copies the two tables.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::ops::{Bound, RangeBounds};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use crate::btree::{BTree, CheckReport, TxnCtx, MAX_KEY_LEN, MAX_VALUE_LEN};
+use crate::buffer::BufferPool;
+use crate::error::{Error, Result};
+use crate::options::{Durability, Options};
+use crate::page::{self, Lsn, Master, PageRef, MAX_PAGE_SIZE, META_PAGE, MIN_PAGE_SIZE};
+use crate::recovery::{self, micros, RecoveryReport};
+use crate::storage::{read_full_at, FsStorage, Storage, StorageFile};
+use crate::txn::lock::{LockManager, LockMode};
+use crate::txn::{lock_key, undo_step, TxnTable};
+use crate::wal::{self, AttEntry, Body, CheckpointData, RecordHeader, TxnId, Wal};
+
+/// Name of the data file.
+pub const DATA_FILE: &str = "data.db";
+/// Entries a scan reads per batch under the tree latch.
+const SCAN_BATCH: usize = 64;
+
+struct CkptState {
+    master_seq: u64,
+    last_begin: Lsn,
+}
+
+#[derive(Default)]
+struct Counters {
+    commits: AtomicU64,
+    aborts: AtomicU64,
+    deadlocks: AtomicU64,
+    checkpoints: AtomicU64,
+}
+
+pub(crate) struct Inner {
+    opts: Options,
+    page_size: usize,
+    data_file: Arc<dyn StorageFile>,
+    wal: Arc<Wal>,
+    pool: BufferPool,
+    tree_latch: RwLock<()>,
+    txns: Mutex<TxnTable>,
+    locks: LockManager,
+    next_txn_id: AtomicU64,
+    fpi_horizon: AtomicU64,
+    ckpt: Mutex<CkptState>,
+    failed: Mutex<Option<String>>,
+    is_failed: AtomicBool,
+    closed: AtomicBool,
+    bg_stop: Mutex<bool>,
+    bg_cv: Condvar,
+    report: RecoveryReport,
+    counters: Counters,
+}
+
+/// An open database. `Send + Sync`: share it by reference or in an `Arc`.
+pub struct Db {
+    inner: Arc<Inner>,
+    bg: Option<JoinHandle<()>>,
+}
+
+/// Counters since the database was opened.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Transactions committed.
+    pub commits: u64,
+    /// Transactions rolled back (including deadlock victims).
+    pub aborts: u64,
+    /// Deadlocks detected.
+    pub deadlocks: u64,
+    /// Checkpoints completed.
+    pub checkpoints: u64,
+    /// fsyncs of the log.
+    pub wal_syncs: u64,
+    /// Log flushes (each may serve many committers).
+    pub wal_flushes: u64,
+    /// Bytes written to the log.
+    pub wal_bytes_written: u64,
+    /// Bytes the log segments occupy on storage.
+    pub wal_disk_bytes: u64,
+    /// Buffer pool hits.
+    pub cache_hits: u64,
+    /// Buffer pool misses (page reads).
+    pub cache_misses: u64,
+    /// Frames reused.
+    pub evictions: u64,
+    /// Data pages written.
+    pub pages_written: u64,
+    /// Full page images logged.
+    pub full_page_images: u64,
+    /// Keys locked by open transactions.
+    pub locked_keys: u64,
+}
+
+fn write_master(file: &dyn StorageFile, m: &Master) -> Result<()> {
+    file.write_all_at(&m.encode(), m.offset())?;
+    file.sync_data()?;
+    Ok(())
+}
+
+impl Db {
+    /// Open (or create) the database in directory `path` on real files.
+    pub fn open(path: impl AsRef<Path>) -> Result<Db> {
+        Db::open_path_with(path, Options::default())
+    }
+
+    /// Open the database in directory `path` with options.
+    pub fn open_path_with(path: impl AsRef<Path>, opts: Options) -> Result<Db> {
+        let path = path.as_ref();
+        let storage = FsStorage::new(path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::WouldBlock {
+                Error::Locked { path: path.display().to_string() }
+            } else {
+                Error::Io(e)
+            }
+        })?;
+        Db::open_with(Arc::new(storage), opts)
+    }
+
+    /// Open (or create) the database on any storage, running restart recovery
+    /// if the last shutdown was not clean.
+    pub fn open_with(storage: Arc<dyn Storage>, opts: Options) -> Result<Db> {
+        opts.validate()?;
+        let inner = Arc::new(Inner::open(storage, opts)?);
+        let bg = if inner.opts.background_writer {
+            let weak = Arc::downgrade(&inner);
+            Some(
+                std::thread::Builder::new()
+                    .name("ariesdb-writer".into())
+                    .spawn(move || background_loop(weak))
+                    .map_err(Error::Io)?,
+            )
+        } else {
+            None
+        };
+        Ok(Db { inner, bg })
+    }
+
+    /// Begin a transaction. Many may be open at once, from many threads.
+    pub fn begin(&self) -> Result<Txn> {
+        self.inner.check_ok()?;
+        let id = self.inner.next_txn_id.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .txns
+            .lock()
+            .active_txns
+            .insert(id, AttEntry { txn_id: id, committed: false, last_lsn: 0, undo_next_lsn: 0, first_lsn: 0 });
+        Ok(Txn { inner: self.inner.clone(), id, locks: Vec::new(), ended: false })
+    }
+
+    /// Take a fuzzy checkpoint now; transactions keep running.
+    pub fn checkpoint(&self) -> Result<()> {
+        self.inner.check_ok()?;
+        let r = self.inner.checkpoint();
+        self.inner.guard(r)
+    }
+
+    /// Integrity check: page checksums, B+tree order and links, overflow
+    /// chains, free-space accounting. Err(Corruption) if anything is broken.
+    pub fn check(&self) -> Result<()> {
+        self.check_report().map(|_| ())
+    }
+
+    /// Like `check`, and says what it counted.
+    pub fn check_report(&self) -> Result<CheckReport> {
+        self.inner.check_ok()?;
+        let _r = self.inner.tree_latch.read();
+        let r = self.inner.tree().check();
+        self.inner.guard_read(r)
+    }
+
+    /// What the last open's recovery did.
+    pub fn recovery_report(&self) -> RecoveryReport {
+        self.inner.report.clone()
+    }
+
+    /// Counters since open.
+    pub fn stats(&self) -> Stats {
+        self.inner.stats()
+    }
+
+    /// Clean shutdown: every commit made durable, every dirty page written, a
+    /// final checkpoint, so the next open has nothing to recover.
+    pub fn close(mut self) -> Result<()> {
+        self.stop_background();
+        self.inner.check_ok()?;
+        let r = self.inner.close();
+        self.inner.closed.store(true, Ordering::Release);
+        self.inner.guard(r)
+    }
+
+    fn stop_background(&mut self) {
+        *self.inner.bg_stop.lock() = true;
+        self.inner.bg_cv.notify_all();
+        if let Some(h) = self.bg.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        self.stop_background();
+    }
+}
+
+fn background_loop(weak: Weak<Inner>) {
+    loop {
+        let Some(inner) = weak.upgrade() else { return };
+        {
+            let mut stop = inner.bg_stop.lock();
+            if *stop {
+                return;
+            }
+            inner.bg_cv.wait_for(&mut stop, Duration::from_millis(20));
+            if *stop {
+                return;
+            }
+        }
+        if inner.is_failed.load(Ordering::Acquire) || inner.closed.load(Ordering::Acquire) {
+            continue;
+        }
+        let _ = inner.background_tick();
+    }
+}
+
+impl Inner {
+    fn open(storage: Arc<dyn Storage>, opts: Options) -> Result<Inner> {
+        let names = storage.list()?;
+        let mut segments: BTreeMap<Lsn, Arc<dyn StorageFile>> = BTreeMap::new();
+        for name in &names {
+            if let Some(start) = wal::parse_segment_name(name) {
+                segments.insert(start, storage.open(name)?);
+            }
+        }
+        let data_file = storage.open(DATA_FILE)?;
+        let mut head = [0u8; 2 * page::MASTER_COPY_LEN];
+        read_full_at(&*data_file, &mut head, 0)?;
+        let master = match Master::pick(&head)? {
+            Some(m) => m,
+            None => {
+                if !segments.is_empty() {
+                    return Err(Error::corruption("data", "the data file has no master record, but log files exist"));
+                }
+                let m = Master { seq: 1, page_size: opts.page_size as u32, checkpoint_lsn: 0, durable_lsn: 0 };
+                write_master(&*data_file, &m)?;
+                storage.sync_dir()?;
+                m
+            }
+        };
+        let page_size = master.page_size as usize;
+        if !page_size.is_power_of_two() || !(MIN_PAGE_SIZE..=MAX_PAGE_SIZE).contains(&page_size) {
+            return Err(Error::corruption("data", format!("master record names page size {page_size}")));
+        }
+        let mut report = RecoveryReport { checkpoint_lsn: master.checkpoint_lsn, ..Default::default() };
+
+        // Pass 1: analysis.
+        let t = Instant::now();
+        let from = if master.checkpoint_lsn == 0 { wal::LSN_START } else { master.checkpoint_lsn };
+        let analysis = if segments.is_empty() && master.checkpoint_lsn == 0 {
+            let mut a = recovery::Analysis { next_txn_id: 1, ..Default::default() };
+            a.end.end_lsn = wal::LSN_START;
+            a.end.cur_seg = wal::LSN_START;
+            a.end.stale_until = wal::LSN_START;
+            a
+        } else {
+            recovery::analysis(&segments, from, master.durable_lsn)?
+        };
+        report.analysis_us = micros(t);
+        report.end_lsn = analysis.end.end_lsn;
+        report.records_analyzed = analysis.end.records;
+        report.dirty_pages = analysis.dirty_pages.len() as u64;
+
+        // Erase stale records past the end, so they can never be read as log.
+        let end = &analysis.end;
+        if let Some(f) = segments.get(&end.cur_seg) {
+            if end.stale_until > end.end_lsn {
+                let zeros = vec![0u8; (end.stale_until - end.end_lsn) as usize];
+                f.write_all_at(&zeros, end.end_lsn - end.cur_seg)?;
+                f.sync_data()?;
+            }
+        }
+        if !end.stale_segments.is_empty() {
+            for s in &end.stale_segments {
+                segments.remove(s);
+                storage.remove(&wal::segment_name(*s))?;
+            }
+            storage.sync_dir()?;
+        }
+        let wal = Arc::new(Wal::new(storage.clone(), opts.segment_bytes(), segments.clone(), end.cur_seg, end.end_lsn));
+        let pool = BufferPool::new(data_file.clone(), wal.clone(), page_size, opts.buffer_pool_pages);
+
+        // Pass 2: redo.
+        let t = Instant::now();
+        recovery::redo(&pool, &segments, &analysis, &mut report)?;
+        report.redo_us = micros(t);
+
+        let inner = Inner {
+            page_size,
+            data_file,
+            wal,
+            pool,
+            tree_latch: RwLock::new(()),
+            txns: Mutex::new(TxnTable::default()),
+            locks: LockManager::new(),
+            next_txn_id: AtomicU64::new(analysis.next_txn_id),
+            fpi_horizon: AtomicU64::new(master.checkpoint_lsn),
+            ckpt: Mutex::new(CkptState { master_seq: master.seq, last_begin: master.checkpoint_lsn }),
+            failed: Mutex::new(None),
+            is_failed: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            bg_stop: Mutex::new(false),
+            bg_cv: Condvar::new(),
+            report: RecoveryReport::default(),
+            counters: Counters::default(),
+            opts,
+        };
+        inner.ensure_meta(master.checkpoint_lsn)?;
+
+        // Pass 3: undo.
+        let t = Instant::now();
+        {
+            let mut table = inner.txns.lock();
+            recovery::undo(&inner.tree(), &inner.wal, &mut table, &analysis, &mut report)?;
+        }
+        report.undo_us = micros(t);
+        inner.checkpoint()?;
+        Ok(Inner { report, ..inner })
+    }
+
+    /// A new database (or one that crashed before its first record was
+    /// durable) has no meta page yet: create it.
+    fn ensure_meta(&self, checkpoint_lsn: Lsn) -> Result<()> {
+        self.pool.set_recovery_mode(true);
+        let valid = self.pool.fetch(META_PAGE).map(|h| h.is_valid() && h.read().page_type().is_some());
+        self.pool.set_recovery_mode(false);
+        match valid? {
+            true => Ok(()),
+            false if checkpoint_lsn == 0 => {
+                self.tree().bootstrap()?;
+                self.wal.flush_all()
+            }
+            false => Err(Error::corruption("data", "the meta page (page 1) is missing or damaged")),
+        }
+    }
+
+    fn tree(&self) -> BTree<'_> {
+        BTree::new(&self.pool, self.fpi_horizon.load(Ordering::Acquire))
+    }
+
+    fn check_ok(&self) -> Result<()> {
+        if self.is_failed.load(Ordering::Acquire) {
+            let cause = self.failed.lock().clone().unwrap_or_default();
+            return Err(Error::Failed { cause });
+        }
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        Ok(())
+    }
+
+    fn fail(&self, e: &Error) {
+        let mut f = self.failed.lock();
+        if f.is_none() {
+            *f = Some(e.to_string());
+        }
+        self.is_failed.store(true, Ordering::Release);
+    }
+
+    /// Fail-stop for write paths: any error except the caller's own mistakes
+    /// (sizes, arguments, deadlock, ended transaction) stops the database.
+    fn guard<T>(&self, r: Result<T>) -> Result<T> {
+        if let Err(e) = &r {
+            match e {
+                Error::TooLarge { .. }
+                | Error::InvalidArgument(_)
+                | Error::Deadlock
+                | Error::TxnEnded
+                | Error::Closed => {}
+                Error::Failed { .. } => self.is_failed.store(true, Ordering::Release),
+                _ => self.fail(e),
+            }
+        }
+        r
+    }
+
+    /// Fail-stop for read paths: I/O errors stop the database; corruption is
+    /// reported but the database keeps serving what it can.
+    fn guard_read<T>(&self, r: Result<T>) -> Result<T> {
+        if let Err(e @ (Error::Io(_) | Error::Failed { .. })) = &r {
+            self.fail(e);
+        }
+        r
+    }
+
+    /// Append a transaction's own record and update its table entry, under the
+    /// table lock (so checkpoints see both or neither).
+    fn log_txn_record(&self, id: TxnId, body: Body) -> Result<Lsn> {
+        let mut t = self.txns.lock();
+        let e = t.get_mut(id)?;
+        let header = RecordHeader { prev_lsn: e.last_lsn, txn_id: id, undo_next_lsn: 0 };
+        let lsn = self.wal.append(&header, &body)?;
+        e.last_lsn = lsn;
+        e.undo_next_lsn = lsn;
+        match body {
+            Body::Commit => e.committed = true,
+            Body::End => {
+                t.active_txns.remove(&id);
+            }
+            _ => {}
+        }
+        Ok(lsn)
+    }
+
+    /// Run a tree change for transaction `id` under the tree latch, keeping its
+    /// table entry's chain up to date.
+    fn with_txn_ctx<T>(&self, id: TxnId, f: impl FnOnce(&BTree<'_>, &mut TxnCtx) -> Result<T>) -> Result<T> {
+        let _w = self.tree_latch.write();
+        let start = self.wal.end_lsn();
+        let mut ctx = {
+            let t = self.txns.lock();
+            TxnCtx { txn_id: id, last_lsn: t.get(id)?.last_lsn, compensating: None }
+        };
+        let before = ctx.last_lsn;
+        let r = f(&self.tree(), &mut ctx);
+        if ctx.last_lsn != before {
+            let mut t = self.txns.lock();
+            let e = t.get_mut(id)?;
+            e.last_lsn = ctx.last_lsn;
+            e.undo_next_lsn = ctx.last_lsn;
+            if e.first_lsn == 0 {
+                e.first_lsn = start;
+            }
+        }
+        r
+    }
+
+    /// Roll transaction `id` back to just after `target` (0: everything).
+    fn rollback_to(&self, id: TxnId, target: Lsn) -> Result<()> {
+        self.with_txn_ctx(id, |tree, ctx| {
+            let mut cur = ctx.last_lsn;
+            while cur > target {
+                cur = undo_step(tree, &self.wal, ctx, cur)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn checkpoint(&self) -> Result<()> {
+        let mut ck = self.ckpt.lock();
+        // Write back pages dirty since before the previous checkpoint began, so
+        // that redo start, and with it the log, stays bounded.
+        self.pool.flush_dirty(ck.last_begin, usize::MAX)?;
+        let (begin, active_txns, dirty_pages) = {
+            let _w = self.tree_latch.write();
+            let t = self.txns.lock();
+            let begin = self.wal.append(&RecordHeader::default(), &Body::CkptBegin)?;
+            self.fpi_horizon.store(begin, Ordering::Release);
+            let att: Vec<AttEntry> = t.active_txns.values().filter(|e| e.last_lsn != 0).copied().collect();
+            (begin, att, self.pool.dirty_pages())
+        };
+        let redo_start = dirty_pages.iter().map(|&(_, l)| l).min().unwrap_or(begin).min(begin);
+        let keep_from = active_txns.iter().map(|e| e.first_lsn).min().unwrap_or(begin).min(redo_start);
+        let data = CheckpointData {
+            begin_lsn: begin,
+            next_txn_id: self.next_txn_id.load(Ordering::Relaxed),
+            active_txns,
+            dirty_pages,
+        };
+        let end = self.wal.append(&RecordHeader::default(), &Body::CkptEnd(data))?;
+        self.wal.flush_to(end)?;
+        // Every page written before this point is now durable.
+        self.pool.sync()?;
+        let master = Master {
+            seq: ck.master_seq + 1,
+            page_size: self.page_size as u32,
+            checkpoint_lsn: begin,
+            durable_lsn: self.wal.durable_lsn(),
+        };
+        write_master(&*self.data_file, &master)?;
+        ck.master_seq = master.seq;
+        ck.last_begin = begin;
+        self.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
+        self.wal.truncate_before(keep_from)?;
+        Ok(())
+    }
+
+    fn background_tick(&self) -> Result<()> {
+        let r = (|| {
+            if self.opts.durability == Durability::Eventual {
+                self.wal.flush_all()?;
+            }
+            let horizon = self.fpi_horizon.load(Ordering::Acquire);
+            self.pool.flush_dirty(horizon, 64)?;
+            let interval = self.opts.checkpoint_interval_bytes;
+            if interval > 0 {
+                let last = self.ckpt.lock().last_begin;
+                if self.wal.end_lsn().saturating_sub(last) >= interval {
+                    self.checkpoint()?;
+                }
+            }
+            Ok(())
+        })();
+        self.guard(r)
+    }
+
+    fn close(&self) -> Result<()> {
+        self.wal.flush_all()?;
+        self.pool.flush_dirty(Lsn::MAX, usize::MAX)?;
+        self.checkpoint()?;
+        self.pool.flush_dirty(Lsn::MAX, usize::MAX)?;
+        self.checkpoint()
+    }
+
+    fn stats(&self) -> Stats {
+        let p = &self.pool.counters;
+        let w = &self.wal.counters;
+        Stats {
+            commits: self.counters.commits.load(Ordering::Relaxed),
+            aborts: self.counters.aborts.load(Ordering::Relaxed),
+            deadlocks: self.counters.deadlocks.load(Ordering::Relaxed),
+            checkpoints: self.counters.checkpoints.load(Ordering::Relaxed),
+            wal_syncs: w.syncs.load(Ordering::Relaxed),
+            wal_flushes: w.flushes.load(Ordering::Relaxed),
+            wal_bytes_written: w.bytes_written.load(Ordering::Relaxed),
+            wal_disk_bytes: self.wal.disk_bytes().unwrap_or(0),
+            cache_hits: p.hits.load(Ordering::Relaxed),
+            cache_misses: p.misses.load(Ordering::Relaxed),
+            evictions: p.evictions.load(Ordering::Relaxed),
+            pages_written: p.pages_written.load(Ordering::Relaxed),
+            full_page_images: p.fpis.load(Ordering::Relaxed),
+            locked_keys: self.locks.len() as u64,
+        }
+    }
+}
+
+/// A partial rollback point of a transaction. A plain value: it does not
+/// borrow the transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Savepoint {
+    txn_id: TxnId,
+    lsn: Lsn,
+}
+
+/// A transaction. Dropping it without `commit` rolls it back.
+pub struct Txn {
+    inner: Arc<Inner>,
+    id: TxnId,
+    locks: Vec<u64>,
+    ended: bool,
+}
+
+fn check_key(key: &[u8]) -> Result<()> {
+    if key.is_empty() {
+        return Err(Error::InvalidArgument("keys must not be empty".into()));
+    }
+    if key.len() > MAX_KEY_LEN {
+        return Err(Error::TooLarge { what: "key", len: key.len(), max: MAX_KEY_LEN });
+    }
+    Ok(())
+}
+
+impl Txn {
+    /// This transaction's id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    fn check_active(&self) -> Result<()> {
+        if self.ended {
+            return Err(Error::TxnEnded);
+        }
+        self.inner.check_ok()
+    }
+
+    /// Take `mode` on `key`, waiting for other holders. A deadlock rolls this
+    /// transaction back and returns `Error::Deadlock`.
+    fn lock(&mut self, key: &[u8], mode: LockMode) -> Result<()> {
+        let k = lock_key(key);
+        match self.inner.locks.lock(self.id, k, mode) {
+            Ok(true) => {
+                self.locks.push(k);
+                Ok(())
+            }
+            Ok(false) => Ok(()),
+            Err(Error::Deadlock) => {
+                self.inner.counters.deadlocks.fetch_add(1, Ordering::Relaxed);
+                self.abort_inner()?;
+                Err(Error::Deadlock)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Insert or overwrite.
+    pub fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.check_active()?;
+        check_key(key)?;
+        if value.len() > MAX_VALUE_LEN {
+            return Err(Error::TooLarge { what: "value", len: value.len(), max: MAX_VALUE_LEN });
+        }
+        self.lock(key, LockMode::Exclusive)?;
+        let r = self.inner.with_txn_ctx(self.id, |tree, ctx| tree.put(ctx, key, value));
+        self.inner.guard(r)
+    }
+
+    /// Read a key; sees this transaction's own writes.
+    pub fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.check_active()?;
+        check_key(key)?;
+        self.lock(key, LockMode::Shared)?;
+        let _r = self.inner.tree_latch.read();
+        let r = self.inner.tree().get(key);
+        self.inner.guard_read(r)
+    }
+
+    /// Remove a key; true if it existed.
+    pub fn delete(&mut self, key: &[u8]) -> Result<bool> {
+        self.check_active()?;
+        check_key(key)?;
+        self.lock(key, LockMode::Exclusive)?;
+        let r = self.inner.with_txn_ctx(self.id, |tree, ctx| tree.delete(ctx, key));
+        self.inner.guard(r)
+    }
+
+    /// Entries in `range`, in ascending key order. Each key returned is locked
+    /// (shared) until the transaction ends.
+    pub fn scan<R: RangeBounds<[u8]>>(&mut self, range: R) -> Result<Scan<'_>> {
+        self.check_active()?;
+        let own = |b: Bound<&[u8]>| match b {
+            Bound::Included(k) => Bound::Included(k.to_vec()),
+            Bound::Excluded(k) => Bound::Excluded(k.to_vec()),
+            Bound::Unbounded => Bound::Unbounded,
+        };
+        let next = own(range.start_bound());
+        let end = own(range.end_bound());
+        Ok(Scan { txn: self, next, end, buf: VecDeque::new(), done: false })
+    }
+
+    /// A point to roll back to later.
+    pub fn savepoint(&mut self) -> Result<Savepoint> {
+        self.check_active()?;
+        let lsn = self.inner.txns.lock().get(self.id)?.last_lsn;
+        Ok(Savepoint { txn_id: self.id, lsn })
+    }
+
+    /// Undo everything done after `sp`, keep what came before. Locks stay held.
+    pub fn rollback_to(&mut self, sp: &Savepoint) -> Result<()> {
+        self.check_active()?;
+        if sp.txn_id != self.id {
+            return Err(Error::InvalidArgument(format!(
+                "savepoint of transaction {} used in transaction {}",
+                sp.txn_id, self.id
+            )));
+        }
+        let r = self.inner.rollback_to(self.id, sp.lsn);
+        self.inner.guard(r)
+    }
+
+    /// Commit. With `Durability::Immediate` this returns after the commit is on
+    /// stable storage.
+    pub fn commit(mut self) -> Result<()> {
+        self.check_active()?;
+        self.ended = true;
+        let wrote = self.inner.txns.lock().get(self.id)?.last_lsn != 0;
+        if wrote {
+            let r = self.inner.log_txn_record(self.id, Body::Commit);
+            let lsn = self.inner.guard(r)?;
+            if self.inner.opts.durability == Durability::Immediate {
+                let r = self.inner.wal.flush_to(lsn);
+                self.inner.guard(r)?;
+            }
+        }
+        self.inner.locks.release_all(self.id, &self.locks);
+        self.locks.clear();
+        if wrote {
+            let r = self.inner.log_txn_record(self.id, Body::End);
+            self.inner.guard(r)?;
+        } else {
+            self.inner.txns.lock().active_txns.remove(&self.id);
+        }
+        self.inner.counters.commits.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Roll back and end the transaction.
+    pub fn abort(mut self) -> Result<()> {
+        self.check_active()?;
+        self.abort_inner()
+    }
+
+    fn abort_inner(&mut self) -> Result<()> {
+        self.ended = true;
+        let wrote = self.inner.txns.lock().get(self.id).map(|e| e.last_lsn != 0).unwrap_or(false);
+        let r = (|| {
+            if wrote {
+                self.inner.log_txn_record(self.id, Body::Abort)?;
+                self.inner.rollback_to(self.id, 0)?;
+                self.inner.log_txn_record(self.id, Body::End)?;
+            } else {
+                self.inner.txns.lock().active_txns.remove(&self.id);
+            }
+            Ok(())
+        })();
+        self.inner.locks.release_all(self.id, &self.locks);
+        self.locks.clear();
+        self.inner.counters.aborts.fetch_add(1, Ordering::Relaxed);
+        self.inner.guard(r)
+    }
+}
+
+impl Drop for Txn {
+    fn drop(&mut self) {
+        if !self.ended {
+            if self.inner.check_ok().is_ok() {
+                let _ = self.abort_inner();
+            } else {
+                self.inner.locks.release_all(self.id, &self.locks);
+            }
+        }
+    }
+}
+
+/// An iterator over a range of entries, in ascending key order.
+pub struct Scan<'t> {
+    txn: &'t mut Txn,
+    next: Bound<Vec<u8>>,
+    end: Bound<Vec<u8>>,
+    buf: VecDeque<(Vec<u8>, Vec<u8>)>,
+    done: bool,
+}
+
+fn as_ref(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
+    match b {
+        Bound::Included(k) => Bound::Included(k),
+        Bound::Excluded(k) => Bound::Excluded(k),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
+impl Scan<'_> {
+    fn fill(&mut self) -> Result<()> {
+        loop {
+            self.txn.check_active()?;
+            let mut blocked: Option<Vec<u8>> = None;
+            {
+                let inner = self.txn.inner.clone();
+                let _r = inner.tree_latch.read();
+                let tree = inner.tree();
+                let (id, locks, buf) = (self.txn.id, &mut self.txn.locks, &mut self.buf);
+                let r = tree.scan(as_ref(&self.next), as_ref(&self.end), |k, cell| {
+                    let lk = lock_key(k);
+                    match inner.locks.try_lock(id, lk, LockMode::Shared)? {
+                        None => {
+                            blocked = Some(k.to_vec());
+                            return Ok(false);
+                        }
+                        Some(true) => locks.push(lk),
+                        Some(false) => {}
+                    }
+                    buf.push_back((k.to_vec(), tree.read_value(cell)?));
+                    Ok(buf.len() < SCAN_BATCH)
+                });
+                inner.guard_read(r)?;
+            }
+            if let Some(k) = blocked {
+                self.txn.lock(&k, LockMode::Shared)?;
+                self.next = Bound::Included(k);
+                if self.buf.is_empty() {
+                    continue;
+                }
+                return Ok(());
+            }
+            match self.buf.back() {
+                Some((k, _)) if self.buf.len() >= SCAN_BATCH => self.next = Bound::Excluded(k.clone()),
+                _ => self.done = true,
+            }
+            return Ok(());
+        }
+    }
+}
+
+impl Iterator for Scan<'_> {
+    type Item = Result<(Vec<u8>, Vec<u8>)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Some(item) = self.buf.pop_front() {
+            return Some(Ok(item));
+        }
+        if self.done {
+            return None;
+        }
+        match self.fill() {
+            Ok(()) => self.buf.pop_front().map(Ok),
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! ariesdb: an embedded transactional key-value storage engine that recovers
+//! by ARIES.
+//!
+//! ```no_run
+//! use ariesdb::{Db, Options, Durability};
+//! let db = Db::open("my-data")?;
+//! let mut tx = db.begin()?;
+//! tx.put(b"hello", b"world")?;
+//! tx.commit()?;
+//! let mut tx = db.begin()?;
+//! assert_eq!(tx.get(b"hello")?, Some(b"world".to_vec()));
+//! tx.commit()?;
+//! db.close()?;
+//! # Ok::<(), ariesdb::Error>(())
+//! ```
+//!
+//! Layers, bottom to top: `storage` (files and the simulated disk), `page`
+//! (byte layouts and redo of one operation on one page), `wal` (log records,
+//! writer with group commit, reader), `buffer` (the pool; the write-ahead
+//! rule), `btree`, `txn` (transaction table, locks, rollback), `recovery`
+//! (analysis, redo, undo), and the `Db` facade. See docs/design.md.
+
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+mod btree;
+mod buffer;
+mod codec;
+mod db;
+pub mod error;
+mod options;
+mod page;
+mod recovery;
+pub mod storage;
+mod txn;
+mod wal;
+
+use std::ops::Bound;
+
+pub use btree::{CheckReport, MAX_KEY_LEN, MAX_VALUE_LEN};
+pub use db::{Db, Savepoint, Scan, Stats, Txn, DATA_FILE};
+pub use error::{Error, Result};
+pub use options::{Durability, Options};
+pub use recovery::RecoveryReport;
+
+/// The half-open key range `[start, end)`, for `Txn::scan`.
+pub fn range<'a>(start: &'a [u8], end: &'a [u8]) -> (Bound<&'a [u8]>, Bound<&'a [u8]>) {
+    (Bound::Included(start), Bound::Excluded(end))
+}
+
+/// Internals exposed for the fuzz targets and the crash suite; not a stable API.
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::page::{verify, PageState};
+    pub use crate::wal::{decode_record, parse_segment_name, segment_name, LSN_START};
+}

@@ -1,0 +1,348 @@
+//! Physiological redo operations: each names one page and says what to do to
+//! it in terms of slots and cells. `apply` is the single function that changes
+//! page contents, used both by normal operation and by redo.
+//!
+//! Invariant: `apply` checks every slot number and cell against the page before
+//! touching it, so a record from a damaged log gives `Error::Corruption`, never
+//! a panic or a write outside the page.
+
+use super::*;
+use crate::codec::{Reader, Writer};
+
+/// One operation on one page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PageOp {
+    /// Format the page as a fresh slotted/meta/free page with these cells (fully defines it).
+    Init {
+        /// Page type byte.
+        ty: u8,
+        /// Link field.
+        link: u32,
+        /// Aux field.
+        aux: u32,
+        /// Cells in slot order.
+        cells: Vec<Vec<u8>>,
+    },
+    /// Format the page as an overflow page holding `data` (fully defines it).
+    InitOverflow {
+        /// Next page of the chain, 0 for none.
+        next: u32,
+        /// The bytes of the value held here.
+        data: Vec<u8>,
+    },
+    /// A full page image (fully defines it): torn-page protection.
+    Image(Vec<u8>),
+    /// Insert a cell at a slot.
+    Insert {
+        /// Slot.
+        slot: u16,
+        /// Cell bytes.
+        cell: Vec<u8>,
+    },
+    /// Delete the cell at a slot.
+    Delete {
+        /// Slot.
+        slot: u16,
+    },
+    /// Replace the cell at a slot.
+    Replace {
+        /// Slot.
+        slot: u16,
+        /// New cell bytes.
+        cell: Vec<u8>,
+    },
+    /// Remove slots `from..`.
+    Truncate {
+        /// First slot removed.
+        from: u16,
+    },
+    /// Set the link field.
+    SetLink(u32),
+    /// Set the meta page fields.
+    SetMeta(Meta),
+}
+
+impl PageOp {
+    /// True when the op defines the whole page, so the page's old contents do not matter.
+    pub fn defines_page(&self) -> bool {
+        matches!(self, PageOp::Init { .. } | PageOp::InitOverflow { .. } | PageOp::Image(_))
+    }
+
+    /// Append the encoding of the op.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            PageOp::Init { ty, link, aux, cells } => {
+                out.put_u8(1);
+                out.put_u8(*ty);
+                out.put_u32(*link);
+                out.put_u32(*aux);
+                out.put_u32(cells.len() as u32);
+                for c in cells {
+                    out.put_bytes16(c);
+                }
+            }
+            PageOp::InitOverflow { next, data } => {
+                out.put_u8(2);
+                out.put_u32(*next);
+                out.put_bytes32(data);
+            }
+            PageOp::Image(b) => {
+                out.put_u8(3);
+                out.put_bytes32(b);
+            }
+            PageOp::Insert { slot, cell } => {
+                out.put_u8(4);
+                out.put_u16(*slot);
+                out.put_bytes16(cell);
+            }
+            PageOp::Delete { slot } => {
+                out.put_u8(5);
+                out.put_u16(*slot);
+            }
+            PageOp::Replace { slot, cell } => {
+                out.put_u8(6);
+                out.put_u16(*slot);
+                out.put_bytes16(cell);
+            }
+            PageOp::Truncate { from } => {
+                out.put_u8(7);
+                out.put_u16(*from);
+            }
+            PageOp::SetLink(l) => {
+                out.put_u8(8);
+                out.put_u32(*l);
+            }
+            PageOp::SetMeta(m) => {
+                out.put_u8(9);
+                out.put_u32(m.root);
+                out.put_u32(m.free_head);
+                out.put_u32(m.page_count);
+                out.put_u32(m.free_count);
+            }
+        }
+    }
+
+    /// Decode one op.
+    pub fn decode(r: &mut Reader<'_>) -> Result<PageOp> {
+        Ok(match r.u8()? {
+            1 => {
+                let ty = r.u8()?;
+                let link = r.u32()?;
+                let aux = r.u32()?;
+                let n = r.count(2)?;
+                let mut cells = Vec::with_capacity(n);
+                for _ in 0..n {
+                    cells.push(r.bytes16()?.to_vec());
+                }
+                PageOp::Init { ty, link, aux, cells }
+            }
+            2 => PageOp::InitOverflow { next: r.u32()?, data: r.bytes32()?.to_vec() },
+            3 => PageOp::Image(r.bytes32()?.to_vec()),
+            4 => PageOp::Insert { slot: r.u16()?, cell: r.bytes16()?.to_vec() },
+            5 => PageOp::Delete { slot: r.u16()? },
+            6 => PageOp::Replace { slot: r.u16()?, cell: r.bytes16()?.to_vec() },
+            7 => PageOp::Truncate { from: r.u16()? },
+            8 => PageOp::SetLink(r.u32()?),
+            9 => PageOp::SetMeta(Meta {
+                root: r.u32()?,
+                free_head: r.u32()?,
+                page_count: r.u32()?,
+                free_count: r.u32()?,
+            }),
+            k => return Err(Error::corruption("wal", format!("unknown page op {k}"))),
+        })
+    }
+}
+
+fn bad(page_id: PageId, what: impl std::fmt::Display) -> Error {
+    Error::corruption("wal", format!("redo op does not fit page {page_id}: {what}"))
+}
+
+/// Check that `c` is a well-formed cell for a page of type `ty` that fits in `page_size`.
+fn check_cell(page_id: PageId, ty: PageType, c: &[u8], page_size: usize) -> Result<()> {
+    match cell_len_at(c, ty, 0) {
+        Some(len) if len == c.len() && len > 0 && get_u16(c, 0) > 0 && len <= max_cell(page_size) => Ok(()),
+        _ => Err(bad(page_id, format!("malformed cell of {} bytes", c.len()))),
+    }
+}
+
+fn slotted_type(page_id: PageId, b: &[u8]) -> Result<PageType> {
+    match b.page_type() {
+        Some(t @ (PageType::Leaf | PageType::Internal)) => Ok(t),
+        other => Err(bad(page_id, format!("cell op on a page of type {other:?}"))),
+    }
+}
+
+/// Apply `op` to page `page_id` held in `b`. Does not touch `page_lsn`; the
+/// caller (the buffer pool's logged-change path or redo) sets it.
+pub fn apply(b: &mut [u8], page_id: PageId, op: &PageOp) -> Result<()> {
+    let page_size = b.len();
+    match op {
+        PageOp::Init { ty, link, aux, cells } => {
+            let Some(t) = PageType::from_u8(*ty) else { return Err(bad(page_id, "unknown page type")) };
+            let lsn = b.page_lsn();
+            init_page(b, page_id, t, *link, *aux);
+            set_page_lsn(b, lsn);
+            if !cells.is_empty() {
+                let t = slotted_type(page_id, b)?;
+                let total: usize = cells.iter().map(|c| c.len() + 2).sum();
+                if total > usable_space(page_size) {
+                    return Err(bad(page_id, "init cells exceed the page"));
+                }
+                for (i, c) in cells.iter().enumerate() {
+                    check_cell(page_id, t, c, page_size)?;
+                    insert_cell(b, i, c);
+                }
+            }
+        }
+        PageOp::InitOverflow { next, data } => {
+            if data.len() > overflow_capacity(page_size) {
+                return Err(bad(page_id, "overflow data exceeds the page"));
+            }
+            let lsn = b.page_lsn();
+            init_page(b, page_id, PageType::Overflow, *next, data.len() as u32);
+            set_page_lsn(b, lsn);
+            b[HEADER_LEN..HEADER_LEN + data.len()].copy_from_slice(data);
+        }
+        PageOp::Image(img) => {
+            if img.len() != page_size {
+                return Err(bad(page_id, format!("image of {} bytes", img.len())));
+            }
+            let mut tmp = img.clone();
+            seal(&mut tmp);
+            check_structure(&tmp, page_id).map_err(|e| bad(page_id, e))?;
+            b.copy_from_slice(img);
+        }
+        PageOp::Insert { slot, cell: c } => {
+            let t = slotted_type(page_id, b)?;
+            check_cell(page_id, t, c, page_size)?;
+            if *slot as usize > b.slot_count() || free_space(b) < c.len() + 2 {
+                return Err(bad(page_id, format!("insert at slot {slot} of {}", b.slot_count())));
+            }
+            insert_cell(b, *slot as usize, c);
+        }
+        PageOp::Delete { slot } => {
+            slotted_type(page_id, b)?;
+            if *slot as usize >= b.slot_count() {
+                return Err(bad(page_id, format!("delete slot {slot} of {}", b.slot_count())));
+            }
+            delete_cell(b, *slot as usize);
+        }
+        PageOp::Replace { slot, cell: c } => {
+            let t = slotted_type(page_id, b)?;
+            check_cell(page_id, t, c, page_size)?;
+            let s = *slot as usize;
+            if s >= b.slot_count() || free_space(b) + cell(b, s).len() < c.len() {
+                return Err(bad(page_id, format!("replace slot {slot} of {}", b.slot_count())));
+            }
+            delete_cell(b, s);
+            insert_cell(b, s, c);
+        }
+        PageOp::Truncate { from } => {
+            slotted_type(page_id, b)?;
+            if *from as usize > b.slot_count() {
+                return Err(bad(page_id, format!("truncate from {from} of {}", b.slot_count())));
+            }
+            truncate_cells(b, *from as usize);
+        }
+        PageOp::SetLink(l) => {
+            if b.page_type().is_none() {
+                return Err(bad(page_id, "set link on an unformatted page"));
+            }
+            set_link(b, *l);
+        }
+        PageOp::SetMeta(m) => {
+            if b.page_type() != Some(PageType::Meta) {
+                return Err(bad(page_id, "meta op on a page that is not the meta page"));
+            }
+            m.write(b);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leaf_cell(k: &[u8], v: &[u8]) -> Vec<u8> {
+        let mut c = Vec::new();
+        LeafCell::encode_inline(k, v, &mut c);
+        c
+    }
+
+    #[test]
+    fn insert_delete_replace_compact() {
+        let mut p = vec![0u8; 4096];
+        apply(&mut p, 7, &PageOp::Init { ty: PageType::Leaf as u8, link: 0, aux: 0, cells: vec![] }).unwrap();
+        for i in 0..50u32 {
+            let k = format!("key{i:04}");
+            let slot = search(&p, k.as_bytes()).unwrap_err();
+            apply(&mut p, 7, &PageOp::Insert { slot: slot as u16, cell: leaf_cell(k.as_bytes(), &[i as u8; 20]) })
+                .unwrap();
+        }
+        assert_eq!(p.slot_count(), 50);
+        for i in (0..50).step_by(2) {
+            let k = format!("key{i:04}");
+            let s = search(&p, k.as_bytes()).unwrap();
+            apply(&mut p, 7, &PageOp::Delete { slot: s as u16 }).unwrap();
+        }
+        assert_eq!(p.slot_count(), 25);
+        let s = search(&p, b"key0001").unwrap();
+        apply(&mut p, 7, &PageOp::Replace { slot: s as u16, cell: leaf_cell(b"key0001", &[9; 300]) }).unwrap();
+        let c = LeafCell::parse(cell(&p, s));
+        assert_eq!(c.inline.unwrap(), &[9u8; 300][..]);
+        compact(&mut p);
+        seal(&mut p);
+        assert_eq!(verify(&p, 7), PageState::Valid);
+        assert_eq!(verify(&p, 8), PageState::Invalid);
+        let keys: Vec<_> = (0..p.slot_count()).map(|i| cell_key(&p, i).to_vec()).collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        assert_eq!(keys, sorted);
+    }
+
+    #[test]
+    fn bad_ops_are_corruption_not_panics() {
+        let mut p = vec![0u8; 4096];
+        apply(&mut p, 3, &PageOp::Init { ty: PageType::Leaf as u8, link: 0, aux: 0, cells: vec![] }).unwrap();
+        assert!(apply(&mut p, 3, &PageOp::Delete { slot: 0 }).is_err());
+        assert!(apply(&mut p, 3, &PageOp::Insert { slot: 5, cell: leaf_cell(b"a", b"b") }).is_err());
+        assert!(apply(&mut p, 3, &PageOp::Insert { slot: 0, cell: vec![1, 2, 3] }).is_err());
+        assert!(
+            apply(&mut p, 3, &PageOp::SetMeta(Meta { root: 2, free_head: 0, page_count: 3, free_count: 0 })).is_err()
+        );
+        assert!(apply(&mut p, 3, &PageOp::Image(vec![0; 10])).is_err());
+        assert!(apply(&mut p, 3, &PageOp::Init { ty: 99, link: 0, aux: 0, cells: vec![] }).is_err());
+    }
+
+    #[test]
+    fn verify_rejects_garbage() {
+        let mut p = vec![0xAB; 4096];
+        assert_eq!(verify(&p, 1), PageState::Invalid);
+        p.fill(0);
+        assert_eq!(verify(&p, 1), PageState::Zero);
+    }
+
+    #[test]
+    fn op_encoding_round_trips() {
+        let ops = vec![
+            PageOp::Init { ty: 2, link: 5, aux: 1, cells: vec![vec![1, 2], vec![3]] },
+            PageOp::InitOverflow { next: 9, data: vec![7; 100] },
+            PageOp::Image(vec![1; 64]),
+            PageOp::Insert { slot: 3, cell: vec![4; 12] },
+            PageOp::Delete { slot: 2 },
+            PageOp::Replace { slot: 1, cell: vec![5; 8] },
+            PageOp::Truncate { from: 4 },
+            PageOp::SetLink(77),
+            PageOp::SetMeta(Meta { root: 2, free_head: 0, page_count: 10, free_count: 0 }),
+        ];
+        for op in ops {
+            let mut buf = Vec::new();
+            op.encode(&mut buf);
+            let mut r = Reader::new(&buf, "wal");
+            assert_eq!(PageOp::decode(&mut r).unwrap(), op);
+            r.finish().unwrap();
+        }
+    }
+}

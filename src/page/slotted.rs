@@ -1,0 +1,340 @@
+//! Slotted pages: a slot directory of u16 offsets growing up from the header and
+//! variable-length cells growing down from the end of the page.
+//!
+//! Invariants: slot offsets point inside [cell_start, page_size); each cell's
+//! length, computed from its own first bytes, stays inside the page; deleted
+//! cells leave `frag_bytes` that compaction gives back. Cells are opaque to this
+//! module except for their length; `LeafCell` and `InnerCell` give them meaning.
+
+use super::*;
+
+/// Leaf cell flag: the value lives in an overflow chain.
+pub const FLAG_OVERFLOW: u8 = 1;
+/// Bytes before the key in a leaf cell: key_len u16, flags u8, val_len u32.
+pub const LEAF_CELL_HEADER: usize = 7;
+/// Bytes before the key in an inner cell: key_len u16, child u32.
+pub const INNER_CELL_HEADER: usize = 6;
+
+/// Length of the cell at `off`, read from the cell itself; None if it does not fit.
+pub fn cell_len_at(b: &[u8], ty: PageType, off: usize) -> Option<usize> {
+    let len = match ty {
+        PageType::Leaf => {
+            let hdr = b.get(off..off.checked_add(LEAF_CELL_HEADER)?)?;
+            let key_len = get_u16(hdr, 0) as usize;
+            let flags = hdr[2];
+            let val_len = get_u32(hdr, 3) as usize;
+            let val_here = if flags & FLAG_OVERFLOW != 0 { 4 } else { val_len };
+            LEAF_CELL_HEADER + key_len + val_here
+        }
+        PageType::Internal => {
+            let hdr = b.get(off..off.checked_add(INNER_CELL_HEADER)?)?;
+            INNER_CELL_HEADER + get_u16(hdr, 0) as usize
+        }
+        _ => return None,
+    };
+    if off.checked_add(len)? <= b.len() {
+        Some(len)
+    } else {
+        None
+    }
+}
+
+/// Offset of slot `i`'s cell.
+pub fn slot_offset(b: &[u8], i: usize) -> usize {
+    get_u16(b, HEADER_LEN + 2 * i) as usize
+}
+
+/// The bytes of cell `i` (the page must have passed `check_layout` or been built by `apply`).
+pub fn cell(b: &[u8], i: usize) -> &[u8] {
+    let ty = b.page_type().expect("verified page type");
+    let off = slot_offset(b, i);
+    let len = cell_len_at(b, ty, off).expect("verified cell");
+    &b[off..off + len]
+}
+
+/// Free bytes usable for a new cell plus its slot, counting fragments.
+pub fn free_space(b: &[u8]) -> usize {
+    let slots_end = HEADER_LEN + 2 * b.slot_count();
+    b.cell_start().saturating_sub(slots_end) + b.frag_bytes()
+}
+
+/// Bytes available for cells and slots in an empty page.
+pub fn usable_space(page_size: usize) -> usize {
+    page_size - HEADER_LEN
+}
+
+/// The largest cell a page of this size accepts: a third of the usable space,
+/// so that a split always leaves both halves with room.
+pub fn max_cell(page_size: usize) -> usize {
+    usable_space(page_size) / 3
+}
+
+/// Check the slot directory and every cell of a slotted page (or the length
+/// field of an overflow page).
+pub(crate) fn check_layout(b: &[u8], ty: PageType) -> std::result::Result<(), String> {
+    let n = b.slot_count();
+    let cell_start = b.cell_start();
+    match ty {
+        PageType::Leaf | PageType::Internal => {}
+        PageType::Overflow => {
+            if n != 0 || (b.aux() as usize) > b.len() - HEADER_LEN {
+                return Err(format!("overflow page holds {} bytes", b.aux()));
+            }
+            return Ok(());
+        }
+        PageType::Meta | PageType::Free => {
+            return if n == 0 { Ok(()) } else { Err("slots on a page without cells".into()) };
+        }
+    }
+    let slots_end = HEADER_LEN + 2 * n;
+    if slots_end > cell_start || cell_start > b.len() {
+        return Err(format!("slot directory of {n} slots overlaps cells at {cell_start}"));
+    }
+    let mut used = 0usize;
+    for i in 0..n {
+        let off = slot_offset(b, i);
+        if off < cell_start {
+            return Err(format!("slot {i} points at {off}, before the cell area"));
+        }
+        let Some(len) = cell_len_at(b, ty, off) else {
+            return Err(format!("cell {i} at {off} runs past the page end"));
+        };
+        let key_len = get_u16(b, off) as usize;
+        if key_len == 0 {
+            return Err(format!("cell {i} has an empty key"));
+        }
+        used += len;
+    }
+    if used + b.frag_bytes() > b.len() - cell_start {
+        return Err("cells and fragments exceed the cell area".into());
+    }
+    Ok(())
+}
+
+/// Format `b` as an empty page of the given kind.
+pub fn init_page(b: &mut [u8], page_id: PageId, ty: PageType, link: u32, aux: u32) {
+    b.fill(0);
+    put_u32(b, OFF_PAGE_ID, page_id);
+    b[OFF_TYPE] = ty as u8;
+    b[OFF_VERSION] = PAGE_FORMAT_VERSION;
+    let page_size = b.len();
+    put_u16(b, OFF_CELL_START, page_size as u16);
+    if page_size > u16::MAX as usize {
+        unreachable!("page size is checked at open");
+    }
+    put_u32(b, OFF_LINK, link);
+    put_u32(b, OFF_AUX, aux);
+}
+
+/// Set the link field.
+pub fn set_link(b: &mut [u8], link: u32) {
+    put_u32(b, OFF_LINK, link)
+}
+
+/// Move all cells to the end of the page, removing fragments. Slot order is kept.
+pub fn compact(b: &mut [u8]) {
+    let ty = b.page_type().expect("slotted page");
+    let n = b.slot_count();
+    let mut scratch = vec![0u8; b.len()];
+    let mut top = b.len();
+    for i in 0..n {
+        let c = cell(b, i);
+        top -= c.len();
+        scratch[top..top + c.len()].copy_from_slice(c);
+        put_u16(&mut scratch, HEADER_LEN + 2 * i, top as u16);
+    }
+    let _ = ty;
+    b[top..].copy_from_slice(&scratch[top..]);
+    b[HEADER_LEN..HEADER_LEN + 2 * n].copy_from_slice(&scratch[HEADER_LEN..HEADER_LEN + 2 * n]);
+    put_u16(b, OFF_CELL_START, top as u16);
+    put_u16(b, OFF_FRAG, 0);
+}
+
+/// Insert `c` as slot `i`, shifting later slots. The caller checked `free_space`.
+pub fn insert_cell(b: &mut [u8], i: usize, c: &[u8]) {
+    let n = b.slot_count();
+    debug_assert!(i <= n);
+    debug_assert!(free_space(b) >= c.len() + 2);
+    let slots_end = HEADER_LEN + 2 * n;
+    if b.cell_start() < slots_end + 2 + c.len() {
+        compact(b);
+    }
+    let top = b.cell_start() - c.len();
+    b[top..top + c.len()].copy_from_slice(c);
+    let at = HEADER_LEN + 2 * i;
+    b.copy_within(at..slots_end, at + 2);
+    put_u16(b, at, top as u16);
+    put_u16(b, OFF_SLOT_COUNT, (n + 1) as u16);
+    put_u16(b, OFF_CELL_START, top as u16);
+}
+
+/// Remove slot `i`; its cell becomes fragment space.
+pub fn delete_cell(b: &mut [u8], i: usize) {
+    let n = b.slot_count();
+    debug_assert!(i < n);
+    let len = cell(b, i).len();
+    let off = slot_offset(b, i);
+    let at = HEADER_LEN + 2 * i;
+    b.copy_within(at + 2..HEADER_LEN + 2 * n, at);
+    put_u16(b, OFF_SLOT_COUNT, (n - 1) as u16);
+    if off == b.cell_start() {
+        put_u16(b, OFF_CELL_START, (off + len) as u16);
+    } else {
+        let frag = b.frag_bytes() + len;
+        put_u16(b, OFF_FRAG, frag as u16);
+    }
+    if n == 1 {
+        put_u16(b, OFF_CELL_START, b.len() as u16);
+        put_u16(b, OFF_FRAG, 0);
+    }
+}
+
+/// Remove slots `from..`; their cells become fragment space.
+pub fn truncate_cells(b: &mut [u8], from: usize) {
+    while b.slot_count() > from {
+        let last = b.slot_count() - 1;
+        delete_cell(b, last);
+    }
+}
+
+/// The overflow data bytes of an overflow page.
+pub fn overflow_data(b: &[u8]) -> &[u8] {
+    &b[HEADER_LEN..HEADER_LEN + b.aux() as usize]
+}
+
+/// Bytes of value data one overflow page holds.
+pub fn overflow_capacity(page_size: usize) -> usize {
+    page_size - HEADER_LEN
+}
+
+/// A decoded leaf cell.
+#[derive(Debug, Clone, Copy)]
+pub struct LeafCell<'a> {
+    /// The key.
+    pub key: &'a [u8],
+    /// Total value length.
+    pub val_len: usize,
+    /// The value, when it is stored in the cell.
+    pub inline: Option<&'a [u8]>,
+    /// The first overflow page, when it is not.
+    pub overflow: Option<PageId>,
+}
+
+impl<'a> LeafCell<'a> {
+    /// Decode a leaf cell (bounds were checked when the page was verified).
+    pub fn parse(c: &'a [u8]) -> LeafCell<'a> {
+        let key_len = get_u16(c, 0) as usize;
+        let flags = c[2];
+        let val_len = get_u32(c, 3) as usize;
+        let key = &c[LEAF_CELL_HEADER..LEAF_CELL_HEADER + key_len];
+        let rest = &c[LEAF_CELL_HEADER + key_len..];
+        if flags & FLAG_OVERFLOW != 0 {
+            LeafCell { key, val_len, inline: None, overflow: Some(get_u32(rest, 0)) }
+        } else {
+            LeafCell { key, val_len, inline: Some(&rest[..val_len]), overflow: None }
+        }
+    }
+
+    /// Encode a leaf cell with an inline value.
+    pub fn encode_inline(key: &[u8], value: &[u8], out: &mut Vec<u8>) {
+        out.clear();
+        out.extend_from_slice(&(key.len() as u16).to_le_bytes());
+        out.push(0);
+        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        out.extend_from_slice(key);
+        out.extend_from_slice(value);
+    }
+
+    /// Encode a leaf cell whose value lives in an overflow chain.
+    pub fn encode_overflow(key: &[u8], val_len: usize, first: PageId, out: &mut Vec<u8>) {
+        out.clear();
+        out.extend_from_slice(&(key.len() as u16).to_le_bytes());
+        out.push(FLAG_OVERFLOW);
+        out.extend_from_slice(&(val_len as u32).to_le_bytes());
+        out.extend_from_slice(key);
+        out.extend_from_slice(&first.to_le_bytes());
+    }
+}
+
+/// Key of cell `i` on a leaf or inner page.
+pub fn cell_key(b: &[u8], i: usize) -> &[u8] {
+    let c = cell(b, i);
+    let key_len = get_u16(c, 0) as usize;
+    let hdr = if b.page_type() == Some(PageType::Leaf) { LEAF_CELL_HEADER } else { INNER_CELL_HEADER };
+    &c[hdr..hdr + key_len]
+}
+
+/// Child page of inner cell `i`.
+pub fn inner_child(b: &[u8], i: usize) -> PageId {
+    get_u32(cell(b, i), 2)
+}
+
+/// Encode an inner cell.
+pub fn encode_inner(key: &[u8], child: PageId, out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(&(key.len() as u16).to_le_bytes());
+    out.extend_from_slice(&child.to_le_bytes());
+    out.extend_from_slice(key);
+}
+
+/// Binary search for `key` among the cells: Ok(slot) if present, Err(insertion slot).
+pub fn search(b: &[u8], key: &[u8]) -> std::result::Result<usize, usize> {
+    let (mut lo, mut hi) = (0usize, b.slot_count());
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        match cell_key(b, mid).cmp(key) {
+            std::cmp::Ordering::Less => lo = mid + 1,
+            std::cmp::Ordering::Greater => hi = mid,
+            std::cmp::Ordering::Equal => return Ok(mid),
+        }
+    }
+    Err(lo)
+}
+
+/// The meta page fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meta {
+    /// Root page of the B+tree.
+    pub root: PageId,
+    /// First page of the free list (0 = empty).
+    pub free_head: PageId,
+    /// Number of pages in use in the data file (high-water mark), including pages 0 and 1.
+    pub page_count: u32,
+    /// Number of pages on the free list.
+    pub free_count: u32,
+}
+
+const META_MAGIC: u64 = u64::from_le_bytes(*b"ARIESMET");
+
+impl Meta {
+    /// Read the meta fields from a verified meta page.
+    pub fn read(b: &[u8]) -> Result<Meta> {
+        if b.page_type() != Some(PageType::Meta) || get_u64(b, HEADER_LEN) != META_MAGIC {
+            return Err(Error::corruption("data", "page 1 is not a meta page"));
+        }
+        let m = Meta {
+            root: get_u32(b, HEADER_LEN + 8),
+            free_head: get_u32(b, HEADER_LEN + 12),
+            page_count: get_u32(b, HEADER_LEN + 16),
+            free_count: get_u32(b, HEADER_LEN + 20),
+        };
+        if m.page_count < 3
+            || m.root < 2
+            || m.root >= m.page_count
+            || m.free_head >= m.page_count
+            || m.free_count >= m.page_count
+        {
+            return Err(Error::corruption("data", format!("meta page fields out of range: {m:?}")));
+        }
+        Ok(m)
+    }
+
+    /// Write the meta fields into a meta page.
+    pub fn write(&self, b: &mut [u8]) {
+        put_u64(b, HEADER_LEN, META_MAGIC);
+        put_u32(b, HEADER_LEN + 8, self.root);
+        put_u32(b, HEADER_LEN + 12, self.free_head);
+        put_u32(b, HEADER_LEN + 16, self.page_count);
+        put_u32(b, HEADER_LEN + 20, self.free_count);
+    }
+}

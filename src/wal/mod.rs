@@ -1,0 +1,330 @@
+//! The write-ahead log: records appended in LSN order into a log buffer,
+//! written by one flushing leader at a time into segment files, made durable
+//! by `sync_data`, and read back by rollback (random access) and recovery
+//! (sequential scan, see `reader`).
+//!
+//! Invariants:
+//! - An LSN is the byte position of a record in the log stream; segment file
+//!   `wal-<start>.log` holds the stream from `start` until its `SegEnd` record.
+//! - `durable_lsn` only grows, and only after `sync_data` of every segment
+//!   holding bytes below it returned Ok (and `sync_dir` for new segments).
+//! - Group commit: committers wait on one condition variable while a single
+//!   leader writes and syncs everything appended so far; no lock that
+//!   appenders need is held across the fsync.
+//! - After any write or sync error the log is failed: every later flush
+//!   returns an error and nothing is retried (fail-stop).
+
+pub mod reader;
+pub use reader::ScanEnd as ScanEndInfo;
+pub mod record;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::error::{Error, Result};
+use crate::page::Lsn;
+use crate::storage::{read_full_at, Storage, StorageFile};
+pub use record::*;
+
+/// LSN of the first record of a new database.
+pub const LSN_START: Lsn = 4096;
+/// The log buffer is flushed by the appender once it holds this many bytes.
+const BUFFER_FLUSH_BYTES: usize = 4 << 20;
+
+/// File name of the segment that starts at `start`.
+pub fn segment_name(start: Lsn) -> String {
+    format!("wal-{start:016x}.log")
+}
+
+/// The start LSN of a segment file name, if it is one.
+pub fn parse_segment_name(name: &str) -> Option<Lsn> {
+    let hex = name.strip_prefix("wal-")?.strip_suffix(".log")?;
+    if hex.len() != 16 {
+        return None;
+    }
+    u64::from_str_radix(hex, 16).ok()
+}
+
+struct AppendState {
+    /// LSN the next record gets.
+    next_lsn: Lsn,
+    /// Encoded records for [buf_start, next_lsn) not yet handed to a flusher.
+    buf: Vec<u8>,
+    buf_start: Lsn,
+    /// Start of the segment `next_lsn` falls in.
+    cur_seg: Lsn,
+    /// Segments begun by appends whose files the next flusher must create.
+    pending_segs: Vec<Lsn>,
+    /// A spare buffer, swapped in by the flusher (no allocation per flush).
+    spare: Vec<u8>,
+}
+
+struct FlushState {
+    in_progress: bool,
+    failed: Option<String>,
+}
+
+/// Counters for stats.
+#[derive(Debug, Default)]
+pub struct WalCounters {
+    /// fsyncs of log segments.
+    pub syncs: AtomicU64,
+    /// Bytes written to log segments.
+    pub bytes_written: AtomicU64,
+    /// Flushes done (each serves a group of committers).
+    pub flushes: AtomicU64,
+}
+
+/// The write-ahead log.
+pub struct Wal {
+    storage: Arc<dyn Storage>,
+    seg_size: u64,
+    append: Mutex<AppendState>,
+    flush: Mutex<FlushState>,
+    flush_cv: Condvar,
+    durable_lsn: AtomicU64,
+    segments: Mutex<BTreeMap<Lsn, Arc<dyn StorageFile>>>,
+    /// Counters.
+    pub counters: WalCounters,
+}
+
+impl Wal {
+    /// A log that appends at `end_lsn`, in the segment starting at `cur_seg`
+    /// (a new segment is created if `cur_seg == end_lsn` and no file exists).
+    /// `segments` are the segment files found on storage.
+    pub fn new(
+        storage: Arc<dyn Storage>,
+        seg_size: u64,
+        segments: BTreeMap<Lsn, Arc<dyn StorageFile>>,
+        cur_seg: Lsn,
+        end_lsn: Lsn,
+    ) -> Wal {
+        assert!(cur_seg <= end_lsn && end_lsn.is_multiple_of(RECORD_ALIGN as u64));
+        let pending_segs = if segments.contains_key(&cur_seg) { vec![] } else { vec![cur_seg] };
+        Wal {
+            storage,
+            seg_size,
+            append: Mutex::new(AppendState {
+                next_lsn: end_lsn,
+                buf: Vec::with_capacity(1 << 20),
+                buf_start: end_lsn,
+                cur_seg,
+                pending_segs,
+                spare: Vec::with_capacity(1 << 20),
+            }),
+            flush: Mutex::new(FlushState { in_progress: false, failed: None }),
+            flush_cv: Condvar::new(),
+            durable_lsn: AtomicU64::new(end_lsn),
+            segments: Mutex::new(segments),
+            counters: WalCounters::default(),
+        }
+    }
+
+    /// Everything below this LSN is on stable storage.
+    pub fn durable_lsn(&self) -> Lsn {
+        self.durable_lsn.load(Ordering::Acquire)
+    }
+
+    /// The LSN the next record will get (the end of the log).
+    pub fn end_lsn(&self) -> Lsn {
+        self.append.lock().next_lsn
+    }
+
+    /// Append a record; returns its LSN. Does not wait for I/O unless the log
+    /// buffer is full.
+    pub fn append(&self, header: &RecordHeader, body: &Body) -> Result<Lsn> {
+        let (lsn, flush_now) = {
+            let mut s = self.append.lock();
+            let durable = self.durable_lsn();
+            if s.next_lsn - s.cur_seg >= self.seg_size {
+                // Close this segment; the stream continues in a new one.
+                let at = s.next_lsn;
+                let len = encode_record(&mut s.buf, at, durable, &RecordHeader::default(), &Body::SegEnd);
+                s.next_lsn += len as u64;
+                s.cur_seg = s.next_lsn;
+                let seg = s.cur_seg;
+                s.pending_segs.push(seg);
+            }
+            let lsn = s.next_lsn;
+            let len = encode_record(&mut s.buf, lsn, durable, header, body);
+            if len > MAX_RECORD_LEN {
+                // Cannot happen within the API limits; refuse rather than write
+                // a record the reader would reject.
+                let keep = s.buf.len() - len;
+                s.buf.truncate(keep);
+                return Err(Error::TooLarge { what: "log record", len, max: MAX_RECORD_LEN });
+            }
+            s.next_lsn += len as u64;
+            (lsn, s.buf.len() >= BUFFER_FLUSH_BYTES)
+        };
+        if flush_now {
+            self.flush_to(lsn)?;
+        }
+        Ok(lsn)
+    }
+
+    /// Make the log durable at least through the record at `lsn`
+    /// (`durable_lsn() > lsn` afterwards). Concurrent callers share one write
+    /// and one fsync: the first becomes the leader, the others wait for it.
+    pub fn flush_to(&self, lsn: Lsn) -> Result<()> {
+        loop {
+            if self.durable_lsn() > lsn {
+                return Ok(());
+            }
+            let mut f = self.flush.lock();
+            if let Some(cause) = &f.failed {
+                return Err(Error::Failed { cause: cause.clone() });
+            }
+            if self.durable_lsn() > lsn {
+                return Ok(());
+            }
+            if f.in_progress {
+                self.flush_cv.wait(&mut f);
+                continue;
+            }
+            f.in_progress = true;
+            drop(f);
+            let result = self.lead_flush();
+            let mut f = self.flush.lock();
+            f.in_progress = false;
+            if let Err(e) = &result {
+                f.failed.get_or_insert_with(|| e.to_string());
+            }
+            self.flush_cv.notify_all();
+            drop(f);
+            result?;
+        }
+    }
+
+    /// Flush everything appended so far.
+    pub fn flush_all(&self) -> Result<()> {
+        let end = self.end_lsn();
+        if end == 0 {
+            return Ok(());
+        }
+        self.flush_to(end - 1)
+    }
+
+    /// The leader's work: take the buffer, write it into its segments, sync.
+    fn lead_flush(&self) -> Result<()> {
+        let (bytes, start, new_segs) = {
+            let mut s = self.append.lock();
+            let mut spare = std::mem::take(&mut s.spare);
+            spare.clear();
+            let bytes = std::mem::replace(&mut s.buf, spare);
+            let start = s.buf_start;
+            s.buf_start = s.next_lsn;
+            (bytes, start, std::mem::take(&mut s.pending_segs))
+        };
+        let end = start + bytes.len() as u64;
+        let result = self.write_and_sync(&bytes, start, &new_segs);
+        {
+            // Give the buffer back as the next spare.
+            let mut s = self.append.lock();
+            if s.spare.capacity() < bytes.capacity() {
+                let mut b = bytes;
+                b.clear();
+                s.spare = b;
+            }
+        }
+        result?;
+        debug_assert!(self.durable_lsn() <= end);
+        self.durable_lsn.store(end, Ordering::Release);
+        Ok(())
+    }
+
+    fn write_and_sync(&self, bytes: &[u8], start: Lsn, new_segs: &[Lsn]) -> Result<()> {
+        for &seg in new_segs {
+            let file = self.storage.open(&segment_name(seg))?;
+            file.set_len(self.seg_size)?;
+            self.segments.lock().insert(seg, file);
+        }
+        let mut touched: Vec<Arc<dyn StorageFile>> = Vec::new();
+        let mut pos = start;
+        let end = start + bytes.len() as u64;
+        while pos < end {
+            let (seg_start, file, seg_end) = {
+                let segs = self.segments.lock();
+                let Some((&s, f)) = segs.range(..=pos).next_back() else {
+                    return Err(Error::corruption("wal", format!("no segment holds LSN {pos}")));
+                };
+                let next = segs.range(pos + 1..).next().map(|(&n, _)| n).unwrap_or(u64::MAX);
+                (s, f.clone(), next)
+            };
+            let chunk_end = end.min(seg_end);
+            let slice = &bytes[(pos - start) as usize..(chunk_end - start) as usize];
+            file.write_all_at(slice, pos - seg_start)?;
+            self.counters.bytes_written.fetch_add(slice.len() as u64, Ordering::Relaxed);
+            touched.push(file);
+            pos = chunk_end;
+        }
+        for f in &touched {
+            f.sync_data()?;
+            self.counters.syncs.fetch_add(1, Ordering::Relaxed);
+        }
+        if !new_segs.is_empty() {
+            self.storage.sync_dir()?;
+        }
+        self.counters.flushes.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Read the record at `lsn` (for rollback). Waits for it to be written
+    /// if it is still in flight.
+    pub fn read_record(&self, lsn: Lsn) -> Result<LogRecord> {
+        {
+            let s = self.append.lock();
+            if lsn >= s.buf_start {
+                let off = (lsn - s.buf_start) as usize;
+                return decode_record(s.buf.get(off..).unwrap_or(&[]), lsn);
+            }
+        }
+        if lsn >= self.durable_lsn() {
+            self.flush_to(lsn)?;
+        }
+        let file = {
+            let segs = self.segments.lock();
+            match segs.range(..=lsn).next_back() {
+                Some((&s, f)) => (s, f.clone()),
+                None => return Err(Error::corruption("wal", format!("LSN {lsn} is before the oldest segment"))),
+            }
+        };
+        let (seg_start, file) = file;
+        let mut hdr = [0u8; RECORD_HEADER_LEN];
+        let n = read_full_at(&*file, &mut hdr, lsn - seg_start)?;
+        let Some(len) = peek_len(&hdr[..n], lsn) else {
+            return Err(Error::corruption("wal", format!("no record at LSN {lsn}")));
+        };
+        let mut buf = vec![0u8; len];
+        let n = read_full_at(&*file, &mut buf, lsn - seg_start)?;
+        decode_record(&buf[..n], lsn)
+    }
+
+    /// Remove segments that hold only records below `keep_from`. The current
+    /// segment is never removed.
+    pub fn truncate_before(&self, keep_from: Lsn) -> Result<usize> {
+        let doomed: Vec<Lsn> = {
+            let segs = self.segments.lock();
+            let starts: Vec<Lsn> = segs.keys().copied().collect();
+            starts.windows(2).filter(|w| w[1] <= keep_from).map(|w| w[0]).collect()
+        };
+        for &s in &doomed {
+            self.segments.lock().remove(&s);
+            self.storage.remove(&segment_name(s))?;
+        }
+        Ok(doomed.len())
+    }
+
+    /// Bytes held by segment files (for the bounded-log check and stats).
+    pub fn disk_bytes(&self) -> Result<u64> {
+        let segs: Vec<_> = self.segments.lock().values().cloned().collect();
+        let mut total = 0;
+        for f in segs {
+            total += f.len()?;
+        }
+        Ok(total)
+    }
+}

@@ -1,0 +1,152 @@
+//! Sequential reading of the log for recovery, and the one subtle rule: telling
+//! a torn tail from damage.
+//!
+//! After a power loss the unsynced end of the log may be partly written, in any
+//! order, sector by sector. So a bad record followed by valid ones is not by
+//! itself damage. It is damage when something proves the bad record had been
+//! durable: a valid record (before or after it) whose `durable_lsn` is beyond
+//! the bad record's LSN, or a master record that says the log was durable past
+//! it. Then recovery fails with `Error::Corruption`; otherwise the log ends at
+//! the bad record, and `ScanEnd::stale_until` says how far valid-looking stale
+//! records reach, so the writer can erase them before appending.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::record::*;
+use crate::error::{Error, Result};
+use crate::page::Lsn;
+use crate::storage::{read_full_at, StorageFile};
+
+/// Where the log ends.
+#[derive(Debug, Clone, Default)]
+pub struct ScanEnd {
+    /// LSN after the last valid record: where appending continues.
+    pub end_lsn: Lsn,
+    /// Start of the segment `end_lsn` falls in (== end_lsn when a new segment must begin there).
+    pub cur_seg: Lsn,
+    /// Valid-looking stale records in the current segment reach up to here (to be zeroed).
+    pub stale_until: Lsn,
+    /// Segments after the current one (stale; to be removed).
+    pub stale_segments: Vec<Lsn>,
+    /// Records read.
+    pub records: u64,
+    /// Bytes of log read.
+    pub bytes: u64,
+}
+
+fn load(file: &dyn StorageFile) -> Result<Vec<u8>> {
+    let len = file.len()?;
+    let len = usize::try_from(len).map_err(|_| Error::corruption("wal", "segment larger than memory"))?;
+    let mut data = vec![0u8; len];
+    let n = read_full_at(file, &mut data, 0)?;
+    data.truncate(n);
+    Ok(data)
+}
+
+fn decode_at(data: &[u8], seg_start: Lsn, lsn: Lsn) -> Option<LogRecord> {
+    let off = usize::try_from(lsn.checked_sub(seg_start)?).ok()?;
+    decode_record(data.get(off..)?, lsn).ok()
+}
+
+/// Read the log from `from` to its end, calling `visit` for every record in
+/// order. `must_reach` is a lower bound on the end that the caller knows was
+/// durable (from the master record): ending before it is damage.
+pub fn scan(
+    segments: &BTreeMap<Lsn, Arc<dyn StorageFile>>,
+    from: Lsn,
+    must_reach: Lsn,
+    mut visit: impl FnMut(&LogRecord) -> Result<()>,
+) -> Result<ScanEnd> {
+    let Some((&first, file)) = segments.range(..=from).next_back() else {
+        return Err(Error::corruption("wal", format!("the log segment holding LSN {from} is missing")));
+    };
+    let mut seg_start = first;
+    let mut data = load(&**file)?;
+    let mut pos = from;
+    let mut max_durable = must_reach;
+    let mut out = ScanEnd::default();
+    loop {
+        let Some(rec) = decode_at(&data, seg_start, pos) else {
+            // A bad or missing record: the end of the log, unless proven damaged.
+            let (proof, stale_until) = look_ahead(segments, seg_start, &data, pos)?;
+            if let Some(q) = proof {
+                return Err(Error::corruption(
+                    "wal",
+                    format!("record at LSN {pos} is unreadable, but the record at LSN {q} shows it had been durable"),
+                ));
+            }
+            out.end_lsn = pos;
+            out.cur_seg = seg_start;
+            out.stale_until = stale_until;
+            break;
+        };
+        out.records += 1;
+        out.bytes += rec.len as u64;
+        max_durable = max_durable.max(rec.durable_lsn);
+        visit(&rec)?;
+        pos += rec.len as u64;
+        if rec.body == Body::SegEnd {
+            match segments.get(&pos) {
+                Some(f) => {
+                    seg_start = pos;
+                    data = load(&**f)?;
+                }
+                None => {
+                    out.end_lsn = pos;
+                    out.cur_seg = pos;
+                    out.stale_until = pos;
+                    break;
+                }
+            }
+        }
+    }
+    out.stale_segments = segments.range(out.cur_seg + 1..).map(|(&s, _)| s).collect();
+    if max_durable > out.end_lsn {
+        return Err(Error::corruption(
+            "wal",
+            format!("the log ends at LSN {} but was durable up to LSN {max_durable}", out.end_lsn),
+        ));
+    }
+    Ok(out)
+}
+
+/// Search past a bad record at `bad` for valid records. Returns the LSN of one
+/// that proves the bad record had been durable (if any), and how far the
+/// valid-looking records in the current segment reach.
+fn look_ahead(
+    segments: &BTreeMap<Lsn, Arc<dyn StorageFile>>,
+    seg_start: Lsn,
+    data: &[u8],
+    bad: Lsn,
+) -> Result<(Option<Lsn>, Lsn)> {
+    let mut stale_until = bad;
+    let step = RECORD_ALIGN as u64;
+    let end = seg_start + data.len() as u64;
+    let mut q = bad + step;
+    while q + RECORD_HEADER_LEN as u64 <= end {
+        let off = (q - seg_start) as usize;
+        if peek_len(&data[off..], q).is_some() {
+            if let Some(rec) = decode_at(data, seg_start, q) {
+                if rec.durable_lsn > bad {
+                    return Ok((Some(q), stale_until));
+                }
+                stale_until = stale_until.max(q + rec.len as u64);
+            }
+        }
+        q += step;
+    }
+    for (&s, f) in segments.range(seg_start + 1..) {
+        let d = load(&**f)?;
+        let mut q = s;
+        while q + RECORD_HEADER_LEN as u64 <= s + d.len() as u64 {
+            if let Some(rec) = decode_at(&d, s, q) {
+                if rec.durable_lsn > bad {
+                    return Ok((Some(q), stale_until));
+                }
+            }
+            q += step;
+        }
+    }
+    Ok((None, stale_until))
+}

@@ -1,0 +1,448 @@
+//! Log records and their byte encoding.
+//!
+//! Every record is a 56-byte header followed by a body, padded to a multiple of
+//! 8 bytes. The header carries a CRC32 of everything after the CRC field, the
+//! total length, the record's own LSN (its byte position in the log stream, so
+//! a stale record at another place never passes), `prev_lsn` of the same
+//! transaction, the transaction id, `durable_lsn` (how far the log was known to
+//! be on stable storage when the record was appended, used by the reader to
+//! tell a torn tail from damage), `undo_next_lsn` (CLRs only) and the kind.
+//! See docs/design.md, "Log record format".
+
+use crate::codec::{Reader, Writer};
+use crate::error::{Error, Result};
+use crate::page::{Lsn, PageId, PageOp};
+
+/// Transaction id; 0 is the system (records that belong to no transaction).
+pub type TxnId = u64;
+
+/// Size of the record header.
+pub const RECORD_HEADER_LEN: usize = 56;
+/// Records are aligned to this many bytes.
+pub const RECORD_ALIGN: usize = 8;
+/// The largest record accepted by the reader: a 16 MiB value in the redo part
+/// (overflow pages), and 16 MiB of old value in the undo part, plus overhead.
+pub const MAX_RECORD_LEN: usize = 40 << 20;
+
+/// Record kinds as stored on disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Kind {
+    /// A change by a transaction: redo parts and a logical undo.
+    Update = 1,
+    /// Compensation log record: redo parts, and `undo_next_lsn`.
+    Clr = 2,
+    /// Redo-only page changes: a structure modification (nested top action) or a full page image.
+    Redo = 3,
+    /// The transaction committed.
+    Commit = 4,
+    /// The transaction began to roll back.
+    Abort = 5,
+    /// The transaction is finished (after commit or rollback).
+    End = 6,
+    /// A fuzzy checkpoint begins.
+    CkptBegin = 7,
+    /// A fuzzy checkpoint ends: the transaction table and dirty page table.
+    CkptEnd = 8,
+    /// The rest of this log segment is unused; the log continues in the next one.
+    SegEnd = 9,
+}
+
+impl Kind {
+    fn from_u8(b: u8) -> Option<Kind> {
+        Some(match b {
+            1 => Kind::Update,
+            2 => Kind::Clr,
+            3 => Kind::Redo,
+            4 => Kind::Commit,
+            5 => Kind::Abort,
+            6 => Kind::End,
+            7 => Kind::CkptBegin,
+            8 => Kind::CkptEnd,
+            9 => Kind::SegEnd,
+            _ => return None,
+        })
+    }
+}
+
+/// One change to one page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PagePart {
+    /// The page.
+    pub page_id: PageId,
+    /// What to do to it.
+    pub op: PageOp,
+}
+
+/// Logical undo of a key operation: put the key back to `old` (None: remove it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyUndo {
+    /// The key.
+    pub key: Vec<u8>,
+    /// The value before the change, if the key existed.
+    pub old: Option<Vec<u8>>,
+}
+
+/// State of a transaction in a checkpoint's transaction table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttEntry {
+    /// The transaction.
+    pub txn_id: TxnId,
+    /// True once its commit record was written.
+    pub committed: bool,
+    /// Its most recent record.
+    pub last_lsn: Lsn,
+    /// The next record to undo (for a rollback in progress), else `last_lsn`.
+    pub undo_next_lsn: Lsn,
+    /// Its first record (the log must be kept from here while it is active).
+    pub first_lsn: Lsn,
+}
+
+/// The body of a checkpoint end record.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CheckpointData {
+    /// LSN of the matching begin record.
+    pub begin_lsn: Lsn,
+    /// Next transaction id to hand out.
+    pub next_txn_id: TxnId,
+    /// Active transactions at the begin record.
+    pub active_txns: Vec<AttEntry>,
+    /// Dirty pages at the begin record, with their rec_lsn.
+    pub dirty_pages: Vec<(PageId, Lsn)>,
+}
+
+/// A record's kind-specific content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Body {
+    /// See `Kind::Update`.
+    Update {
+        /// Physiological redo.
+        parts: Vec<PagePart>,
+        /// Logical undo.
+        undo: KeyUndo,
+    },
+    /// See `Kind::Clr`.
+    Clr {
+        /// Physiological redo of the compensation (empty for a dummy CLR).
+        parts: Vec<PagePart>,
+    },
+    /// See `Kind::Redo`.
+    Redo {
+        /// The page changes.
+        parts: Vec<PagePart>,
+    },
+    /// Commit.
+    Commit,
+    /// Abort.
+    Abort,
+    /// End.
+    End,
+    /// Checkpoint begin.
+    CkptBegin,
+    /// Checkpoint end.
+    CkptEnd(CheckpointData),
+    /// Segment end.
+    SegEnd,
+}
+
+impl Body {
+    /// The record kind.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Body::Update { .. } => Kind::Update,
+            Body::Clr { .. } => Kind::Clr,
+            Body::Redo { .. } => Kind::Redo,
+            Body::Commit => Kind::Commit,
+            Body::Abort => Kind::Abort,
+            Body::End => Kind::End,
+            Body::CkptBegin => Kind::CkptBegin,
+            Body::CkptEnd(_) => Kind::CkptEnd,
+            Body::SegEnd => Kind::SegEnd,
+        }
+    }
+
+    /// The page changes this record carries (empty for most kinds).
+    pub fn parts(&self) -> &[PagePart] {
+        match self {
+            Body::Update { parts, .. } | Body::Clr { parts } | Body::Redo { parts } => parts,
+            _ => &[],
+        }
+    }
+}
+
+/// A decoded record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogRecord {
+    /// Where the record lives.
+    pub lsn: Lsn,
+    /// Total encoded length.
+    pub len: u32,
+    /// Previous record of the same transaction (0: none).
+    pub prev_lsn: Lsn,
+    /// The transaction (0: system).
+    pub txn_id: TxnId,
+    /// The log was durable up to here when this record was appended.
+    pub durable_lsn: Lsn,
+    /// For CLRs: the next record of the transaction to undo.
+    pub undo_next_lsn: Lsn,
+    /// Kind-specific content.
+    pub body: Body,
+}
+
+/// The header fields a writer supplies; the log assigns `lsn` and `durable_lsn`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RecordHeader {
+    /// Previous record of the same transaction.
+    pub prev_lsn: Lsn,
+    /// The transaction.
+    pub txn_id: TxnId,
+    /// For CLRs.
+    pub undo_next_lsn: Lsn,
+}
+
+fn encode_parts(parts: &[PagePart], out: &mut Vec<u8>) {
+    out.put_u32(parts.len() as u32);
+    for p in parts {
+        out.put_u32(p.page_id);
+        p.op.encode(out);
+    }
+}
+
+fn decode_parts(r: &mut Reader<'_>) -> Result<Vec<PagePart>> {
+    let n = r.count(5)?;
+    let mut parts = Vec::with_capacity(n);
+    for _ in 0..n {
+        let page_id = r.u32()?;
+        let op = PageOp::decode(r)?;
+        parts.push(PagePart { page_id, op });
+    }
+    Ok(parts)
+}
+
+/// Encode a body (without header) into `out`.
+pub fn encode_body(body: &Body, out: &mut Vec<u8>) {
+    match body {
+        Body::Update { parts, undo } => {
+            encode_parts(parts, out);
+            out.put_bytes16(&undo.key);
+            match &undo.old {
+                Some(v) => {
+                    out.put_u8(1);
+                    out.put_bytes32(v);
+                }
+                None => out.put_u8(0),
+            }
+        }
+        Body::Clr { parts } | Body::Redo { parts } => encode_parts(parts, out),
+        Body::CkptEnd(c) => {
+            out.put_u64(c.begin_lsn);
+            out.put_u64(c.next_txn_id);
+            out.put_u32(c.active_txns.len() as u32);
+            for t in &c.active_txns {
+                out.put_u64(t.txn_id);
+                out.put_u8(t.committed as u8);
+                out.put_u64(t.last_lsn);
+                out.put_u64(t.undo_next_lsn);
+                out.put_u64(t.first_lsn);
+            }
+            out.put_u32(c.dirty_pages.len() as u32);
+            for (p, l) in &c.dirty_pages {
+                out.put_u32(*p);
+                out.put_u64(*l);
+            }
+        }
+        Body::Commit | Body::Abort | Body::End | Body::CkptBegin | Body::SegEnd => {}
+    }
+}
+
+fn decode_body(kind: Kind, r: &mut Reader<'_>) -> Result<Body> {
+    Ok(match kind {
+        Kind::Update => {
+            let parts = decode_parts(r)?;
+            let key = r.bytes16()?.to_vec();
+            let old = match r.u8()? {
+                0 => None,
+                1 => Some(r.bytes32()?.to_vec()),
+                b => return Err(Error::corruption("wal", format!("bad undo flag {b}"))),
+            };
+            Body::Update { parts, undo: KeyUndo { key, old } }
+        }
+        Kind::Clr => Body::Clr { parts: decode_parts(r)? },
+        Kind::Redo => Body::Redo { parts: decode_parts(r)? },
+        Kind::Commit => Body::Commit,
+        Kind::Abort => Body::Abort,
+        Kind::End => Body::End,
+        Kind::CkptBegin => Body::CkptBegin,
+        Kind::SegEnd => Body::SegEnd,
+        Kind::CkptEnd => {
+            let begin_lsn = r.u64()?;
+            let next_txn_id = r.u64()?;
+            let n = r.count(33)?;
+            let mut active_txns = Vec::with_capacity(n);
+            for _ in 0..n {
+                let txn_id = r.u64()?;
+                let committed = r.u8()? != 0;
+                active_txns.push(AttEntry {
+                    txn_id,
+                    committed,
+                    last_lsn: r.u64()?,
+                    undo_next_lsn: r.u64()?,
+                    first_lsn: r.u64()?,
+                });
+            }
+            let n = r.count(12)?;
+            let mut dirty_pages = Vec::with_capacity(n);
+            for _ in 0..n {
+                dirty_pages.push((r.u32()?, r.u64()?));
+            }
+            Body::CkptEnd(CheckpointData { begin_lsn, next_txn_id, active_txns, dirty_pages })
+        }
+    })
+}
+
+/// Round a length up to the record alignment.
+pub fn aligned(len: usize) -> usize {
+    len.div_ceil(RECORD_ALIGN) * RECORD_ALIGN
+}
+
+/// Append a complete record to `out`: header, body, padding, CRC.
+/// Returns the encoded length.
+pub fn encode_record(out: &mut Vec<u8>, lsn: Lsn, durable_lsn: Lsn, header: &RecordHeader, body: &Body) -> usize {
+    let start = out.len();
+    out.resize(start + RECORD_HEADER_LEN, 0);
+    encode_body(body, out);
+    let len = aligned(out.len() - start);
+    out.resize(start + len, 0);
+    let h = &mut out[start..start + RECORD_HEADER_LEN];
+    h[4..8].copy_from_slice(&(len as u32).to_le_bytes());
+    h[8..16].copy_from_slice(&lsn.to_le_bytes());
+    h[16..24].copy_from_slice(&header.prev_lsn.to_le_bytes());
+    h[24..32].copy_from_slice(&header.txn_id.to_le_bytes());
+    h[32..40].copy_from_slice(&durable_lsn.to_le_bytes());
+    h[40..48].copy_from_slice(&header.undo_next_lsn.to_le_bytes());
+    h[48] = body.kind() as u8;
+    let crc = crc32fast::hash(&out[start + 4..start + len]);
+    out[start..start + 4].copy_from_slice(&crc.to_le_bytes());
+    len
+}
+
+/// The length field of a record header, if the header could be a record at
+/// `lsn` (stored LSN matches, length sane). Used to scan and to find the end.
+pub fn peek_len(h: &[u8], lsn: Lsn) -> Option<usize> {
+    if h.len() < RECORD_HEADER_LEN {
+        return None;
+    }
+    let len = u32::from_le_bytes(h[4..8].try_into().ok()?) as usize;
+    let stored = u64::from_le_bytes(h[8..16].try_into().ok()?);
+    if stored != lsn || !(RECORD_HEADER_LEN..=MAX_RECORD_LEN).contains(&len) || !len.is_multiple_of(RECORD_ALIGN) {
+        return None;
+    }
+    Some(len)
+}
+
+/// Decode the record that starts `buf` and is expected at `lsn`. `buf` must hold
+/// at least the whole record. Errors say what is wrong; the caller decides
+/// whether that is a torn tail or damage.
+pub fn decode_record(buf: &[u8], lsn: Lsn) -> Result<LogRecord> {
+    let Some(len) = peek_len(buf, lsn) else {
+        return Err(Error::corruption("wal", format!("no valid record header at LSN {lsn}")));
+    };
+    if buf.len() < len {
+        return Err(Error::corruption("wal", format!("record at LSN {lsn} is cut short")));
+    }
+    let rec = &buf[..len];
+    let crc = u32::from_le_bytes(rec[0..4].try_into().expect("4"));
+    if crc != crc32fast::hash(&rec[4..]) {
+        return Err(Error::corruption("wal", format!("checksum mismatch in record at LSN {lsn}")));
+    }
+    let u64_at = |o: usize| u64::from_le_bytes(rec[o..o + 8].try_into().expect("8"));
+    let Some(kind) = Kind::from_u8(rec[48]) else {
+        return Err(Error::corruption("wal", format!("unknown record kind {} at LSN {lsn}", rec[48])));
+    };
+    let mut r = Reader::new(&rec[RECORD_HEADER_LEN..], "wal");
+    let body = decode_body(kind, &mut r)?;
+    if r.remaining() >= RECORD_ALIGN || r.bytes(r.remaining())?.iter().any(|&b| b != 0) {
+        return Err(Error::corruption("wal", format!("record at LSN {lsn} has trailing bytes")));
+    }
+    let record = LogRecord {
+        lsn,
+        len: len as u32,
+        prev_lsn: u64_at(16),
+        txn_id: u64_at(24),
+        durable_lsn: u64_at(32),
+        undo_next_lsn: u64_at(40),
+        body,
+    };
+    if record.prev_lsn >= lsn || record.undo_next_lsn >= lsn {
+        return Err(Error::corruption("wal", format!("record at LSN {lsn} points forward")));
+    }
+    Ok(record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::page::Meta;
+
+    #[test]
+    fn round_trip_every_kind() {
+        let bodies = vec![
+            Body::Update {
+                parts: vec![PagePart { page_id: 4, op: PageOp::Delete { slot: 1 } }],
+                undo: KeyUndo { key: b"k".to_vec(), old: Some(b"v".to_vec()) },
+            },
+            Body::Clr { parts: vec![] },
+            Body::Redo {
+                parts: vec![PagePart {
+                    page_id: 1,
+                    op: PageOp::SetMeta(Meta { root: 2, free_head: 0, page_count: 3, free_count: 0 }),
+                }],
+            },
+            Body::Commit,
+            Body::Abort,
+            Body::End,
+            Body::CkptBegin,
+            Body::CkptEnd(CheckpointData {
+                begin_lsn: 100,
+                next_txn_id: 9,
+                active_txns: vec![AttEntry {
+                    txn_id: 3,
+                    committed: false,
+                    last_lsn: 90,
+                    undo_next_lsn: 90,
+                    first_lsn: 10,
+                }],
+                dirty_pages: vec![(5, 40)],
+            }),
+            Body::SegEnd,
+        ];
+        for body in bodies {
+            let mut buf = Vec::new();
+            let hdr = RecordHeader { prev_lsn: 8, txn_id: 3, undo_next_lsn: 0 };
+            let len = encode_record(&mut buf, 4096, 100, &hdr, &body);
+            assert_eq!(len, buf.len());
+            assert_eq!(len % RECORD_ALIGN, 0);
+            let rec = decode_record(&buf, 4096).unwrap();
+            assert_eq!(rec.body, body);
+            assert_eq!(rec.prev_lsn, 8);
+            assert_eq!(rec.durable_lsn, 100);
+            // The same bytes at another place are not a record.
+            assert!(decode_record(&buf, 4104).is_err());
+            // Any flipped bit is caught.
+            for i in 0..len {
+                let mut bad = buf.clone();
+                bad[i] ^= 0x10;
+                assert!(decode_record(&bad, 4096).is_err(), "flip at {i} undetected");
+            }
+        }
+    }
+
+    #[test]
+    fn short_and_garbage_buffers_are_errors() {
+        assert!(decode_record(&[], 8).is_err());
+        assert!(decode_record(&[0xff; 100], 8).is_err());
+        let mut buf = Vec::new();
+        encode_record(&mut buf, 64, 0, &RecordHeader::default(), &Body::Commit);
+        assert!(decode_record(&buf[..buf.len() - 8], 64).is_err());
+    }
+}
