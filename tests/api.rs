@@ -187,3 +187,24 @@ fn eventual_commits_are_durable_after_close() {
     let db = Db::open_with(sim, opts).unwrap();
     assert_eq!(read_all(&db).unwrap().len(), 1);
 }
+
+#[test]
+fn missing_middle_log_segment_is_corruption() {
+    let sim = new_sim(10);
+    let opts = small_opts().wal_segment_bytes(8192);
+    let db = Db::open_with(sim.clone(), opts.clone()).unwrap();
+    for t in 0..40u32 {
+        let mut tx = db.begin().unwrap();
+        for i in 0..10u32 {
+            tx.put(format!("k{t:03}{i:03}").as_bytes(), &[t as u8; 100]).unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    drop(db);
+    let segs: Vec<String> = sim.list().unwrap().into_iter().filter(|n| n.starts_with("wal-")).collect();
+    assert!(segs.len() >= 4, "{segs:?}");
+    sim.remove(&segs[segs.len() / 2]).unwrap();
+    sim.sync_dir().unwrap();
+    sim.power_loss();
+    assert!(matches!(Db::open_with(sim, opts), Err(Error::Corruption { .. })));
+}

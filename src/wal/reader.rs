@@ -93,6 +93,16 @@ pub fn scan(
                     data = load(&**f)?;
                 }
                 None => {
+                    // The next segment is missing: the end of the log, unless a
+                    // later segment proves the log went on durably.
+                    if let Some(q) = proof_in_later_segments(segments, pos - 1, pos)? {
+                        return Err(Error::corruption(
+                            "wal",
+                            format!(
+                                "the log segment starting at LSN {pos} is missing, but LSN {q} shows it was durable"
+                            ),
+                        ));
+                    }
                     out.end_lsn = pos;
                     out.cur_seg = pos;
                     out.stale_until = pos;
@@ -136,17 +146,27 @@ fn look_ahead(
         }
         q += step;
     }
-    for (&s, f) in segments.range(seg_start + 1..) {
+    Ok((proof_in_later_segments(segments, seg_start, bad)?, stale_until))
+}
+
+/// A valid record in a segment starting after `after` whose `durable_lsn` is
+/// beyond `bad`: proof that the log was durable past `bad`.
+fn proof_in_later_segments(
+    segments: &BTreeMap<Lsn, Arc<dyn StorageFile>>,
+    after: Lsn,
+    bad: Lsn,
+) -> Result<Option<Lsn>> {
+    for (&s, f) in segments.range(after + 1..) {
         let d = load(&**f)?;
         let mut q = s;
         while q + RECORD_HEADER_LEN as u64 <= s + d.len() as u64 {
             if let Some(rec) = decode_at(&d, s, q) {
                 if rec.durable_lsn > bad {
-                    return Ok((Some(q), stale_until));
+                    return Ok(Some(q));
                 }
             }
-            q += step;
+            q += RECORD_ALIGN as u64;
         }
     }
-    Ok((None, stale_until))
+    Ok(None)
 }
