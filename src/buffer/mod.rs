@@ -41,6 +41,14 @@ pub struct Frame {
     data: RwLock<Box<[u8]>>,
 }
 
+/// What CLOCK found.
+enum Victim {
+    /// Can be reused now.
+    Clean(usize),
+    /// Must be written back first.
+    Dirty(usize),
+}
+
 struct Table {
     map: HashMap<PageId, usize>,
     hand: usize,
@@ -183,51 +191,101 @@ impl BufferPool {
         if page_id == page::MASTER_PAGE || page_id == NO_PAGE {
             return Err(Error::corruption("btree", format!("reference to page {page_id}")));
         }
-        let mut t = self.table.lock();
-        if let Some(&idx) = t.map.get(&page_id) {
-            let f = &self.frames[idx];
-            f.pin.fetch_add(1, Ordering::AcqRel);
-            drop(t);
-            self.counters.hits.fetch_add(1, Ordering::Relaxed);
-            let h = PageHandle { pool: self, idx };
-            if !h.is_valid() && !read {
-                // About to be fully defined: the torn contents do not matter.
-                h.write().fill(0);
-                h.set_valid();
+        // Each round either finds the page, claims a clean frame, or cleans one
+        // dirty frame; the bound only guards against a pool where every frame
+        // stays pinned.
+        for _ in 0..2 * self.frames.len() + 8 {
+            let mut t = self.table.lock();
+            if let Some(&idx) = t.map.get(&page_id) {
+                self.frames[idx].pin.fetch_add(1, Ordering::AcqRel);
+                drop(t);
+                self.counters.hits.fetch_add(1, Ordering::Relaxed);
+                return self.finish_hit(PageHandle { pool: self, idx }, page_id, read);
             }
-            if !h.is_valid() && !self.recovery_mode.load(Ordering::Acquire) {
-                return Err(Error::corruption("data", format!("page {page_id} is torn or missing")));
+            match self.pick_victim(&mut t)? {
+                Victim::Clean(idx) => return self.load(t, idx, page_id, read),
+                Victim::Dirty(idx) => {
+                    // Write it back without holding the table lock (the write
+                    // may have to wait for a log fsync), then look again.
+                    self.frames[idx].pin.fetch_add(1, Ordering::AcqRel);
+                    drop(t);
+                    let h = PageHandle { pool: self, idx };
+                    if h.is_dirty() {
+                        self.write_page(&self.frames[idx])?;
+                    }
+                    drop(h);
+                    self.frames[idx].refbit.store(false, Ordering::Relaxed);
+                }
             }
-            return Ok(h);
         }
-        let idx = self.find_victim(&mut t)?;
+        Err(Error::BufferPoolFull { frames: self.frames.len() })
+    }
+
+    /// A pinned frame that already held the page: wait for a load in
+    /// progress (the loader holds the write latch), then check it.
+    fn finish_hit<'a>(&'a self, h: PageHandle<'a>, page_id: PageId, read: bool) -> Result<PageHandle<'a>> {
+        drop(h.read());
+        if self.frames[h.idx].page_id.load(Ordering::Acquire) != page_id {
+            return Err(Error::Io(std::io::Error::other(format!("reading page {page_id} failed in another thread"))));
+        }
+        if !h.is_valid() && !read {
+            // About to be fully defined: the torn contents do not matter.
+            h.write().fill(0);
+            h.set_valid();
+        }
+        if !h.is_valid() && !self.recovery_mode.load(Ordering::Acquire) {
+            return Err(Error::corruption("data", format!("page {page_id} is torn or missing")));
+        }
+        Ok(h)
+    }
+
+    /// Claim clean frame `idx` for `page_id` and read the page into it. The
+    /// frame is mapped and latched before the table lock is released, so
+    /// other fetchers of the page wait for the read on the latch.
+    fn load<'a>(
+        &'a self,
+        mut t: parking_lot::MutexGuard<'_, Table>,
+        idx: usize,
+        page_id: PageId,
+        read: bool,
+    ) -> Result<PageHandle<'a>> {
         let f = &self.frames[idx];
+        let old = f.page_id.load(Ordering::Acquire);
+        if old != NO_PAGE {
+            t.map.remove(&old);
+            self.counters.evictions.fetch_add(1, Ordering::Relaxed);
+        }
+        debug_assert_eq!(f.pin.load(Ordering::Acquire), 0);
         f.pin.store(1, Ordering::Release);
         f.page_id.store(page_id, Ordering::Release);
         f.dirty.store(false, Ordering::Release);
+        f.valid.store(false, Ordering::Release);
         f.rec_lsn.store(0, Ordering::Release);
+        // Uncontended: nobody holds a latch on an unpinned frame.
+        let mut d = f.data.write();
+        t.map.insert(page_id, idx);
+        drop(t);
         let h = PageHandle { pool: self, idx };
-        let state = {
-            let mut d = f.data.write();
-            if read {
-                self.counters.misses.fetch_add(1, Ordering::Relaxed);
-                match self.read_page(page_id, &mut d) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        drop(d);
-                        f.page_id.store(NO_PAGE, Ordering::Release);
-                        return Err(e);
+        let state = if read {
+            self.counters.misses.fetch_add(1, Ordering::Relaxed);
+            match self.read_page(page_id, &mut d) {
+                Ok(s) => s,
+                Err(e) => {
+                    let mut t = self.table.lock();
+                    if t.map.get(&page_id) == Some(&idx) {
+                        t.map.remove(&page_id);
                     }
+                    f.page_id.store(NO_PAGE, Ordering::Release);
+                    return Err(e);
                 }
-            } else {
-                d.fill(0);
-                PageState::Valid
             }
+        } else {
+            d.fill(0);
+            PageState::Valid
         };
         let valid = state == PageState::Valid;
         f.valid.store(valid, Ordering::Release);
-        t.map.insert(page_id, idx);
-        drop(t);
+        drop(d);
         if !valid && !self.recovery_mode.load(Ordering::Acquire) {
             let what = if state == PageState::Zero { "was never written" } else { "fails its checksum" };
             return Err(Error::corruption("data", format!("page {page_id} {what}")));
@@ -242,8 +300,9 @@ impl BufferPool {
         Ok(page::verify(buf, page_id))
     }
 
-    /// CLOCK: find an unpinned frame, writing it back if dirty. Called with the table lock.
-    fn find_victim(&self, t: &mut Table) -> Result<usize> {
+    /// CLOCK: the next unpinned frame without its reference bit. Called with
+    /// the table lock; does no I/O.
+    fn pick_victim(&self, t: &mut Table) -> Result<Victim> {
         let n = self.frames.len();
         for _ in 0..2 * n + 1 {
             let idx = t.hand;
@@ -252,16 +311,10 @@ impl BufferPool {
             if f.pin.load(Ordering::Acquire) > 0 || f.refbit.swap(false, Ordering::Relaxed) {
                 continue;
             }
-            let old = f.page_id.load(Ordering::Acquire);
-            if old != NO_PAGE {
-                if f.dirty.load(Ordering::Acquire) && f.valid.load(Ordering::Acquire) {
-                    self.write_page(f)?;
-                }
-                t.map.remove(&old);
-                f.page_id.store(NO_PAGE, Ordering::Release);
-                self.counters.evictions.fetch_add(1, Ordering::Relaxed);
-            }
-            return Ok(idx);
+            let dirty = f.page_id.load(Ordering::Acquire) != NO_PAGE
+                && f.dirty.load(Ordering::Acquire)
+                && f.valid.load(Ordering::Acquire);
+            return Ok(if dirty { Victim::Dirty(idx) } else { Victim::Clean(idx) });
         }
         Err(Error::BufferPoolFull { frames: n })
     }
