@@ -368,3 +368,43 @@ fn close_leaves_nothing_to_recover() {
 }
 
 use ariesdb::storage::Storage;
+
+#[test]
+fn deletes_give_empty_leaves_back() {
+    let sim = new_sim(10);
+    let opts = small_opts();
+    let db = Db::open_with(sim.clone(), opts.clone()).unwrap();
+    let mut tx = db.begin().unwrap();
+    for i in 0..3000u32 {
+        tx.put(&k(i), &v(i, 1)).unwrap();
+    }
+    tx.commit().unwrap();
+    let full = db.check_report().unwrap();
+    // Delete all but every 500th key, in two transactions, one of them rolled back.
+    let mut tx = db.begin().unwrap();
+    for i in (0..3000u32).filter(|i| i % 500 != 0) {
+        assert!(tx.delete(&k(i)).unwrap());
+    }
+    tx.abort().unwrap();
+    assert_eq!(read_all(&db).unwrap().len(), 3000);
+    let mut tx = db.begin().unwrap();
+    for i in (0..3000u32).filter(|i| i % 500 != 0) {
+        assert!(tx.delete(&k(i)).unwrap());
+    }
+    tx.commit().unwrap();
+    let thin = db.check_report().unwrap();
+    assert!(thin.leaves <= 8, "empty leaves were not reclaimed: {thin:?} (was {full:?})");
+    assert!(thin.free >= full.leaves - 8, "{thin:?}");
+    // Freed pages are reused before the file grows.
+    let mut tx = db.begin().unwrap();
+    for i in 0..1000u32 {
+        tx.put(&k(i), &v(i, 2)).unwrap();
+    }
+    tx.commit().unwrap();
+    let again = db.check_report().unwrap();
+    assert!(again.free < thin.free, "{again:?}");
+    drop(db);
+    let db = reopen(&sim, &opts);
+    let all = read_all(&db).unwrap();
+    assert_eq!(all.len(), 1000 + 4);
+}

@@ -189,7 +189,57 @@ impl BTree<'_> {
         }
         alloc.finish(&mut parts);
         self.log_key_change(ctx, parts, KeyUndo { key: key.to_vec(), old: Some(value) })?;
+        let empty = self.pool.fetch(leaf)?.read().slot_count() == 0;
+        if empty && path.nodes.len() > 1 {
+            self.reclaim_empty_leaf(ctx, &path)?;
+        }
         Ok(true)
+    }
+
+    /// Give an emptied leaf's page back, as a nested top action: pull the right
+    /// sibling's cells into it and free the sibling, or, for the last child of
+    /// its parent, unlink it from its left sibling and free it. The only child
+    /// of a parent stays.
+    fn reclaim_empty_leaf(&self, ctx: &mut TxnCtx, path: &Path) -> Result<()> {
+        let depth = path.nodes.len() - 1;
+        let (leaf, parent, pos) = (path.leaf(), path.nodes[depth - 1], path.child_pos[depth - 1]);
+        let (right, left) = {
+            let h = self.pool.fetch(parent)?;
+            let g = h.read();
+            let n = g.slot_count();
+            if pos > n || child_at(&g, pos) != leaf {
+                return Err(corrupt(format!("inner page {parent} does not point at leaf {leaf} at {pos}")));
+            }
+            (
+                if pos < n { Some(child_at(&g, pos + 1)) } else { None },
+                if pos > 0 { Some(child_at(&g, pos - 1)) } else { None },
+            )
+        };
+        let leaf_link = self.pool.fetch(leaf)?.read().link();
+        let mut alloc = Alloc::new(self.meta()?);
+        let mut parts = Vec::new();
+        if let Some(r) = right {
+            let h = self.pool.fetch(r)?;
+            let g = h.read();
+            if g.page_type() != Some(PageType::Leaf) || leaf_link != r {
+                return Err(corrupt(format!("leaf {leaf}'s right sibling {r} is not its next leaf")));
+            }
+            let cells = (0..g.slot_count()).map(|i| page::cell(&g, i).to_vec()).collect();
+            parts.push(PagePart {
+                page_id: leaf,
+                op: PageOp::Init { ty: PageType::Leaf as u8, link: g.link(), aux: 0, cells },
+            });
+            parts.push(PagePart { page_id: parent, op: PageOp::Delete { slot: pos as u16 } });
+            alloc.free(r, &mut parts);
+        } else if let Some(l) = left {
+            parts.push(PagePart { page_id: l, op: PageOp::SetLink(leaf_link) });
+            parts.push(PagePart { page_id: parent, op: PageOp::Delete { slot: (pos - 1) as u16 } });
+            alloc.free(leaf, &mut parts);
+        } else {
+            return Ok(());
+        }
+        alloc.finish(&mut parts);
+        self.log_nested_top_action(ctx, parts)
     }
 
     /// Log a CLR that changes nothing: the compensation found the key already
