@@ -28,6 +28,8 @@ mod buffer;
 mod codec;
 mod db;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod options;
 mod page;
 mod recovery;
@@ -52,5 +54,5 @@ pub fn range<'a>(start: &'a [u8], end: &'a [u8]) -> (Bound<&'a [u8]>, Bound<&'a 
 #[doc(hidden)]
 pub mod internals {
     pub use crate::page::{verify, PageState};
-    pub use crate::wal::{decode_record, parse_segment_name, segment_name, LSN_START};
+    pub use crate::wal::{decode_record, encode_record, parse_segment_name, segment_name, LSN_START};
 }

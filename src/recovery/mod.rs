@@ -126,6 +126,12 @@ pub fn analysis(segments: &BTreeMap<Lsn, Arc<dyn StorageFile>>, from: Lsn, must_
         }
         Ok(())
     })?;
+    if end.records == 0 && from != crate::wal::LSN_START {
+        return Err(Error::corruption(
+            "wal",
+            format!("the checkpoint at LSN {from} named by the master record is unreadable"),
+        ));
+    }
     a.end = end;
     Ok(a)
 }

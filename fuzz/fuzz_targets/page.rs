@@ -1,0 +1,5 @@
+//! Fuzz target `page`: the body is `ariesdb::fuzzing::page`, which
+//! `cargo test --test fuzz_corpus` also runs over the corpus on stable Rust.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| ariesdb::fuzzing::page(data));
