@@ -247,7 +247,7 @@ impl Inner {
         let mut segments: BTreeMap<Lsn, Arc<dyn StorageFile>> = BTreeMap::new();
         for name in &names {
             if let Some(start) = wal::parse_segment_name(name) {
-                if start < wal::LSN_START || start % wal::RECORD_ALIGN as u64 != 0 {
+                if !(wal::LSN_START..=wal::MAX_LSN).contains(&start) || start % wal::RECORD_ALIGN as u64 != 0 {
                     return Err(Error::corruption("wal", format!("log segment {name} starts at an impossible LSN")));
                 }
                 segments.insert(start, storage.open(name)?);
@@ -272,8 +272,10 @@ impl Inner {
         if !page_size.is_power_of_two() || !(MIN_PAGE_SIZE..=MAX_PAGE_SIZE).contains(&page_size) {
             return Err(Error::corruption("data", format!("master record names page size {page_size}")));
         }
-        if master.checkpoint_lsn != 0
-            && (master.checkpoint_lsn < wal::LSN_START || master.checkpoint_lsn % wal::RECORD_ALIGN as u64 != 0)
+        if master.durable_lsn > wal::MAX_LSN
+            || (master.checkpoint_lsn != 0
+                && (!(wal::LSN_START..=wal::MAX_LSN).contains(&master.checkpoint_lsn)
+                    || master.checkpoint_lsn % wal::RECORD_ALIGN as u64 != 0))
         {
             return Err(Error::corruption("data", format!("master record names LSN {}", master.checkpoint_lsn)));
         }

@@ -58,6 +58,14 @@ pub enum Fault {
     /// Writes or length changes that would make all files together larger
     /// than this many bytes fail (no space left on device).
     NoSpaceAbove(u64),
+    /// The write at this call index lands `shift` bytes away from where it was
+    /// aimed (a misdirected write: silent damage the checksums must catch).
+    MisdirectedWrite {
+        /// Call index of the write.
+        op: u64,
+        /// Bytes added to the write's offset.
+        shift: u64,
+    },
     /// Reads of the sector at `offset` of file `name` fail until it is rewritten.
     LatentSectorError {
         /// The file.
@@ -65,6 +73,23 @@ pub enum Fault {
         /// Any byte offset inside the sector.
         offset: u64,
     },
+}
+
+/// One storage call, as recorded by the trace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TraceEntry {
+    /// Call index (see `SimStorage::op_count`).
+    pub op: u64,
+    /// `open`, `remove`, `list`, `sync_dir`, `read`, `write`, `sync`, `len`, `set_len`.
+    pub call: &'static str,
+    /// The file, if the call names one.
+    pub file: String,
+    /// Offset (reads, writes) or length (set_len).
+    pub offset: u64,
+    /// Bytes read or written.
+    pub len: u64,
+    /// False if the call failed.
+    pub ok: bool,
 }
 
 #[derive(Clone)]
@@ -94,6 +119,9 @@ struct State {
     /// Removed files whose name was durable: they may come back on power loss.
     removed: BTreeMap<String, SimFileState>,
     stats: SimStats,
+    /// The last `trace_cap` calls, when tracing is on.
+    trace: std::collections::VecDeque<TraceEntry>,
+    trace_cap: usize,
 }
 
 impl State {
@@ -134,6 +162,16 @@ impl State {
             }
         }
         Ok(idx)
+    }
+
+    fn record(&mut self, op: u64, call: &'static str, file: &str, offset: u64, len: u64, ok: bool) {
+        if self.trace_cap == 0 {
+            return;
+        }
+        if self.trace.len() == self.trace_cap {
+            self.trace.pop_front();
+        }
+        self.trace.push_back(TraceEntry { op, call, file: file.to_string(), offset, len, ok });
     }
 
     fn total_len(&self) -> u64 {
@@ -236,6 +274,8 @@ impl SimStorage {
             durable_names: BTreeSet::new(),
             removed: BTreeMap::new(),
             stats: SimStats::default(),
+            trace: std::collections::VecDeque::new(),
+            trace_cap: 0,
         };
         SimStorage { seed, state: Arc::new(Mutex::new(state)) }
     }
@@ -336,15 +376,26 @@ impl SimStorage {
         Ok(())
     }
 
+    /// Record the last `capacity` storage calls (0 turns tracing off).
+    pub fn set_trace(&self, capacity: usize) {
+        let mut st = self.state.lock();
+        st.trace_cap = capacity;
+        st.trace.clear();
+    }
+
+    /// The recorded calls, oldest first.
+    pub fn trace(&self) -> Vec<TraceEntry> {
+        self.state.lock().trace.iter().cloned().collect()
+    }
+
     /// Counters.
     pub fn stats(&self) -> SimStats {
         self.state.lock().stats.clone()
     }
 }
 
-impl Storage for SimStorage {
-    fn open(&self, name: &str) -> io::Result<Arc<dyn StorageFile>> {
-        let mut st = self.state.lock();
+impl SimStorage {
+    fn open_in(&self, st: &mut State, name: &str) -> io::Result<Arc<dyn StorageFile>> {
         st.begin_op(None)?;
         if name.is_empty() || name.contains('/') {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "bad file name"));
@@ -362,8 +413,7 @@ impl Storage for SimStorage {
         Ok(Arc::new(SimFile { name: name.to_string(), id, generation, state: self.state.clone() }))
     }
 
-    fn remove(&self, name: &str) -> io::Result<()> {
-        let mut st = self.state.lock();
+    fn remove_in(&self, st: &mut State, name: &str) -> io::Result<()> {
         st.begin_op(None)?;
         let f = st.files.remove(name).ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, name.to_string()))?;
         if st.durable_names.contains(name) {
@@ -372,14 +422,12 @@ impl Storage for SimStorage {
         Ok(())
     }
 
-    fn list(&self) -> io::Result<Vec<String>> {
-        let mut st = self.state.lock();
+    fn list_in(&self, st: &mut State) -> io::Result<Vec<String>> {
         st.begin_op(None)?;
         Ok(st.files.keys().cloned().collect())
     }
 
-    fn sync_dir(&self) -> io::Result<()> {
-        let mut st = self.state.lock();
+    fn sync_dir_in(&self, st: &mut State) -> io::Result<()> {
         st.begin_op(None)?;
         st.stats.syncs += 1;
         st.durable_names = st.files.keys().cloned().collect();
@@ -388,9 +436,42 @@ impl Storage for SimStorage {
     }
 }
 
-impl StorageFile for SimFile {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+impl Storage for SimStorage {
+    fn open(&self, name: &str) -> io::Result<Arc<dyn StorageFile>> {
         let mut st = self.state.lock();
+        let op = st.op;
+        let r = self.open_in(&mut st, name);
+        st.record(op, "open", name, 0, 0, r.is_ok());
+        r
+    }
+
+    fn remove(&self, name: &str) -> io::Result<()> {
+        let mut st = self.state.lock();
+        let op = st.op;
+        let r = self.remove_in(&mut st, name);
+        st.record(op, "remove", name, 0, 0, r.is_ok());
+        r
+    }
+
+    fn list(&self) -> io::Result<Vec<String>> {
+        let mut st = self.state.lock();
+        let op = st.op;
+        let r = self.list_in(&mut st);
+        st.record(op, "list", "", 0, 0, r.is_ok());
+        r
+    }
+
+    fn sync_dir(&self) -> io::Result<()> {
+        let mut st = self.state.lock();
+        let op = st.op;
+        let r = self.sync_dir_in(&mut st);
+        st.record(op, "sync_dir", "", 0, 0, r.is_ok());
+        r
+    }
+}
+
+impl SimFile {
+    fn read_at_in(&self, st: &mut State, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         st.begin_op(Some(self.generation))?;
         st.stats.reads += 1;
         let end = offset + buf.len() as u64;
@@ -412,9 +493,16 @@ impl StorageFile for SimFile {
         Ok(n)
     }
 
-    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        let mut st = self.state.lock();
-        st.begin_op(Some(self.generation))?;
+    fn write_in(&self, st: &mut State, buf: &[u8], offset: u64) -> io::Result<()> {
+        let idx = st.begin_op(Some(self.generation))?;
+        let offset = offset
+            + st.faults
+                .iter()
+                .find_map(|f| match f {
+                    Fault::MisdirectedWrite { op, shift } if *op == idx => Some(*shift),
+                    _ => None,
+                })
+                .unwrap_or(0);
         let cur = st.file(&self.name, self.id)?.current.len() as u64;
         st.check_space((offset + buf.len() as u64).saturating_sub(cur))?;
         st.stats.writes += 1;
@@ -435,8 +523,7 @@ impl StorageFile for SimFile {
         Ok(())
     }
 
-    fn sync_data(&self) -> io::Result<()> {
-        let mut st = self.state.lock();
+    fn sync_data_in(&self, st: &mut State) -> io::Result<()> {
         let idx = st.begin_op(Some(self.generation))?;
         st.stats.syncs += 1;
         let fails = st.faults.iter().any(|f| matches!(f, Fault::SyncFailsFromOp(n) if idx >= *n));
@@ -455,14 +542,12 @@ impl StorageFile for SimFile {
         Ok(())
     }
 
-    fn len(&self) -> io::Result<u64> {
-        let mut st = self.state.lock();
+    fn len_in(&self, st: &mut State) -> io::Result<u64> {
         st.begin_op(Some(self.generation))?;
         Ok(st.file(&self.name, self.id)?.current.len() as u64)
     }
 
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        let mut st = self.state.lock();
+    fn set_len_in(&self, st: &mut State, len: u64) -> io::Result<()> {
         st.begin_op(Some(self.generation))?;
         let cur = st.file(&self.name, self.id)?.current.len() as u64;
         st.check_space(len.saturating_sub(cur))?;
@@ -471,6 +556,48 @@ impl StorageFile for SimFile {
         apply_change(&mut f.current, &c);
         f.pending.push(c);
         Ok(())
+    }
+}
+
+impl StorageFile for SimFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        let mut st = self.state.lock();
+        let op = st.op;
+        let r = self.read_at_in(&mut st, buf, offset);
+        st.record(op, "read", &self.name, offset, buf.len() as u64, r.is_ok());
+        r
+    }
+
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        let mut st = self.state.lock();
+        let op = st.op;
+        let r = self.write_in(&mut st, buf, offset);
+        st.record(op, "write", &self.name, offset, buf.len() as u64, r.is_ok());
+        r
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        let mut st = self.state.lock();
+        let op = st.op;
+        let r = self.sync_data_in(&mut st);
+        st.record(op, "sync", &self.name, 0, 0, r.is_ok());
+        r
+    }
+
+    fn len(&self) -> io::Result<u64> {
+        let mut st = self.state.lock();
+        let op = st.op;
+        let r = self.len_in(&mut st);
+        st.record(op, "len", &self.name, 0, 0, r.is_ok());
+        r
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        let mut st = self.state.lock();
+        let op = st.op;
+        let r = self.set_len_in(&mut st, len);
+        st.record(op, "set_len", &self.name, len, 0, r.is_ok());
+        r
     }
 }
 
@@ -557,6 +684,21 @@ mod tests {
             s.file_contents("a").unwrap()
         };
         assert_eq!(run(), run());
+    }
+
+    #[test]
+    fn trace_and_misdirected_write() {
+        let s = SimStorage::new(4);
+        s.set_trace(16);
+        let f = s.open("a").unwrap();
+        s.inject(Fault::MisdirectedWrite { op: s.op_count(), shift: 4096 });
+        f.write_all_at(b"page", 0).unwrap();
+        let c = s.file_contents("a").unwrap();
+        assert_eq!(&c[4096..4100], b"page");
+        assert!(c[..4].iter().all(|&b| b == 0));
+        let t = s.trace();
+        assert_eq!(t.iter().map(|e| e.call).collect::<Vec<_>>(), vec!["open", "write"]);
+        assert_eq!((t[1].offset, t[1].len, t[1].ok), (0, 4, true));
     }
 
     #[test]

@@ -31,6 +31,9 @@ pub use record::*;
 
 /// LSN of the first record of a new database.
 pub const LSN_START: Lsn = 4096;
+/// No LSN read from disk may exceed this (so LSN arithmetic cannot overflow;
+/// 2^62 bytes of log is beyond any real database).
+pub const MAX_LSN: Lsn = 1 << 62;
 /// The log buffer is flushed by the appender once it holds this many bytes.
 const BUFFER_FLUSH_BYTES: usize = 4 << 20;
 
