@@ -38,10 +38,10 @@ fn open_through_crashes(sim: &Arc<SimStorage>, rng: &mut StdRng, opts: &ariesdb:
     Db::open_with(sim.clone(), opts.clone()).unwrap_or_else(|e| panic!("{ctx}: recovery failed: {e}"))
 }
 
-fn crash_cycle(seed: u64, rounds: usize, durability: Durability) {
+fn crash_cycle(seed: u64, rounds: usize, durability: Durability, page_size: usize) {
     let sim = new_sim(seed);
     let mut rng = rng(seed);
-    let opts = small_opts().durability(durability);
+    let opts = small_opts().durability(durability).page_size(page_size);
     let mut outcome = Outcome { model: Model::new(), in_doubt: Vec::new() };
     for round in 0..rounds {
         let ctx = format!("seed {seed} round {round}");
@@ -68,10 +68,10 @@ fn crash_cycle(seed: u64, rounds: usize, durability: Durability) {
     }
 }
 
-fn run_seeds(name: &str, default: u64, rounds: usize, durability: Durability) {
+fn run_seeds(name: &str, default: u64, rounds: usize, durability: Durability, page_size: usize) {
     let start = seed_start();
     for seed in start..start + seed_count(default) {
-        let r = catch_unwind(AssertUnwindSafe(|| crash_cycle(seed, rounds, durability)));
+        let r = catch_unwind(AssertUnwindSafe(|| crash_cycle(seed, rounds, durability, page_size)));
         if let Err(e) = r {
             let msg = e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()));
             panic!(
@@ -84,10 +84,16 @@ fn run_seeds(name: &str, default: u64, rounds: usize, durability: Durability) {
 
 #[test]
 fn power_loss_with_nested_recovery_crashes() {
-    run_seeds("power_loss_with_nested_recovery_crashes", 40, 4, Durability::Immediate);
+    run_seeds("power_loss_with_nested_recovery_crashes", 40, 4, Durability::Immediate, 4096);
 }
 
 #[test]
 fn eventual_durability_stays_consistent() {
-    run_seeds("eventual_durability_stays_consistent", 15, 3, Durability::Eventual);
+    run_seeds("eventual_durability_stays_consistent", 15, 3, Durability::Eventual, 4096);
+}
+
+#[test]
+fn larger_pages() {
+    run_seeds("larger_pages", 10, 3, Durability::Immediate, 8192);
+    run_seeds("larger_pages", 6, 3, Durability::Immediate, 32768);
 }

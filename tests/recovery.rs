@@ -408,3 +408,26 @@ fn deletes_give_empty_leaves_back() {
     let all = read_all(&db).unwrap();
     assert_eq!(all.len(), 1000 + 4);
 }
+
+#[test]
+fn largest_values_survive_overwrite_abort_and_crash() {
+    let sim = new_sim(11);
+    let opts = small_opts();
+    let db = Db::open_with(sim.clone(), opts.clone()).unwrap();
+    let big = |b: u8| -> Vec<u8> { (0..ariesdb::MAX_VALUE_LEN).map(|i| b.wrapping_add((i / 4096) as u8)).collect() };
+    let mut tx = db.begin().unwrap();
+    tx.put(b"big", &big(1)).unwrap();
+    tx.commit().unwrap();
+    let mut tx = db.begin().unwrap();
+    tx.put(b"big", &big(2)).unwrap();
+    assert_eq!(tx.get(b"big").unwrap().unwrap(), big(2));
+    tx.abort().unwrap();
+    let mut loser = db.begin().unwrap();
+    loser.put(b"big", &big(3)).unwrap();
+    std::mem::forget(loser);
+    drop(db);
+    let db = reopen(&sim, &opts);
+    let all = read_all(&db).unwrap();
+    assert_eq!(all.len(), 1);
+    assert!(all[&b"big"[..]] == big(1), "the committed 16 MiB value did not survive");
+}
