@@ -208,3 +208,16 @@ fn missing_middle_log_segment_is_corruption() {
     sim.power_loss();
     assert!(matches!(Db::open_with(sim, opts), Err(Error::Corruption { .. })));
 }
+
+#[test]
+fn db_is_send_and_sync_txn_is_send() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Db>();
+    send_sync::<Arc<Db>>();
+    send::<ariesdb::Txn>();
+    send_sync::<ariesdb::Savepoint>();
+    send_sync::<Error>();
+    send_sync::<SimStorage>();
+    send_sync::<ariesdb::storage::FsStorage>();
+}

@@ -300,10 +300,14 @@ impl BufferPool {
         Ok(page::verify(buf, page_id))
     }
 
-    /// CLOCK: the next unpinned frame without its reference bit. Called with
-    /// the table lock; does no I/O.
+    /// CLOCK: the next unpinned frame without its reference bit. A dirty
+    /// frame whose changes are not yet durable in the log is passed over once
+    /// (writing it would need a log fsync first) and taken only if nothing
+    /// better turns up. Called with the table lock; does no I/O.
     fn pick_victim(&self, t: &mut Table) -> Result<Victim> {
         let n = self.frames.len();
+        let durable = self.wal.durable_lsn();
+        let mut needs_log_flush = None;
         for _ in 0..2 * n + 1 {
             let idx = t.hand;
             t.hand = (t.hand + 1) % n;
@@ -314,9 +318,19 @@ impl BufferPool {
             let dirty = f.page_id.load(Ordering::Acquire) != NO_PAGE
                 && f.dirty.load(Ordering::Acquire)
                 && f.valid.load(Ordering::Acquire);
-            return Ok(if dirty { Victim::Dirty(idx) } else { Victim::Clean(idx) });
+            if !dirty {
+                return Ok(Victim::Clean(idx));
+            }
+            // Unpinned, so no latch is held: try_read does not wait.
+            let ahead = f.data.try_read().is_none_or(|g| g.page_lsn() >= durable);
+            if !ahead {
+                return Ok(Victim::Dirty(idx));
+            }
+            if needs_log_flush.is_none() {
+                needs_log_flush = Some(idx);
+            }
         }
-        Err(Error::BufferPoolFull { frames: n })
+        needs_log_flush.map(Victim::Dirty).ok_or(Error::BufferPoolFull { frames: n })
     }
 
     /// Write a dirty frame back to the data file. THE WRITE-AHEAD RULE: the log
