@@ -387,11 +387,15 @@ impl Inner {
     }
 
     fn fail(&self, e: &Error) {
-        let mut f = self.failed.lock();
-        if f.is_none() {
-            *f = Some(e.to_string());
+        {
+            let mut f = self.failed.lock();
+            if f.is_none() {
+                *f = Some(e.to_string());
+            }
+            self.is_failed.store(true, Ordering::Release);
         }
-        self.is_failed.store(true, Ordering::Release);
+        // Nobody may wait for a lock on a stopped database.
+        self.locks.fail_all();
     }
 
     /// Fail-stop for write paths: any error except the caller's own mistakes
@@ -404,7 +408,6 @@ impl Inner {
                 | Error::Deadlock
                 | Error::TxnEnded
                 | Error::Closed => {}
-                Error::Failed { .. } => self.is_failed.store(true, Ordering::Release),
                 _ => self.fail(e),
             }
         }
@@ -741,12 +744,14 @@ impl Txn {
 
 impl Drop for Txn {
     fn drop(&mut self) {
-        if !self.ended {
-            if self.inner.check_ok().is_ok() {
-                let _ = self.abort_inner();
-            } else {
-                self.inner.locks.release_all(self.id, &self.locks);
-            }
+        if !self.ended && self.inner.check_ok().is_ok() {
+            let _ = self.abort_inner();
+        }
+        // Whatever happened (a failed commit, a stopped database), a dropped
+        // transaction holds no locks.
+        if !self.locks.is_empty() {
+            self.inner.locks.release_all(self.id, &self.locks);
+            self.locks.clear();
         }
     }
 }

@@ -297,7 +297,12 @@ impl BufferPool {
         let off = page_id as u64 * self.page_size as u64;
         let n = read_full_at(&*self.file, buf, off)?;
         buf[n..].fill(0);
-        Ok(page::verify(buf, page_id))
+        match page::verify(buf, page_id) {
+            // A page can only reach storage after its last record is durable
+            // (write-ahead rule), so a page LSN past the end of the log is damage.
+            PageState::Valid if buf.page_lsn() >= self.wal.end_lsn() => Ok(PageState::Invalid),
+            s => Ok(s),
+        }
     }
 
     /// CLOCK: the next unpinned frame without its reference bit. A dirty

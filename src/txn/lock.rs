@@ -68,6 +68,8 @@ impl KeyLock {
 
 #[derive(Default)]
 struct Table {
+    /// Set when the database stopped (fail-stop): every wait ends with an error.
+    failed: bool,
     keys: HashMap<u64, KeyLock>,
     /// What each waiting transaction waits for.
     waiting: HashMap<TxnId, u64>,
@@ -131,6 +133,9 @@ impl LockManager {
     /// `txn`'s other locks are untouched.
     pub fn lock(&self, txn: TxnId, key: u64, mode: LockMode) -> Result<bool> {
         let mut t = self.table.lock();
+        if t.failed {
+            return Err(Self::stopped());
+        }
         if let Some(r) = Self::try_grant(&mut t, txn, key, mode) {
             return Ok(r);
         }
@@ -152,6 +157,10 @@ impl LockManager {
         }
         loop {
             self.cv.wait(&mut t);
+            if t.failed {
+                Self::dequeue(&mut t, txn, key);
+                return Err(Self::stopped());
+            }
             let kl = t.keys.get(&key).expect("a key with a waiter stays in the table");
             let at_head = kl.queue.front().map(|&(w, _)| w) == Some(txn);
             if at_head && kl.compatible(txn, mode) {
@@ -167,6 +176,16 @@ impl LockManager {
             // close a cycle through us by waiting itself, and then it detects
             // it), so no re-check is needed here.
         }
+    }
+
+    fn stopped() -> Error {
+        Error::Failed { cause: "the database stopped while this transaction waited for a lock".into() }
+    }
+
+    /// The database stopped: wake every waiter with an error, refuse new waits.
+    pub fn fail_all(&self) {
+        self.table.lock().failed = true;
+        self.cv.notify_all();
     }
 
     /// Like `lock` but never waits: Ok(None) if it would have to.
@@ -321,6 +340,18 @@ mod tests {
             assert!(victims >= 1, "{n}-way deadlock not detected");
             assert!(m.is_empty());
         }
+    }
+
+    #[test]
+    fn fail_all_wakes_waiters_with_an_error() {
+        let m = Arc::new(LockManager::new());
+        m.lock(1, 9, LockMode::Exclusive).unwrap();
+        let m2 = m.clone();
+        let h = std::thread::spawn(move || m2.lock(2, 9, LockMode::Shared));
+        std::thread::sleep(Duration::from_millis(20));
+        m.fail_all();
+        assert!(matches!(h.join().unwrap(), Err(Error::Failed { .. })));
+        assert!(matches!(m.lock(3, 10, LockMode::Shared), Err(Error::Failed { .. })));
     }
 
     #[test]

@@ -188,6 +188,11 @@ impl Wal {
                 self.flush_cv.wait(&mut f);
                 continue;
             }
+            if lsn >= self.end_lsn() {
+                // No record starts there: flushing cannot reach it. Only a
+                // damaged page LSN can ask for this; never loop on it.
+                return Err(Error::corruption("wal", format!("flush to LSN {lsn}, past the end of the log")));
+            }
             f.in_progress = true;
             drop(f);
             let result = self.lead_flush();
