@@ -80,7 +80,15 @@ fn crash_cycle(seed: u64, rounds: usize, durability: Durability, page_size: usiz
 fn run_seeds(name: &str, default: u64, rounds: usize, durability: Durability, page_size: usize) {
     let start = seed_start();
     let t = std::time::Instant::now();
-    for seed in start..start + seed_count(default) {
+    // ARIESDB_SOAK_SECS: run seeds until that much time has passed.
+    let soak = std::env::var("ARIESDB_SOAK_SECS").ok().and_then(|s| s.parse::<u64>().ok());
+    let end = if soak.is_some() { u64::MAX } else { start + seed_count(default) };
+    let mut seeds_run = 0u64;
+    for seed in start..end {
+        if soak.is_some_and(|secs| t.elapsed().as_secs() >= secs) {
+            break;
+        }
+        seeds_run += 1;
         let r = catch_unwind(AssertUnwindSafe(|| crash_cycle(seed, rounds, durability, page_size)));
         if let Err(e) = r {
             let msg = e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()));
@@ -91,8 +99,7 @@ fn run_seeds(name: &str, default: u64, rounds: usize, durability: Durability, pa
         }
     }
     eprintln!(
-        "{name}: {} seeds from {start}, {} crash points armed, {} recoveries checked (all tests of this binary so far), 0 violations, {:.1} s",
-        seed_count(default),
+        "{name}: {seeds_run} seeds from {start}, {} crash points armed, {} recoveries checked (all tests of this binary so far), 0 violations, {:.1} s",
         CRASH_POINTS.load(Ordering::Relaxed),
         RECOVERIES.load(Ordering::Relaxed),
         t.elapsed().as_secs_f64()
