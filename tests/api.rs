@@ -221,3 +221,34 @@ fn db_is_send_and_sync_txn_is_send() {
     send_sync::<SimStorage>();
     send_sync::<ariesdb::storage::FsStorage>();
 }
+
+#[test]
+fn persistent_io_errors_are_fail_stop_and_reopen_recovers() {
+    for delay in [0u64, 3, 10, 40] {
+        let sim = new_sim(20 + delay);
+        let db = Db::open_with(sim.clone(), small_opts()).unwrap();
+        let mut acked = Vec::new();
+        sim.inject(Fault::IoErrorFromOp(sim.op_count() + delay));
+        for t in 0..50u32 {
+            let r = (|| {
+                let mut tx = db.begin()?;
+                tx.put(format!("t{t:03}").as_bytes(), &[t as u8; 500])?;
+                tx.commit()
+            })();
+            match r {
+                Ok(()) => acked.push(t),
+                Err(_) => break,
+            }
+        }
+        assert!(acked.len() < 50, "the I/O errors never surfaced");
+        assert!(matches!(db.begin(), Err(Error::Failed { .. })));
+        drop(db);
+        sim.clear_faults();
+        sim.power_loss();
+        let db = Db::open_with(sim, small_opts()).unwrap();
+        let all = read_all(&db).unwrap();
+        for t in acked {
+            assert!(all.contains_key(format!("t{t:03}").as_bytes()), "delay {delay}: acknowledged commit {t} lost");
+        }
+    }
+}

@@ -50,14 +50,14 @@ fn crash_cycle(seed: u64, rounds: usize, durability: Durability, page_size: usiz
     let sim = new_sim(seed);
     let mut rng = rng(seed);
     let opts = small_opts().durability(durability).page_size(page_size);
-    let mut outcome = Outcome { model: Model::new(), in_doubt: Vec::new() };
+    let mut outcome = Outcome { model: Model::new(), in_doubt: Vec::new(), history: vec![Model::new()] };
     for round in 0..rounds {
         let ctx = format!("seed {seed} round {round}");
         let db = open_through_crashes(&sim, &mut rng, &opts, &ctx);
         let model = if durability == Durability::Immediate {
             verify(&db, &outcome, &ctx)
         } else {
-            read_all(&db).unwrap_or_else(|e| panic!("{ctx}: read failed: {e}"))
+            verify_prefix(&db, &outcome, &ctx)
         };
         let at = sim.op_count() + rng.gen_range(1..2500);
         sim.inject(Fault::CrashAtOp(at));

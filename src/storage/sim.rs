@@ -51,6 +51,9 @@ pub enum Fault {
     CrashAtOp(u64),
     /// The call with this index fails once.
     IoErrorAtOp(u64),
+    /// Every call from this index on fails (a persistent I/O error; unlike
+    /// `CrashAtOp` the machine stays up, so no power loss is implied).
+    IoErrorFromOp(u64),
     /// Every `sync_data` from this call index on fails; the file's unsynced
     /// writes are then either kept or dropped (as Linux may drop dirty pages
     /// after a failed fsync), by seeded coin flip.
@@ -157,6 +160,9 @@ impl State {
                 }
                 Fault::IoErrorAtOp(n) if idx == *n => {
                     return Err(io::Error::other(format!("simulated I/O error at storage call {idx}")));
+                }
+                Fault::IoErrorFromOp(n) if idx >= *n => {
+                    return Err(io::Error::other(format!("simulated persistent I/O error at storage call {idx}")));
                 }
                 _ => {}
             }
@@ -721,6 +727,11 @@ mod tests {
         s.inject(Fault::IoErrorAtOp(s.op_count()));
         assert!(f.len().is_err());
         assert!(f.len().is_ok());
+        s.inject(Fault::IoErrorFromOp(s.op_count() + 1));
+        assert!(f.len().is_ok());
+        assert!(f.len().is_err() && f.len().is_err());
+        assert!(!s.has_crashed());
+        s.clear_faults();
         s.flip_bit("a", 3, 0).unwrap();
         assert_eq!(s.file_contents("a").unwrap()[3], 1 ^ 1);
     }
