@@ -356,6 +356,9 @@ pub fn decode_record(buf: &[u8], lsn: Lsn) -> Result<LogRecord> {
         return Err(Error::corruption("wal", format!("checksum mismatch in record at LSN {lsn}")));
     }
     let u64_at = |o: usize| u64::from_le_bytes(rec[o..o + 8].try_into().expect("8"));
+    if rec[49..RECORD_HEADER_LEN].iter().any(|&b| b != 0) {
+        return Err(Error::corruption("wal", format!("record at LSN {lsn} has non-zero reserved header bytes")));
+    }
     let Some(kind) = Kind::from_u8(rec[48]) else {
         return Err(Error::corruption("wal", format!("unknown record kind {} at LSN {lsn}", rec[48])));
     };
