@@ -105,6 +105,11 @@ pub struct Stats {
     pub pages_written: u64,
     /// Full page images logged.
     pub full_page_images: u64,
+    /// Page evictions that had to wait for the log to become durable before
+    /// writing their victim (the write-ahead rule). The victim choice and the
+    /// background writer keep this near zero; it counts the only log flushes
+    /// a tree operation can wait for.
+    pub eviction_log_waits: u64,
     /// Keys locked by open transactions.
     pub locked_keys: u64,
 }
@@ -562,6 +567,7 @@ impl Inner {
             evictions: p.evictions.load(Ordering::Relaxed),
             pages_written: p.pages_written.load(Ordering::Relaxed),
             full_page_images: p.fpis.load(Ordering::Relaxed),
+            eviction_log_waits: p.eviction_log_waits.load(Ordering::Relaxed),
             locked_keys: self.locks.len() as u64,
         }
     }

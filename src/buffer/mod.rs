@@ -67,6 +67,9 @@ pub struct PoolCounters {
     pub pages_written: AtomicU64,
     /// Full page images logged.
     pub fpis: AtomicU64,
+    /// Evictions whose victim was ahead of the durable log, so that the
+    /// fetching thread waited for a log flush (under the caller's latches).
+    pub eviction_log_waits: AtomicU64,
 }
 
 /// The buffer pool.
@@ -211,6 +214,9 @@ impl BufferPool {
                     drop(t);
                     let h = PageHandle { pool: self, idx };
                     if h.is_dirty() {
+                        if h.read().page_lsn() >= self.wal.durable_lsn() {
+                            self.counters.eviction_log_waits.fetch_add(1, Ordering::Relaxed);
+                        }
                         self.write_page(&self.frames[idx])?;
                     }
                     drop(h);
