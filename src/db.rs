@@ -3,8 +3,12 @@
 //! background writer.
 //!
 //! Invariants:
-//! - Writers of the tree hold `tree_latch` exclusively; readers share it. No
-//!   fsync happens under it except a write-back forced by eviction.
+//! - Writers of the tree hold `tree_latch` exclusively; readers share it. It
+//!   is taken only through `write_latch` and `read_latch`, which first make
+//!   the log durable (without the latch) if the pool lacks frames it could
+//!   evict without a log flush. So no fsync happens under the latch, except
+//!   when one operation dirties more pages than that headroom (a value of many
+//!   overflow pages on a small pool); `Stats::eviction_log_waits` counts those.
 //! - After an I/O error in any write path the `Db` is failed: every later call
 //!   returns `Error::Failed`; nothing is retried. Reopening recovers.
 //! - A checkpoint takes the tree latch and the table lock only for the instant
@@ -18,7 +22,7 @@ use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex, RwLock};
+use parking_lot::{Condvar, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::btree::{BTree, CheckReport, TxnCtx, MAX_KEY_LEN, MAX_VALUE_LEN};
 use crate::buffer::BufferPool;
@@ -35,6 +39,11 @@ use crate::wal::{self, AttEntry, Body, CheckpointData, RecordHeader, TxnId, Wal}
 pub const DATA_FILE: &str = "data.db";
 /// Entries a scan reads per batch under the tree latch.
 const SCAN_BATCH: usize = 64;
+/// Frames a tree change may dirty or pin besides its overflow pages: a leaf
+/// change plus a split at every level of a deep tree, and the meta page.
+const CHANGE_HEADROOM_PAGES: usize = 24;
+/// Frames a reader may pin at once.
+const READ_HEADROOM_PAGES: usize = 4;
 
 struct CkptState {
     master_seq: u64,
@@ -186,8 +195,7 @@ impl Db {
     /// Like `check`, and says what it counted.
     pub fn check_report(&self) -> Result<CheckReport> {
         self.inner.check_ok()?;
-        let _r = self.inner.tree_latch.read();
-        let r = self.inner.tree().check();
+        let r = self.inner.read_latch().and_then(|_r| self.inner.tree().check());
         self.inner.guard_read(r)
     }
 
@@ -447,10 +455,41 @@ impl Inner {
         Ok(lsn)
     }
 
+    /// Take the tree latch for a change that dirties about `pages` pages. If
+    /// the pool could not give up that many frames without waiting for a log
+    /// flush, flush the log first, outside the latch, so that the change's
+    /// evictions find pages they may write at once.
+    fn write_latch(&self, pages: usize) -> Result<RwLockWriteGuard<'_, ()>> {
+        for _ in 0..3 {
+            let w = self.tree_latch.write();
+            if self.pool.can_evict_without_log_flush(pages) {
+                return Ok(w);
+            }
+            drop(w);
+            self.wal.flush_all()?;
+        }
+        // Other writers keep dirtying the pool: go on; an eviction may wait.
+        Ok(self.tree_latch.write())
+    }
+
+    /// Take the tree latch for reading, with the same care as `write_latch`.
+    fn read_latch(&self) -> Result<RwLockReadGuard<'_, ()>> {
+        if !self.pool.can_evict_without_log_flush(READ_HEADROOM_PAGES) {
+            self.wal.flush_all()?;
+        }
+        Ok(self.tree_latch.read())
+    }
+
     /// Run a tree change for transaction `id` under the tree latch, keeping its
-    /// table entry's chain up to date.
-    fn with_txn_ctx<T>(&self, id: TxnId, f: impl FnOnce(&BTree<'_>, &mut TxnCtx) -> Result<T>) -> Result<T> {
-        let _w = self.tree_latch.write();
+    /// table entry's chain up to date. `pages`: how many pages it may dirty
+    /// beyond `CHANGE_HEADROOM_PAGES`.
+    fn with_txn_ctx<T>(
+        &self,
+        id: TxnId,
+        pages: usize,
+        f: impl FnOnce(&BTree<'_>, &mut TxnCtx) -> Result<T>,
+    ) -> Result<T> {
+        let _w = self.write_latch(CHANGE_HEADROOM_PAGES + pages)?;
         let start = self.wal.end_lsn();
         let mut ctx = {
             let t = self.txns.lock();
@@ -471,14 +510,23 @@ impl Inner {
     }
 
     /// Roll transaction `id` back to just after `target` (0: everything).
+    /// One undo step per hold of the tree latch, so that other transactions
+    /// go on between steps and each step gets the latch's eviction headroom.
     fn rollback_to(&self, id: TxnId, target: Lsn) -> Result<()> {
-        self.with_txn_ctx(id, |tree, ctx| {
-            let mut cur = ctx.last_lsn;
-            while cur > target {
-                cur = undo_step(tree, &self.wal, ctx, cur)?;
+        let mut next = None;
+        loop {
+            let done = self.with_txn_ctx(id, 0, |tree, ctx| {
+                let cur = next.unwrap_or(ctx.last_lsn);
+                if cur <= target {
+                    return Ok(true);
+                }
+                next = Some(undo_step(tree, &self.wal, ctx, cur)?);
+                Ok(false)
+            })?;
+            if done {
+                return Ok(());
             }
-            Ok(())
-        })
+        }
     }
 
     fn checkpoint(&self) -> Result<()> {
@@ -639,7 +687,8 @@ impl Txn {
             return Err(Error::TooLarge { what: "value", len: value.len(), max: MAX_VALUE_LEN });
         }
         self.lock(key, LockMode::Exclusive)?;
-        let r = self.inner.with_txn_ctx(self.id, |tree, ctx| tree.put(ctx, key, value));
+        let overflow_pages = value.len().div_ceil(self.inner.page_size / 2);
+        let r = self.inner.with_txn_ctx(self.id, overflow_pages, |tree, ctx| tree.put(ctx, key, value));
         self.inner.guard(r)
     }
 
@@ -648,8 +697,7 @@ impl Txn {
         self.check_active()?;
         check_key(key)?;
         self.lock(key, LockMode::Shared)?;
-        let _r = self.inner.tree_latch.read();
-        let r = self.inner.tree().get(key);
+        let r = self.inner.read_latch().and_then(|_r| self.inner.tree().get(key));
         self.inner.guard_read(r)
     }
 
@@ -658,7 +706,7 @@ impl Txn {
         self.check_active()?;
         check_key(key)?;
         self.lock(key, LockMode::Exclusive)?;
-        let r = self.inner.with_txn_ctx(self.id, |tree, ctx| tree.delete(ctx, key));
+        let r = self.inner.with_txn_ctx(self.id, 0, |tree, ctx| tree.delete(ctx, key));
         self.inner.guard(r)
     }
 
@@ -786,7 +834,7 @@ impl Scan<'_> {
             let mut blocked: Option<Vec<u8>> = None;
             {
                 let inner = self.txn.inner.clone();
-                let _r = inner.tree_latch.read();
+                let _r = inner.guard_read(inner.read_latch())?;
                 let tree = inner.tree();
                 let (id, locks, buf) = (self.txn.id, &mut self.txn.locks, &mut self.buf);
                 let r = tree.scan(as_ref(&self.next), as_ref(&self.end), |k, cell| {

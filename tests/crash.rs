@@ -108,18 +108,18 @@ fn run_seeds(name: &str, default: u64, rounds: usize, durability: Durability, pa
 
 #[test]
 fn power_loss_with_nested_recovery_crashes() {
-    run_seeds("power_loss_with_nested_recovery_crashes", 40, 4, Durability::Immediate, 4096);
+    run_seeds("power_loss_with_nested_recovery_crashes", 6000, 4, Durability::Immediate, 4096);
 }
 
 #[test]
 fn eventual_durability_stays_consistent() {
-    run_seeds("eventual_durability_stays_consistent", 15, 3, Durability::Eventual, 4096);
+    run_seeds("eventual_durability_stays_consistent", 2400, 3, Durability::Eventual, 4096);
 }
 
 #[test]
 fn larger_pages() {
-    run_seeds("larger_pages", 10, 3, Durability::Immediate, 8192);
-    run_seeds("larger_pages", 6, 3, Durability::Immediate, 32768);
+    run_seeds("larger_pages", 1200, 3, Durability::Immediate, 8192);
+    run_seeds("larger_pages", 600, 3, Durability::Immediate, 32768);
 }
 
 /// Every storage call of a small workload in turn: crash there (power loss),

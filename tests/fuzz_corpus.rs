@@ -24,7 +24,7 @@ fn inputs(target: &str) -> Vec<(String, Vec<u8>)> {
 }
 
 fn mutations() -> u64 {
-    std::env::var("ARIESDB_FUZZ_MUTATIONS").ok().and_then(|s| s.parse().ok()).unwrap_or(40)
+    std::env::var("ARIESDB_FUZZ_MUTATIONS").ok().and_then(|s| s.parse().ok()).unwrap_or(2000)
 }
 
 /// A seeded mutation: flip bytes, overwrite with interesting values, or cut.

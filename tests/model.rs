@@ -135,7 +135,7 @@ fn run(seed: u64, ops: Vec<Op>) -> Result<(), TestCaseError> {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: std::env::var("ARIESDB_PROPTEST_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(24),
+        cases: std::env::var("ARIESDB_PROPTEST_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(2000),
         ..ProptestConfig::default()
     })]
     #[test]

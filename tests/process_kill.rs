@@ -42,7 +42,7 @@ fn child(dir: &str) {
 }
 
 fn rounds() -> u64 {
-    std::env::var("ARIESDB_KILL_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(4)
+    std::env::var("ARIESDB_KILL_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(10)
 }
 
 #[test]

@@ -69,9 +69,10 @@ fn steal_uncommitted_pages_are_undone() {
     }
     let stats = db.stats();
     assert!(stats.pages_written > 20, "uncommitted pages must have been stolen: {stats:?}");
-    // No background writer keeps the log durable here, so stealing a page of
-    // the running transaction had to wait for the log first (write-ahead rule).
-    assert!(stats.eviction_log_waits > 0, "{stats:?}");
+    // No background writer keeps the log durable here; tree changes flush the
+    // log before taking the tree latch whenever the pool runs short of frames
+    // it could write at once, so no eviction waited for the log under it.
+    assert_eq!(stats.eviction_log_waits, 0, "{stats:?}");
     std::mem::forget(long);
     drop(db);
     let db = reopen(&sim, &opts);

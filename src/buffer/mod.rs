@@ -16,9 +16,11 @@
 //!   (a full image or an init), so redo from `rec_lsn` can rebuild a torn page.
 //! - `log_and_apply` is the only path by which pages change in normal operation:
 //!   log first, then apply, then set page_lsn.
+//! - `dirty_frames` equals the number of frames whose dirty flag is set: the
+//!   flag only changes by a swap that adjusts the count.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -38,6 +40,8 @@ pub struct Frame {
     dirty: AtomicBool,
     valid: AtomicBool,
     rec_lsn: AtomicU64,
+    /// Flush epoch of the last change applied here in normal operation.
+    changed_epoch: AtomicU64,
     data: RwLock<Box<[u8]>>,
 }
 
@@ -80,6 +84,12 @@ pub struct BufferPool {
     frames: Box<[Frame]>,
     table: Mutex<Table>,
     recovery_mode: AtomicBool,
+    /// Frames with the dirty flag set.
+    dirty_frames: AtomicUsize,
+    /// Frames changed per flush epoch, in slots by epoch modulo 4, each
+    /// `epoch << 32 | count`: the frames whose last change may not be durable
+    /// are the ones counted for the epochs from `done` to `taken`.
+    changed_in_epoch: [AtomicU64; 4],
     /// Counters.
     pub counters: PoolCounters,
 }
@@ -124,7 +134,9 @@ impl PageHandle<'_> {
         if !f.dirty.load(Ordering::Acquire) {
             debug_assert!(rec_lsn > 0);
             f.rec_lsn.store(rec_lsn, Ordering::Release);
-            f.dirty.store(true, Ordering::Release);
+            if !f.dirty.swap(true, Ordering::AcqRel) {
+                self.pool.dirty_frames.fetch_add(1, Ordering::AcqRel);
+            }
         }
     }
 }
@@ -149,6 +161,7 @@ impl BufferPool {
                 dirty: AtomicBool::new(false),
                 valid: AtomicBool::new(false),
                 rec_lsn: AtomicU64::new(0),
+                changed_epoch: AtomicU64::new(u64::MAX),
                 data: RwLock::new(vec![0u8; page_size].into_boxed_slice()),
             })
             .collect();
@@ -159,6 +172,8 @@ impl BufferPool {
             table: Mutex::new(Table { map: HashMap::with_capacity(frames.len() * 2), hand: 0 }),
             frames,
             recovery_mode: AtomicBool::new(false),
+            dirty_frames: AtomicUsize::new(0),
+            changed_in_epoch: Default::default(),
             counters: PoolCounters::default(),
         }
     }
@@ -171,6 +186,52 @@ impl BufferPool {
     /// The log.
     pub fn wal(&self) -> &Arc<Wal> {
         &self.wal
+    }
+
+    /// True if `pages` frames can be taken for other pages without waiting
+    /// for a log flush: either the whole log is durable (so every dirty frame
+    /// may be written back at once), or that many frames are clean. The
+    /// request is capped at half the pool, so that a small pool is not flushed
+    /// before every change. Only writers dirty frames, and they are serialized
+    /// by the caller's latch, so the answer holds for the caller's operation as
+    /// long as it dirties fewer pages than asked for.
+    pub fn can_evict_without_log_flush(&self, pages: usize) -> bool {
+        let wanted = pages.clamp(1, (self.frames.len() / 2).max(1));
+        let n = self.frames.len();
+        let clean = n.saturating_sub(self.dirty_frames.load(Ordering::Acquire));
+        if clean >= wanted {
+            return true;
+        }
+        let (taken, done) = self.wal.flush_epochs();
+        let ahead: usize = (done..=taken.min(done + 1)).map(|e| self.changed_frames(e)).sum();
+        n.saturating_sub(ahead) >= wanted || self.wal.durable_lsn() >= self.wal.end_lsn()
+    }
+
+    /// Frames counted as changed in flush epoch `epoch` (0 if its slot was reused).
+    fn changed_frames(&self, epoch: u64) -> usize {
+        let v = self.changed_in_epoch[(epoch % 4) as usize].load(Ordering::Acquire);
+        if v >> 32 == epoch & 0xffff_ffff {
+            (v & 0xffff_ffff) as usize
+        } else {
+            0
+        }
+    }
+
+    /// Count frame `f` as changed in the current flush epoch, once per epoch.
+    /// Read after the change's record was appended, so the epoch is never
+    /// earlier than the record's (an over-count is harmless: it only flushes
+    /// the log sooner).
+    fn note_change(&self, f: &Frame) {
+        let (taken, _) = self.wal.flush_epochs();
+        if f.changed_epoch.swap(taken, Ordering::AcqRel) == taken {
+            return;
+        }
+        let slot = &self.changed_in_epoch[(taken % 4) as usize];
+        let tag = taken & 0xffff_ffff;
+        // A slot still tagged with an older epoch (four flushes ago) starts over.
+        let _ = slot.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+            Some(if v >> 32 == tag { v + 1 } else { tag << 32 | 1 })
+        });
     }
 
     /// In recovery mode a torn or never-written page is handed out as invalid
@@ -264,7 +325,9 @@ impl BufferPool {
         debug_assert_eq!(f.pin.load(Ordering::Acquire), 0);
         f.pin.store(1, Ordering::Release);
         f.page_id.store(page_id, Ordering::Release);
-        f.dirty.store(false, Ordering::Release);
+        if f.dirty.swap(false, Ordering::AcqRel) {
+            self.dirty_frames.fetch_sub(1, Ordering::AcqRel);
+        }
         f.valid.store(false, Ordering::Release);
         f.rec_lsn.store(0, Ordering::Release);
         // Uncontended: nobody holds a latch on an unpinned frame.
@@ -356,7 +419,9 @@ impl BufferPool {
         let mut copy = data.to_vec();
         page::seal(&mut copy);
         self.file.write_all_at(&copy, page_id as u64 * self.page_size as u64)?;
-        f.dirty.store(false, Ordering::Release);
+        if f.dirty.swap(false, Ordering::AcqRel) {
+            self.dirty_frames.fetch_sub(1, Ordering::AcqRel);
+        }
         f.rec_lsn.store(0, Ordering::Release);
         self.counters.pages_written.fetch_add(1, Ordering::Relaxed);
         Ok(())
@@ -452,6 +517,7 @@ impl BufferPool {
     }
 
     fn apply_part(h: &PageHandle<'_>, g: &mut [u8], part: &PagePart, lsn: Lsn) -> Result<()> {
+        h.pool.note_change(h.frame());
         page::apply(g, part.page_id, &part.op)?;
         page::set_page_lsn(g, lsn);
         if part.op.defines_page() {

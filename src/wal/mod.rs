@@ -89,6 +89,12 @@ pub struct Wal {
     flush: Mutex<FlushState>,
     flush_cv: Condvar,
     durable_lsn: AtomicU64,
+    /// Flushes that have taken their bytes from the buffer (the flush epoch).
+    /// A record appended while this reads `e` is durable once `flush_done`
+    /// reaches `e + 1`.
+    flush_taken: AtomicU64,
+    /// The epoch of the last flush that completed.
+    flush_done: AtomicU64,
     segments: Mutex<BTreeMap<Lsn, Arc<dyn StorageFile>>>,
     /// Counters.
     pub counters: WalCounters,
@@ -121,6 +127,8 @@ impl Wal {
             flush: Mutex::new(FlushState { in_progress: false, failed: None }),
             flush_cv: Condvar::new(),
             durable_lsn: AtomicU64::new(end_lsn),
+            flush_taken: AtomicU64::new(0),
+            flush_done: AtomicU64::new(0),
             segments: Mutex::new(segments),
             counters: WalCounters::default(),
         }
@@ -129,6 +137,14 @@ impl Wal {
     /// Everything below this LSN is on stable storage.
     pub fn durable_lsn(&self) -> Lsn {
         self.durable_lsn.load(Ordering::Acquire)
+    }
+
+    /// (taken, done): the flush epochs. Every record appended before
+    /// `taken` was read is in epoch `taken` or earlier; every record of an epoch
+    /// below `done` is durable. At most one flush runs, so `taken <= done + 1`.
+    pub fn flush_epochs(&self) -> (u64, u64) {
+        let done = self.flush_done.load(Ordering::Acquire);
+        (self.flush_taken.load(Ordering::Acquire).max(done), done)
     }
 
     /// The LSN the next record will get (the end of the log).
@@ -218,14 +234,15 @@ impl Wal {
 
     /// The leader's work: take the buffer, write it into its segments, sync.
     fn lead_flush(&self) -> Result<()> {
-        let (bytes, start, new_segs) = {
+        let (bytes, start, new_segs, epoch) = {
             let mut s = self.append.lock();
             let mut spare = std::mem::take(&mut s.spare);
             spare.clear();
             let bytes = std::mem::replace(&mut s.buf, spare);
             let start = s.buf_start;
             s.buf_start = s.next_lsn;
-            (bytes, start, std::mem::take(&mut s.pending_segs))
+            let epoch = self.flush_taken.fetch_add(1, Ordering::AcqRel) + 1;
+            (bytes, start, std::mem::take(&mut s.pending_segs), epoch)
         };
         let end = start + bytes.len() as u64;
         let result = self.write_and_sync(&bytes, start, &new_segs);
@@ -241,6 +258,7 @@ impl Wal {
         result?;
         debug_assert!(self.durable_lsn() <= end);
         self.durable_lsn.store(end, Ordering::Release);
+        self.flush_done.store(epoch, Ordering::Release);
         Ok(())
     }
 
