@@ -687,7 +687,7 @@ impl Txn {
             return Err(Error::TooLarge { what: "value", len: value.len(), max: MAX_VALUE_LEN });
         }
         self.lock(key, LockMode::Exclusive)?;
-        let overflow_pages = value.len().div_ceil(self.inner.page_size / 2);
+        let overflow_pages = value.len().div_ceil(page::overflow_capacity(self.inner.page_size));
         let r = self.inner.with_txn_ctx(self.id, overflow_pages, |tree, ctx| tree.put(ctx, key, value));
         self.inner.guard(r)
     }

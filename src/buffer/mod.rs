@@ -16,11 +16,12 @@
 //!   (a full image or an init), so redo from `rec_lsn` can rebuild a torn page.
 //! - `log_and_apply` is the only path by which pages change in normal operation:
 //!   log first, then apply, then set page_lsn.
-//! - `dirty_frames` equals the number of frames whose dirty flag is set: the
-//!   flag only changes by a swap that adjusts the count.
+//! - A frame whose last change is not yet durable in the log is counted in
+//!   `changed_in_epoch` for its flush epoch (`note_change`, before the change
+//!   is applied), so `can_evict_without_log_flush` never undercounts them.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -84,8 +85,6 @@ pub struct BufferPool {
     frames: Box<[Frame]>,
     table: Mutex<Table>,
     recovery_mode: AtomicBool,
-    /// Frames with the dirty flag set.
-    dirty_frames: AtomicUsize,
     /// Frames changed per flush epoch, in slots by epoch modulo 4, each
     /// `epoch << 32 | count`: the frames whose last change may not be durable
     /// are the ones counted for the epochs from `done` to `taken`.
@@ -134,9 +133,7 @@ impl PageHandle<'_> {
         if !f.dirty.load(Ordering::Acquire) {
             debug_assert!(rec_lsn > 0);
             f.rec_lsn.store(rec_lsn, Ordering::Release);
-            if !f.dirty.swap(true, Ordering::AcqRel) {
-                self.pool.dirty_frames.fetch_add(1, Ordering::AcqRel);
-            }
+            f.dirty.store(true, Ordering::Release);
         }
     }
 }
@@ -172,7 +169,6 @@ impl BufferPool {
             table: Mutex::new(Table { map: HashMap::with_capacity(frames.len() * 2), hand: 0 }),
             frames,
             recovery_mode: AtomicBool::new(false),
-            dirty_frames: AtomicUsize::new(0),
             changed_in_epoch: Default::default(),
             counters: PoolCounters::default(),
         }
@@ -189,19 +185,16 @@ impl BufferPool {
     }
 
     /// True if `pages` frames can be taken for other pages without waiting
-    /// for a log flush: either the whole log is durable (so every dirty frame
-    /// may be written back at once), or that many frames are clean. The
-    /// request is capped at half the pool, so that a small pool is not flushed
-    /// before every change. Only writers dirty frames, and they are serialized
-    /// by the caller's latch, so the answer holds for the caller's operation as
-    /// long as it dirties fewer pages than asked for.
+    /// for a log flush: at least that many frames hold no change that is
+    /// still ahead of the durable log (counted per flush epoch, no frame
+    /// scan), or the whole log is durable. The request is capped at half the
+    /// pool, so that a small pool is not flushed before every change. Only
+    /// writers change frames, and they are serialized by the caller's latch,
+    /// so the answer holds for the caller's operation as long as it changes
+    /// fewer pages than asked for.
     pub fn can_evict_without_log_flush(&self, pages: usize) -> bool {
-        let wanted = pages.clamp(1, (self.frames.len() / 2).max(1));
         let n = self.frames.len();
-        let clean = n.saturating_sub(self.dirty_frames.load(Ordering::Acquire));
-        if clean >= wanted {
-            return true;
-        }
+        let wanted = pages.clamp(1, (n / 2).max(1));
         let (taken, done) = self.wal.flush_epochs();
         let ahead: usize = (done..=taken.min(done + 1)).map(|e| self.changed_frames(e)).sum();
         n.saturating_sub(ahead) >= wanted || self.wal.durable_lsn() >= self.wal.end_lsn()
@@ -274,11 +267,8 @@ impl BufferPool {
                     self.frames[idx].pin.fetch_add(1, Ordering::AcqRel);
                     drop(t);
                     let h = PageHandle { pool: self, idx };
-                    if h.is_dirty() {
-                        if h.read().page_lsn() >= self.wal.durable_lsn() {
-                            self.counters.eviction_log_waits.fetch_add(1, Ordering::Relaxed);
-                        }
-                        self.write_page(&self.frames[idx])?;
+                    if h.is_dirty() && self.write_page(&self.frames[idx])? {
+                        self.counters.eviction_log_waits.fetch_add(1, Ordering::Relaxed);
                     }
                     drop(h);
                     self.frames[idx].refbit.store(false, Ordering::Relaxed);
@@ -325,9 +315,7 @@ impl BufferPool {
         debug_assert_eq!(f.pin.load(Ordering::Acquire), 0);
         f.pin.store(1, Ordering::Release);
         f.page_id.store(page_id, Ordering::Release);
-        if f.dirty.swap(false, Ordering::AcqRel) {
-            self.dirty_frames.fetch_sub(1, Ordering::AcqRel);
-        }
+        f.dirty.store(false, Ordering::Release);
         f.valid.store(false, Ordering::Release);
         f.rec_lsn.store(0, Ordering::Release);
         // Uncontended: nobody holds a latch on an unpinned frame.
@@ -408,23 +396,23 @@ impl BufferPool {
     }
 
     /// Write a dirty frame back to the data file. THE WRITE-AHEAD RULE: the log
-    /// is made durable through the page's `page_lsn` first.
-    fn write_page(&self, f: &Frame) -> Result<()> {
+    /// is made durable through the page's `page_lsn` first. Returns true if
+    /// that meant waiting for a log flush.
+    fn write_page(&self, f: &Frame) -> Result<bool> {
         let data = f.data.read();
         let page_id = f.page_id.load(Ordering::Acquire);
         debug_assert_eq!(data.page_id(), page_id);
         let page_lsn = data.page_lsn();
+        let waited = page_lsn >= self.wal.durable_lsn();
         self.wal.flush_to(page_lsn)?;
         assert!(self.wal.durable_lsn() > page_lsn, "write-ahead rule: page {page_id} ahead of the log");
         let mut copy = data.to_vec();
         page::seal(&mut copy);
         self.file.write_all_at(&copy, page_id as u64 * self.page_size as u64)?;
-        if f.dirty.swap(false, Ordering::AcqRel) {
-            self.dirty_frames.fetch_sub(1, Ordering::AcqRel);
-        }
+        f.dirty.store(false, Ordering::Release);
         f.rec_lsn.store(0, Ordering::Release);
         self.counters.pages_written.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+        Ok(waited)
     }
 
     /// The dirty page table: (page, rec_lsn) of every dirty frame.

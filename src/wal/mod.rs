@@ -258,6 +258,9 @@ impl Wal {
         result?;
         debug_assert!(self.durable_lsn() <= end);
         self.durable_lsn.store(end, Ordering::Release);
+        // One flush at a time (`FlushState::in_progress`), and none after a
+        // failed one, so epochs complete in order, one by one.
+        debug_assert_eq!(self.flush_done.load(Ordering::Acquire) + 1, epoch);
         self.flush_done.store(epoch, Ordering::Release);
         Ok(())
     }
