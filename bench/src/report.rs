@@ -55,10 +55,22 @@ fn rows() -> Vec<Row> {
             value: |l, e| l.get(e, "W2"),
         },
         Row {
-            label: "W2 as a fraction of the in-place fdatasync rate",
+            label: "disk before this engine: 4 KiB in place + fdatasync (per s)",
+            needs: None,
+            kind: Kind::Plain,
+            value: |l, e| l.get(e, "fdatasync_in_place_4k_before"),
+        },
+        Row {
+            label: "disk before this engine: 4 KiB appended + fdatasync (per s)",
+            needs: None,
+            kind: Kind::Plain,
+            value: |l, e| l.get(e, "fdatasync_append_4k_before"),
+        },
+        Row {
+            label: "W2 as a fraction of the in-place fdatasync rate measured just before",
             needs: Some("W2"),
             kind: Kind::Plain,
-            value: |l, e| Some(l.get(e, "W2")? / l.get("disk", "fdatasync_in_place_4k")?),
+            value: |l, e| Some(l.get(e, "W2")? / l.get(e, "fdatasync_in_place_4k_before")?),
         },
         Row {
             label: "W3 100 transactions of 1,000 puts (puts/s)",
@@ -121,7 +133,7 @@ fn rows() -> Vec<Row> {
             value: |l, e| l.get(e, "W8c_txns_recovered"),
         },
         Row {
-            label: "bytes on disk after W1",
+            label: "bytes on disk after W1 (allocated blocks)",
             needs: None,
             kind: Kind::Bytes,
             value: |l, e| l.get(e, "disk_after_W1"),
@@ -131,6 +143,18 @@ fn rows() -> Vec<Row> {
             needs: Some("W6"),
             kind: Kind::Bytes,
             value: |l, e| l.get(e, "disk_after_W6"),
+        },
+        Row {
+            label: "file lengths after W1 (sparse files count in full)",
+            needs: None,
+            kind: Kind::Bytes,
+            value: |l, e| l.get(e, "disk_after_W1_apparent"),
+        },
+        Row {
+            label: "file lengths after W6",
+            needs: Some("W6"),
+            kind: Kind::Bytes,
+            value: |l, e| l.get(e, "disk_after_W6_apparent"),
         },
         Row {
             label: "peak RSS, W1-W7 process",
@@ -165,6 +189,14 @@ fn rows() -> Vec<Row> {
     ]
 }
 
+fn ratio(r: f64) -> String {
+    if r >= 100.0 {
+        format!("{r:.0}")
+    } else {
+        format!("{r:.2}")
+    }
+}
+
 fn sig3(x: f64) -> String {
     if x >= 100.0 {
         format!("{x:.0}")
@@ -176,10 +208,14 @@ fn sig3(x: f64) -> String {
 }
 
 fn fmt(kind: Kind, x: f64) -> String {
+    if kind == Kind::Plain && (x >= 1000.0 || x.fract() == 0.0) {
+        return format!("{x:.0}");
+    }
     match kind {
         Kind::Rate if x >= 1e6 => format!("{} M", sig3(x / 1e6)),
         Kind::Rate if x >= 1e3 => format!("{} k", sig3(x / 1e3)),
         Kind::Rate => sig3(x),
+        Kind::Secs if x < 1.0 => format!("{} ms", sig3(x * 1e3)),
         Kind::Secs => format!("{} s", sig3(x)),
         Kind::Bytes => format!("{} MB", sig3(x / 1e6)),
         Kind::Plain => sig3(x),
@@ -223,7 +259,9 @@ pub fn table(
     if let (Some(ip), Some(ap)) = (l.get("disk", "fdatasync_in_place_4k"), l.get("disk", "fdatasync_append_4k")) {
         let _ = writeln!(
             out,
-            "Disk in this run: 4 KiB written in place then fdatasync {}/s; 4 KiB appended then fdatasync {}/s.\n",
+            "Disk at the start of the run ({} s each): 4 KiB written in place then fdatasync {}/s; 4 KiB appended then \
+             fdatasync {}/s. The disk is probed again (1 s each; quick mode 0.25 s) just before each engine.\n",
+            l.get("disk", "probe_secs").unwrap_or(0.0),
             sig3(ip),
             sig3(ap)
         );
@@ -250,7 +288,7 @@ pub fn table(
                 match peer {
                     None => ours.map(|x| fmt(row.kind, x)).unwrap_or_else(|| "–".into()),
                     Some(p) => match (ours, (row.value)(&l, p)) {
-                        (Some(a), Some(b)) if b > 0.0 && row.kind != Kind::Plain => format!("{:.2}", a / b),
+                        (Some(a), Some(b)) if b > 0.0 && row.kind != Kind::Plain => ratio(a / b),
                         _ => "–".into(),
                     },
                 }
