@@ -24,6 +24,7 @@
 //!   pages are bounded, so a damaged file gives `Error::Corruption`, not a hang.
 
 mod check;
+mod compact;
 mod modify;
 mod smo;
 

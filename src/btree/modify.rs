@@ -27,7 +27,7 @@ impl BTree<'_> {
     }
 
     /// Log one record for `ctx` and apply it.
-    fn log(&self, ctx: &mut TxnCtx, body: Body) -> Result<()> {
+    pub(super) fn log(&self, ctx: &mut TxnCtx, body: Body) -> Result<()> {
         let header = RecordHeader { prev_lsn: ctx.last_lsn, txn_id: ctx.txn_id, undo_next_lsn: 0 };
         ctx.last_lsn = self.pool.log_and_apply(&header, &body, self.fpi_horizon)?;
         Ok(())
