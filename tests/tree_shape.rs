@@ -458,3 +458,54 @@ fn crash_at_every_storage_call_of_a_compaction() {
     }
     eprintln!("crashed at each of {calls} storage calls of a compaction; every recovery matched");
 }
+
+/// A sliding window: keys arrive in time order; each transaction adds the
+/// newest and deletes a random one of the oldest half, so deletes land
+/// everywhere behind the front, not only at the head as in a queue.
+#[test]
+fn a_sliding_window_keeps_its_size() {
+    let db = Db::open_with(new_sim(15), opts(4096)).unwrap();
+    let key = |t: u64| format!("{t:016}").into_bytes();
+    let mut live: std::collections::BTreeSet<u64> = std::collections::BTreeSet::new();
+    let mut r = rng(15);
+    let window = 2000u64;
+    let mut tx = db.begin().unwrap();
+    for t in 0..window {
+        tx.put(&key(t), &[1u8; 120]).unwrap();
+        live.insert(t);
+    }
+    tx.commit().unwrap();
+    let usable = 4096 - 40;
+    let live_pages = (window * entry_bytes(16, 120)).div_ceil(usable);
+    for t in window..window + 30_000 {
+        let mut tx = db.begin().unwrap();
+        tx.put(&key(t), &[1u8; 120]).unwrap();
+        live.insert(t);
+        let oldest_half: Vec<u64> = live.iter().take(live.len() / 2).copied().collect();
+        let victim = oldest_half[r.gen_range(0..oldest_half.len())];
+        assert!(tx.delete(&key(victim)).unwrap());
+        live.remove(&victim);
+        tx.commit().unwrap();
+        if t % 5_000 == 0 {
+            let rep = checked(&db, "window");
+            assert_eq!(rep.keys, window);
+            assert!(
+                pages_in_use(&rep) <= 2 * live_pages + 4,
+                "window at {t}: {rep:?}, live data needs {live_pages} pages"
+            );
+        }
+    }
+    let rep = checked(&db, "window");
+    assert!(
+        rep.page_count <= 2 * live_pages + 16,
+        "window file of {} pages for {live_pages} of live data",
+        rep.page_count
+    );
+    eprintln!(
+        "sliding window of {window}: {} pages in use ({:.2} per page of live data), {} pages in the file, fill {:.2}",
+        pages_in_use(&rep),
+        pages_in_use(&rep) as f64 / live_pages as f64,
+        rep.page_count,
+        rep.average_fill()
+    );
+}
