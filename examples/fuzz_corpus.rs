@@ -55,6 +55,24 @@ fn build(case: u32) -> Arc<SimStorage> {
             db.checkpoint().unwrap();
         }
     }
+    if case >= 6 {
+        // Long keys sharing a prefix (long separators), then deletes that
+        // merge, redistribute and collapse the root; case 7 also compacts.
+        let key = |i: u32| format!("{}{i:05}", "p".repeat(900)).into_bytes();
+        let mut tx = db.begin().unwrap();
+        for i in 0..40 {
+            tx.put(&key(i), &[i as u8; 60]).unwrap();
+        }
+        tx.commit().unwrap();
+        let mut tx = db.begin().unwrap();
+        for i in 0..36 {
+            tx.delete(&key(i)).unwrap();
+        }
+        tx.commit().unwrap();
+        if case == 7 {
+            db.compact().unwrap();
+        }
+    }
     if case == 4 {
         let mut loser = db.begin().unwrap();
         for i in 0..30 {
@@ -82,7 +100,7 @@ fn main() {
     let out = Path::new(&out);
     let mut records = 0;
     let mut pages = 0;
-    for case in 0..6 {
+    for case in 0..8 {
         let sim = build(case);
         let fs = files(&sim);
         write(out, "recover", &format!("db-{case}"), &encode_files(&fs));
@@ -124,5 +142,5 @@ fn main() {
         }
         write(out, "crash_ops", &format!("ops-{i}"), &b);
     }
-    println!("wrote {records} records, {pages} pages, 6 databases and 16 operation streams under {}", out.display());
+    println!("wrote {records} records, {pages} pages, 8 databases and 16 operation streams under {}", out.display());
 }

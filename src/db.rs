@@ -70,6 +70,8 @@ pub(crate) struct Inner {
     next_txn_id: AtomicU64,
     fpi_horizon: AtomicU64,
     ckpt: Mutex<CkptState>,
+    /// Held for the whole of a compaction: one at a time.
+    compacting: Mutex<()>,
     failed: Mutex<Option<String>>,
     is_failed: AtomicBool,
     closed: AtomicBool,
@@ -197,6 +199,24 @@ impl Db {
         self.inner.check_ok()?;
         let r = self.inner.read_latch().and_then(|_r| self.inner.tree().check());
         self.inner.guard_read(r)
+    }
+
+    /// Shrink the data file to the pages in use: move the pages at its end
+    /// into free pages below (each move one logged, crash-safe step), write
+    /// back every dirty page, take a checkpoint, and cut the file. Returns
+    /// the data file's new length in pages. Transactions may stay open; the
+    /// tree latch is held while pages move, so other operations wait for the
+    /// moves (one page write's worth of log per page moved).
+    ///
+    /// # Errors
+    /// `Error::Corruption` if the tree fails its check before anything
+    /// moves; an I/O error of the log or data file stops the `Db`
+    /// (fail-stop), and reopening recovers to a whole tree, with or without
+    /// the moves already logged.
+    pub fn compact(&self) -> Result<u64> {
+        self.inner.check_ok()?;
+        let r = self.inner.compact();
+        self.inner.guard(r)
     }
 
     /// What the last open's recovery did.
@@ -346,6 +366,7 @@ impl Inner {
             next_txn_id: AtomicU64::new(analysis.next_txn_id),
             fpi_horizon: AtomicU64::new(master.checkpoint_lsn),
             ckpt: Mutex::new(CkptState { master_seq: master.seq, last_begin: master.checkpoint_lsn }),
+            compacting: Mutex::new(()),
             failed: Mutex::new(None),
             is_failed: AtomicBool::new(false),
             closed: AtomicBool::new(false),
@@ -593,6 +614,25 @@ impl Inner {
     /// Write back every dirty page, then checkpoint: with no transaction
     /// open, the checkpoint's tables are empty and the next open has nothing
     /// to redo or undo.
+    fn compact(&self) -> Result<u64> {
+        let _one_at_a_time = self.compacting.lock();
+        {
+            let _w = self.write_latch(CHANGE_HEADROOM_PAGES)?;
+            let mut ctx = TxnCtx { txn_id: 0, last_lsn: 0, compensating: None };
+            self.tree().compact(&mut ctx)?;
+        }
+        // No record before this checkpoint is redone after a crash, so no
+        // redo can touch the pages past the new end once they are cut.
+        self.pool.flush_dirty(Lsn::MAX, usize::MAX)?;
+        self.checkpoint()?;
+        let _w = self.tree_latch.write();
+        // Writers may have grown the file again since: cut at today's count.
+        let page_count = self.tree().meta()?.page_count as u64;
+        self.data_file.set_len(page_count * self.page_size as u64)?;
+        self.data_file.sync_data()?;
+        Ok(page_count)
+    }
+
     fn close(&self) -> Result<()> {
         self.pool.flush_dirty(Lsn::MAX, usize::MAX)?;
         self.checkpoint()

@@ -186,7 +186,11 @@ pub fn crash_ops(input: &[u8]) {
     while let (Ok(op), true) = (r.u8(), steps < 400) {
         steps += 1;
         let lane = (op % 3) as usize;
-        let key = format!("{lane}:{}", r.u8().unwrap_or(0) % 32).into_bytes();
+        // Keys of 3 to 1004 bytes, so that splits, merges and separators of
+        // every size of cell are reached.
+        let kb = r.u8().unwrap_or(0);
+        let mut key = format!("{lane}:{}", kb % 32).into_bytes();
+        key.resize(key.len() + [0, 0, 300, 1000][(kb / 32 % 4) as usize], b'x');
         if lanes[lane].is_none() {
             match db.begin() {
                 Ok(tx) => lanes[lane] = Some((tx, BTreeMap::new())),

@@ -26,7 +26,7 @@ fn op() -> impl Strategy<Value = Op> {
     let key = 0u16..60;
     prop_oneof![
         6 => (lane.clone(), key.clone(), prop_oneof![0u16..100, 100u16..3000, 3000u16..9000]).prop_map(|(l, k, n)| Op::Put(l, k, n)),
-        2 => (lane.clone(), key.clone()).prop_map(|(l, k)| Op::Delete(l, k)),
+        4 => (lane.clone(), key.clone()).prop_map(|(l, k)| Op::Delete(l, k)),
         2 => (lane.clone(), key).prop_map(|(l, k)| Op::Get(l, k)),
         2 => lane.clone().prop_map(Op::Commit),
         1 => lane.clone().prop_map(Op::Abort),
@@ -43,8 +43,25 @@ struct Lane {
     savepoint: Option<(Savepoint, Pending)>,
 }
 
+/// Keys of many lengths, 1 to 1024 bytes, some sharing a 1000-byte prefix,
+/// so that separators, splits and merges meet every size of cell.
 fn key_of(lane: u8, k: u16) -> Vec<u8> {
-    format!("{lane}-{k:05}").into_bytes()
+    if k == 59 {
+        return vec![b'0' + lane];
+    }
+    let id = format!("{lane}{k:02}").into_bytes();
+    let (prefix, len) = match k % 6 {
+        0 => (0, 3),
+        1 => (0, 16),
+        2 => (0, 200),
+        3 => (0, 1024),
+        4 => (1000, 1003),
+        _ => (1000, 1024),
+    };
+    let mut key = vec![b'p'; prefix];
+    key.extend_from_slice(&id);
+    key.resize(len, b'z');
+    key
 }
 
 fn run(seed: u64, ops: Vec<Op>) -> Result<(), TestCaseError> {

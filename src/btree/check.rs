@@ -1,7 +1,10 @@
 //! The integrity check: every page reachable from the root has the right type
 //! and level, keys are sorted and inside their parent's bounds, the leaf chain
 //! visits the leaves in order, overflow chains hold exactly their values, the
-//! free list holds only free pages, and every page is accounted for once.
+//! free list holds only free pages, and every page is accounted for once; and
+//! the shape the tree promises: every page but the root at least as full as
+//! `smo` keeps it, no empty page but an empty root, and the height within the
+//! bound that those fills give.
 
 use super::*;
 
@@ -10,6 +13,7 @@ type Visit = (PageId, Option<u32>, Option<Vec<u8>>, Option<Vec<u8>>);
 
 /// What `check` counted.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CheckReport {
     /// Keys in the tree.
     pub keys: u64,
@@ -23,6 +27,40 @@ pub struct CheckReport {
     pub free: u64,
     /// Height of the tree (1 = a single leaf).
     pub height: u32,
+    /// The most the height may be: `1 + ceil(log_m(leaves))` with
+    /// `m = ceil(f / 2)`, where `f` is the number of children a full inner
+    /// page holds when every separator has the longest length present.
+    pub height_bound: u32,
+    /// Length in bytes of the longest separator in an inner page.
+    pub longest_separator: u32,
+    /// Pages in the data file (the high-water mark, pages 0 and 1 included).
+    pub page_count: u64,
+    /// Bytes of cells and slots on the tree's leaf and inner pages.
+    pub tree_bytes_used: u64,
+    /// Bytes those pages could hold (usable bytes per page times pages).
+    pub tree_bytes_capacity: u64,
+}
+
+impl CheckReport {
+    /// Average fill of the tree's leaf and inner pages, 0.0 to 1.0.
+    pub fn average_fill(&self) -> f64 {
+        if self.tree_bytes_capacity == 0 {
+            0.0
+        } else {
+            self.tree_bytes_used as f64 / self.tree_bytes_capacity as f64
+        }
+    }
+}
+
+/// `1 + ceil(log_m(leaves))`, for `m >= 2`.
+pub(crate) fn height_bound(leaves: u64, m: u64) -> u32 {
+    assert!(m >= 2);
+    let (mut bound, mut reach) = (1u32, 1u64);
+    while reach < leaves {
+        reach = reach.saturating_mul(m);
+        bound += 1;
+    }
+    bound
 }
 
 impl BTree<'_> {
@@ -42,7 +80,9 @@ impl BTree<'_> {
                 None => Err(corrupt(format!("page {pid} is outside the file ({} pages)", meta.page_count))),
             }
         };
-        let mut report = CheckReport::default();
+        let mut report = CheckReport { page_count: meta.page_count as u64, ..CheckReport::default() };
+        let page_size = self.pool.page_size();
+        let usable = page::usable_space(page_size);
         // Depth-first walk with an explicit stack: (page, level expected, low bound, high bound).
         let mut leaves_in_order: Vec<PageId> = Vec::new();
         let mut stack: Vec<Visit> = vec![(meta.root, None, None, None)];
@@ -51,6 +91,10 @@ impl BTree<'_> {
             let h = self.pool.fetch(pid)?;
             let g = h.read();
             let n = g.slot_count();
+            let used = usable - page::free_space(&g);
+            report.tree_bytes_used += used as u64;
+            report.tree_bytes_capacity += usable as u64;
+            self.check_fill(pid, pid == meta.root, g.page_type(), n, used)?;
             let in_bounds = |k: &[u8]| lo.as_deref().is_none_or(|l| k >= l) && hi.as_deref().is_none_or(|h| k < h);
             for i in 0..n {
                 let k = page::cell_key(&g, i);
@@ -93,6 +137,9 @@ impl BTree<'_> {
                         report.height = lvl + 1;
                     }
                     report.inner += 1;
+                    for i in 0..n {
+                        report.longest_separator = report.longest_separator.max(page::cell_key(&g, i).len() as u32);
+                    }
                     // Push children right to left so leaves come out left to right.
                     for pos in (0..=n).rev() {
                         let child = child_at(&g, pos);
@@ -103,6 +150,13 @@ impl BTree<'_> {
                 }
                 other => return Err(corrupt(format!("page {pid} of type {other:?} in the tree"))),
             }
+        }
+        report.height_bound = self.height_bound_for(&report);
+        if report.height > report.height_bound {
+            return Err(corrupt(format!(
+                "tree of height {} over {} leaves exceeds its bound {}",
+                report.height, report.leaves, report.height_bound
+            )));
         }
         // The leaf chain must visit the leaves in key order and end.
         for (i, &pid) in leaves_in_order.iter().enumerate() {
@@ -132,5 +186,48 @@ impl BTree<'_> {
             return Err(corrupt(format!("page {lost} is neither in the tree nor free (leaked)")));
         }
         Ok(report)
+    }
+
+    /// The fill a page of the tree must have (see `smo`).
+    fn check_fill(&self, pid: PageId, is_root: bool, ty: Option<PageType>, cells: usize, used: usize) -> Result<()> {
+        let page_size = self.pool.page_size();
+        let min = match ty {
+            Some(PageType::Internal) if cells == 0 => {
+                return Err(corrupt(format!("inner page {pid} has no separator (one child)")));
+            }
+            _ if is_root => return Ok(()),
+            Some(PageType::Leaf) => smo::leaf_min_fill(page_size),
+            Some(PageType::Internal) => smo::inner_min_fill(page_size),
+            _ => return Ok(()), // the type is checked by the caller
+        };
+        if used < min {
+            return Err(corrupt(format!(
+                "page {pid} holds {used} bytes of {cells} cells, below the {min} the tree keeps"
+            )));
+        }
+        Ok(())
+    }
+
+    fn height_bound_for(&self, report: &CheckReport) -> u32 {
+        let usable = page::usable_space(self.pool.page_size());
+        let cell = page::INNER_CELL_HEADER + report.longest_separator as usize + 2;
+        let fanout = 1 + usable / cell;
+        height_bound(report.leaves.max(1), fanout.div_ceil(2).max(2) as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::height_bound;
+
+    #[test]
+    fn height_bound_is_one_plus_ceil_log() {
+        assert_eq!(height_bound(1, 2), 1);
+        assert_eq!(height_bound(2, 2), 2);
+        assert_eq!(height_bound(3, 2), 3);
+        assert_eq!(height_bound(4, 2), 3);
+        assert_eq!(height_bound(64, 64), 2);
+        assert_eq!(height_bound(65, 64), 3);
+        assert_eq!(height_bound(u64::MAX, 2), 65);
     }
 }

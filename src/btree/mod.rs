@@ -4,19 +4,29 @@
 //! Invariants:
 //! - Inner node: `link` is the leftmost child; cell i = (key_i, child_i) and
 //!   child_i holds keys in [key_i, key_{i+1}). `aux` is the level (leaves are 0).
+//!   A separator is the shortest prefix that separates its two children
+//!   (suffix truncation), not necessarily a key that exists.
 //! - Leaf: cells sorted by key, unique keys; `link` is the right sibling, so the
 //!   leaves form one chain in key order.
 //! - Every change is logged through `BufferPool::log_and_apply`. A key change is
-//!   one Update (or CLR) record whose parts include its overflow pages and the
-//!   meta page, so it is atomic in the log. A split is one redo-only record
-//!   (a nested top action) closed by a dummy CLR, so it survives rollback.
-//! - Undo of a key change is logical: the key is found again from the root.
+//!   one Update (or CLR) record whose parts include its overflow pages, every
+//!   split, merge or redistribution it causes (`smo`), and the meta page, so
+//!   it is atomic in the log and the tree's shape bounds hold after every
+//!   record. (Logs of older versions also hold splits as redo-only records
+//!   closed by a dummy CLR; recovery still reads them.)
+//! - Undo of a key change is logical: the key is found again from the root,
+//!   and the undo reshapes the tree as any change does; no structure change
+//!   is undone page by page.
+//! - Shape: every page but the root is at least as full as `smo` promises,
+//!   so the height is bounded by what the tree holds (checked by `check`).
 //! - Callers serialize writers (the Db's tree latch); readers may run together.
 //! - Every page read is checked for its expected type and level; loops over
 //!   pages are bounded, so a damaged file gives `Error::Corruption`, not a hang.
 
 mod check;
+mod compact;
 mod modify;
+mod smo;
 
 pub use check::CheckReport;
 pub use modify::TxnCtx;

@@ -179,11 +179,6 @@ impl BufferPool {
         self.page_size
     }
 
-    /// The log.
-    pub fn wal(&self) -> &Arc<Wal> {
-        &self.wal
-    }
-
     /// True if `pages` frames can be taken for other pages without waiting
     /// for a log flush: at least that many frames hold no change that is
     /// still ahead of the durable log (counted per flush epoch, no frame

@@ -175,6 +175,14 @@ pub fn set_fpi_lsn(b: &mut [u8], lsn: Lsn) {
     put_u64(b, OFF_FPI_LSN, lsn)
 }
 
+/// A copy of page `b` to be written as page `new_id` (a full page image for
+/// relocation: the contents are kept, the header names the new page).
+pub fn relocated_image(b: &[u8], new_id: PageId) -> Vec<u8> {
+    let mut img = b.to_vec();
+    put_u32(&mut img, OFF_PAGE_ID, new_id);
+    img
+}
+
 /// Compute the page checksum and write it into the header. Called just before
 /// the page is written to storage.
 pub fn seal(b: &mut [u8]) {

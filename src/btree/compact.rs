@@ -1,0 +1,183 @@
+//! Compaction: move the pages at the end of the data file into free pages
+//! below, so that the file can be cut to the pages in use (as SQLite's
+//! incremental vacuum relocates pages before truncating).
+//!
+//! With `live = page_count - free_count`, every page the tree uses at or past
+//! `live` moves to a free page below `live`; there are exactly as many of
+//! those. Each move is one redo-only record, so a crash between moves leaves
+//! a whole tree: the page's image at its new place, every pointer to it (the
+//! parent's cell or leftmost link, the left sibling leaf's link, the leaf cell
+//! or overflow page that starts or continues a chain, or the meta page's
+//! root) changed to the new place, the target taken off the free list and the
+//! old place put on it. A last record sets `page_count = live` with an empty
+//! free list: the pages past it are all free and are no longer counted. The
+//! caller (`Db::compact`) then makes those records need no redo (a
+//! checkpoint after writing every dirty page) and only then cuts the file.
+
+use std::collections::HashMap;
+
+use super::*;
+use crate::page::PageOp;
+use crate::wal::{Body, PagePart};
+
+/// A place that holds a pointer to a page.
+#[derive(Clone, Copy, Debug)]
+enum Site {
+    /// The meta page's root.
+    Root,
+    /// The link field of a page: an inner page's leftmost child, a leaf's
+    /// right sibling, an overflow page's next page.
+    Link(PageId),
+    /// The pointer in cell `slot` of a page: an inner cell's child, a leaf
+    /// cell's first overflow page.
+    Cell(PageId, usize),
+}
+
+impl BTree<'_> {
+    /// Relocate every page in use at or past the live page count into a free
+    /// page below it, then shrink the page count. Returns the new page count.
+    /// Runs under the tree latch; the tree must pass `check` first.
+    pub fn compact(&self, ctx: &mut TxnCtx) -> Result<u32> {
+        self.check()?;
+        let meta = self.meta()?;
+        let live = meta.page_count - meta.free_count;
+        if meta.free_count == 0 {
+            return Ok(meta.page_count);
+        }
+        let mut free_list = self.free_list(&meta)?;
+        let sites = self.sites_at_or_past(&meta, live)?;
+        let mut movers: Vec<PageId> = sites.keys().copied().collect();
+        movers.sort_unstable();
+        let mut targets: Vec<PageId> = free_list.iter().copied().filter(|&p| p < live).collect();
+        if movers.len() != targets.len() {
+            return Err(corrupt(format!(
+                "{} pages to move past {live} but {} free below it",
+                movers.len(),
+                targets.len()
+            )));
+        }
+        let mut moved: HashMap<PageId, PageId> = HashMap::new();
+        for old in movers {
+            let new = targets.pop().expect("as many targets as movers");
+            let parts = self.move_parts(old, new, &sites[&old], &moved, &mut free_list)?;
+            self.log(ctx, Body::Redo { parts })?;
+            moved.insert(old, new);
+        }
+        let meta = self.meta()?;
+        if free_list.len() != meta.free_count as usize || free_list.iter().any(|&p| p < live) {
+            return Err(corrupt("free pages left below the live page count after compaction"));
+        }
+        let shrunk = Meta { page_count: live, free_head: 0, free_count: 0, ..meta };
+        self.log(ctx, Body::Redo { parts: vec![PagePart { page_id: META_PAGE, op: PageOp::SetMeta(shrunk) }] })?;
+        Ok(live)
+    }
+
+    /// The free list in order, from its head.
+    fn free_list(&self, meta: &Meta) -> Result<Vec<PageId>> {
+        let mut list = Vec::with_capacity(meta.free_count as usize);
+        let mut pid = meta.free_head;
+        while pid != 0 {
+            if list.len() >= meta.free_count as usize {
+                return Err(corrupt("free list longer than the meta page says"));
+            }
+            list.push(pid);
+            pid = self.pool.fetch(pid)?.read().link();
+        }
+        Ok(list)
+    }
+
+    /// For every page in use at or past `from`, the places that point at it.
+    fn sites_at_or_past(&self, meta: &Meta, from: PageId) -> Result<HashMap<PageId, Vec<Site>>> {
+        let mut sites: HashMap<PageId, Vec<Site>> = HashMap::new();
+        let mut note = |pid: PageId, site: Site| {
+            if pid >= from {
+                sites.entry(pid).or_default().push(site);
+            }
+        };
+        note(meta.root, Site::Root);
+        let mut stack = vec![meta.root];
+        // `check` passed: the walk visits each tree page once.
+        while let Some(pid) = stack.pop() {
+            let h = self.pool.fetch(pid)?;
+            let g = h.read();
+            match g.page_type() {
+                Some(PageType::Internal) => {
+                    for pos in 0..=g.slot_count() {
+                        let child = child_at(&g, pos);
+                        note(child, if pos == 0 { Site::Link(pid) } else { Site::Cell(pid, pos - 1) });
+                        stack.push(child);
+                    }
+                }
+                Some(PageType::Leaf) => {
+                    if g.link() != 0 {
+                        note(g.link(), Site::Link(pid));
+                    }
+                    for slot in 0..g.slot_count() {
+                        let c = LeafCell::parse(page::cell(&g, slot));
+                        if let Some(first) = c.overflow {
+                            let chain = self.overflow_chain(first, c.val_len)?;
+                            note(first, Site::Cell(pid, slot));
+                            for w in chain.windows(2) {
+                                note(w[1], Site::Link(w[0]));
+                            }
+                        }
+                    }
+                }
+                other => return Err(corrupt(format!("page {pid} of type {other:?} in the tree"))),
+            }
+        }
+        Ok(sites)
+    }
+
+    /// The parts of one move of page `old` to the free page `new`.
+    fn move_parts(
+        &self,
+        old: PageId,
+        new: PageId,
+        sites: &[Site],
+        moved: &HashMap<PageId, PageId>,
+        free_list: &mut Vec<PageId>,
+    ) -> Result<Vec<PagePart>> {
+        let here = |p: PageId| moved.get(&p).copied().unwrap_or(p);
+        let image = page::relocated_image(&self.pool.fetch(old)?.read(), new);
+        let mut parts = vec![PagePart { page_id: new, op: PageOp::Image(image) }];
+        let mut meta = self.meta()?;
+        for &site in sites {
+            match site {
+                Site::Root => meta.root = new,
+                Site::Link(p) => parts.push(PagePart { page_id: here(p), op: PageOp::SetLink(new) }),
+                Site::Cell(p, slot) => {
+                    let h = self.pool.fetch(here(p))?;
+                    let g = h.read();
+                    let mut cell = page::cell(&g, slot).to_vec();
+                    // The pointer is the child of an inner cell (bytes 2..6)
+                    // or the last four bytes of an overflow leaf cell.
+                    let at = if g.page_type() == Some(PageType::Internal) { 2 } else { cell.len() - 4 };
+                    let was = u32::from_le_bytes(cell[at..at + 4].try_into().expect("four bytes"));
+                    if was != old {
+                        return Err(corrupt(format!("page {} slot {slot} points at {was}, not {old}", here(p))));
+                    }
+                    cell[at..at + 4].copy_from_slice(&new.to_le_bytes());
+                    parts.push(PagePart { page_id: here(p), op: PageOp::Replace { slot: slot as u16, cell } });
+                }
+            }
+        }
+        // Take `new` off the free list, put `old` on it.
+        let at = free_list.iter().position(|&p| p == new).expect("target on the free list");
+        let next = free_list.get(at + 1).copied().unwrap_or(0);
+        if at == 0 {
+            meta.free_head = next;
+        } else {
+            parts.push(PagePart { page_id: free_list[at - 1], op: PageOp::SetLink(next) });
+        }
+        free_list.remove(at);
+        parts.push(PagePart {
+            page_id: old,
+            op: PageOp::Init { ty: PageType::Free as u8, link: meta.free_head, aux: 0, cells: vec![] },
+        });
+        meta.free_head = old;
+        free_list.insert(0, old);
+        parts.push(PagePart { page_id: META_PAGE, op: PageOp::SetMeta(meta) });
+        Ok(parts)
+    }
+}
