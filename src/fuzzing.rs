@@ -148,7 +148,7 @@ fn walk_page(p: &[u8]) {
                 let _ = page::search(p, c.key);
             }
         }
-        Some(PageType::Internal) => {
+        Some(PageType::Inner) => {
             for i in 0..p.slot_count() {
                 let _ = (page::cell_key(p, i), page::inner_child(p, i));
             }

@@ -7,6 +7,7 @@
 //! bound that those fills give.
 
 use super::*;
+use crate::page::MASTER_PAGE;
 
 /// A page to visit: its id, the level expected, and the key bounds its parent gives.
 type Visit = (PageId, Option<u32>, Option<Vec<u8>>, Option<Vec<u8>>);
@@ -63,115 +64,149 @@ pub(crate) fn height_bound(leaves: u64, m: u64) -> u32 {
     bound
 }
 
+/// What the walk has seen so far.
+struct Walk {
+    /// Pages accounted for (tree, overflow chain or free list), by page id.
+    seen: Vec<bool>,
+    report: CheckReport,
+    leaves_in_order: Vec<PageId>,
+}
+
+impl Walk {
+    /// Account for `pid` once; twice, or outside the file, is corruption.
+    fn mark(&mut self, pid: PageId) -> Result<()> {
+        let count = self.seen.len();
+        match self.seen.get_mut(pid as usize) {
+            Some(s) if !*s => {
+                *s = true;
+                Ok(())
+            }
+            Some(_) => Err(corrupt(format!("page {pid} is reachable twice"))),
+            None => Err(corrupt(format!("page {pid} is outside the file ({count} pages)"))),
+        }
+    }
+}
+
 impl BTree<'_> {
     /// Check the whole tree. Err(Corruption) names the first problem found.
     pub fn check(&self) -> Result<CheckReport> {
         let meta = self.meta()?;
-        let mut seen = vec![false; meta.page_count as usize];
-        seen[0] = true;
-        seen[1] = true;
-        let mark = |pid: PageId, seen: &mut Vec<bool>| -> Result<()> {
-            match seen.get_mut(pid as usize) {
-                Some(s) if !*s => {
-                    *s = true;
-                    Ok(())
-                }
-                Some(_) => Err(corrupt(format!("page {pid} is reachable twice"))),
-                None => Err(corrupt(format!("page {pid} is outside the file ({} pages)", meta.page_count))),
-            }
+        let mut walk = Walk {
+            seen: vec![false; meta.page_count as usize],
+            report: CheckReport { page_count: meta.page_count as u64, ..CheckReport::default() },
+            leaves_in_order: Vec::new(),
         };
-        let mut report = CheckReport { page_count: meta.page_count as u64, ..CheckReport::default() };
-        let page_size = self.pool.page_size();
-        let usable = page::usable_space(page_size);
+        walk.mark(MASTER_PAGE)?;
+        walk.mark(META_PAGE)?;
         // Depth-first walk with an explicit stack: (page, level expected, low bound, high bound).
-        let mut leaves_in_order: Vec<PageId> = Vec::new();
         let mut stack: Vec<Visit> = vec![(meta.root, None, None, None)];
-        while let Some((pid, level, lo, hi)) = stack.pop() {
-            mark(pid, &mut seen)?;
-            let h = self.pool.fetch(pid)?;
-            let g = h.read();
-            let n = g.slot_count();
-            let used = usable - page::free_space(&g);
-            report.tree_bytes_used += used as u64;
-            report.tree_bytes_capacity += usable as u64;
-            self.check_fill(pid, pid == meta.root, g.page_type(), n, used)?;
-            let in_bounds = |k: &[u8]| lo.as_deref().is_none_or(|l| k >= l) && hi.as_deref().is_none_or(|h| k < h);
-            for i in 0..n {
-                let k = page::cell_key(&g, i);
-                if !in_bounds(k) {
-                    return Err(corrupt(format!("page {pid}: key {i} outside its parent's range")));
-                }
-                if i > 0 && page::cell_key(&g, i - 1) >= k {
-                    return Err(corrupt(format!("page {pid}: keys {} and {i} out of order", i - 1)));
-                }
-            }
-            match g.page_type() {
-                Some(PageType::Leaf) => {
-                    if level.is_some_and(|l| l != 0) {
-                        return Err(corrupt(format!("leaf {pid} at level {level:?}")));
-                    }
-                    if report.height == 0 {
-                        report.height = 1;
-                    }
-                    report.leaves += 1;
-                    report.keys += n as u64;
-                    leaves_in_order.push(pid);
-                    for i in 0..n {
-                        let c = LeafCell::parse(page::cell(&g, i));
-                        if let Some(first) = c.overflow {
-                            for p in self.overflow_chain(first, c.val_len)? {
-                                mark(p, &mut seen)?;
-                                report.overflow += 1;
-                            }
-                            let v = self.read_value(&c)?;
-                            debug_assert_eq!(v.len(), c.val_len);
-                        }
-                    }
-                }
-                Some(PageType::Internal) => {
-                    let lvl = g.aux();
-                    if lvl == 0 || level.is_some_and(|l| l != lvl) {
-                        return Err(corrupt(format!("inner page {pid} has level {lvl}, expected {level:?}")));
-                    }
-                    if level.is_none() {
-                        report.height = lvl + 1;
-                    }
-                    report.inner += 1;
-                    for i in 0..n {
-                        report.longest_separator = report.longest_separator.max(page::cell_key(&g, i).len() as u32);
-                    }
-                    // Push children right to left so leaves come out left to right.
-                    for pos in (0..=n).rev() {
-                        let child = child_at(&g, pos);
-                        let clo = if pos == 0 { lo.clone() } else { Some(page::cell_key(&g, pos - 1).to_vec()) };
-                        let chi = if pos == n { hi.clone() } else { Some(page::cell_key(&g, pos).to_vec()) };
-                        stack.push((child, Some(lvl - 1), clo, chi));
-                    }
-                }
-                other => return Err(corrupt(format!("page {pid} of type {other:?} in the tree"))),
-            }
+        while let Some(visit) = stack.pop() {
+            self.check_page(&mut walk, &meta, visit, &mut stack)?;
         }
-        report.height_bound = self.height_bound_for(&report);
-        if report.height > report.height_bound {
+        walk.report.height_bound = self.height_bound_for(&walk.report);
+        if walk.report.height > walk.report.height_bound {
+            let r = &walk.report;
             return Err(corrupt(format!(
                 "tree of height {} over {} leaves exceeds its bound {}",
-                report.height, report.leaves, report.height_bound
+                r.height, r.leaves, r.height_bound
             )));
         }
-        // The leaf chain must visit the leaves in key order and end.
+        self.check_leaf_chain(&walk.leaves_in_order)?;
+        self.check_free_list(&mut walk, &meta)?;
+        if let Some(lost) = walk.seen.iter().position(|s| !s) {
+            return Err(corrupt(format!("page {lost} is neither in the tree nor free (leaked)")));
+        }
+        Ok(walk.report)
+    }
+
+    /// One page of the tree: its fill, its keys' order and bounds, then the
+    /// leaf's overflow chains or the inner page's children (pushed on `stack`).
+    fn check_page(&self, walk: &mut Walk, meta: &Meta, visit: Visit, stack: &mut Vec<Visit>) -> Result<()> {
+        let (pid, level, lo, hi) = visit;
+        walk.mark(pid)?;
+        let h = self.pool.fetch(pid)?;
+        let g = h.read();
+        let n = g.slot_count();
+        let usable = page::usable_space(self.pool.page_size());
+        let used = usable - page::free_space(&g);
+        walk.report.tree_bytes_used += used as u64;
+        walk.report.tree_bytes_capacity += usable as u64;
+        self.check_fill(pid, pid == meta.root, g.page_type(), n, used)?;
+        let in_bounds = |k: &[u8]| lo.as_deref().is_none_or(|l| k >= l) && hi.as_deref().is_none_or(|h| k < h);
+        for i in 0..n {
+            let k = page::cell_key(&g, i);
+            if !in_bounds(k) {
+                return Err(corrupt(format!("page {pid}: key {i} outside its parent's range")));
+            }
+            if i > 0 && page::cell_key(&g, i - 1) >= k {
+                return Err(corrupt(format!("page {pid}: keys {} and {i} out of order", i - 1)));
+            }
+        }
+        match g.page_type() {
+            Some(PageType::Leaf) => {
+                if level.is_some_and(|l| l != 0) {
+                    return Err(corrupt(format!("leaf {pid} at level {level:?}")));
+                }
+                walk.report.height = walk.report.height.max(1);
+                walk.report.leaves += 1;
+                walk.report.keys += n as u64;
+                walk.leaves_in_order.push(pid);
+                for i in 0..n {
+                    let c = LeafCell::parse(page::cell(&g, i));
+                    if let Some(first) = c.overflow {
+                        for p in self.overflow_chain(first, c.val_len)? {
+                            walk.mark(p)?;
+                            walk.report.overflow += 1;
+                        }
+                        let v = self.read_value(&c)?;
+                        debug_assert_eq!(v.len(), c.val_len);
+                    }
+                }
+            }
+            Some(PageType::Inner) => {
+                let lvl = g.aux();
+                if lvl == 0 || level.is_some_and(|l| l != lvl) {
+                    return Err(corrupt(format!("inner page {pid} has level {lvl}, expected {level:?}")));
+                }
+                if level.is_none() {
+                    walk.report.height = lvl + 1;
+                }
+                walk.report.inner += 1;
+                for i in 0..n {
+                    let len = page::cell_key(&g, i).len() as u32;
+                    walk.report.longest_separator = walk.report.longest_separator.max(len);
+                }
+                // Push children right to left so leaves come out left to right.
+                for pos in (0..=n).rev() {
+                    let child = child_at(&g, pos);
+                    let clo = if pos == 0 { lo.clone() } else { Some(page::cell_key(&g, pos - 1).to_vec()) };
+                    let chi = if pos == n { hi.clone() } else { Some(page::cell_key(&g, pos).to_vec()) };
+                    stack.push((child, Some(lvl - 1), clo, chi));
+                }
+            }
+            other => return Err(corrupt(format!("page {pid} of type {other:?} in the tree"))),
+        }
+        Ok(())
+    }
+
+    /// The leaf chain visits the leaves in key order and ends.
+    fn check_leaf_chain(&self, leaves_in_order: &[PageId]) -> Result<()> {
         for (i, &pid) in leaves_in_order.iter().enumerate() {
-            let h = self.pool.fetch(pid)?;
-            let next = h.read().link();
+            let next = self.pool.fetch(pid)?.read().link();
             let expect = leaves_in_order.get(i + 1).copied().unwrap_or(0);
             if next != expect {
                 return Err(corrupt(format!("leaf {pid} links to {next}, expected {expect}")));
             }
         }
-        // The free list.
+        Ok(())
+    }
+
+    /// The free list holds free pages only, as many as the meta page says.
+    fn check_free_list(&self, walk: &mut Walk, meta: &Meta) -> Result<()> {
         let mut pid = meta.free_head;
         while pid != 0 {
-            mark(pid, &mut seen)?;
-            report.free += 1;
+            walk.mark(pid)?;
+            walk.report.free += 1;
             let h = self.pool.fetch(pid)?;
             let g = h.read();
             if g.page_type() != Some(PageType::Free) {
@@ -179,25 +214,22 @@ impl BTree<'_> {
             }
             pid = g.link();
         }
-        if report.free != meta.free_count as u64 {
-            return Err(corrupt(format!("free list has {} pages, meta says {}", report.free, meta.free_count)));
+        if walk.report.free != meta.free_count as u64 {
+            return Err(corrupt(format!("free list has {} pages, meta says {}", walk.report.free, meta.free_count)));
         }
-        if let Some(lost) = seen.iter().position(|s| !s) {
-            return Err(corrupt(format!("page {lost} is neither in the tree nor free (leaked)")));
-        }
-        Ok(report)
+        Ok(())
     }
 
     /// The fill a page of the tree must have (see `smo`).
     fn check_fill(&self, pid: PageId, is_root: bool, ty: Option<PageType>, cells: usize, used: usize) -> Result<()> {
         let page_size = self.pool.page_size();
         let min = match ty {
-            Some(PageType::Internal) if cells == 0 => {
+            Some(PageType::Inner) if cells == 0 => {
                 return Err(corrupt(format!("inner page {pid} has no separator (one child)")));
             }
             _ if is_root => return Ok(()),
             Some(PageType::Leaf) => smo::leaf_min_fill(page_size),
-            Some(PageType::Internal) => smo::inner_min_fill(page_size),
+            Some(PageType::Inner) => smo::inner_min_fill(page_size),
             _ => return Ok(()), // the type is checked by the caller
         };
         if used < min {

@@ -101,7 +101,7 @@ impl BTree<'_> {
             let h = self.pool.fetch(pid)?;
             let g = h.read();
             match g.page_type() {
-                Some(PageType::Internal) => {
+                Some(PageType::Inner) => {
                     for pos in 0..=g.slot_count() {
                         let child = child_at(&g, pos);
                         note(child, if pos == 0 { Site::Link(pid) } else { Site::Cell(pid, pos - 1) });
@@ -152,7 +152,7 @@ impl BTree<'_> {
                     let mut cell = page::cell(&g, slot).to_vec();
                     // The pointer is the child of an inner cell (bytes 2..6)
                     // or the last four bytes of an overflow leaf cell.
-                    let at = if g.page_type() == Some(PageType::Internal) { 2 } else { cell.len() - 4 };
+                    let at = if g.page_type() == Some(PageType::Inner) { 2 } else { cell.len() - 4 };
                     let was = u32::from_le_bytes(cell[at..at + 4].try_into().expect("four bytes"));
                     if was != old {
                         return Err(corrupt(format!("page {} slot {slot} points at {was}, not {old}", here(p))));

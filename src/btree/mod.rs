@@ -37,12 +37,23 @@ use crate::buffer::BufferPool;
 use crate::error::{Error, Result};
 use crate::page::{self, LeafCell, Meta, PageId, PageRef, PageType, META_PAGE};
 
-/// Largest key accepted.
-pub const MAX_KEY_LEN: usize = 1024;
+/// Largest key accepted (a limit of the cell layout, see `page::MAX_KEY_LEN`).
+pub const MAX_KEY_LEN: usize = page::MAX_KEY_LEN;
 /// Largest value accepted.
 pub const MAX_VALUE_LEN: usize = 16 << 20;
 /// Deepest tree accepted (a damaged file cannot make descent loop).
 const MAX_DEPTH: usize = 40;
+
+// The largest key change fits one log record: the new value in overflow pages
+// (with each page's op header), the old value in the undo part, and a split
+// or merge of two whole pages at every level of the deepest tree.
+const _: () = assert!(
+    2 * MAX_VALUE_LEN
+        + (MAX_VALUE_LEN / (page::MIN_PAGE_SIZE - page::HEADER_LEN) + 1) * 32
+        + 2 * MAX_DEPTH * page::MAX_PAGE_SIZE
+        + (1 << 20)
+        <= crate::wal::MAX_RECORD_LEN
+);
 
 /// A B+tree over the buffer pool.
 pub struct BTree<'a> {
@@ -122,7 +133,7 @@ impl<'a> BTree<'a> {
                     }
                     return Ok(path);
                 }
-                Some(PageType::Internal) => {
+                Some(PageType::Inner) => {
                     let level = g.aux();
                     if level == 0 || expect_level.is_some_and(|l| l != level) {
                         return Err(corrupt(format!("inner page {pid} has level {level}")));

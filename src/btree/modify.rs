@@ -73,21 +73,7 @@ impl BTree<'_> {
             }
         };
         let mut alloc = PageAllocator::new(self.meta()?);
-        let mut cell = Vec::with_capacity(cell_len);
-        let mut chain_parts = Vec::new();
-        if inline {
-            LeafCell::encode_inline(key, value, &mut cell);
-        } else {
-            let cap = page::overflow_capacity(page_size);
-            let pages: Vec<PageId> =
-                (0..value.len().div_ceil(cap)).map(|_| alloc.alloc(self.pool)).collect::<Result<_>>()?;
-            for (i, chunk) in value.chunks(cap).enumerate() {
-                let next = pages.get(i + 1).copied().unwrap_or(0);
-                chain_parts
-                    .push(PagePart { page_id: pages[i], op: PageOp::InitOverflow { next, data: chunk.to_vec() } });
-            }
-            LeafCell::encode_overflow(key, value.len(), pages[0], &mut cell);
-        }
+        let (cell, chain_parts) = self.leaf_cell(key, value, inline, &mut alloc)?;
         debug_assert_eq!(cell.len(), cell_len);
         let (fits, used_after) = match &old {
             Some((_, _, old_len)) => (free + old_len >= cell_len, used + cell_len - old_len),
@@ -125,6 +111,33 @@ impl BTree<'_> {
             plan.finish(&mut parts);
         }
         self.log_key_change(ctx, parts, KeyUndo { key: key.to_vec(), old: old_value })
+    }
+
+    /// The leaf cell for `key` and `value`, and, for a value that is not
+    /// `inline`, the parts that write its overflow chain on new pages.
+    fn leaf_cell(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        inline: bool,
+        alloc: &mut PageAllocator,
+    ) -> Result<(Vec<u8>, Vec<PagePart>)> {
+        let mut cell = Vec::new();
+        if inline {
+            LeafCell::encode_inline(key, value, &mut cell);
+            return Ok((cell, Vec::new()));
+        }
+        let cap = page::overflow_capacity(self.pool.page_size());
+        let pages: Vec<PageId> =
+            (0..value.len().div_ceil(cap)).map(|_| alloc.alloc(self.pool)).collect::<Result<_>>()?;
+        let mut chain_parts = Vec::with_capacity(pages.len());
+        for (i, chunk) in value.chunks(cap).enumerate() {
+            let next = pages.get(i + 1).copied().unwrap_or(0);
+            chain_parts.push(PagePart { page_id: pages[i], op: PageOp::InitOverflow { next, data: chunk.to_vec() } });
+        }
+        assert!(!pages.is_empty(), "a value in overflow pages has at least one");
+        LeafCell::encode_overflow(key, value.len(), pages[0], &mut cell);
+        Ok((cell, chain_parts))
     }
 
     /// Remove `key`; false if it was not there (nothing is logged then). One

@@ -26,7 +26,7 @@
 //!
 //! Splits and redistributions choose the boundary that makes the smaller side
 //! as large as possible; with every cell at most a third of the page this is
-//! what makes the bounds above hold (see docs/design.md, "Tree shape").
+//! what makes the bounds above hold (see docs/design.md, section 5.1).
 
 use super::*;
 use crate::alloc::PageAllocator;
@@ -191,7 +191,7 @@ impl Node {
 
     /// Child at position `pos` (0 = the leftmost, `link`).
     fn child_at(&self, pos: usize) -> PageId {
-        debug_assert_eq!(self.ty, PageType::Internal);
+        debug_assert_eq!(self.ty, PageType::Inner);
         if pos == 0 {
             self.link
         } else {
@@ -261,7 +261,7 @@ impl<'t, 'p> Plan<'t, 'p> {
         let g = h.read();
         let ty = match g.page_type() {
             Some(PageType::Leaf) if level == 0 => PageType::Leaf,
-            Some(PageType::Internal) if level > 0 && g.aux() == level => PageType::Internal,
+            Some(PageType::Inner) if level > 0 && g.aux() == level => PageType::Inner,
             other => {
                 return Err(corrupt(format!(
                     "page {pid} of type {other:?}, level {} where level {level} was expected",
@@ -374,15 +374,15 @@ impl<'t, 'p> Plan<'t, 'p> {
             let mut right = self.nodes[idx].cells.split_off(k);
             let up = right.remove(0);
             sep = key_of(ty, &up).to_vec();
-            right_idx = self.new_node(PageType::Internal, child_of(&up), level, right)?;
+            right_idx = self.new_node(PageType::Inner, child_of(&up), level, right)?;
             self.nodes[idx].rewrite();
         }
         assert!(!self.over_full(idx) && !self.over_full(right_idx), "split halves must fit their pages");
-        debug_assert!(!self.under_full(idx) || depth == 0 || ty == PageType::Internal);
+        debug_assert!(!self.under_full(idx) || depth == 0 || ty == PageType::Inner);
         let sep_cell = inner_cell(&sep, self.nodes[right_idx].pid);
         if depth == 0 {
             let old_root = self.nodes[idx].pid;
-            let root = self.new_node(PageType::Internal, old_root, level + 1, vec![sep_cell])?;
+            let root = self.new_node(PageType::Inner, old_root, level + 1, vec![sep_cell])?;
             self.alloc.meta.root = self.nodes[root].pid;
             return Ok(None);
         }
@@ -421,7 +421,7 @@ impl<'t, 'p> Plan<'t, 'p> {
                 )));
             }
         } else {
-            let down = key_of(PageType::Internal, &self.nodes[p].cells[sep_slot]).to_vec();
+            let down = key_of(PageType::Inner, &self.nodes[p].cells[sep_slot]).to_vec();
             all.push(inner_cell(&down, self.nodes[right].link));
         }
         all.append(&mut self.nodes[right].cells);

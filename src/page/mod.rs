@@ -1,7 +1,7 @@
 //! Page formats: the byte layout of every data page, and the application of one
 //! physiological redo operation to one page.
 //!
-//! Invariants (see docs/design.md, "Page format"):
+//! Invariants (see docs/design.md, sections 3.2 to 3.4):
 //! - Every page starts with a 40-byte header: CRC32 of bytes 4..page_size, the
 //!   page's own id (catches misdirected writes), `page_lsn` (LSN of the last
 //!   log record applied to the page), `fpi_lsn` (LSN of the last record that
@@ -33,27 +33,44 @@ pub const MASTER_PAGE: PageId = 0;
 /// Page 1: the meta page (root page id, free list, page count), a logged page.
 pub const META_PAGE: PageId = 1;
 
-/// Size of the page header in bytes.
-pub const HEADER_LEN: usize = 40;
 /// Smallest page size accepted.
 pub const MIN_PAGE_SIZE: usize = 4096;
 /// Largest page size accepted (offsets in a page are u16).
 pub const MAX_PAGE_SIZE: usize = 32768;
+/// Largest key a cell holds: three inner cells of it fit the smallest page.
+pub const MAX_KEY_LEN: usize = 1024;
 /// Version of the page format, stored in every page header.
 pub const PAGE_FORMAT_VERSION: u8 = 1;
 
-// Header field offsets.
+// The page header, little-endian, each offset derived from the field before:
+//
+//   0 crc u32 | 4 page_id u32 | 8 page_lsn u64 | 16 fpi_lsn u64 | 24 type u8
+//  25 version u8 | 26 slot_count u16 | 28 cell_start u16 | 30 frag u16
+//  32 link u32 | 36 aux u32 | 40: slot directory (slotted pages) or data
 const OFF_CRC: usize = 0;
-const OFF_PAGE_ID: usize = 4;
-const OFF_PAGE_LSN: usize = 8;
-const OFF_FPI_LSN: usize = 16;
-const OFF_TYPE: usize = 24;
-const OFF_VERSION: usize = 25;
-const OFF_SLOT_COUNT: usize = 26;
-const OFF_CELL_START: usize = 28;
-const OFF_FRAG: usize = 30;
-const OFF_LINK: usize = 32;
-const OFF_AUX: usize = 36;
+const OFF_PAGE_ID: usize = OFF_CRC + 4;
+const OFF_PAGE_LSN: usize = OFF_PAGE_ID + 4;
+const OFF_FPI_LSN: usize = OFF_PAGE_LSN + 8;
+const OFF_TYPE: usize = OFF_FPI_LSN + 8;
+const OFF_VERSION: usize = OFF_TYPE + 1;
+const OFF_SLOT_COUNT: usize = OFF_VERSION + 1;
+const OFF_CELL_START: usize = OFF_SLOT_COUNT + 2;
+const OFF_FRAG: usize = OFF_CELL_START + 2;
+const OFF_LINK: usize = OFF_FRAG + 2;
+const OFF_AUX: usize = OFF_LINK + 4;
+/// Size of the page header in bytes.
+pub const HEADER_LEN: usize = OFF_AUX + 4;
+
+const _: () = assert!(HEADER_LEN == 40, "the documented page header is 40 bytes");
+const _: () = assert!(MIN_PAGE_SIZE <= MAX_PAGE_SIZE && MIN_PAGE_SIZE.is_power_of_two());
+// Offsets inside a page (cell_start may equal the page size) are u16.
+const _: () = assert!(MAX_PAGE_SIZE <= u16::MAX as usize);
+// A split of an inner page needs three of the longest inner cells (with
+// their 2-byte slots) to fit one page.
+const _: () = assert!(3 * (INNER_CELL_HEADER + MAX_KEY_LEN + 2) <= MIN_PAGE_SIZE - HEADER_LEN);
+// The largest leaf cell with a 1024-byte key and an overflow pointer fits a
+// cell of a third of the smallest page.
+const _: () = assert!(LEAF_CELL_HEADER + MAX_KEY_LEN + 4 <= (MIN_PAGE_SIZE - HEADER_LEN) / 3);
 
 /// The kind of a page.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,7 +81,7 @@ pub enum PageType {
     /// A B+tree leaf: cells of (key, value); `link` is the right sibling.
     Leaf = 2,
     /// A B+tree inner node: cells of (key, child); `link` is the leftmost child, `aux` the level.
-    Internal = 3,
+    Inner = 3,
     /// A piece of a long value: `link` is the next piece, `aux` the bytes in this one.
     Overflow = 4,
     /// A page on the free list: `link` is the next free page.
@@ -77,7 +94,7 @@ impl PageType {
         Some(match b {
             1 => PageType::Meta,
             2 => PageType::Leaf,
-            3 => PageType::Internal,
+            3 => PageType::Inner,
             4 => PageType::Overflow,
             5 => PageType::Free,
             _ => return None,

@@ -9,6 +9,38 @@
 use super::*;
 use crate::codec::{Reader, Writer};
 
+/// The tag byte that starts each encoded `PageOp`, one per variant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+enum OpTag {
+    Init = 1,
+    InitOverflow = 2,
+    Image = 3,
+    Insert = 4,
+    Delete = 5,
+    Replace = 6,
+    Truncate = 7,
+    SetLink = 8,
+    SetMeta = 9,
+}
+
+impl OpTag {
+    fn from_u8(b: u8) -> Option<OpTag> {
+        const ALL: [OpTag; 9] = [
+            OpTag::Init,
+            OpTag::InitOverflow,
+            OpTag::Image,
+            OpTag::Insert,
+            OpTag::Delete,
+            OpTag::Replace,
+            OpTag::Truncate,
+            OpTag::SetLink,
+            OpTag::SetMeta,
+        ];
+        ALL.iter().copied().find(|t| *t as u8 == b)
+    }
+}
+
 /// One operation on one page.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PageOp {
@@ -72,7 +104,7 @@ impl PageOp {
     pub fn encode(&self, out: &mut Vec<u8>) {
         match self {
             PageOp::Init { ty, link, aux, cells } => {
-                out.put_u8(1);
+                out.put_u8(OpTag::Init as u8);
                 out.put_u8(*ty);
                 out.put_u32(*link);
                 out.put_u32(*aux);
@@ -82,38 +114,38 @@ impl PageOp {
                 }
             }
             PageOp::InitOverflow { next, data } => {
-                out.put_u8(2);
+                out.put_u8(OpTag::InitOverflow as u8);
                 out.put_u32(*next);
                 out.put_bytes32(data);
             }
             PageOp::Image(b) => {
-                out.put_u8(3);
+                out.put_u8(OpTag::Image as u8);
                 out.put_bytes32(b);
             }
             PageOp::Insert { slot, cell } => {
-                out.put_u8(4);
+                out.put_u8(OpTag::Insert as u8);
                 out.put_u16(*slot);
                 out.put_bytes16(cell);
             }
             PageOp::Delete { slot } => {
-                out.put_u8(5);
+                out.put_u8(OpTag::Delete as u8);
                 out.put_u16(*slot);
             }
             PageOp::Replace { slot, cell } => {
-                out.put_u8(6);
+                out.put_u8(OpTag::Replace as u8);
                 out.put_u16(*slot);
                 out.put_bytes16(cell);
             }
             PageOp::Truncate { from } => {
-                out.put_u8(7);
+                out.put_u8(OpTag::Truncate as u8);
                 out.put_u16(*from);
             }
             PageOp::SetLink(l) => {
-                out.put_u8(8);
+                out.put_u8(OpTag::SetLink as u8);
                 out.put_u32(*l);
             }
             PageOp::SetMeta(m) => {
-                out.put_u8(9);
+                out.put_u8(OpTag::SetMeta as u8);
                 out.put_u32(m.root);
                 out.put_u32(m.free_head);
                 out.put_u32(m.page_count);
@@ -124,8 +156,12 @@ impl PageOp {
 
     /// Decode one op.
     pub fn decode(r: &mut Reader<'_>) -> Result<PageOp> {
-        Ok(match r.u8()? {
-            1 => {
+        let tag = r.u8()?;
+        let Some(tag) = OpTag::from_u8(tag) else {
+            return Err(Error::corruption("wal", format!("unknown page op {tag}")));
+        };
+        Ok(match tag {
+            OpTag::Init => {
                 let ty = r.u8()?;
                 let link = r.u32()?;
                 let aux = r.u32()?;
@@ -136,20 +172,19 @@ impl PageOp {
                 }
                 PageOp::Init { ty, link, aux, cells }
             }
-            2 => PageOp::InitOverflow { next: r.u32()?, data: r.bytes32()?.to_vec() },
-            3 => PageOp::Image(r.bytes32()?.to_vec()),
-            4 => PageOp::Insert { slot: r.u16()?, cell: r.bytes16()?.to_vec() },
-            5 => PageOp::Delete { slot: r.u16()? },
-            6 => PageOp::Replace { slot: r.u16()?, cell: r.bytes16()?.to_vec() },
-            7 => PageOp::Truncate { from: r.u16()? },
-            8 => PageOp::SetLink(r.u32()?),
-            9 => PageOp::SetMeta(Meta {
+            OpTag::InitOverflow => PageOp::InitOverflow { next: r.u32()?, data: r.bytes32()?.to_vec() },
+            OpTag::Image => PageOp::Image(r.bytes32()?.to_vec()),
+            OpTag::Insert => PageOp::Insert { slot: r.u16()?, cell: r.bytes16()?.to_vec() },
+            OpTag::Delete => PageOp::Delete { slot: r.u16()? },
+            OpTag::Replace => PageOp::Replace { slot: r.u16()?, cell: r.bytes16()?.to_vec() },
+            OpTag::Truncate => PageOp::Truncate { from: r.u16()? },
+            OpTag::SetLink => PageOp::SetLink(r.u32()?),
+            OpTag::SetMeta => PageOp::SetMeta(Meta {
                 root: r.u32()?,
                 free_head: r.u32()?,
                 page_count: r.u32()?,
                 free_count: r.u32()?,
             }),
-            k => return Err(Error::corruption("wal", format!("unknown page op {k}"))),
         })
     }
 }
@@ -168,9 +203,43 @@ fn check_cell(page_id: PageId, ty: PageType, c: &[u8], page_size: usize) -> Resu
 
 fn slotted_type(page_id: PageId, b: &[u8]) -> Result<PageType> {
     match b.page_type() {
-        Some(t @ (PageType::Leaf | PageType::Internal)) => Ok(t),
+        Some(t @ (PageType::Leaf | PageType::Inner)) => Ok(t),
         other => Err(bad(page_id, format!("cell op on a page of type {other:?}"))),
     }
+}
+
+/// `PageOp::Init`: format the page, then insert the cells in order.
+fn apply_init(b: &mut [u8], page_id: PageId, ty: u8, link: u32, aux: u32, cells: &[Vec<u8>]) -> Result<()> {
+    let page_size = b.len();
+    let Some(t) = PageType::from_u8(ty) else { return Err(bad(page_id, "unknown page type")) };
+    let lsn = b.page_lsn();
+    init_page(b, page_id, t, link, aux);
+    set_page_lsn(b, lsn);
+    if !cells.is_empty() {
+        let t = slotted_type(page_id, b)?;
+        let total: usize = cells.iter().map(|c| c.len() + 2).sum();
+        if total > usable_space(page_size) {
+            return Err(bad(page_id, "init cells exceed the page"));
+        }
+        for (i, c) in cells.iter().enumerate() {
+            check_cell(page_id, t, c, page_size)?;
+            insert_cell(b, i, c);
+        }
+    }
+    debug_assert_eq!(b.slot_count(), cells.len());
+    Ok(())
+}
+
+/// `PageOp::Image`: the whole page, checked as a page of `page_id` first.
+fn apply_image(b: &mut [u8], page_id: PageId, img: &[u8]) -> Result<()> {
+    if img.len() != b.len() {
+        return Err(bad(page_id, format!("image of {} bytes", img.len())));
+    }
+    let mut tmp = img.to_vec();
+    seal(&mut tmp);
+    check_structure(&tmp, page_id).map_err(|e| bad(page_id, e))?;
+    b.copy_from_slice(img);
+    Ok(())
 }
 
 /// Apply `op` to page `page_id` held in `b`. Does not touch `page_lsn`; the
@@ -178,23 +247,7 @@ fn slotted_type(page_id: PageId, b: &[u8]) -> Result<PageType> {
 pub fn apply(b: &mut [u8], page_id: PageId, op: &PageOp) -> Result<()> {
     let page_size = b.len();
     match op {
-        PageOp::Init { ty, link, aux, cells } => {
-            let Some(t) = PageType::from_u8(*ty) else { return Err(bad(page_id, "unknown page type")) };
-            let lsn = b.page_lsn();
-            init_page(b, page_id, t, *link, *aux);
-            set_page_lsn(b, lsn);
-            if !cells.is_empty() {
-                let t = slotted_type(page_id, b)?;
-                let total: usize = cells.iter().map(|c| c.len() + 2).sum();
-                if total > usable_space(page_size) {
-                    return Err(bad(page_id, "init cells exceed the page"));
-                }
-                for (i, c) in cells.iter().enumerate() {
-                    check_cell(page_id, t, c, page_size)?;
-                    insert_cell(b, i, c);
-                }
-            }
-        }
+        PageOp::Init { ty, link, aux, cells } => apply_init(b, page_id, *ty, *link, *aux, cells)?,
         PageOp::InitOverflow { next, data } => {
             if data.len() > overflow_capacity(page_size) {
                 return Err(bad(page_id, "overflow data exceeds the page"));
@@ -204,15 +257,7 @@ pub fn apply(b: &mut [u8], page_id: PageId, op: &PageOp) -> Result<()> {
             set_page_lsn(b, lsn);
             b[HEADER_LEN..HEADER_LEN + data.len()].copy_from_slice(data);
         }
-        PageOp::Image(img) => {
-            if img.len() != page_size {
-                return Err(bad(page_id, format!("image of {} bytes", img.len())));
-            }
-            let mut tmp = img.clone();
-            seal(&mut tmp);
-            check_structure(&tmp, page_id).map_err(|e| bad(page_id, e))?;
-            b.copy_from_slice(img);
-        }
+        PageOp::Image(img) => apply_image(b, page_id, img)?,
         PageOp::Insert { slot, cell: c } => {
             let t = slotted_type(page_id, b)?;
             check_cell(page_id, t, c, page_size)?;

@@ -26,7 +26,7 @@ pub fn cell_len_at(b: &[u8], ty: PageType, off: usize) -> Option<usize> {
             let val_here = if flags & FLAG_OVERFLOW != 0 { 4 } else { val_len };
             LEAF_CELL_HEADER + key_len + val_here
         }
-        PageType::Internal => {
+        PageType::Inner => {
             let hdr = b.get(off..off.checked_add(INNER_CELL_HEADER)?)?;
             INNER_CELL_HEADER + get_u16(hdr, 0) as usize
         }
@@ -75,7 +75,7 @@ pub(crate) fn check_layout(b: &[u8], ty: PageType) -> std::result::Result<(), St
     let n = b.slot_count();
     let cell_start = b.cell_start();
     match ty {
-        PageType::Leaf | PageType::Internal => {}
+        PageType::Leaf | PageType::Inner => {}
         PageType::Overflow => {
             if n != 0 || (b.aux() as usize) > b.len() - HEADER_LEN {
                 return Err(format!("overflow page holds {} bytes", b.aux()));

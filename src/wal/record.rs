@@ -7,7 +7,7 @@
 //! transaction, the transaction id, `durable_lsn` (how far the log was known to
 //! be on stable storage when the record was appended, used by the reader to
 //! tell a torn tail from damage), `undo_next_lsn` (CLRs only) and the kind.
-//! See docs/design.md, "Log record format".
+//! See docs/design.md, section 3.5 ("Log records").
 
 use crate::codec::{Reader, Writer};
 use crate::error::{Error, Result};
