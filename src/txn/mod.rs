@@ -79,7 +79,11 @@ pub fn undo_step(tree: &BTree<'_>, wal: &Wal, ctx: &mut TxnCtx, cur: Lsn) -> Res
             result?;
             Ok(rec.prev_lsn)
         }
-        Body::Clr { .. } => Ok(rec.undo_next_lsn),
+        Body::Clr { .. } => {
+            // A CLR points back past what it compensated (checked on decode).
+            debug_assert!(rec.undo_next_lsn < rec.lsn);
+            Ok(rec.undo_next_lsn)
+        }
         _ => Ok(rec.prev_lsn),
     }
 }

@@ -1,0 +1,91 @@
+//! Pass 1, analysis: from the begin record of the checkpoint the master
+//! record names to the end of the log, rebuild the transaction table
+//! (`active_txns`) and the dirty page table (`dirty_pages`, page -> rec_lsn),
+//! and find where the log ends (a torn tail is cut; damage is an error, see
+//! `wal::reader`). Reads the log only; changes nothing.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::page::{Lsn, PageId};
+use crate::storage::StorageFile;
+use crate::wal::{reader, AttEntry, Body, ScanEndInfo, TxnId};
+
+/// What analysis found.
+#[derive(Debug, Default)]
+pub struct Analysis {
+    /// Transactions without an END record.
+    pub active_txns: HashMap<TxnId, AttEntry>,
+    /// Pages that may be newer in the log than on disk.
+    pub dirty_pages: HashMap<PageId, Lsn>,
+    /// The next transaction id to hand out.
+    pub next_txn_id: TxnId,
+    /// Where the log ends.
+    pub end: ScanEndInfo,
+}
+
+/// Pass 1.
+pub fn analysis(segments: &BTreeMap<Lsn, Arc<dyn StorageFile>>, from: Lsn, must_reach: Lsn) -> Result<Analysis> {
+    let mut a = Analysis { next_txn_id: 1, ..Default::default() };
+    let mut ended: HashSet<TxnId> = HashSet::new();
+    let end = reader::scan(segments, from, must_reach, |rec| {
+        if rec.lsn == from && rec.body != Body::CkptBegin && from != crate::wal::LSN_START {
+            return Err(Error::corruption(
+                "wal",
+                format!("the master record names LSN {from}, which is no checkpoint"),
+            ));
+        }
+        if rec.txn_id != 0 {
+            a.next_txn_id = a.next_txn_id.max(rec.txn_id + 1);
+            if rec.body == Body::End {
+                a.active_txns.remove(&rec.txn_id);
+                ended.insert(rec.txn_id);
+            } else {
+                let e = a.active_txns.entry(rec.txn_id).or_insert(AttEntry {
+                    txn_id: rec.txn_id,
+                    committed: false,
+                    last_lsn: rec.lsn,
+                    undo_next_lsn: rec.lsn,
+                    first_lsn: rec.lsn,
+                });
+                e.last_lsn = rec.lsn;
+                e.undo_next_lsn = rec.lsn;
+                if rec.body == Body::Commit {
+                    e.committed = true;
+                }
+            }
+        }
+        for part in rec.body.parts() {
+            a.dirty_pages.entry(part.page_id).or_insert(rec.lsn);
+        }
+        if let Body::CkptEnd(c) = &rec.body {
+            if c.begin_lsn == from {
+                a.next_txn_id = a.next_txn_id.max(c.next_txn_id);
+                for t in &c.active_txns {
+                    if ended.contains(&t.txn_id) {
+                        continue;
+                    }
+                    let e = a.active_txns.entry(t.txn_id).or_insert(*t);
+                    e.first_lsn = e.first_lsn.min(t.first_lsn);
+                    e.committed |= t.committed;
+                }
+                for &(p, l) in &c.dirty_pages {
+                    let e = a.dirty_pages.entry(p).or_insert(l);
+                    *e = (*e).min(l);
+                }
+            }
+        }
+        Ok(())
+    })?;
+    if end.records == 0 && from != crate::wal::LSN_START {
+        return Err(Error::corruption(
+            "wal",
+            format!("the checkpoint at LSN {from} named by the master record is unreadable"),
+        ));
+    }
+    debug_assert!(a.dirty_pages.values().all(|&rec_lsn| rec_lsn < end.end_lsn || end.records == 0));
+    debug_assert!(a.active_txns.values().all(|e| e.first_lsn <= e.last_lsn));
+    a.end = end;
+    Ok(a)
+}

@@ -1,0 +1,56 @@
+//! Pass 3, undo: roll back every loser together in one backward sweep,
+//! always taking the largest LSN still to undo, with CLRs (`txn::undo_step`);
+//! then an END record for each. A crash during undo is followed by the same
+//! recovery, which finds the CLRs already written and never undoes anything
+//! twice.
+
+use std::collections::BinaryHeap;
+
+use super::{Analysis, RecoveryReport};
+use crate::btree::{BTree, TxnCtx};
+use crate::error::Result;
+use crate::page::Lsn;
+use crate::txn::{undo_step, TxnTable};
+use crate::wal::{Body, RecordHeader, TxnId, Wal};
+
+/// Pass 3: roll back every loser in one backward sweep; END for every winner.
+pub fn undo(
+    tree: &BTree<'_>,
+    wal: &Wal,
+    table: &mut TxnTable,
+    a: &Analysis,
+    report: &mut RecoveryReport,
+) -> Result<()> {
+    let mut heap: BinaryHeap<(Lsn, TxnId)> = BinaryHeap::new();
+    for (&id, e) in &a.active_txns {
+        if e.committed {
+            report.winners += 1;
+            let header = RecordHeader { prev_lsn: e.last_lsn, txn_id: id, undo_next_lsn: 0 };
+            wal.append(&header, &Body::End)?;
+        } else {
+            report.losers += 1;
+            table.active_txns.insert(id, *e);
+            heap.push((e.undo_next_lsn, id));
+        }
+    }
+    let mut last_undone = Lsn::MAX;
+    while let Some((cur, id)) = heap.pop() {
+        // One backward sweep: every step undoes a record below the previous one.
+        assert!(cur < last_undone || cur == 0, "undo went forward: {cur} after {last_undone}");
+        last_undone = cur;
+        let entry = table.get_mut(id)?;
+        let mut ctx = TxnCtx { txn_id: id, last_lsn: entry.last_lsn, compensating: None };
+        let next = if cur == 0 { 0 } else { undo_step(tree, wal, &mut ctx, cur)? };
+        report.undone += 1;
+        let entry = table.get_mut(id)?;
+        entry.last_lsn = ctx.last_lsn;
+        if next == 0 {
+            let header = RecordHeader { prev_lsn: ctx.last_lsn, txn_id: id, undo_next_lsn: 0 };
+            wal.append(&header, &Body::End)?;
+            table.active_txns.remove(&id);
+        } else {
+            heap.push((next, id));
+        }
+    }
+    Ok(())
+}
