@@ -36,6 +36,7 @@ mod page;
 mod recovery;
 pub mod storage;
 mod txn;
+mod txn_log;
 mod wal;
 
 use std::ops::Bound;

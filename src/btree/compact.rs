@@ -18,7 +18,7 @@ use std::collections::HashMap;
 
 use super::*;
 use crate::page::PageOp;
-use crate::wal::{Body, PagePart};
+use crate::wal::PagePart;
 
 /// A place that holds a pointer to a page.
 #[derive(Clone, Copy, Debug)]
@@ -60,7 +60,7 @@ impl BTree<'_> {
         for old in movers {
             let new = targets.pop().expect("as many targets as movers");
             let parts = self.move_parts(old, new, &sites[&old], &moved, &mut free_list)?;
-            self.log(ctx, Body::Redo { parts })?;
+            self.log_redo(ctx, parts)?;
             moved.insert(old, new);
         }
         let meta = self.meta()?;
@@ -68,7 +68,7 @@ impl BTree<'_> {
             return Err(corrupt("free pages left below the live page count after compaction"));
         }
         let shrunk = Meta { page_count: live, free_head: 0, free_count: 0, ..meta };
-        self.log(ctx, Body::Redo { parts: vec![PagePart { page_id: META_PAGE, op: PageOp::SetMeta(shrunk) }] })?;
+        self.log_redo(ctx, vec![PagePart { page_id: META_PAGE, op: PageOp::SetMeta(shrunk) }])?;
         Ok(live)
     }
 

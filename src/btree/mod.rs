@@ -28,8 +28,8 @@ mod compact;
 mod modify;
 mod smo;
 
+pub use crate::txn_log::TxnCtx;
 pub use check::CheckReport;
-pub use modify::TxnCtx;
 
 use std::ops::Bound;
 

@@ -6,19 +6,8 @@ use super::smo::{self, Plan, SplitBias};
 use super::*;
 use crate::alloc::PageAllocator;
 use crate::page::{PageOp, LEAF_CELL_HEADER};
-use crate::wal::{Body, KeyUndo, PagePart, RecordHeader, TxnId};
-
-/// The transaction a change is logged for, and its `prev_lsn` chain.
-#[derive(Debug, Clone, Copy)]
-pub struct TxnCtx {
-    /// The transaction.
-    pub txn_id: TxnId,
-    /// Its most recent record; updated by every record logged.
-    pub last_lsn: u64,
-    /// When set, the change is a compensation: it is logged as a CLR with this
-    /// `undo_next_lsn` instead of as an Update.
-    pub compensating: Option<u64>,
-}
+use crate::txn_log::TxnCtx;
+use crate::wal::{KeyUndo, PagePart};
 
 impl BTree<'_> {
     /// Largest leaf cell with an inline value.
@@ -26,23 +15,14 @@ impl BTree<'_> {
         page::max_cell(self.pool.page_size())
     }
 
-    /// Log one record for `ctx` and apply it.
-    pub(super) fn log(&self, ctx: &mut TxnCtx, body: Body) -> Result<()> {
-        let header = RecordHeader { prev_lsn: ctx.last_lsn, txn_id: ctx.txn_id, undo_next_lsn: 0 };
-        ctx.last_lsn = self.pool.log_and_apply(&header, &body, self.fpi_horizon)?;
-        Ok(())
+    /// Log a redo-only record for `ctx` and apply it.
+    pub(super) fn log_redo(&self, ctx: &mut TxnCtx, parts: Vec<PagePart>) -> Result<()> {
+        ctx.log_redo(self.pool, parts, self.fpi_horizon)
     }
 
-    /// Log a key change: an Update with its logical undo, or a CLR.
+    /// Log a key change (an Update, or a CLR when compensating) and apply it.
     fn log_key_change(&self, ctx: &mut TxnCtx, parts: Vec<PagePart>, undo: KeyUndo) -> Result<()> {
-        match ctx.compensating {
-            Some(undo_next_lsn) => {
-                let header = RecordHeader { prev_lsn: ctx.last_lsn, txn_id: ctx.txn_id, undo_next_lsn };
-                ctx.last_lsn = self.pool.log_and_apply(&header, &Body::Clr { parts }, self.fpi_horizon)?;
-                Ok(())
-            }
-            None => self.log(ctx, Body::Update { parts, undo }),
-        }
+        ctx.log_key_change(self.pool, parts, undo, self.fpi_horizon)
     }
 
     /// Insert or overwrite `key`: one Update (or CLR) record holding the leaf
@@ -194,7 +174,6 @@ impl BTree<'_> {
             PagePart { page_id: META_PAGE, op: PageOp::SetMeta(meta) },
             PagePart { page_id: 2, op: PageOp::Init { ty: PageType::Leaf as u8, link: 0, aux: 0, cells: vec![] } },
         ];
-        let mut ctx = TxnCtx { txn_id: 0, last_lsn: 0, compensating: None };
-        self.log(&mut ctx, Body::Redo { parts })
+        self.log_redo(&mut TxnCtx::new(0, 0), parts)
     }
 }

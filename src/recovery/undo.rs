@@ -11,7 +11,7 @@ use crate::btree::{BTree, TxnCtx};
 use crate::error::Result;
 use crate::page::Lsn;
 use crate::txn::{undo_step, TxnTable};
-use crate::wal::{Body, RecordHeader, TxnId, Wal};
+use crate::wal::{Body, TxnId, Wal};
 
 /// Pass 3: roll back every loser in one backward sweep; END for every winner.
 pub fn undo(
@@ -25,8 +25,7 @@ pub fn undo(
     for (&id, e) in &a.active_txns {
         if e.committed {
             report.winners += 1;
-            let header = RecordHeader { prev_lsn: e.last_lsn, txn_id: id, undo_next_lsn: 0 };
-            wal.append(&header, &Body::End)?;
+            TxnCtx::new(id, e.last_lsn).log_outcome(wal, Body::End)?;
         } else {
             report.losers += 1;
             table.active_txns.insert(id, *e);
@@ -45,8 +44,7 @@ pub fn undo(
         let entry = table.get_mut(id)?;
         entry.last_lsn = ctx.last_lsn;
         if next == 0 {
-            let header = RecordHeader { prev_lsn: ctx.last_lsn, txn_id: id, undo_next_lsn: 0 };
-            wal.append(&header, &Body::End)?;
+            ctx.log_outcome(wal, Body::End)?;
             table.active_txns.remove(&id);
         } else {
             heap.push((next, id));
