@@ -209,12 +209,18 @@ impl Db {
     /// moves (one page write's worth of log per page moved).
     ///
     /// # Errors
-    /// `Error::Corruption` if the tree fails its check before anything
-    /// moves; an I/O error of the log or data file stops the `Db`
+    /// `Error::Corruption` if the tree fails its check (run first, under the
+    /// read latch) before anything moves; the `Db` goes on working then. An
+    /// I/O error of the log or data file during the moves stops the `Db`
     /// (fail-stop), and reopening recovers to a whole tree, with or without
     /// the moves already logged.
     pub fn compact(&self) -> Result<u64> {
         self.inner.check_ok()?;
+        let _one_at_a_time = self.inner.compacting.lock();
+        // Damage found before anything moves is reported like `check`'s,
+        // without stopping the database.
+        let r = self.inner.read_latch().and_then(|_r| self.inner.tree().check());
+        self.inner.guard_read(r)?;
         let r = self.inner.compact();
         self.inner.guard(r)
     }
@@ -295,7 +301,13 @@ impl Inner {
                 if !segments.is_empty() {
                     return Err(Error::corruption("data", "the data file has no master record, but log files exist"));
                 }
-                let m = Master { seq: 1, page_size: opts.page_size as u32, checkpoint_lsn: 0, durable_lsn: 0 };
+                let m = Master {
+                    seq: 1,
+                    page_size: opts.page_size as u32,
+                    checkpoint_lsn: 0,
+                    durable_lsn: 0,
+                    version: page::FORMAT_VERSION,
+                };
                 write_master(&*data_file, &m)?;
                 storage.sync_dir()?;
                 m
@@ -385,6 +397,11 @@ impl Inner {
             recovery::undo(&inner.tree(), &inner.wal, &mut table, &analysis, &mut report)?;
         }
         report.undo_us = micros(t);
+        if master.version < page::FORMAT_VERSION {
+            // An older version's tree may hold pages below the fill bounds:
+            // reshape it once, before the checkpoint that records version 2.
+            report.shape_repairs = inner.tree().repair_shape(&mut TxnCtx::new(0, 0))?;
+        }
         inner.checkpoint()?;
         Ok(Inner { report, ..inner })
     }
@@ -580,6 +597,8 @@ impl Inner {
             page_size: self.page_size as u32,
             checkpoint_lsn: begin,
             durable_lsn: self.wal.durable_lsn(),
+            // Open reshapes an older tree before its first checkpoint.
+            version: page::FORMAT_VERSION,
         };
         write_master(&*self.data_file, &master)?;
         ck.master_seq = master.seq;
@@ -614,8 +633,8 @@ impl Inner {
     /// Write back every dirty page, then checkpoint: with no transaction
     /// open, the checkpoint's tables are empty and the next open has nothing
     /// to redo or undo.
+    /// The moves and the cut of `Db::compact`; the caller holds `compacting`.
     fn compact(&self) -> Result<u64> {
-        let _one_at_a_time = self.compacting.lock();
         {
             let _w = self.write_latch(CHANGE_HEADROOM_PAGES)?;
             let mut ctx = TxnCtx { txn_id: 0, last_lsn: 0, compensating: None };

@@ -64,12 +64,21 @@ pub(crate) fn height_bound(leaves: u64, m: u64) -> u32 {
     bound
 }
 
+/// A page below the fill the tree promises, or an inner page with one child.
+pub(crate) struct ShapeViolation {
+    pub level: u32,
+    /// The lowest key the page may hold (None: the leftmost page of its level).
+    pub low: Option<Vec<u8>>,
+    pub detail: String,
+}
+
 /// What the walk has seen so far.
-struct Walk {
+pub(crate) struct Walk {
     /// Pages accounted for (tree, overflow chain or free list), by page id.
     seen: Vec<bool>,
-    report: CheckReport,
+    pub report: CheckReport,
     leaves_in_order: Vec<PageId>,
+    pub violations: Vec<ShapeViolation>,
 }
 
 impl Walk {
@@ -90,11 +99,29 @@ impl Walk {
 impl BTree<'_> {
     /// Check the whole tree. Err(Corruption) names the first problem found.
     pub fn check(&self) -> Result<CheckReport> {
+        let walk = self.walk()?;
+        if let Some(v) = walk.violations.first() {
+            return Err(corrupt(&v.detail));
+        }
+        let r = walk.report;
+        if r.height > r.height_bound {
+            return Err(corrupt(format!(
+                "tree of height {} over {} leaves exceeds its bound {}",
+                r.height, r.leaves, r.height_bound
+            )));
+        }
+        Ok(r)
+    }
+
+    /// Walk the whole tree and the free list: Err(Corruption) for damage;
+    /// pages below the promised fill are collected in `violations`.
+    pub(crate) fn walk(&self) -> Result<Walk> {
         let meta = self.meta()?;
         let mut walk = Walk {
             seen: vec![false; meta.page_count as usize],
             report: CheckReport { page_count: meta.page_count as u64, ..CheckReport::default() },
             leaves_in_order: Vec::new(),
+            violations: Vec::new(),
         };
         walk.mark(MASTER_PAGE)?;
         walk.mark(META_PAGE)?;
@@ -104,19 +131,12 @@ impl BTree<'_> {
             self.check_page(&mut walk, &meta, visit, &mut stack)?;
         }
         walk.report.height_bound = self.height_bound_for(&walk.report);
-        if walk.report.height > walk.report.height_bound {
-            let r = &walk.report;
-            return Err(corrupt(format!(
-                "tree of height {} over {} leaves exceeds its bound {}",
-                r.height, r.leaves, r.height_bound
-            )));
-        }
         self.check_leaf_chain(&walk.leaves_in_order)?;
         self.check_free_list(&mut walk, &meta)?;
         if let Some(lost) = walk.seen.iter().position(|s| !s) {
             return Err(corrupt(format!("page {lost} is neither in the tree nor free (leaked)")));
         }
-        Ok(walk.report)
+        Ok(walk)
     }
 
     /// One page of the tree: its fill, its keys' order and bounds, then the
@@ -131,7 +151,10 @@ impl BTree<'_> {
         let used = usable - page::free_space(&g);
         walk.report.tree_bytes_used += used as u64;
         walk.report.tree_bytes_capacity += usable as u64;
-        self.check_fill(pid, pid == meta.root, g.page_type(), n, used)?;
+        if let Some(detail) = self.fill_problem(pid, pid == meta.root, g.page_type(), n, used) {
+            let level = if g.page_type() == Some(PageType::Inner) { g.aux() } else { 0 };
+            walk.violations.push(ShapeViolation { level, low: lo.clone(), detail });
+        }
         let in_bounds = |k: &[u8]| lo.as_deref().is_none_or(|l| k >= l) && hi.as_deref().is_none_or(|h| k < h);
         for i in 0..n {
             let k = page::cell_key(&g, i);
@@ -220,24 +243,26 @@ impl BTree<'_> {
         Ok(())
     }
 
-    /// The fill a page of the tree must have (see `smo`).
-    fn check_fill(&self, pid: PageId, is_root: bool, ty: Option<PageType>, cells: usize, used: usize) -> Result<()> {
+    /// What is wrong with a page's fill (see `smo`), if anything.
+    fn fill_problem(
+        &self,
+        pid: PageId,
+        is_root: bool,
+        ty: Option<PageType>,
+        cells: usize,
+        used: usize,
+    ) -> Option<String> {
         let page_size = self.pool.page_size();
         let min = match ty {
             Some(PageType::Inner) if cells == 0 => {
-                return Err(corrupt(format!("inner page {pid} has no separator (one child)")));
+                return Some(format!("inner page {pid} has no separator (one child)"))
             }
-            _ if is_root => return Ok(()),
+            _ if is_root => return None,
             Some(PageType::Leaf) => smo::leaf_min_fill(page_size),
             Some(PageType::Inner) => smo::inner_min_fill(page_size),
-            _ => return Ok(()), // the type is checked by the caller
+            _ => return None, // the type is checked by the caller
         };
-        if used < min {
-            return Err(corrupt(format!(
-                "page {pid} holds {used} bytes of {cells} cells, below the {min} the tree keeps"
-            )));
-        }
-        Ok(())
+        (used < min).then(|| format!("page {pid} holds {used} bytes of {cells} cells, below the {min} the tree keeps"))
     }
 
     fn height_bound_for(&self, report: &CheckReport) -> u32 {

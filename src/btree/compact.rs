@@ -36,9 +36,9 @@ enum Site {
 impl BTree<'_> {
     /// Relocate every page in use at or past the live page count into a free
     /// page below it, then shrink the page count. Returns the new page count.
-    /// Runs under the tree latch; the tree must pass `check` first.
+    /// Runs under the tree latch; the caller has checked the tree (damage
+    /// found on the way is still an error, never a loop).
     pub fn compact(&self, ctx: &mut TxnCtx) -> Result<u32> {
-        self.check()?;
         let meta = self.meta()?;
         let live = meta.page_count - meta.free_count;
         if meta.free_count == 0 {
@@ -96,8 +96,12 @@ impl BTree<'_> {
         };
         note(meta.root, Site::Root);
         let mut stack = vec![meta.root];
-        // `check` passed: the walk visits each tree page once.
+        let mut visited = vec![false; meta.page_count as usize];
         while let Some(pid) = stack.pop() {
+            match visited.get_mut(pid as usize) {
+                Some(v) if !*v => *v = true,
+                _ => return Err(corrupt(format!("page {pid} reached twice or outside the file"))),
+            }
             let h = self.pool.fetch(pid)?;
             let g = h.read();
             match g.page_type() {

@@ -26,6 +26,7 @@
 mod check;
 mod compact;
 mod modify;
+mod repair;
 mod smo;
 
 pub use crate::txn_log::TxnCtx;

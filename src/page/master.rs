@@ -10,8 +10,13 @@ use crate::error::{Error, Result};
 /// Bytes of one copy (one sector).
 pub const MASTER_COPY_LEN: usize = 512;
 const MAGIC: u64 = u64::from_le_bytes(*b"ARIESDB\0");
-/// Version of the on-disk format as a whole.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version of the on-disk format as a whole. 2: the B+tree keeps the shape
+/// bounds of docs/design.md section 5.1 (byte layouts as in 1). A version 1
+/// file is upgraded at open: its tree is reshaped (`BTree::repair_shape`) and
+/// the next master record says 2. A newer version is refused.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest version this build opens.
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
 const CRC_OFF: usize = 48;
 
 /// The master record.
@@ -25,6 +30,9 @@ pub struct Master {
     pub checkpoint_lsn: Lsn,
     /// The log was durable up to here when this record was written.
     pub durable_lsn: Lsn,
+    /// Format version of the database (see `FORMAT_VERSION`); written as
+    /// `FORMAT_VERSION` once the database is upgraded.
+    pub version: u32,
 }
 
 impl Master {
@@ -32,7 +40,7 @@ impl Master {
     pub fn encode(&self) -> [u8; MASTER_COPY_LEN] {
         let mut b = [0u8; MASTER_COPY_LEN];
         put_u64(&mut b, 0, MAGIC);
-        put_u32(&mut b, 8, FORMAT_VERSION);
+        put_u32(&mut b, 8, self.version);
         put_u32(&mut b, 12, self.page_size);
         put_u64(&mut b, 16, self.seq);
         put_u64(&mut b, 24, self.checkpoint_lsn);
@@ -42,7 +50,8 @@ impl Master {
         b
     }
 
-    /// Decode one copy; None if it is not a valid copy.
+    /// Decode one copy; None if it is not a valid copy (a version this build
+    /// does not know is decoded, and refused by `pick`).
     pub fn decode(b: &[u8]) -> Option<Master> {
         if b.len() < MASTER_COPY_LEN || get_u64(b, 0) != MAGIC {
             return None;
@@ -55,8 +64,8 @@ impl Master {
             page_size: get_u32(b, 12),
             checkpoint_lsn: get_u64(b, 24),
             durable_lsn: get_u64(b, 32),
+            version: get_u32(b, 8),
         })
-        .filter(|_| get_u32(b, 8) == FORMAT_VERSION)
     }
 
     /// Byte offset of the copy this record is written to.
@@ -70,12 +79,22 @@ impl Master {
     pub fn pick(first_bytes: &[u8]) -> Result<Option<Master>> {
         let a = first_bytes.get(..MASTER_COPY_LEN).and_then(Master::decode);
         let b = first_bytes.get(MASTER_COPY_LEN..2 * MASTER_COPY_LEN).and_then(Master::decode);
-        match (a, b) {
-            (Some(x), Some(y)) => Ok(Some(if x.seq >= y.seq { x } else { y })),
-            (Some(x), None) | (None, Some(x)) => Ok(Some(x)),
-            (None, None) if first_bytes.iter().all(|&x| x == 0) => Ok(None),
-            (None, None) => Err(Error::corruption("data", "both copies of the master record are damaged")),
+        let newest = match (a, b) {
+            (Some(x), Some(y)) => Some(if x.seq >= y.seq { x } else { y }),
+            (Some(x), None) | (None, Some(x)) => Some(x),
+            (None, None) if first_bytes.iter().all(|&x| x == 0) => None,
+            (None, None) => return Err(Error::corruption("data", "both copies of the master record are damaged")),
+        };
+        if let Some(m) = newest {
+            if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&m.version) {
+                return Err(Error::InvalidArgument(format!(
+                    "the database has format version {}; this build opens versions {OLDEST_FORMAT_VERSION} to \
+                     {FORMAT_VERSION} (a newer ariesdb wrote it)",
+                    m.version
+                )));
+            }
         }
+        Ok(newest)
     }
 }
 
@@ -85,7 +104,7 @@ mod tests {
 
     #[test]
     fn newest_valid_copy_wins() {
-        let m1 = Master { seq: 1, page_size: 4096, checkpoint_lsn: 100, durable_lsn: 200 };
+        let m1 = Master { seq: 1, page_size: 4096, checkpoint_lsn: 100, durable_lsn: 200, version: FORMAT_VERSION };
         let m2 = Master { seq: 2, ..m1 };
         let mut buf = vec![0u8; 1024];
         buf[m1.offset() as usize..][..512].copy_from_slice(&m1.encode());
@@ -96,5 +115,17 @@ mod tests {
         buf[m1.offset() as usize + 20] ^= 1;
         assert!(Master::pick(&buf).is_err());
         assert_eq!(Master::pick(&[0u8; 1024]).unwrap(), None);
+    }
+
+    #[test]
+    fn versions_old_and_new() {
+        let old = Master { seq: 3, page_size: 4096, checkpoint_lsn: 100, durable_lsn: 200, version: 1 };
+        let mut buf = vec![0u8; 1024];
+        buf[old.offset() as usize..][..512].copy_from_slice(&old.encode());
+        assert_eq!(Master::pick(&buf).unwrap().map(|m| m.version), Some(1));
+        let newer = Master { seq: 4, version: FORMAT_VERSION + 1, ..old };
+        buf[newer.offset() as usize..][..512].copy_from_slice(&newer.encode());
+        let e = Master::pick(&buf).unwrap_err();
+        assert!(e.to_string().contains("format version"), "{e}");
     }
 }

@@ -17,7 +17,7 @@ mod master;
 mod ops;
 mod slotted;
 
-pub use master::{Master, MASTER_COPY_LEN};
+pub use master::{Master, FORMAT_VERSION, MASTER_COPY_LEN};
 pub use ops::{apply, PageOp};
 pub use slotted::*;
 

@@ -52,6 +52,9 @@ pub struct RecoveryReport {
     pub pages_rebuilt: u64,
     /// Records undone.
     pub undone: u64,
+    /// Pages reshaped when a file of an older format version was upgraded
+    /// (`BTree::repair_shape`); 0 otherwise.
+    pub shape_repairs: u64,
     /// Time spent in each pass, in microseconds.
     pub analysis_us: u64,
     /// Redo time.
