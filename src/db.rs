@@ -209,6 +209,21 @@ impl Db {
         self.inner.stats()
     }
 
+    /// Make every commit acknowledged so far durable now (with
+    /// `Durability::Eventual`, commits are otherwise durable within the
+    /// background writer's next tick, at `close()`, or at the drop of the
+    /// `Db`). With `Durability::Immediate` there is nothing to do. Does not
+    /// write back pages or checkpoint.
+    ///
+    /// # Errors
+    /// `Error::Failed` or `Error::Closed` if the database is stopped or closed;
+    /// an I/O error of the log flush (which stops the database).
+    pub fn sync(&self) -> Result<()> {
+        self.inner.check_ok()?;
+        let r = self.inner.wal.flush_all();
+        self.inner.guard(r)
+    }
+
     /// Clean shutdown: every commit made durable, every dirty page written, a
     /// final checkpoint, so the next open has nothing to recover.
     pub fn close(mut self) -> Result<()> {
@@ -228,9 +243,32 @@ impl Db {
     }
 }
 
+/// Dropping a `Db` without `close()` (a plain `drop`, an early `?` return,
+/// a panic unwinding through the owner) makes every acknowledged commit
+/// durable: it flushes the log, as `sync` does. It does not write back dirty
+/// pages or checkpoint (that is `close()`'s job; the next open redoes from the
+/// log), never panics, and reports nothing: if storage has failed, the flush
+/// fails and the drop gives up quietly (then commits of `Durability::Eventual`
+/// after the last durable point may be lost, exactly as after a crash).
+///
+/// Transactions still open at the drop are neither committed nor rolled back
+/// here: they are losers, rolled back by recovery at the next open. A `Txn`
+/// that outlives its `Db` keeps the engine's state, its files and, on real
+/// files, the directory lock alive until it is dropped (a reopen meanwhile
+/// fails with `Error::Locked`); every call on it returns `Error::Closed`, and
+/// dropping it releases its key locks without logging anything.
 impl Drop for Db {
     fn drop(&mut self) {
         self.stop_background();
+        let inner = &self.inner;
+        if inner.closed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        // Pairs with the fence in `Txn::commit`: a commit that appended its
+        // record after this flush read the end of the log sees `closed` and
+        // flushes itself.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.wal.flush_all()));
     }
 }
 
@@ -753,7 +791,10 @@ impl Txn {
         if wrote {
             let r = self.inner.log_txn_record(self.id, Body::Commit);
             let lsn = self.inner.guard(r)?;
-            if self.inner.opts.durability == Durability::Immediate {
+            // Pairs with the fence in `Db::drop`: a commit whose record the
+            // drop's flush may have missed sees `closed` and flushes itself.
+            std::sync::atomic::fence(Ordering::SeqCst);
+            if self.inner.opts.durability == Durability::Immediate || self.inner.closed.load(Ordering::SeqCst) {
                 let r = self.inner.wal.flush_to(lsn);
                 self.inner.guard(r)?;
             }
