@@ -14,7 +14,7 @@
 //! - A checkpoint takes the tree latch and the table lock only for the instant
 //!   it appends its begin record and copies the two tables.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -33,6 +33,7 @@ use crate::recovery::{self, micros, RecoveryReport};
 use crate::storage::{read_full_at, FsStorage, Storage, StorageFile};
 use crate::txn::lock::{LockManager, LockMode};
 use crate::txn::{lock_key, undo_step, TxnTable};
+use crate::wal::segments::Segments;
 use crate::wal::{self, AttEntry, Body, CheckpointData, RecordHeader, TxnId, Wal};
 
 /// Name of the data file.
@@ -80,6 +81,17 @@ pub(crate) struct Inner {
 }
 
 /// An open database. `Send + Sync`: share it by reference or in an `Arc`.
+///
+/// # Resources
+/// File descriptors are bounded whatever the length of the log: between
+/// calls a `Db` holds at most `3 + 8` open files, namely the data file, the
+/// directory's `LOCK` file (`FsStorage`), and a cache of at most 8 log segment
+/// handles that always includes the current segment; the other segments are
+/// opened on demand (a rollback or recovery reading old log) and the least
+/// recently used handle is closed. While a call runs it may briefly hold one
+/// more (a directory sync, or a segment handle the cache evicted while a
+/// reader still used it), so at most one extra per thread inside the engine.
+/// Opening reads the directory and measures each segment one file at a time.
 pub struct Db {
     inner: Arc<Inner>,
     bg: Option<JoinHandle<()>>,
@@ -295,15 +307,17 @@ fn background_loop(weak: Weak<Inner>) {
 impl Inner {
     fn open(storage: Arc<dyn Storage>, opts: Options) -> Result<Inner> {
         let names = storage.list()?;
-        let mut segments: BTreeMap<Lsn, Arc<dyn StorageFile>> = BTreeMap::new();
+        let mut starts = Vec::new();
         for name in &names {
             if let Some(start) = wal::parse_segment_name(name) {
                 if !(wal::LSN_START..=wal::MAX_LSN).contains(&start) || start % wal::RECORD_ALIGN as u64 != 0 {
                     return Err(Error::corruption("wal", format!("log segment {name} starts at an impossible LSN")));
                 }
-                segments.insert(start, storage.open(name)?);
+                starts.push(start);
             }
         }
+        // Opened one at a time, kept open only through a small cache.
+        let segments = Arc::new(Segments::load(storage.clone(), starts)?);
         let data_file = storage.open(DATA_FILE)?;
         let mut head = [0u8; 2 * page::MASTER_COPY_LEN];
         read_full_at(&*data_file, &mut head, 0)?;
@@ -351,16 +365,15 @@ impl Inner {
 
         // Erase stale records past the end, so they can never be read as log.
         let end = &analysis.end;
-        if let Some(f) = segments.get(&end.cur_seg) {
-            if end.stale_until > end.end_lsn {
-                let zeros = vec![0u8; (end.stale_until - end.end_lsn) as usize];
-                f.write_all_at(&zeros, end.end_lsn - end.cur_seg)?;
-                f.sync_data()?;
-            }
+        if segments.contains(end.cur_seg) && end.stale_until > end.end_lsn {
+            let f = segments.file(end.cur_seg)?;
+            let zeros = vec![0u8; (end.stale_until - end.end_lsn) as usize];
+            f.write_all_at(&zeros, end.end_lsn - end.cur_seg)?;
+            f.sync_data()?;
         }
         if !end.stale_segments.is_empty() {
             for s in &end.stale_segments {
-                segments.remove(s);
+                segments.forget(*s);
                 storage.remove(&wal::segment_name(*s))?;
             }
             storage.sync_dir()?;
@@ -647,7 +660,7 @@ impl Inner {
             wal_syncs: w.syncs.load(Ordering::Relaxed),
             wal_flushes: w.flushes.load(Ordering::Relaxed),
             wal_bytes_written: w.bytes_written.load(Ordering::Relaxed),
-            wal_disk_bytes: self.wal.disk_bytes().unwrap_or(0),
+            wal_disk_bytes: self.wal.disk_bytes(),
             cache_hits: p.hits.load(Ordering::Relaxed),
             cache_misses: p.misses.load(Ordering::Relaxed),
             evictions: p.evictions.load(Ordering::Relaxed),

@@ -62,7 +62,9 @@ impl Options {
         self
     }
     /// Size of one log segment file (default: a quarter of the checkpoint
-    /// interval, between 64 KiB and 16 MiB).
+    /// interval, between 64 KiB and 16 MiB). The number of segments does not
+    /// change the number of open files: at most 8 segment handles stay open
+    /// (see `Db`'s Resources).
     pub fn wal_segment_bytes(mut self, bytes: u64) -> Options {
         self.wal_segment_bytes = Some(bytes);
         self

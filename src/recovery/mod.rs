@@ -15,16 +15,15 @@
 //! during recovery leads to the same recovery again, which finds the CLRs of
 //! the first attempt and never undoes anything twice.
 
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
-use std::sync::Arc;
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::time::Instant;
 
 use crate::btree::{BTree, TxnCtx};
 use crate::buffer::BufferPool;
 use crate::error::{Error, Result};
 use crate::page::{self, Lsn, PageId, PageRef};
-use crate::storage::StorageFile;
 use crate::txn::{undo_step, TxnTable};
+use crate::wal::segments::Segments;
 use crate::wal::{reader, AttEntry, Body, LogRecord, PagePart, RecordHeader, ScanEndInfo, TxnId, Wal};
 
 /// What analysis found.
@@ -74,7 +73,7 @@ pub struct RecoveryReport {
 }
 
 /// Pass 1.
-pub fn analysis(segments: &BTreeMap<Lsn, Arc<dyn StorageFile>>, from: Lsn, must_reach: Lsn) -> Result<Analysis> {
+pub fn analysis(segments: &Segments, from: Lsn, must_reach: Lsn) -> Result<Analysis> {
     let mut a = Analysis { next_txn_id: 1, ..Default::default() };
     let mut ended: HashSet<TxnId> = HashSet::new();
     let end = reader::scan(segments, from, must_reach, |rec| {
@@ -174,12 +173,7 @@ fn redo_part(
 }
 
 /// Pass 2.
-pub fn redo(
-    pool: &BufferPool,
-    segments: &BTreeMap<Lsn, Arc<dyn StorageFile>>,
-    a: &Analysis,
-    report: &mut RecoveryReport,
-) -> Result<()> {
+pub fn redo(pool: &BufferPool, segments: &Segments, a: &Analysis, report: &mut RecoveryReport) -> Result<()> {
     let Some(&redo_start) = a.dirty_pages.values().min() else { return Ok(()) };
     report.redo_start_lsn = redo_start;
     pool.set_recovery_mode(true);

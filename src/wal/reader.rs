@@ -10,10 +10,8 @@
 //! the bad record, and `ScanEnd::stale_until` says how far valid-looking stale
 //! records reach, so the writer can erase them before appending.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-
 use super::record::*;
+use super::segments::Segments;
 use crate::error::{Error, Result};
 use crate::page::Lsn;
 use crate::storage::{read_full_at, StorageFile};
@@ -51,18 +49,19 @@ fn decode_at(data: &[u8], seg_start: Lsn, lsn: Lsn) -> Option<LogRecord> {
 
 /// Read the log from `from` to its end, calling `visit` for every record in
 /// order. `must_reach` is a lower bound on the end that the caller knows was
-/// durable (from the master record): ending before it is damage.
+/// durable (from the master record): ending before it is damage. Holds one
+/// segment handle at a time.
 pub fn scan(
-    segments: &BTreeMap<Lsn, Arc<dyn StorageFile>>,
+    segments: &Segments,
     from: Lsn,
     must_reach: Lsn,
     mut visit: impl FnMut(&LogRecord) -> Result<()>,
 ) -> Result<ScanEnd> {
-    let Some((&first, file)) = segments.range(..=from).next_back() else {
+    let Some((first, _)) = segments.locate(from) else {
         return Err(Error::corruption("wal", format!("the log segment holding LSN {from} is missing")));
     };
     let mut seg_start = first;
-    let mut data = load(&**file)?;
+    let mut data = load(&*segments.file(first)?)?;
     let mut pos = from;
     let mut max_durable = must_reach;
     let mut out = ScanEnd::default();
@@ -87,12 +86,12 @@ pub fn scan(
         visit(&rec)?;
         pos += rec.len as u64;
         if rec.body == Body::SegEnd {
-            match segments.get(&pos) {
-                Some(f) => {
+            match segments.contains(pos) {
+                true => {
                     seg_start = pos;
-                    data = load(&**f)?;
+                    data = load(&*segments.file(pos)?)?;
                 }
-                None => {
+                false => {
                     // The next segment is missing: the end of the log, unless a
                     // later segment proves the log went on durably.
                     if let Some(q) = proof_in_later_segments(segments, pos - 1, pos)? {
@@ -111,7 +110,7 @@ pub fn scan(
             }
         }
     }
-    out.stale_segments = segments.range(out.cur_seg + 1..).map(|(&s, _)| s).collect();
+    out.stale_segments = segments.starts_after(out.cur_seg);
     if max_durable > out.end_lsn {
         return Err(Error::corruption(
             "wal",
@@ -124,12 +123,7 @@ pub fn scan(
 /// Search past a bad record at `bad` for valid records. Returns the LSN of one
 /// that proves the bad record had been durable (if any), and how far the
 /// valid-looking records in the current segment reach.
-fn look_ahead(
-    segments: &BTreeMap<Lsn, Arc<dyn StorageFile>>,
-    seg_start: Lsn,
-    data: &[u8],
-    bad: Lsn,
-) -> Result<(Option<Lsn>, Lsn)> {
+fn look_ahead(segments: &Segments, seg_start: Lsn, data: &[u8], bad: Lsn) -> Result<(Option<Lsn>, Lsn)> {
     let mut stale_until = bad;
     let step = RECORD_ALIGN as u64;
     let end = seg_start + data.len() as u64;
@@ -151,13 +145,9 @@ fn look_ahead(
 
 /// A valid record in a segment starting after `after` whose `durable_lsn` is
 /// beyond `bad`: proof that the log was durable past `bad`.
-fn proof_in_later_segments(
-    segments: &BTreeMap<Lsn, Arc<dyn StorageFile>>,
-    after: Lsn,
-    bad: Lsn,
-) -> Result<Option<Lsn>> {
-    for (&s, f) in segments.range(after + 1..) {
-        let d = load(&**f)?;
+fn proof_in_later_segments(segments: &Segments, after: Lsn, bad: Lsn) -> Result<Option<Lsn>> {
+    for s in segments.starts_after(after) {
+        let d = load(&*segments.file(s)?)?;
         let mut q = s;
         while q + RECORD_HEADER_LEN as u64 <= s + d.len() as u64 {
             if let Some(rec) = decode_at(&d, s, q) {
