@@ -9,8 +9,10 @@
 //!   evict without a log flush. So no fsync happens under the latch, except
 //!   when one operation dirties more pages than that headroom (a value of many
 //!   overflow pages on a small pool); `Stats::eviction_log_waits` counts those.
-//! - After an I/O error in any write path the `Db` is failed: every later call
-//!   returns `Error::Failed`; nothing is retried. Reopening recovers.
+//! - After an error in any write path (I/O, corruption, out of space) the
+//!   `Db` is failed: every later call, and every lock wait it interrupts,
+//!   returns `Error::Failed` carrying the first cause as a `StopCause`;
+//!   nothing is retried. Reopening recovers (see `StopCause` for corruption).
 //! - A checkpoint takes the tree latch and the table lock only for the instant
 //!   it appends its begin record and copies the two tables.
 
@@ -26,7 +28,7 @@ use parking_lot::{Condvar, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::btree::{BTree, CheckReport, TxnCtx, MAX_KEY_LEN, MAX_VALUE_LEN};
 use crate::buffer::BufferPool;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StopCause};
 use crate::options::{Durability, Options};
 use crate::page::{self, Lsn, Master, PageRef, MAX_PAGE_SIZE, META_PAGE, MIN_PAGE_SIZE};
 use crate::recovery::{self, micros, RecoveryReport};
@@ -71,7 +73,8 @@ pub(crate) struct Inner {
     next_txn_id: AtomicU64,
     fpi_horizon: AtomicU64,
     ckpt: Mutex<CkptState>,
-    failed: Mutex<Option<String>>,
+    /// The first error that stopped the database (fail-stop), typed.
+    failed: Mutex<Option<StopCause>>,
     is_failed: AtomicBool,
     closed: AtomicBool,
     bg_stop: Mutex<bool>,
@@ -441,7 +444,11 @@ impl Inner {
 
     fn check_ok(&self) -> Result<()> {
         if self.is_failed.load(Ordering::Acquire) {
-            let cause = self.failed.lock().clone().unwrap_or_default();
+            let cause = self
+                .failed
+                .lock()
+                .clone()
+                .unwrap_or_else(|| StopCause::Other { message: "the database stopped".into() });
             return Err(Error::Failed { cause });
         }
         if self.closed.load(Ordering::Acquire) {
@@ -450,16 +457,17 @@ impl Inner {
         Ok(())
     }
 
+    /// Stop the database because of `e`; the first cause is kept and carried
+    /// by every later `Error::Failed`, the lock waiters' included.
     fn fail(&self, e: &Error) {
-        {
+        let cause = {
             let mut f = self.failed.lock();
-            if f.is_none() {
-                *f = Some(e.to_string());
-            }
+            let cause = f.get_or_insert_with(|| StopCause::from_error(e)).clone();
             self.is_failed.store(true, Ordering::Release);
-        }
+            cause
+        };
         // Nobody may wait for a lock on a stopped database.
-        self.locks.fail_all();
+        self.locks.fail_all(&cause);
     }
 
     /// Fail-stop for write paths: any error except the caller's own mistakes

@@ -41,7 +41,7 @@ use std::ops::Bound;
 
 pub use btree::{CheckReport, MAX_KEY_LEN, MAX_VALUE_LEN};
 pub use db::{Db, Savepoint, Scan, Stats, Txn, DATA_FILE};
-pub use error::{Error, Result};
+pub use error::{Error, Result, StopCause};
 pub use options::{Durability, Options};
 pub use recovery::RecoveryReport;
 

@@ -18,7 +18,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StopCause};
 
 /// Transaction id.
 pub type TxnId = u64;
@@ -68,8 +68,9 @@ impl KeyLock {
 
 #[derive(Default)]
 struct Table {
-    /// Set when the database stopped (fail-stop): every wait ends with an error.
-    failed: bool,
+    /// Set when the database stopped (fail-stop): every wait ends with an
+    /// error carrying this cause.
+    failed: Option<StopCause>,
     keys: HashMap<u64, KeyLock>,
     /// What each waiting transaction waits for.
     waiting: HashMap<TxnId, u64>,
@@ -133,8 +134,8 @@ impl LockManager {
     /// `txn`'s other locks are untouched.
     pub fn lock(&self, txn: TxnId, key: u64, mode: LockMode) -> Result<bool> {
         let mut t = self.table.lock();
-        if t.failed {
-            return Err(Self::stopped());
+        if let Some(cause) = &t.failed {
+            return Err(Error::Failed { cause: cause.clone() });
         }
         if let Some(r) = Self::try_grant(&mut t, txn, key, mode) {
             return Ok(r);
@@ -157,9 +158,9 @@ impl LockManager {
         }
         loop {
             self.cv.wait(&mut t);
-            if t.failed {
+            if let Some(cause) = t.failed.clone() {
                 Self::dequeue(&mut t, txn, key);
-                return Err(Self::stopped());
+                return Err(Error::Failed { cause });
             }
             let kl = t.keys.get(&key).expect("a key with a waiter stays in the table");
             let at_head = kl.queue.front().map(|&(w, _)| w) == Some(txn);
@@ -178,13 +179,10 @@ impl LockManager {
         }
     }
 
-    fn stopped() -> Error {
-        Error::Failed { cause: "the database stopped while this transaction waited for a lock".into() }
-    }
-
-    /// The database stopped: wake every waiter with an error, refuse new waits.
-    pub fn fail_all(&self) {
-        self.table.lock().failed = true;
+    /// The database stopped because of `cause`: wake every waiter with
+    /// `Error::Failed` carrying it, refuse new waits. The first cause stays.
+    pub fn fail_all(&self, cause: &StopCause) {
+        self.table.lock().failed.get_or_insert_with(|| cause.clone());
         self.cv.notify_all();
     }
 
@@ -349,9 +347,11 @@ mod tests {
         let m2 = m.clone();
         let h = std::thread::spawn(move || m2.lock(2, 9, LockMode::Shared));
         std::thread::sleep(Duration::from_millis(20));
-        m.fail_all();
-        assert!(matches!(h.join().unwrap(), Err(Error::Failed { .. })));
-        assert!(matches!(m.lock(3, 10, LockMode::Shared), Err(Error::Failed { .. })));
+        let cause = StopCause::Corruption { file: "btree", detail: "a loop".into() };
+        m.fail_all(&cause);
+        m.fail_all(&StopCause::Other { message: "later".into() });
+        assert!(matches!(h.join().unwrap(), Err(Error::Failed { cause: c }) if c == cause));
+        assert!(matches!(m.lock(3, 10, LockMode::Shared), Err(Error::Failed { cause: c }) if c == cause));
     }
 
     #[test]

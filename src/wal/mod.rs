@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StopCause};
 use crate::page::Lsn;
 use crate::storage::{read_full_at, Storage};
 pub use record::*;
@@ -68,7 +68,8 @@ struct AppendState {
 
 struct FlushState {
     in_progress: bool,
-    failed: Option<String>,
+    /// Why the log stopped (the first flush error).
+    failed: Option<StopCause>,
 }
 
 /// Counters for stats.
@@ -210,7 +211,7 @@ impl Wal {
             let mut f = self.flush.lock();
             f.in_progress = false;
             if let Err(e) = &result {
-                f.failed.get_or_insert_with(|| e.to_string());
+                f.failed.get_or_insert_with(|| StopCause::from_error(e));
             }
             self.flush_cv.notify_all();
             drop(f);
