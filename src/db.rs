@@ -44,7 +44,7 @@ pub const DATA_FILE: &str = "data.db";
 const SCAN_BATCH: usize = 64;
 /// Frames a tree change may dirty or pin besides its overflow pages: a leaf
 /// change plus a split at every level of a deep tree, and the meta page.
-const CHANGE_HEADROOM_PAGES: usize = 24;
+pub(crate) const CHANGE_HEADROOM_PAGES: usize = 24;
 /// Frames a reader may pin at once.
 const READ_HEADROOM_PAGES: usize = 4;
 
