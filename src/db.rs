@@ -73,6 +73,8 @@ pub(crate) struct Inner {
     next_txn_id: AtomicU64,
     fpi_horizon: AtomicU64,
     ckpt: Mutex<CkptState>,
+    /// `ckpt.last_begin`, readable without the mutex (committers check it).
+    ckpt_begin: AtomicU64,
     /// The first error that stopped the database (fail-stop), typed.
     failed: Mutex<Option<StopCause>>,
     is_failed: AtomicBool,
@@ -136,6 +138,12 @@ pub struct Stats {
     pub eviction_log_waits: u64,
     /// Keys locked by open transactions.
     pub locked_keys: u64,
+    /// Bytes of log from the first record of the oldest open transaction to
+    /// the end of the log (0 if no open transaction has written): log that no
+    /// checkpoint can remove while that transaction stays open. It adds to
+    /// the log's bound of about twice `checkpoint_interval_bytes`, and to
+    /// what restart recovery must read.
+    pub log_held_by_oldest_txn_bytes: u64,
 }
 
 fn write_master(file: &dyn StorageFile, m: &Master) -> Result<()> {
@@ -400,6 +408,7 @@ impl Inner {
             next_txn_id: AtomicU64::new(analysis.next_txn_id),
             fpi_horizon: AtomicU64::new(master.checkpoint_lsn),
             ckpt: Mutex::new(CkptState { master_seq: master.seq, last_begin: master.checkpoint_lsn }),
+            ckpt_begin: AtomicU64::new(master.checkpoint_lsn),
             failed: Mutex::new(None),
             is_failed: AtomicBool::new(false),
             closed: AtomicBool::new(false),
@@ -590,6 +599,28 @@ impl Inner {
 
     fn checkpoint(&self) -> Result<()> {
         let mut ck = self.ckpt.lock();
+        self.checkpoint_locked(&mut ck)
+    }
+
+    /// With a non-zero `checkpoint_interval_bytes`: if the log has grown by
+    /// the interval since the last checkpoint began, take a checkpoint now, or,
+    /// if another thread is taking one, wait for it and check again. Called by
+    /// committers and by the background thread, so the log stays within about
+    /// twice the interval (plus what open transactions still need) however
+    /// fast commits come.
+    fn checkpoint_if_due(&self) -> Result<()> {
+        let interval = self.opts.checkpoint_interval_bytes;
+        if interval == 0 || self.wal.end_lsn().saturating_sub(self.ckpt_begin.load(Ordering::Acquire)) < interval {
+            return Ok(());
+        }
+        let mut ck = self.ckpt.lock();
+        if self.wal.end_lsn().saturating_sub(ck.last_begin) < interval {
+            return Ok(());
+        }
+        self.checkpoint_locked(&mut ck)
+    }
+
+    fn checkpoint_locked(&self, ck: &mut CkptState) -> Result<()> {
         // Write back pages dirty since before the previous checkpoint began, so
         // that redo start, and with it the log, stays bounded.
         self.pool.flush_dirty(ck.last_begin, usize::MAX)?;
@@ -622,6 +653,7 @@ impl Inner {
         write_master(&*self.data_file, &master)?;
         ck.master_seq = master.seq;
         ck.last_begin = begin;
+        self.ckpt_begin.store(begin, Ordering::Release);
         self.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
         self.wal.truncate_before(keep_from)?;
         Ok(())
@@ -637,14 +669,7 @@ impl Inner {
             }
             let horizon = self.fpi_horizon.load(Ordering::Acquire);
             self.pool.flush_dirty(horizon, 64)?;
-            let interval = self.opts.checkpoint_interval_bytes;
-            if interval > 0 {
-                let last = self.ckpt.lock().last_begin;
-                if self.wal.end_lsn().saturating_sub(last) >= interval {
-                    self.checkpoint()?;
-                }
-            }
-            Ok(())
+            self.checkpoint_if_due()
         })();
         self.guard(r)
     }
@@ -676,6 +701,11 @@ impl Inner {
             full_page_images: p.fpis.load(Ordering::Relaxed),
             eviction_log_waits: p.eviction_log_waits.load(Ordering::Relaxed),
             locked_keys: self.locks.len() as u64,
+            log_held_by_oldest_txn_bytes: {
+                let oldest =
+                    self.txns.lock().active_txns.values().filter(|e| e.first_lsn != 0).map(|e| e.first_lsn).min();
+                oldest.map_or(0, |f| self.wal.end_lsn().saturating_sub(f))
+            },
         }
     }
 }
@@ -825,6 +855,11 @@ impl Txn {
         if wrote {
             let r = self.inner.log_txn_record(self.id, Body::End);
             self.inner.guard(r)?;
+            // Keep the log bounded when commits outpace the background
+            // thread. The commit itself is done: a failed checkpoint stops
+            // the database (later calls say why) but does not undo it.
+            let r = self.inner.checkpoint_if_due();
+            let _ = self.inner.guard(r);
         } else {
             self.inner.txns.lock().active_txns.remove(&self.id);
         }
