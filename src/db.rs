@@ -59,6 +59,7 @@ struct Counters {
     aborts: AtomicU64,
     deadlocks: AtomicU64,
     checkpoints: AtomicU64,
+    lock_escalations: AtomicU64,
 }
 
 pub(crate) struct Inner {
@@ -136,8 +137,13 @@ pub struct Stats {
     /// background writer keep this near zero; it counts the only log flushes
     /// a tree operation can wait for.
     pub eviction_log_waits: u64,
-    /// Keys locked by open transactions.
+    /// Keys locked by open transactions (a transaction that escalated holds
+    /// one lock on the whole key space instead of its key locks).
     pub locked_keys: u64,
+    /// Lock escalations: transactions whose key locks passed
+    /// `Options::lock_escalation_keys` and became one lock on the whole key
+    /// space.
+    pub lock_escalations: u64,
     /// Bytes of log from the first record of the oldest open transaction to
     /// the end of the log (0 if no open transaction has written): log that no
     /// checkpoint can remove while that transaction stays open. It adds to
@@ -199,7 +205,7 @@ impl Db {
             .lock()
             .active_txns
             .insert(id, AttEntry { txn_id: id, committed: false, last_lsn: 0, undo_next_lsn: 0, first_lsn: 0 });
-        Ok(Txn { inner: self.inner.clone(), id, locks: Vec::new(), ended: false })
+        Ok(Txn { inner: self.inner.clone(), id, locks: Vec::new(), exclusive: false, holds_locks: false, ended: false })
     }
 
     /// Take a fuzzy checkpoint now; transactions keep running.
@@ -701,6 +707,7 @@ impl Inner {
             full_page_images: p.fpis.load(Ordering::Relaxed),
             eviction_log_waits: p.eviction_log_waits.load(Ordering::Relaxed),
             locked_keys: self.locks.len() as u64,
+            lock_escalations: self.counters.lock_escalations.load(Ordering::Relaxed),
             log_held_by_oldest_txn_bytes: {
                 let oldest =
                     self.txns.lock().active_txns.values().filter(|e| e.first_lsn != 0).map(|e| e.first_lsn).min();
@@ -722,7 +729,12 @@ pub struct Savepoint {
 pub struct Txn {
     inner: Arc<Inner>,
     id: TxnId,
+    /// Key locks newly taken (for release, and counted for escalation).
     locks: Vec<u64>,
+    /// Some key lock was taken in Exclusive mode (escalation takes X then).
+    exclusive: bool,
+    /// The lock table may hold locks of this transaction (a key or the root).
+    holds_locks: bool,
     ended: bool,
 }
 
@@ -753,12 +765,37 @@ impl Txn {
     /// transaction back and returns `Error::Deadlock`.
     fn lock(&mut self, key: &[u8], mode: LockMode) -> Result<()> {
         let k = lock_key(key);
-        match self.inner.locks.lock(self.id, k, mode) {
-            Ok(true) => {
+        self.holds_locks = true;
+        let r = self.inner.locks.lock(self.id, k, mode).and_then(|newly| {
+            if newly {
                 self.locks.push(k);
-                Ok(())
+                self.exclusive |= mode == LockMode::Exclusive;
             }
-            Ok(false) => Ok(()),
+            self.escalate_if_needed()
+        });
+        self.deadlock_rolls_back(r)
+    }
+
+    /// Past `Options::lock_escalation_keys` key locks, trade them for one lock
+    /// on the whole key space (Shared if all were Shared, else Exclusive), so
+    /// the lock table stays bounded whatever the number of keys touched. The
+    /// escalated lock waits for other transactions' locks like any other.
+    fn escalate_if_needed(&mut self) -> Result<()> {
+        let limit = self.inner.opts.lock_escalation_keys;
+        if limit == 0 || self.locks.len() <= limit {
+            return Ok(());
+        }
+        let mode = if self.exclusive { LockMode::Exclusive } else { LockMode::Shared };
+        self.inner.locks.escalate(self.id, &self.locks, mode)?;
+        self.locks = Vec::new();
+        self.inner.counters.lock_escalations.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// A deadlock rolls this transaction back and returns `Error::Deadlock`.
+    fn deadlock_rolls_back(&mut self, r: Result<()>) -> Result<()> {
+        match r {
+            Ok(()) => Ok(()),
             Err(Error::Deadlock) => {
                 self.inner.counters.deadlocks.fetch_add(1, Ordering::Relaxed);
                 self.abort_inner()?;
@@ -852,6 +889,7 @@ impl Txn {
         }
         self.inner.locks.release_all(self.id, &self.locks);
         self.locks.clear();
+        self.holds_locks = false;
         if wrote {
             let r = self.inner.log_txn_record(self.id, Body::End);
             self.inner.guard(r)?;
@@ -888,6 +926,7 @@ impl Txn {
         })();
         self.inner.locks.release_all(self.id, &self.locks);
         self.locks.clear();
+        self.holds_locks = false;
         self.inner.counters.aborts.fetch_add(1, Ordering::Relaxed);
         self.inner.guard(r)
     }
@@ -900,9 +939,10 @@ impl Drop for Txn {
         }
         // Whatever happened (a failed commit, a stopped database), a dropped
         // transaction holds no locks.
-        if !self.locks.is_empty() {
+        if self.holds_locks {
             self.inner.locks.release_all(self.id, &self.locks);
             self.locks.clear();
+            self.holds_locks = false;
         }
     }
 }
@@ -933,6 +973,7 @@ impl Scan<'_> {
                 let inner = self.txn.inner.clone();
                 let _r = inner.guard_read(inner.read_latch())?;
                 let tree = inner.tree();
+                self.txn.holds_locks = true;
                 let (id, locks, buf) = (self.txn.id, &mut self.txn.locks, &mut self.buf);
                 let r = tree.scan(as_ref(&self.next), as_ref(&self.end), |k, cell| {
                     let lk = lock_key(k);
@@ -949,6 +990,8 @@ impl Scan<'_> {
                 });
                 inner.guard_read(r)?;
             }
+            let r = self.txn.escalate_if_needed();
+            self.txn.deadlock_rolls_back(r)?;
             if let Some(k) = blocked {
                 self.txn.lock(&k, LockMode::Shared)?;
                 self.next = Bound::Included(k);

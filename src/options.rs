@@ -36,6 +36,7 @@ pub struct Options {
     pub(crate) checkpoint_interval_bytes: u64,
     pub(crate) wal_segment_bytes: Option<u64>,
     pub(crate) background_writer: bool,
+    pub(crate) lock_escalation_keys: usize,
 }
 
 impl Default for Options {
@@ -47,6 +48,7 @@ impl Default for Options {
             checkpoint_interval_bytes: 64 << 20,
             wal_segment_bytes: None,
             background_writer: true,
+            lock_escalation_keys: 5000,
         }
     }
 }
@@ -93,6 +95,17 @@ impl Options {
     ///
     /// # Errors
     /// `Error::InvalidArgument` naming the setting, its minimum and why.
+    /// Key locks one transaction may hold before they are traded for one
+    /// lock on the whole key space (lock escalation; default 5000; 0 =
+    /// never). Bounds the lock table's memory whatever the number of keys a
+    /// transaction touches; the cost is that an escalated transaction blocks
+    /// every other transaction that conflicts with it (all others if it wrote)
+    /// until it ends.
+    pub fn lock_escalation_keys(mut self, keys: usize) -> Options {
+        self.lock_escalation_keys = keys;
+        self
+    }
+
     pub(crate) fn validate(&self) -> Result<()> {
         if !self.page_size.is_power_of_two() || !(MIN_PAGE_SIZE..=MAX_PAGE_SIZE).contains(&self.page_size) {
             return Err(Error::InvalidArgument(format!(

@@ -37,6 +37,11 @@ pub const LSN_START: Lsn = 4096;
 pub const MAX_LSN: Lsn = 1 << 62;
 /// The log buffer is flushed by the appender once it holds this many bytes.
 const BUFFER_FLUSH_BYTES: usize = 4 << 20;
+/// The spare buffer keeps at most this capacity: a buffer that grew for a
+/// large record (a long value) is shrunk back when it becomes the spare, so
+/// the log holds at most about twice this between flushes, not its largest
+/// buffer ever.
+const SPARE_MAX_BYTES: usize = 2 * BUFFER_FLUSH_BYTES;
 
 /// File name of the segment that starts at `start`.
 pub fn segment_name(start: Lsn) -> String {
@@ -243,11 +248,13 @@ impl Wal {
         let end = start + bytes.len() as u64;
         let result = self.write_and_sync(&bytes, start, &new_segs);
         {
-            // Give the buffer back as the next spare.
+            // Give the buffer back as the next spare, shrunk back if a large
+            // record made it grow beyond the usual size.
             let mut s = self.append.lock();
             if s.spare.capacity() < bytes.capacity() {
                 let mut b = bytes;
                 b.clear();
+                b.shrink_to(SPARE_MAX_BYTES);
                 s.spare = b;
             }
         }
