@@ -150,6 +150,9 @@ pub struct Stats {
     /// the log's bound of about twice `checkpoint_interval_bytes`, and to
     /// what restart recovery must read.
     pub log_held_by_oldest_txn_bytes: u64,
+    /// Open transactions holding more than `Options::long_txn_log_bytes` of
+    /// log (from their first record to the end of the log).
+    pub long_txns: u64,
 }
 
 fn write_master(file: &dyn StorageFile, m: &Master) -> Result<()> {
@@ -689,6 +692,15 @@ impl Inner {
     }
 
     fn stats(&self) -> Stats {
+        let end = self.wal.end_lsn();
+        let held: Vec<u64> = self
+            .txns
+            .lock()
+            .active_txns
+            .values()
+            .filter(|e| e.first_lsn != 0)
+            .map(|e| end.saturating_sub(e.first_lsn))
+            .collect();
         let p = &self.pool.counters;
         let w = &self.wal.counters;
         Stats {
@@ -708,11 +720,8 @@ impl Inner {
             eviction_log_waits: p.eviction_log_waits.load(Ordering::Relaxed),
             locked_keys: self.locks.len() as u64,
             lock_escalations: self.counters.lock_escalations.load(Ordering::Relaxed),
-            log_held_by_oldest_txn_bytes: {
-                let oldest =
-                    self.txns.lock().active_txns.values().filter(|e| e.first_lsn != 0).map(|e| e.first_lsn).min();
-                oldest.map_or(0, |f| self.wal.end_lsn().saturating_sub(f))
-            },
+            log_held_by_oldest_txn_bytes: held.iter().copied().max().unwrap_or(0),
+            long_txns: held.iter().filter(|&&h| h > self.opts.long_txn_log_bytes).count() as u64,
         }
     }
 }

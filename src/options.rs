@@ -37,6 +37,7 @@ pub struct Options {
     pub(crate) wal_segment_bytes: Option<u64>,
     pub(crate) background_writer: bool,
     pub(crate) lock_escalation_keys: usize,
+    pub(crate) long_txn_log_bytes: u64,
 }
 
 impl Default for Options {
@@ -49,6 +50,7 @@ impl Default for Options {
             wal_segment_bytes: None,
             background_writer: true,
             lock_escalation_keys: 5000,
+            long_txn_log_bytes: 64 << 20,
         }
     }
 }
@@ -103,6 +105,16 @@ impl Options {
     /// until it ends.
     pub fn lock_escalation_keys(mut self, keys: usize) -> Options {
         self.lock_escalation_keys = keys;
+        self
+    }
+
+    /// An open transaction whose first log record is more than this many
+    /// bytes behind the end of the log counts in `Stats::long_txns` (default
+    /// 64 MiB). Such a transaction keeps every log segment from its first
+    /// record on (checkpoints cannot remove them), which costs disk, and
+    /// restart recovery reads and undoes from there.
+    pub fn long_txn_log_bytes(mut self, bytes: u64) -> Options {
+        self.long_txn_log_bytes = bytes;
         self
     }
 

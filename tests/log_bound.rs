@@ -59,7 +59,10 @@ fn log_stays_bounded_without_the_background_thread() {
 
 #[test]
 fn an_open_transaction_shows_the_log_it_holds() {
-    let opts = Options::default().checkpoint_interval_bytes(INTERVAL).durability(Durability::Eventual);
+    let opts = Options::default()
+        .checkpoint_interval_bytes(INTERVAL)
+        .durability(Durability::Eventual)
+        .long_txn_log_bytes(INTERVAL);
     let db = Db::open_with(new_sim(2), opts).unwrap();
     assert_eq!(db.stats().log_held_by_oldest_txn_bytes, 0);
     let mut old = db.begin().unwrap();
@@ -73,9 +76,11 @@ fn an_open_transaction_shows_the_log_it_holds() {
     db.sync().unwrap();
     let s = db.stats();
     assert!(s.log_held_by_oldest_txn_bytes > 2 * INTERVAL, "{s:?}");
+    assert_eq!(s.long_txns, 1, "{s:?}");
     // The held log cannot be removed: the log exceeds the bound by about that much.
     assert!(s.wal_disk_bytes >= s.log_held_by_oldest_txn_bytes, "{s:?}");
     old.commit().unwrap();
     assert_eq!(db.stats().log_held_by_oldest_txn_bytes, 0);
+    assert_eq!(db.stats().long_txns, 0);
     db.close().unwrap();
 }
