@@ -90,7 +90,7 @@ pub(crate) struct Inner {
 ///
 /// # Resources
 /// File descriptors are bounded whatever the length of the log: between
-/// calls a `Db` holds at most `3 + 8` open files, namely the data file, the
+/// calls a `Db` holds at most 10 open files: the data file, the
 /// directory's `LOCK` file (`FsStorage`), and a cache of at most 8 log segment
 /// handles that always includes the current segment; the other segments are
 /// opened on demand (a rollback or recovery reading old log) and the least

@@ -290,3 +290,55 @@ fn persistent_io_errors_are_fail_stop_and_reopen_recovers() {
         }
     }
 }
+
+#[test]
+fn an_escalated_writer_blocks_others_until_it_ends() {
+    let db = Db::open_with(new_sim(40), small_opts().lock_escalation_keys(100)).unwrap();
+    let mut a = db.begin().unwrap();
+    for i in 0..150u32 {
+        a.put(format!("a{i:04}").as_bytes(), b"1").unwrap();
+    }
+    let s = db.stats();
+    assert_eq!((s.lock_escalations, s.locked_keys), (1, 0), "{s:?}");
+    std::thread::scope(|sc| {
+        let h = sc.spawn(|| {
+            let mut b = db.begin().unwrap();
+            b.put(b"zzz", b"2").unwrap();
+            b.commit().unwrap();
+        });
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert!(!h.is_finished(), "a write must wait for the escalated writer");
+        a.commit().unwrap();
+        h.join().unwrap();
+    });
+    assert_eq!(read_all(&db).unwrap().len(), 151);
+}
+
+#[test]
+fn an_escalated_reader_lets_readers_in_and_keeps_writers_out() {
+    let db = Db::open_with(new_sim(41), small_opts().lock_escalation_keys(100)).unwrap();
+    let mut w = db.begin().unwrap();
+    for i in 0..150u32 {
+        w.put(format!("k{i:04}").as_bytes(), b"1").unwrap();
+    }
+    w.commit().unwrap();
+    let mut r = db.begin().unwrap();
+    let n = r.scan(..).unwrap().count();
+    assert_eq!(n, 150);
+    r.get(b"k0001").unwrap();
+    assert_eq!(db.stats().lock_escalations, 2, "{:?}", db.stats());
+    let mut r2 = db.begin().unwrap();
+    assert_eq!(r2.get(b"k0002").unwrap(), Some(b"1".to_vec()));
+    r2.commit().unwrap();
+    std::thread::scope(|sc| {
+        let h = sc.spawn(|| {
+            let mut b = db.begin().unwrap();
+            b.put(b"k0003", b"2").unwrap();
+            b.commit().unwrap();
+        });
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert!(!h.is_finished(), "a write must wait for the escalated reader");
+        r.commit().unwrap();
+        h.join().unwrap();
+    });
+}
