@@ -44,7 +44,7 @@ fn total(db: &Db) -> ariesdb::Result<u64> {
 
 fn main() {
     let seeds: u64 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(200);
-    let opts = Options::default().buffer_pool_pages(8).background_writer(false);
+    let opts = Options::default().buffer_pool_pages(24).background_writer(false);
     for seed in 0..seeds {
         let sim = Arc::new(SimStorage::new(seed));
         let db = Db::open_with(sim.clone(), opts.clone()).expect("open");

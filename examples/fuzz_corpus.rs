@@ -12,10 +12,10 @@ use ariesdb::{Db, Options};
 
 fn opts() -> Options {
     Options::default()
-        .buffer_pool_pages(16)
+        .buffer_pool_pages(24)
         .background_writer(false)
         .checkpoint_interval_bytes(0)
-        .wal_segment_bytes(8192)
+        .wal_segment_bytes(64 << 10)
 }
 
 fn trim(mut b: Vec<u8>) -> Vec<u8> {

@@ -17,7 +17,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| std::env::temp_dir().join(format!("ariesdb-steal-stats-{}", std::process::id())));
     const KEYS: u32 = 20_000;
-    for (pool, per_txn) in [(16usize, 100u32), (16, KEYS), (256, 100), (256, KEYS)] {
+    for (pool, per_txn) in [(24usize, 100u32), (24, KEYS), (256, 100), (256, KEYS)] {
         let dir = base.join(format!("pool{pool}-txn{per_txn}"));
         if dir.exists() {
             std::fs::remove_dir_all(&dir)?;

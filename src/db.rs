@@ -9,12 +9,14 @@
 //!   evict without a log flush. So no fsync happens under the latch, except
 //!   when one operation dirties more pages than that headroom (a value of many
 //!   overflow pages on a small pool); `Stats::eviction_log_waits` counts those.
-//! - After an I/O error in any write path the `Db` is failed: every later call
-//!   returns `Error::Failed`; nothing is retried. Reopening recovers.
+//! - After an error in any write path (I/O, corruption, out of space) the
+//!   `Db` is failed: every later call, and every lock wait it interrupts,
+//!   returns `Error::Failed` carrying the first cause as a `StopCause`;
+//!   nothing is retried. Reopening recovers (see `StopCause` for corruption).
 //! - A checkpoint takes the tree latch and the table lock only for the instant
 //!   it appends its begin record and copies the two tables.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -26,13 +28,14 @@ use parking_lot::{Condvar, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::btree::{BTree, CheckReport, TxnCtx, MAX_KEY_LEN, MAX_VALUE_LEN};
 use crate::buffer::BufferPool;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StopCause};
 use crate::options::{Durability, Options};
 use crate::page::{self, Lsn, Master, PageRef, MAX_PAGE_SIZE, META_PAGE, MIN_PAGE_SIZE};
 use crate::recovery::{self, micros, RecoveryReport};
 use crate::storage::{read_full_at, FsStorage, Storage, StorageFile};
 use crate::txn::lock::{LockManager, LockMode};
 use crate::txn::{lock_key, undo_step, TxnTable};
+use crate::wal::segments::Segments;
 use crate::wal::{self, AttEntry, Body, CheckpointData, RecordHeader, TxnId, Wal};
 
 /// Name of the data file.
@@ -41,7 +44,7 @@ pub const DATA_FILE: &str = "data.db";
 const SCAN_BATCH: usize = 64;
 /// Frames a tree change may dirty or pin besides its overflow pages: a leaf
 /// change plus a split at every level of a deep tree, and the meta page.
-const CHANGE_HEADROOM_PAGES: usize = 24;
+pub(crate) const CHANGE_HEADROOM_PAGES: usize = 24;
 /// Frames a reader may pin at once.
 const READ_HEADROOM_PAGES: usize = 4;
 
@@ -56,6 +59,7 @@ struct Counters {
     aborts: AtomicU64,
     deadlocks: AtomicU64,
     checkpoints: AtomicU64,
+    lock_escalations: AtomicU64,
 }
 
 pub(crate) struct Inner {
@@ -72,7 +76,10 @@ pub(crate) struct Inner {
     ckpt: Mutex<CkptState>,
     /// Held for the whole of a compaction: one at a time.
     compacting: Mutex<()>,
-    failed: Mutex<Option<String>>,
+    /// `ckpt.last_begin`, readable without the mutex (committers check it).
+    ckpt_begin: AtomicU64,
+    /// The first error that stopped the database (fail-stop), typed.
+    failed: Mutex<Option<StopCause>>,
     is_failed: AtomicBool,
     closed: AtomicBool,
     bg_stop: Mutex<bool>,
@@ -82,6 +89,17 @@ pub(crate) struct Inner {
 }
 
 /// An open database. `Send + Sync`: share it by reference or in an `Arc`.
+///
+/// # Resources
+/// File descriptors are bounded whatever the length of the log: between
+/// calls a `Db` holds at most 10 open files: the data file, the
+/// directory's `LOCK` file (`FsStorage`), and a cache of at most 8 log segment
+/// handles that always includes the current segment; the other segments are
+/// opened on demand (a rollback or recovery reading old log) and the least
+/// recently used handle is closed. While a call runs it may briefly hold one
+/// more (a directory sync, or a segment handle the cache evicted while a
+/// reader still used it), so at most one extra per thread inside the engine.
+/// Opening reads the directory and measures each segment one file at a time.
 pub struct Db {
     inner: Arc<Inner>,
     bg: Option<JoinHandle<()>>,
@@ -121,8 +139,22 @@ pub struct Stats {
     /// background writer keep this near zero; it counts the only log flushes
     /// a tree operation can wait for.
     pub eviction_log_waits: u64,
-    /// Keys locked by open transactions.
+    /// Keys locked by open transactions (a transaction that escalated holds
+    /// one lock on the whole key space instead of its key locks).
     pub locked_keys: u64,
+    /// Lock escalations: transactions whose key locks passed
+    /// `Options::lock_escalation_keys` and became one lock on the whole key
+    /// space.
+    pub lock_escalations: u64,
+    /// Bytes of log from the first record of the oldest open transaction to
+    /// the end of the log (0 if no open transaction has written): log that no
+    /// checkpoint can remove while that transaction stays open. It adds to
+    /// the log's bound of about twice `checkpoint_interval_bytes`, and to
+    /// what restart recovery must read.
+    pub log_held_by_oldest_txn_bytes: u64,
+    /// Open transactions holding more than `Options::long_txn_log_bytes` of
+    /// log (from their first record to the end of the log).
+    pub long_txns: u64,
 }
 
 fn write_master(file: &dyn StorageFile, m: &Master) -> Result<()> {
@@ -178,7 +210,7 @@ impl Db {
             .lock()
             .active_txns
             .insert(id, AttEntry { txn_id: id, committed: false, last_lsn: 0, undo_next_lsn: 0, first_lsn: 0 });
-        Ok(Txn { inner: self.inner.clone(), id, locks: Vec::new(), ended: false })
+        Ok(Txn { inner: self.inner.clone(), id, locks: Vec::new(), exclusive: false, holds_locks: false, ended: false })
     }
 
     /// Take a fuzzy checkpoint now; transactions keep running.
@@ -235,6 +267,21 @@ impl Db {
         self.inner.stats()
     }
 
+    /// Make every commit acknowledged so far durable now (with
+    /// `Durability::Eventual`, commits are otherwise durable within the
+    /// background writer's next tick, at `close()`, or at the drop of the
+    /// `Db`). With `Durability::Immediate` there is nothing to do. Does not
+    /// write back pages or checkpoint.
+    ///
+    /// # Errors
+    /// `Error::Failed` or `Error::Closed` if the database is stopped or closed;
+    /// an I/O error of the log flush (which stops the database).
+    pub fn sync(&self) -> Result<()> {
+        self.inner.check_ok()?;
+        let r = self.inner.wal.flush_all();
+        self.inner.guard(r)
+    }
+
     /// Clean shutdown: every commit made durable, every dirty page written, a
     /// final checkpoint, so the next open has nothing to recover.
     pub fn close(mut self) -> Result<()> {
@@ -254,9 +301,32 @@ impl Db {
     }
 }
 
+/// Dropping a `Db` without `close()` (a plain `drop`, an early `?` return,
+/// a panic unwinding through the owner) makes every acknowledged commit
+/// durable: it flushes the log, as `sync` does. It does not write back dirty
+/// pages or checkpoint (that is `close()`'s job; the next open redoes from the
+/// log), never panics, and reports nothing: if storage has failed, the flush
+/// fails and the drop gives up quietly (then commits of `Durability::Eventual`
+/// after the last durable point may be lost, exactly as after a crash).
+///
+/// Transactions still open at the drop are neither committed nor rolled back
+/// here: they are losers, rolled back by recovery at the next open. A `Txn`
+/// that outlives its `Db` keeps the engine's state, its files and, on real
+/// files, the directory lock alive until it is dropped (a reopen meanwhile
+/// fails with `Error::Locked`); every call on it returns `Error::Closed`, and
+/// dropping it releases its key locks without logging anything.
 impl Drop for Db {
     fn drop(&mut self) {
         self.stop_background();
+        let inner = &self.inner;
+        if inner.closed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        // Pairs with the fence in `Txn::commit`: a commit that appended its
+        // record after this flush read the end of the log sees `closed` and
+        // flushes itself.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.wal.flush_all()));
     }
 }
 
@@ -283,15 +353,17 @@ fn background_loop(weak: Weak<Inner>) {
 impl Inner {
     fn open(storage: Arc<dyn Storage>, opts: Options) -> Result<Inner> {
         let names = storage.list()?;
-        let mut segments: BTreeMap<Lsn, Arc<dyn StorageFile>> = BTreeMap::new();
+        let mut starts = Vec::new();
         for name in &names {
             if let Some(start) = wal::parse_segment_name(name) {
                 if !(wal::LSN_START..=wal::MAX_LSN).contains(&start) || start % wal::RECORD_ALIGN as u64 != 0 {
                     return Err(Error::corruption("wal", format!("log segment {name} starts at an impossible LSN")));
                 }
-                segments.insert(start, storage.open(name)?);
+                starts.push(start);
             }
         }
+        // Opened one at a time, kept open only through a small cache.
+        let segments = Arc::new(Segments::load(storage.clone(), starts)?);
         let data_file = storage.open(DATA_FILE)?;
         let mut head = [0u8; 2 * page::MASTER_COPY_LEN];
         read_full_at(&*data_file, &mut head, 0)?;
@@ -345,16 +417,15 @@ impl Inner {
 
         // Erase stale records past the end, so they can never be read as log.
         let end = &analysis.end;
-        if let Some(f) = segments.get(&end.cur_seg) {
-            if end.stale_until > end.end_lsn {
-                let zeros = vec![0u8; (end.stale_until - end.end_lsn) as usize];
-                f.write_all_at(&zeros, end.end_lsn - end.cur_seg)?;
-                f.sync_data()?;
-            }
+        if segments.contains(end.cur_seg) && end.stale_until > end.end_lsn {
+            let f = segments.file(end.cur_seg)?;
+            let zeros = vec![0u8; (end.stale_until - end.end_lsn) as usize];
+            f.write_all_at(&zeros, end.end_lsn - end.cur_seg)?;
+            f.sync_data()?;
         }
         if !end.stale_segments.is_empty() {
             for s in &end.stale_segments {
-                segments.remove(s);
+                segments.forget(*s);
                 storage.remove(&wal::segment_name(*s))?;
             }
             storage.sync_dir()?;
@@ -379,6 +450,7 @@ impl Inner {
             fpi_horizon: AtomicU64::new(master.checkpoint_lsn),
             ckpt: Mutex::new(CkptState { master_seq: master.seq, last_begin: master.checkpoint_lsn }),
             compacting: Mutex::new(()),
+            ckpt_begin: AtomicU64::new(master.checkpoint_lsn),
             failed: Mutex::new(None),
             is_failed: AtomicBool::new(false),
             closed: AtomicBool::new(false),
@@ -428,7 +500,11 @@ impl Inner {
 
     fn check_ok(&self) -> Result<()> {
         if self.is_failed.load(Ordering::Acquire) {
-            let cause = self.failed.lock().clone().unwrap_or_default();
+            let cause = self
+                .failed
+                .lock()
+                .clone()
+                .unwrap_or_else(|| StopCause::Other { message: "the database stopped".into() });
             return Err(Error::Failed { cause });
         }
         if self.closed.load(Ordering::Acquire) {
@@ -437,16 +513,17 @@ impl Inner {
         Ok(())
     }
 
+    /// Stop the database because of `e`; the first cause is kept and carried
+    /// by every later `Error::Failed`, the lock waiters' included.
     fn fail(&self, e: &Error) {
-        {
+        let cause = {
             let mut f = self.failed.lock();
-            if f.is_none() {
-                *f = Some(e.to_string());
-            }
+            let cause = f.get_or_insert_with(|| StopCause::from_error(e)).clone();
             self.is_failed.store(true, Ordering::Release);
-        }
+            cause
+        };
         // Nobody may wait for a lock on a stopped database.
-        self.locks.fail_all();
+        self.locks.fail_all(&cause);
     }
 
     /// Fail-stop for write paths: any error except the caller's own mistakes
@@ -569,6 +646,28 @@ impl Inner {
 
     fn checkpoint(&self) -> Result<()> {
         let mut ck = self.ckpt.lock();
+        self.checkpoint_locked(&mut ck)
+    }
+
+    /// With a non-zero `checkpoint_interval_bytes`: if the log has grown by
+    /// the interval since the last checkpoint began, take a checkpoint now, or,
+    /// if another thread is taking one, wait for it and check again. Called by
+    /// committers and by the background thread, so the log stays within about
+    /// twice the interval (plus what open transactions still need) however
+    /// fast commits come.
+    fn checkpoint_if_due(&self) -> Result<()> {
+        let interval = self.opts.checkpoint_interval_bytes;
+        if interval == 0 || self.wal.end_lsn().saturating_sub(self.ckpt_begin.load(Ordering::Acquire)) < interval {
+            return Ok(());
+        }
+        let mut ck = self.ckpt.lock();
+        if self.wal.end_lsn().saturating_sub(ck.last_begin) < interval {
+            return Ok(());
+        }
+        self.checkpoint_locked(&mut ck)
+    }
+
+    fn checkpoint_locked(&self, ck: &mut CkptState) -> Result<()> {
         // Write back pages dirty since before the previous checkpoint began, so
         // that redo start, and with it the log, stays bounded.
         self.pool.flush_dirty(ck.last_begin, usize::MAX)?;
@@ -603,6 +702,7 @@ impl Inner {
         write_master(&*self.data_file, &master)?;
         ck.master_seq = master.seq;
         ck.last_begin = begin;
+        self.ckpt_begin.store(begin, Ordering::Release);
         self.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
         self.wal.truncate_before(keep_from)?;
         Ok(())
@@ -618,14 +718,7 @@ impl Inner {
             }
             let horizon = self.fpi_horizon.load(Ordering::Acquire);
             self.pool.flush_dirty(horizon, 64)?;
-            let interval = self.opts.checkpoint_interval_bytes;
-            if interval > 0 {
-                let last = self.ckpt.lock().last_begin;
-                if self.wal.end_lsn().saturating_sub(last) >= interval {
-                    self.checkpoint()?;
-                }
-            }
-            Ok(())
+            self.checkpoint_if_due()
         })();
         self.guard(r)
     }
@@ -658,6 +751,15 @@ impl Inner {
     }
 
     fn stats(&self) -> Stats {
+        let end = self.wal.end_lsn();
+        let held: Vec<u64> = self
+            .txns
+            .lock()
+            .active_txns
+            .values()
+            .filter(|e| e.first_lsn != 0)
+            .map(|e| end.saturating_sub(e.first_lsn))
+            .collect();
         let p = &self.pool.counters;
         let w = &self.wal.counters;
         Stats {
@@ -668,7 +770,7 @@ impl Inner {
             wal_syncs: w.syncs.load(Ordering::Relaxed),
             wal_flushes: w.flushes.load(Ordering::Relaxed),
             wal_bytes_written: w.bytes_written.load(Ordering::Relaxed),
-            wal_disk_bytes: self.wal.disk_bytes().unwrap_or(0),
+            wal_disk_bytes: self.wal.disk_bytes(),
             cache_hits: p.hits.load(Ordering::Relaxed),
             cache_misses: p.misses.load(Ordering::Relaxed),
             evictions: p.evictions.load(Ordering::Relaxed),
@@ -676,6 +778,9 @@ impl Inner {
             full_page_images: p.fpis.load(Ordering::Relaxed),
             eviction_log_waits: p.eviction_log_waits.load(Ordering::Relaxed),
             locked_keys: self.locks.len() as u64,
+            lock_escalations: self.counters.lock_escalations.load(Ordering::Relaxed),
+            log_held_by_oldest_txn_bytes: held.iter().copied().max().unwrap_or(0),
+            long_txns: held.iter().filter(|&&h| h > self.opts.long_txn_log_bytes).count() as u64,
         }
     }
 }
@@ -692,7 +797,12 @@ pub struct Savepoint {
 pub struct Txn {
     inner: Arc<Inner>,
     id: TxnId,
+    /// Key locks newly taken (for release, and counted for escalation).
     locks: Vec<u64>,
+    /// Some key lock was taken in Exclusive mode (escalation takes X then).
+    exclusive: bool,
+    /// The lock table may hold locks of this transaction (a key or the root).
+    holds_locks: bool,
     ended: bool,
 }
 
@@ -723,12 +833,37 @@ impl Txn {
     /// transaction back and returns `Error::Deadlock`.
     fn lock(&mut self, key: &[u8], mode: LockMode) -> Result<()> {
         let k = lock_key(key);
-        match self.inner.locks.lock(self.id, k, mode) {
-            Ok(true) => {
+        self.holds_locks = true;
+        let r = self.inner.locks.lock(self.id, k, mode).and_then(|newly| {
+            if newly {
                 self.locks.push(k);
-                Ok(())
+                self.exclusive |= mode == LockMode::Exclusive;
             }
-            Ok(false) => Ok(()),
+            self.escalate_if_needed()
+        });
+        self.deadlock_rolls_back(r)
+    }
+
+    /// Past `Options::lock_escalation_keys` key locks, trade them for one lock
+    /// on the whole key space (Shared if all were Shared, else Exclusive), so
+    /// the lock table stays bounded whatever the number of keys touched. The
+    /// escalated lock waits for other transactions' locks like any other.
+    fn escalate_if_needed(&mut self) -> Result<()> {
+        let limit = self.inner.opts.lock_escalation_keys;
+        if limit == 0 || self.locks.len() <= limit {
+            return Ok(());
+        }
+        let mode = if self.exclusive { LockMode::Exclusive } else { LockMode::Shared };
+        self.inner.locks.escalate(self.id, &self.locks, mode)?;
+        self.locks = Vec::new();
+        self.inner.counters.lock_escalations.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// A deadlock rolls this transaction back and returns `Error::Deadlock`.
+    fn deadlock_rolls_back(&mut self, r: Result<()>) -> Result<()> {
+        match r {
+            Ok(()) => Ok(()),
             Err(Error::Deadlock) => {
                 self.inner.counters.deadlocks.fetch_add(1, Ordering::Relaxed);
                 self.abort_inner()?;
@@ -812,16 +947,25 @@ impl Txn {
         if wrote {
             let r = self.inner.log_txn_record(self.id, Body::Commit);
             let lsn = self.inner.guard(r)?;
-            if self.inner.opts.durability == Durability::Immediate {
+            // Pairs with the fence in `Db::drop`: a commit whose record the
+            // drop's flush may have missed sees `closed` and flushes itself.
+            std::sync::atomic::fence(Ordering::SeqCst);
+            if self.inner.opts.durability == Durability::Immediate || self.inner.closed.load(Ordering::SeqCst) {
                 let r = self.inner.wal.flush_to(lsn);
                 self.inner.guard(r)?;
             }
         }
         self.inner.locks.release_all(self.id, &self.locks);
         self.locks.clear();
+        self.holds_locks = false;
         if wrote {
             let r = self.inner.log_txn_record(self.id, Body::End);
             self.inner.guard(r)?;
+            // Keep the log bounded when commits outpace the background
+            // thread. The commit itself is done: a failed checkpoint stops
+            // the database (later calls say why) but does not undo it.
+            let r = self.inner.checkpoint_if_due();
+            let _ = self.inner.guard(r);
         } else {
             self.inner.txns.lock().active_txns.remove(&self.id);
         }
@@ -850,6 +994,7 @@ impl Txn {
         })();
         self.inner.locks.release_all(self.id, &self.locks);
         self.locks.clear();
+        self.holds_locks = false;
         self.inner.counters.aborts.fetch_add(1, Ordering::Relaxed);
         self.inner.guard(r)
     }
@@ -862,9 +1007,10 @@ impl Drop for Txn {
         }
         // Whatever happened (a failed commit, a stopped database), a dropped
         // transaction holds no locks.
-        if !self.locks.is_empty() {
+        if self.holds_locks {
             self.inner.locks.release_all(self.id, &self.locks);
             self.locks.clear();
+            self.holds_locks = false;
         }
     }
 }
@@ -895,6 +1041,7 @@ impl Scan<'_> {
                 let inner = self.txn.inner.clone();
                 let _r = inner.guard_read(inner.read_latch())?;
                 let tree = inner.tree();
+                self.txn.holds_locks = true;
                 let (id, locks, buf) = (self.txn.id, &mut self.txn.locks, &mut self.buf);
                 let r = tree.scan(as_ref(&self.next), as_ref(&self.end), |k, cell| {
                     let lk = lock_key(k);
@@ -911,6 +1058,8 @@ impl Scan<'_> {
                 });
                 inner.guard_read(r)?;
             }
+            let r = self.txn.escalate_if_needed();
+            self.txn.deadlock_rolls_back(r)?;
             if let Some(k) = blocked {
                 self.txn.lock(&k, LockMode::Shared)?;
                 self.next = Bound::Included(k);

@@ -53,13 +53,15 @@ pub enum Error {
         path: String,
     },
 
-    /// An earlier I/O error stopped this `Db`: it refuses all further work.
-    /// Drop it and open the database again; recovery brings back every
-    /// acknowledged commit.
-    #[error("the database stopped after an I/O error ({cause}); reopen it to recover")]
+    /// An earlier error stopped this `Db` (fail-stop): it refuses all further
+    /// work. `cause` is the first error that stopped it, typed; its message
+    /// says what to do (after an I/O error or a full disk: drop the `Db` and
+    /// open the database again, recovery brings back every acknowledged
+    /// commit; after corruption: see `StopCause::Corruption`).
+    #[error("the database stopped: {cause}")]
     Failed {
         /// The first error that stopped the database.
-        cause: String,
+        cause: StopCause,
     },
 
     /// The `Db` was closed.
@@ -77,6 +79,102 @@ pub enum Error {
         /// The number of frames in the pool.
         frames: usize,
     },
+}
+
+/// Why a `Db` stopped: the first error that stopped it, carried by every
+/// later `Error::Failed` (including the one a transaction waiting for a lock
+/// gets when the stop wakes it).
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopCause {
+    /// A read, write or sync of a file failed. Nothing was retried (after a
+    /// failed sync the data may or may not be on disk). Drop the `Db` and
+    /// open the database again: recovery decides from what is on stable
+    /// storage and brings back every acknowledged commit.
+    Io {
+        /// The kind of the I/O error.
+        kind: std::io::ErrorKind,
+        /// Its message.
+        message: String,
+    },
+    /// The storage is full (a write or a file extension failed for lack of
+    /// space). Free space, then reopen: recovery brings back every
+    /// acknowledged commit.
+    OutOfSpace {
+        /// The message of the I/O error.
+        message: String,
+    },
+    /// Damage that no crash can explain was found while changing the
+    /// database. Reopening runs recovery, which rebuilds torn pages from the
+    /// log and cuts a torn log tail, but cannot repair other damage: if the
+    /// damage is on stable storage, the open or `Db::check` reports it again
+    /// (`Error::Corruption`) and the database must be restored from a copy;
+    /// if it came from a transient bad read, the reopen succeeds and
+    /// `Db::check` passes.
+    Corruption {
+        /// The file or structure where the damage was found (`data`, `wal`, `btree`, ...).
+        file: &'static str,
+        /// What was wrong, with the page id or LSN where it was found.
+        detail: String,
+    },
+    /// Any other error in a write path (such as every buffer pool frame being
+    /// pinned). Reopen the database to recover.
+    Other {
+        /// The error's message.
+        message: String,
+    },
+}
+
+impl StopCause {
+    /// The stop cause an error gives when it stops a `Db`.
+    pub fn from_error(e: &Error) -> StopCause {
+        match e {
+            Error::Io(io) => StopCause::from_io(io),
+            Error::Corruption { file, detail } => StopCause::Corruption { file, detail: detail.clone() },
+            Error::Failed { cause } => cause.clone(),
+            other => StopCause::Other { message: other.to_string() },
+        }
+    }
+
+    /// The stop cause of an I/O error: out of space for "no space left on
+    /// device" (and a disk quota), otherwise I/O with its kind.
+    pub fn from_io(e: &std::io::Error) -> StopCause {
+        const ENOSPC: i32 = 28;
+        const EDQUOT: i32 = 122;
+        let no_space = matches!(e.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
+            || matches!(e.raw_os_error(), Some(ENOSPC | EDQUOT));
+        if no_space {
+            StopCause::OutOfSpace { message: e.to_string() }
+        } else {
+            StopCause::Io { kind: e.kind(), message: e.to_string() }
+        }
+    }
+}
+
+impl fmt::Display for StopCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StopCause::Io { kind, message } => write!(
+                f,
+                "I/O error ({kind}): {message}; drop the Db and open the database again: \
+                 recovery brings back every acknowledged commit"
+            ),
+            StopCause::OutOfSpace { message } => write!(
+                f,
+                "out of space: {message}; free space, then open the database again: \
+                 recovery brings back every acknowledged commit"
+            ),
+            StopCause::Corruption { file, detail } => write!(
+                f,
+                "corruption in {file}: {detail}; reopening runs recovery, which repairs torn pages \
+                 and a torn log tail but no other damage: if the open or Db::check reports \
+                 corruption again, restore the database from a copy"
+            ),
+            StopCause::Other { message } => {
+                write!(f, "{message}; open the database again to recover")
+            }
+        }
+    }
 }
 
 impl Error {
@@ -104,5 +202,24 @@ mod tests {
         assert!(Error::Deadlock.is_retryable());
         assert!(!Error::Io(std::io::Error::other("x")).is_retryable());
         assert!(!Error::corruption("wal", "bad").is_retryable());
+    }
+
+    #[test]
+    fn stop_causes_are_typed() {
+        let full = std::io::Error::new(std::io::ErrorKind::StorageFull, "disk full");
+        assert!(matches!(StopCause::from_error(&Error::Io(full)), StopCause::OutOfSpace { .. }));
+        let enospc = std::io::Error::from_raw_os_error(28);
+        assert!(matches!(StopCause::from_io(&enospc), StopCause::OutOfSpace { .. }));
+        let eio = std::io::Error::other("bad sector");
+        assert!(matches!(
+            StopCause::from_error(&Error::Io(eio)),
+            StopCause::Io { kind: std::io::ErrorKind::Other, .. }
+        ));
+        let c = StopCause::from_error(&Error::corruption("btree", "loop"));
+        assert_eq!(c, StopCause::Corruption { file: "btree", detail: "loop".into() });
+        let failed = Error::Failed { cause: c.clone() };
+        assert_eq!(StopCause::from_error(&failed), c);
+        assert!(failed.to_string().contains("corruption in btree: loop"), "{failed}");
+        assert!(!failed.to_string().contains("I/O error"), "{failed}");
     }
 }

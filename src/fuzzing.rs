@@ -15,10 +15,10 @@ use crate::{Db, Durability, Options, Txn};
 
 fn fuzz_opts() -> Options {
     Options::default()
-        .buffer_pool_pages(16)
+        .buffer_pool_pages(24)
         .background_writer(false)
         .checkpoint_interval_bytes(0)
-        .wal_segment_bytes(8192)
+        .wal_segment_bytes(64 << 10)
 }
 
 /// Encode a set of files as one `recover` input: per file a tag (0: the data

@@ -3,6 +3,18 @@
 use crate::error::{Error, Result};
 use crate::page::{MAX_PAGE_SIZE, MIN_PAGE_SIZE};
 
+/// The smallest `wal_segment_bytes` accepted (64 KiB): below it a busy log
+/// makes files, directory syncs and per-segment fsyncs by the hundreds for
+/// nothing; it is also the floor of the default segment size.
+pub const MIN_WAL_SEGMENT_BYTES: u64 = 64 << 10;
+/// The largest `wal_segment_bytes` accepted (1 GiB).
+pub const MAX_WAL_SEGMENT_BYTES: u64 = 1 << 30;
+/// The smallest `buffer_pool_pages` accepted: the frames one tree change may
+/// pin or dirty at once besides the pages of a long value (a leaf change, a
+/// split at every level of a deep tree, the meta page). A smaller pool could
+/// not hold one operation's pages, and every write would first flush the log.
+pub const MIN_BUFFER_POOL_PAGES: usize = crate::db::CHANGE_HEADROOM_PAGES;
+
 /// When `commit()` returns relative to the log reaching stable storage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Durability {
@@ -24,6 +36,8 @@ pub struct Options {
     pub(crate) checkpoint_interval_bytes: u64,
     pub(crate) wal_segment_bytes: Option<u64>,
     pub(crate) background_writer: bool,
+    pub(crate) lock_escalation_keys: usize,
+    pub(crate) long_txn_log_bytes: u64,
 }
 
 impl Default for Options {
@@ -35,6 +49,8 @@ impl Default for Options {
             checkpoint_interval_bytes: 64 << 20,
             wal_segment_bytes: None,
             background_writer: true,
+            lock_escalation_keys: 5000,
+            long_txn_log_bytes: 64 << 20,
         }
     }
 }
@@ -46,7 +62,7 @@ impl Options {
         self.page_size = bytes;
         self
     }
-    /// Number of pages the buffer pool caches (at least 8).
+    /// Number of pages the buffer pool caches (at least `MIN_BUFFER_POOL_PAGES`, 24).
     pub fn buffer_pool_pages(mut self, pages: usize) -> Options {
         self.buffer_pool_pages = pages;
         self
@@ -62,7 +78,10 @@ impl Options {
         self
     }
     /// Size of one log segment file (default: a quarter of the checkpoint
-    /// interval, between 64 KiB and 16 MiB).
+    /// interval, between 64 KiB and 16 MiB). Accepted: `MIN_WAL_SEGMENT_BYTES`
+    /// (64 KiB) to 1 GiB; the open refuses anything else. The number of segments does not
+    /// change the number of open files: at most 8 segment handles stay open
+    /// (see `Db`'s Resources).
     pub fn wal_segment_bytes(mut self, bytes: u64) -> Options {
         self.wal_segment_bytes = Some(bytes);
         self
@@ -74,6 +93,31 @@ impl Options {
         self
     }
 
+    /// Refuse settings that make no sense, with the reason.
+    ///
+    /// # Errors
+    /// `Error::InvalidArgument` naming the setting, its minimum and why.
+    /// Key locks one transaction may hold before they are traded for one
+    /// lock on the whole key space (lock escalation; default 5000; 0 =
+    /// never). Bounds the lock table's memory whatever the number of keys a
+    /// transaction touches; the cost is that an escalated transaction blocks
+    /// every other transaction that conflicts with it (all others if it wrote)
+    /// until it ends.
+    pub fn lock_escalation_keys(mut self, keys: usize) -> Options {
+        self.lock_escalation_keys = keys;
+        self
+    }
+
+    /// An open transaction whose first log record is more than this many
+    /// bytes behind the end of the log counts in `Stats::long_txns` (default
+    /// 64 MiB). Such a transaction keeps every log segment from its first
+    /// record on (checkpoints cannot remove them), which costs disk, and
+    /// restart recovery reads and undoes from there.
+    pub fn long_txn_log_bytes(mut self, bytes: u64) -> Options {
+        self.long_txn_log_bytes = bytes;
+        self
+    }
+
     pub(crate) fn validate(&self) -> Result<()> {
         if !self.page_size.is_power_of_two() || !(MIN_PAGE_SIZE..=MAX_PAGE_SIZE).contains(&self.page_size) {
             return Err(Error::InvalidArgument(format!(
@@ -81,15 +125,23 @@ impl Options {
                 self.page_size
             )));
         }
-        if self.buffer_pool_pages < 8 {
+        if self.buffer_pool_pages < MIN_BUFFER_POOL_PAGES {
             return Err(Error::InvalidArgument(format!(
-                "buffer_pool_pages {} is below the minimum of 8",
+                "buffer_pool_pages {} is below the minimum of {MIN_BUFFER_POOL_PAGES}: one tree change \
+                 (a leaf change with a split at every level of a deep tree, and the meta page) may pin \
+                 or dirty that many frames at once",
                 self.buffer_pool_pages
             )));
         }
         if let Some(s) = self.wal_segment_bytes {
-            if !(4096..=1 << 30).contains(&s) {
-                return Err(Error::InvalidArgument(format!("wal_segment_bytes {s} is outside 4096..=1 GiB")));
+            if !(MIN_WAL_SEGMENT_BYTES..=MAX_WAL_SEGMENT_BYTES).contains(&s) {
+                return Err(Error::InvalidArgument(format!(
+                    "wal_segment_bytes {s} is outside {} KiB..=1 GiB: every segment is a file, \
+                     created, sized and directory-synced when the log reaches it, and a flush \
+                     syncs each segment it touches, so smaller segments only multiply files \
+                     and fsyncs",
+                    MIN_WAL_SEGMENT_BYTES >> 10
+                )));
             }
         }
         Ok(())
@@ -100,7 +152,7 @@ impl Options {
             if self.checkpoint_interval_bytes == 0 {
                 16 << 20
             } else {
-                (self.checkpoint_interval_bytes / 4).clamp(64 << 10, 16 << 20)
+                (self.checkpoint_interval_bytes / 4).clamp(MIN_WAL_SEGMENT_BYTES, 16 << 20)
             }
         })
     }

@@ -227,7 +227,7 @@ fn adversarial_4k_small_pool() {
     let steps = std::env::var("ARIESDB_STEPS").ok().and_then(|s| s.parse().ok()).unwrap_or(300);
     let mut total = 0;
     for seed in seeds(20) {
-        total += run(seed + 1_000_000, 4096, 12, steps);
+        total += run(seed + 1_000_000, 4096, ariesdb::MIN_BUFFER_POOL_PAGES, steps);
     }
     eprintln!("4 KiB small pool: {total} ops");
 }

@@ -69,6 +69,44 @@ fn limits_and_bad_arguments() {
     }
 }
 
+fn refusal(opts: Options) -> String {
+    match Db::open_with(new_sim(30), opts) {
+        Err(Error::InvalidArgument(msg)) => msg,
+        Err(e) => panic!("expected InvalidArgument, got {e}"),
+        Ok(_) => panic!("expected a refusal, the open succeeded"),
+    }
+}
+
+#[test]
+fn log_segments_below_the_minimum_are_refused() {
+    for bytes in [0, 4096, 8192, ariesdb::MIN_WAL_SEGMENT_BYTES - 8] {
+        let msg = refusal(Options::default().wal_segment_bytes(bytes));
+        assert!(msg.contains("wal_segment_bytes") && msg.contains("64 KiB"), "{msg}");
+        assert!(msg.contains("fsync"), "the message says why: {msg}");
+    }
+    let msg = refusal(Options::default().wal_segment_bytes(ariesdb::MAX_WAL_SEGMENT_BYTES + 1));
+    assert!(msg.contains("wal_segment_bytes"), "{msg}");
+    let db = Db::open_with(new_sim(31), Options::default().wal_segment_bytes(ariesdb::MIN_WAL_SEGMENT_BYTES)).unwrap();
+    db.close().unwrap();
+}
+
+#[test]
+fn a_pool_smaller_than_one_operation_pins_is_refused() {
+    for pages in [0, 1, 8, 16, ariesdb::MIN_BUFFER_POOL_PAGES - 1] {
+        let msg = refusal(Options::default().buffer_pool_pages(pages));
+        assert!(msg.contains("buffer_pool_pages") && msg.contains("24"), "{msg}");
+        assert!(msg.contains("tree change"), "the message says why: {msg}");
+    }
+    let db = Db::open_with(new_sim(32), Options::default().buffer_pool_pages(ariesdb::MIN_BUFFER_POOL_PAGES)).unwrap();
+    let mut tx = db.begin().unwrap();
+    for i in 0..2000u32 {
+        tx.put(format!("k{i:05}").as_bytes(), &[1u8; 300]).unwrap();
+    }
+    tx.commit().unwrap();
+    db.check().unwrap();
+    db.close().unwrap();
+}
+
 #[test]
 fn ended_transactions_refuse_work() {
     let db = Db::open_with(new_sim(3), small_opts()).unwrap();
@@ -191,12 +229,12 @@ fn eventual_commits_are_durable_after_close() {
 #[test]
 fn missing_middle_log_segment_is_corruption() {
     let sim = new_sim(10);
-    let opts = small_opts().wal_segment_bytes(8192);
+    let opts = small_opts().wal_segment_bytes(ariesdb::MIN_WAL_SEGMENT_BYTES);
     let db = Db::open_with(sim.clone(), opts.clone()).unwrap();
     for t in 0..40u32 {
         let mut tx = db.begin().unwrap();
         for i in 0..10u32 {
-            tx.put(format!("k{t:03}{i:03}").as_bytes(), &[t as u8; 100]).unwrap();
+            tx.put(format!("k{t:03}{i:03}").as_bytes(), &[t as u8; 1000]).unwrap();
         }
         tx.commit().unwrap();
     }
@@ -251,4 +289,56 @@ fn persistent_io_errors_are_fail_stop_and_reopen_recovers() {
             assert!(all.contains_key(format!("t{t:03}").as_bytes()), "delay {delay}: acknowledged commit {t} lost");
         }
     }
+}
+
+#[test]
+fn an_escalated_writer_blocks_others_until_it_ends() {
+    let db = Db::open_with(new_sim(40), small_opts().lock_escalation_keys(100)).unwrap();
+    let mut a = db.begin().unwrap();
+    for i in 0..150u32 {
+        a.put(format!("a{i:04}").as_bytes(), b"1").unwrap();
+    }
+    let s = db.stats();
+    assert_eq!((s.lock_escalations, s.locked_keys), (1, 0), "{s:?}");
+    std::thread::scope(|sc| {
+        let h = sc.spawn(|| {
+            let mut b = db.begin().unwrap();
+            b.put(b"zzz", b"2").unwrap();
+            b.commit().unwrap();
+        });
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert!(!h.is_finished(), "a write must wait for the escalated writer");
+        a.commit().unwrap();
+        h.join().unwrap();
+    });
+    assert_eq!(read_all(&db).unwrap().len(), 151);
+}
+
+#[test]
+fn an_escalated_reader_lets_readers_in_and_keeps_writers_out() {
+    let db = Db::open_with(new_sim(41), small_opts().lock_escalation_keys(100)).unwrap();
+    let mut w = db.begin().unwrap();
+    for i in 0..150u32 {
+        w.put(format!("k{i:04}").as_bytes(), b"1").unwrap();
+    }
+    w.commit().unwrap();
+    let mut r = db.begin().unwrap();
+    let n = r.scan(..).unwrap().count();
+    assert_eq!(n, 150);
+    r.get(b"k0001").unwrap();
+    assert_eq!(db.stats().lock_escalations, 2, "{:?}", db.stats());
+    let mut r2 = db.begin().unwrap();
+    assert_eq!(r2.get(b"k0002").unwrap(), Some(b"1".to_vec()));
+    r2.commit().unwrap();
+    std::thread::scope(|sc| {
+        let h = sc.spawn(|| {
+            let mut b = db.begin().unwrap();
+            b.put(b"k0003", b"2").unwrap();
+            b.commit().unwrap();
+        });
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert!(!h.is_finished(), "a write must wait for the escalated reader");
+        r.commit().unwrap();
+        h.join().unwrap();
+    });
 }

@@ -104,7 +104,7 @@ fn run_threads(db: &Db, threads: u64, per_thread: u64, seed: u64) -> (Vec<Vec<u8
 fn concurrent_transfers_conserve_money_across_a_crash() {
     for seed in 0..4u64 {
         let sim = new_sim(seed);
-        let opts = Options::default().buffer_pool_pages(16).checkpoint_interval_bytes(128 << 10);
+        let opts = Options::default().buffer_pool_pages(24).checkpoint_interval_bytes(128 << 10);
         let db = Db::open_with(sim.clone(), opts.clone()).unwrap();
         setup(&db);
         let (acked, _) = run_threads(&db, 4, 60, seed);

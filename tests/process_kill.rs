@@ -17,7 +17,7 @@ const CHILD_ENV: &str = "ARIESDB_CHILD_DIR";
 /// and, every third one, deletes the keys of transaction n-2. Prints "acked n"
 /// after each commit returns.
 fn child(dir: &str) {
-    let db = Db::open_path_with(dir, Options::default().buffer_pool_pages(16).checkpoint_interval_bytes(256 << 10))
+    let db = Db::open_path_with(dir, Options::default().buffer_pool_pages(24).checkpoint_interval_bytes(256 << 10))
         .expect("child open");
     let start: u64 = {
         let mut tx = db.begin().unwrap();

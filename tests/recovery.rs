@@ -56,7 +56,7 @@ fn interleaved_winners_and_losers() {
 #[test]
 fn steal_uncommitted_pages_are_undone() {
     let sim = new_sim(2);
-    let opts = Options::default().buffer_pool_pages(10).background_writer(false);
+    let opts = Options::default().buffer_pool_pages(24).background_writer(false);
     let db = Db::open_with(sim.clone(), opts.clone()).unwrap();
     let mut tx = db.begin().unwrap();
     for i in 0..300u32 {
@@ -205,12 +205,13 @@ fn crash_at_every_storage_call_of_recovery() {
 fn torn_data_page_is_rebuilt() {
     // Many seeds: torn page writes happen when a power loss hits unsynced
     // data-file writes; each must be rebuilt from its full page image.
+    let mut rebuilt = 0;
     for seed in 0..20 {
         let sim = new_sim(100 + seed);
-        let opts = Options::default().buffer_pool_pages(8).background_writer(false);
+        let opts = Options::default().buffer_pool_pages(24).background_writer(false);
         let db = Db::open_with(sim.clone(), opts.clone()).unwrap();
         let mut tx = db.begin().unwrap();
-        for i in 0..600u32 {
+        for i in 0..2400u32 {
             tx.put(&k(i), &v(i, 1)).unwrap();
         }
         tx.commit().unwrap();
@@ -218,18 +219,20 @@ fn torn_data_page_is_rebuilt() {
         // Changes after the checkpoint reach the data file by eviction but are
         // never synced: the power loss tears them.
         let mut tx = db.begin().unwrap();
-        for i in 0..600u32 {
+        for i in 0..2400u32 {
             tx.put(&k(i), &v(i, 2)).unwrap();
         }
         tx.commit().unwrap();
         drop(db);
         let db = reopen(&sim, &opts);
         let all = read_all(&db).unwrap();
-        assert_eq!(all.len(), 600);
-        for i in 0..600u32 {
+        assert_eq!(all.len(), 2400);
+        for i in 0..2400u32 {
             assert_eq!(all[&k(i)], v(i, 2), "seed {seed} key {i}");
         }
+        rebuilt += db.recovery_report().pages_rebuilt;
     }
+    assert!(rebuilt > 0, "no seed tore a data page: the test lost its point");
 }
 
 #[test]
@@ -291,12 +294,12 @@ fn deadlock_between_two_threads() {
 #[test]
 fn database_twenty_times_the_pool_survives_a_crash() {
     let sim = new_sim(7);
-    let opts = Options::default().buffer_pool_pages(16).background_writer(false);
+    let opts = Options::default().buffer_pool_pages(24).background_writer(false);
     let db = Db::open_with(sim.clone(), opts.clone()).unwrap();
     let mut model = Model::new();
     for t in 0..10u32 {
         let mut tx = db.begin().unwrap();
-        for i in 0..600u32 {
+        for i in 0..900u32 {
             let key = k(i * 10 + t);
             let val = vec![t as u8; 200 + (i % 64) as usize];
             tx.put(&key, &val).unwrap();
@@ -308,7 +311,7 @@ fn database_twenty_times_the_pool_survives_a_crash() {
         }
     }
     let pages = db.check_report().unwrap();
-    assert!(pages.leaves + pages.inner >= 20 * 16, "{pages:?}");
+    assert!(pages.leaves + pages.inner >= 20 * 24, "{pages:?}");
     drop(db);
     let db = reopen(&sim, &opts);
     assert_eq!(read_all(&db).unwrap(), model);
@@ -434,4 +437,42 @@ fn largest_values_survive_overwrite_abort_and_crash() {
     let all = read_all(&db).unwrap();
     assert_eq!(all.len(), 1);
     assert!(all[&b"big"[..]] == big(1), "the committed 16 MiB value did not survive");
+}
+
+#[test]
+fn recovery_streams_large_segments_and_records_larger_than_its_read_chunk() {
+    // Default options: 16 MiB segments, read by recovery 1 MiB at a time; a
+    // 3 MiB value makes a log record larger than the chunk.
+    let sim = new_sim(9);
+    let opts = Options::default().background_writer(false);
+    let db = Db::open_with(sim.clone(), opts.clone()).unwrap();
+    let mut model = Model::new();
+    for t in 0..40u32 {
+        let mut tx = db.begin().unwrap();
+        for i in 0..200u32 {
+            let key = k(t * 1000 + i);
+            let val = vec![t as u8; 300];
+            tx.put(&key, &val).unwrap();
+            model.insert(key, val);
+        }
+        if t % 10 == 3 {
+            let key = format!("big{t}").into_bytes();
+            let val: Vec<u8> = (0..3 << 20).map(|i: u32| (i % 251) as u8 ^ t as u8).collect();
+            tx.put(&key, &val).unwrap();
+            model.insert(key, val);
+        }
+        tx.commit().unwrap();
+    }
+    // A loser whose records sit in the middle of the big segment.
+    let mut loser = db.begin().unwrap();
+    loser.put(b"loser", &vec![1u8; 2 << 20]).unwrap();
+    db.sync().unwrap();
+    sim.power_loss();
+    drop(loser);
+    drop(db);
+    let db = Db::open_with(sim, opts).unwrap();
+    let r = db.recovery_report();
+    assert!(r.end_lsn > 8 << 20, "{r:?}");
+    assert_eq!(r.losers, 1, "{r:?}");
+    assert_eq!(read_all(&db).unwrap(), model);
 }

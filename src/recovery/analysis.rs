@@ -4,12 +4,11 @@
 //! and find where the log ends (a torn tail is cut; damage is an error, see
 //! `wal::reader`). Reads the log only; changes nothing.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
 
 use crate::error::{Error, Result};
 use crate::page::{Lsn, PageId};
-use crate::storage::StorageFile;
+use crate::wal::segments::Segments;
 use crate::wal::{reader, AttEntry, Body, ScanEndInfo, TxnId};
 
 /// What analysis found.
@@ -26,7 +25,7 @@ pub struct Analysis {
 }
 
 /// Pass 1.
-pub fn analysis(segments: &BTreeMap<Lsn, Arc<dyn StorageFile>>, from: Lsn, must_reach: Lsn) -> Result<Analysis> {
+pub fn analysis(segments: &Segments, from: Lsn, must_reach: Lsn) -> Result<Analysis> {
     let mut a = Analysis { next_txn_id: 1, ..Default::default() };
     let mut ended: HashSet<TxnId> = HashSet::new();
     let end = reader::scan(segments, from, must_reach, |rec| {

@@ -4,14 +4,11 @@
 //! `page_lsn < lsn`. A torn page is rebuilt from the first full image or init
 //! of it in the log.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-
 use super::{Analysis, RecoveryReport};
 use crate::buffer::BufferPool;
 use crate::error::{Error, Result};
-use crate::page::{self, Lsn, PageId, PageRef};
-use crate::storage::StorageFile;
+use crate::page::{self, PageId, PageRef};
+use crate::wal::segments::Segments;
 use crate::wal::{reader, LogRecord, PagePart};
 
 /// Redo one page change of record `rec`. THE pageLSN TEST lives here: a
@@ -55,12 +52,7 @@ fn redo_part(
 }
 
 /// Pass 2.
-pub fn redo(
-    pool: &BufferPool,
-    segments: &BTreeMap<Lsn, Arc<dyn StorageFile>>,
-    a: &Analysis,
-    report: &mut RecoveryReport,
-) -> Result<()> {
+pub fn redo(pool: &BufferPool, segments: &Segments, a: &Analysis, report: &mut RecoveryReport) -> Result<()> {
     let Some(&redo_start) = a.dirty_pages.values().min() else { return Ok(()) };
     report.redo_start_lsn = redo_start;
     pool.set_recovery_mode(true);

@@ -1,35 +1,98 @@
-//! Strict two-phase key locks with deadlock detection.
+//! Strict two-phase key locks with deadlock detection, in a two-level
+//! hierarchy (Gray et al.'s granularity of locks): the whole key space (the
+//! root) above the keys.
 //!
 //! Invariants:
 //! - A key is held either by any number of transactions in Shared mode or by
 //!   one in Exclusive mode. Locks are released only by `release_all`, at the
 //!   end of a transaction (strict 2PL).
-//! - Requests that cannot be granted wait in FIFO order per key; an upgrade
-//!   (S to X by a holder) goes to the front. A new Shared request waits behind
+//! - Before a key lock, a transaction holds an intention lock on the root:
+//!   IntentShared for a Shared key lock, IntentExclusive for an Exclusive one.
+//!   A transaction holding Shared on the root needs no Shared key lock, one
+//!   holding Exclusive needs no key lock at all. So a root lock in S or X
+//!   conflicts exactly with the key locks it covers (IS, IX, S, X
+//!   compatibility matrix; IX together with S is taken as X).
+//! - Escalation (`escalate`): a transaction holding many key locks takes S
+//!   (only Shared key locks) or X on the root and releases its key locks:
+//!   the table then holds O(1) entries for it, whatever the number of keys.
+//! - Requests that cannot be granted wait in FIFO order per lock; an upgrade
+//!   (by a holder) goes to the front. A new Shared request waits behind
 //!   a queued Exclusive one, so writers are not starved.
-//! - Every wait adds edges "waiter -> holders (and earlier waiters)" to the
-//!   waits-for graph. Detection runs each time a transaction is about to wait,
-//!   from that transaction: a cycle can only be closed by the edge being added
-//!   now, so the transaction that closes it always sees it, and becomes the
-//!   victim (`Error::Deadlock`).
+//! - Every wait adds edges "waiter -> incompatible holders (and earlier
+//!   waiters)" to the waits-for graph. Detection runs each time a
+//!   transaction is about to wait, from that transaction: a cycle can only be
+//!   closed by the edge being added now (holders change only by grants, and a
+//!   transaction granted a lock is no longer waiting), so the transaction that
+//!   closes it always sees it, and becomes the victim (`Error::Deadlock`).
 //! - One mutex guards the whole table; waiting uses a per-manager condvar.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StopCause};
 
 /// Transaction id.
 pub type TxnId = u64;
 
+/// The lock id of the root (the whole key space). `crate::txn::lock_key`
+/// never returns it.
+pub const ROOT: u64 = u64::MAX;
+
 /// Lock modes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LockMode {
-    /// For reads; compatible with other Shared holders.
+    /// On the root only: the holder takes Shared locks on keys.
+    IntentShared,
+    /// On the root only: the holder takes Exclusive (and Shared) locks on keys.
+    IntentExclusive,
+    /// For reads; compatible with other Shared holders (and IS on the root).
     Shared,
     /// For writes; compatible with nothing.
     Exclusive,
+}
+
+use LockMode::*;
+
+impl LockMode {
+    /// Can one transaction hold `self` while another holds `other`?
+    fn compatible_with(self, other: LockMode) -> bool {
+        match (self, other) {
+            (Exclusive, _) | (_, Exclusive) => false,
+            (IntentShared, _) | (_, IntentShared) => true,
+            (IntentExclusive, IntentExclusive) | (Shared, Shared) => true,
+            (IntentExclusive, Shared) | (Shared, IntentExclusive) => false,
+        }
+    }
+
+    /// Does holding `self` give everything `want` gives?
+    fn covers(self, want: LockMode) -> bool {
+        match self {
+            Exclusive => true,
+            Shared => matches!(want, Shared | IntentShared),
+            IntentExclusive => matches!(want, IntentExclusive | IntentShared),
+            IntentShared => want == IntentShared,
+        }
+    }
+
+    /// The weakest mode covering both (IX with S, that is SIX, is taken as X).
+    fn sup(self, other: LockMode) -> LockMode {
+        if self.covers(other) {
+            self
+        } else if other.covers(self) {
+            other
+        } else {
+            Exclusive
+        }
+    }
+
+    /// The intention a key lock in this mode needs on the root.
+    fn intention(self) -> LockMode {
+        match self {
+            Shared | IntentShared => IntentShared,
+            Exclusive | IntentExclusive => IntentExclusive,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -47,17 +110,12 @@ impl KeyLock {
     /// Can `txn` be granted `mode` now, given it is at the head of the queue
     /// (or the queue is empty)?
     fn compatible(&self, txn: TxnId, mode: LockMode) -> bool {
-        match mode {
-            LockMode::Shared => self.holders.iter().all(|&(t, m)| t == txn || m == LockMode::Shared),
-            LockMode::Exclusive => self.holders.iter().all(|&(t, _)| t == txn),
-        }
+        self.holders.iter().all(|&(t, m)| t == txn || m.compatible_with(mode))
     }
 
     fn grant(&mut self, txn: TxnId, mode: LockMode) -> bool {
         if let Some(h) = self.holders.iter_mut().find(|(t, _)| *t == txn) {
-            if mode == LockMode::Exclusive {
-                h.1 = LockMode::Exclusive;
-            }
+            h.1 = h.1.sup(mode);
             false
         } else {
             self.holders.push((txn, mode));
@@ -68,19 +126,23 @@ impl KeyLock {
 
 #[derive(Default)]
 struct Table {
-    /// Set when the database stopped (fail-stop): every wait ends with an error.
-    failed: bool,
+    /// Set when the database stopped (fail-stop): every wait ends with an
+    /// error carrying this cause.
+    failed: Option<StopCause>,
+    /// Key locks, and the root at `ROOT`.
     keys: HashMap<u64, KeyLock>,
     /// What each waiting transaction waits for.
     waiting: HashMap<TxnId, u64>,
 }
 
 impl Table {
-    /// Transactions that `txn`, waiting on `key`, waits for: the holders, and
-    /// the requests queued ahead of it.
+    /// Transactions that `txn`, waiting on `key`, waits for: the holders whose
+    /// mode conflicts with its request, and the requests queued ahead of it.
     fn blockers(&self, txn: TxnId, key: u64) -> Vec<TxnId> {
         let Some(kl) = self.keys.get(&key) else { return vec![] };
-        let mut out: Vec<TxnId> = kl.holders.iter().map(|&(t, _)| t).filter(|&t| t != txn).collect();
+        let want = kl.queue.iter().find(|&&(t, _)| t == txn).map(|&(_, m)| m).unwrap_or(Exclusive);
+        let mut out: Vec<TxnId> =
+            kl.holders.iter().filter(|&&(t, m)| t != txn && !m.compatible_with(want)).map(|&(t, _)| t).collect();
         for &(t, _) in &kl.queue {
             if t == txn {
                 break;
@@ -127,16 +189,53 @@ impl LockManager {
         LockManager { table: Mutex::new(Table::default()), cv: Condvar::new() }
     }
 
-    /// Acquire `mode` on `key` for `txn`, waiting while others hold it.
-    /// Ok(true): newly acquired (record it for release); Ok(false): already
-    /// held (possibly upgraded). Err(Deadlock): waiting would close a cycle;
-    /// `txn`'s other locks are untouched.
+    /// Acquire `mode` (Shared or Exclusive) on `key` for `txn`, first its
+    /// intention on the root, waiting while others hold either.
+    /// Ok(true): a key lock newly acquired (record it for release, and for
+    /// escalation); Ok(false): nothing new to record (already held, possibly
+    /// upgraded, or covered by the root lock). Err(Deadlock): waiting would
+    /// close a cycle; `txn`'s other locks are untouched.
     pub fn lock(&self, txn: TxnId, key: u64, mode: LockMode) -> Result<bool> {
+        debug_assert!(key != ROOT && matches!(mode, Shared | Exclusive));
         let mut t = self.table.lock();
-        if t.failed {
-            return Err(Self::stopped());
+        let root = t.keys.get(&ROOT).and_then(|kl| kl.held_by(txn));
+        if root.is_some_and(|r| r.covers(mode)) {
+            return Ok(false);
         }
-        if let Some(r) = Self::try_grant(&mut t, txn, key, mode) {
+        if !root.is_some_and(|r| r.covers(mode.intention())) {
+            self.lock_one(&mut t, txn, ROOT, mode.intention())?;
+            // S plus IX is X on the root: that covers the key too.
+            if t.keys.get(&ROOT).and_then(|kl| kl.held_by(txn)).is_some_and(|r| r.covers(mode)) {
+                return Ok(false);
+            }
+        }
+        self.lock_one(&mut t, txn, key, mode)
+    }
+
+    /// Escalate: take `mode` (Shared if every key lock of `txn` is Shared,
+    /// else Exclusive) on the root, waiting for other holders, then release
+    /// `txn`'s key locks in `keys`. Err(Deadlock) as for `lock` (the key locks
+    /// are then still held).
+    pub fn escalate(&self, txn: TxnId, keys: &[u64], mode: LockMode) -> Result<()> {
+        let mut t = self.table.lock();
+        self.lock_one(&mut t, txn, ROOT, mode)?;
+        Self::release_keys(&mut t, txn, keys);
+        drop(t);
+        self.cv.notify_all();
+        Ok(())
+    }
+
+    fn lock_one(
+        &self,
+        t: &mut parking_lot::MutexGuard<'_, Table>,
+        txn: TxnId,
+        key: u64,
+        mode: LockMode,
+    ) -> Result<bool> {
+        if let Some(cause) = &t.failed {
+            return Err(Error::Failed { cause: cause.clone() });
+        }
+        if let Some(r) = Self::try_grant(t, txn, key, mode) {
             return Ok(r);
         }
         // Enqueue (upgrades to the front) and wait.
@@ -151,15 +250,15 @@ impl LockManager {
         }
         t.waiting.insert(txn, key);
         if t.closes_cycle(txn, key) {
-            Self::dequeue(&mut t, txn, key);
+            Self::dequeue(t, txn, key);
             self.cv.notify_all();
             return Err(Error::Deadlock);
         }
         loop {
-            self.cv.wait(&mut t);
-            if t.failed {
-                Self::dequeue(&mut t, txn, key);
-                return Err(Self::stopped());
+            self.cv.wait(t);
+            if let Some(cause) = t.failed.clone() {
+                Self::dequeue(t, txn, key);
+                return Err(Error::Failed { cause });
             }
             let kl = t.keys.get(&key).expect("a key with a waiter stays in the table");
             let at_head = kl.queue.front().map(|&(w, _)| w) == Some(txn);
@@ -178,29 +277,35 @@ impl LockManager {
         }
     }
 
-    fn stopped() -> Error {
-        Error::Failed { cause: "the database stopped while this transaction waited for a lock".into() }
-    }
-
-    /// The database stopped: wake every waiter with an error, refuse new waits.
-    pub fn fail_all(&self) {
-        self.table.lock().failed = true;
+    /// The database stopped because of `cause`: wake every waiter with
+    /// `Error::Failed` carrying it, refuse new waits. The first cause stays.
+    pub fn fail_all(&self, cause: &StopCause) {
+        self.table.lock().failed.get_or_insert_with(|| cause.clone());
         self.cv.notify_all();
     }
 
     /// Like `lock` but never waits: Ok(None) if it would have to.
     pub fn try_lock(&self, txn: TxnId, key: u64, mode: LockMode) -> Result<Option<bool>> {
         let mut t = self.table.lock();
+        let root = t.keys.get(&ROOT).and_then(|kl| kl.held_by(txn));
+        if root.is_some_and(|r| r.covers(mode)) {
+            return Ok(Some(false));
+        }
+        if !root.is_some_and(|r| r.covers(mode.intention()))
+            && Self::try_grant(&mut t, txn, ROOT, mode.intention()).is_none()
+        {
+            return Ok(None);
+        }
         Ok(Self::try_grant(&mut t, txn, key, mode))
     }
 
     fn try_grant(t: &mut Table, txn: TxnId, key: u64, mode: LockMode) -> Option<bool> {
         let kl = t.keys.entry(key).or_default();
-        match (kl.held_by(txn), mode) {
-            (Some(LockMode::Exclusive), _) | (Some(LockMode::Shared), LockMode::Shared) => return Some(false),
-            _ => {}
+        let held = kl.held_by(txn);
+        if held.is_some_and(|h| h.covers(mode)) {
+            return Some(false);
         }
-        let upgrade = kl.held_by(txn).is_some();
+        let upgrade = held.is_some();
         // A new request must also respect the queue (FIFO); an upgrade jumps it.
         if (upgrade || kl.queue.is_empty()) && kl.compatible(txn, mode) {
             return Some(kl.grant(txn, mode));
@@ -221,9 +326,7 @@ impl LockManager {
         }
     }
 
-    /// Release `txn`'s locks on `keys` and wake waiters.
-    pub fn release_all(&self, txn: TxnId, keys: &[u64]) {
-        let mut t = self.table.lock();
+    fn release_keys(t: &mut Table, txn: TxnId, keys: &[u64]) {
         for key in keys {
             if let Some(kl) = t.keys.get_mut(key) {
                 kl.holders.retain(|&(h, _)| h != txn);
@@ -232,19 +335,27 @@ impl LockManager {
                 }
             }
         }
+    }
+
+    /// Release `txn`'s locks on `keys`, and its root lock, and wake waiters.
+    pub fn release_all(&self, txn: TxnId, keys: &[u64]) {
+        let mut t = self.table.lock();
+        Self::release_keys(&mut t, txn, keys);
+        Self::release_keys(&mut t, txn, &[ROOT]);
         drop(t);
         self.cv.notify_all();
     }
 
-    /// Keys with a holder or a waiter.
+    /// Keys with a holder or a waiter (the root not counted).
     pub fn len(&self) -> usize {
-        self.table.lock().keys.len()
+        let t = self.table.lock();
+        t.keys.len() - usize::from(t.keys.contains_key(&ROOT))
     }
 
-    /// True when no key is locked.
+    /// True when nothing is locked, the root included.
     #[cfg(test)]
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.table.lock().keys.is_empty()
     }
 }
 
@@ -284,6 +395,8 @@ mod tests {
         assert!(!m.lock(1, 1, LockMode::Shared).unwrap());
         assert_eq!(m.try_lock(2, 1, LockMode::Shared).unwrap(), None);
         m.release_all(1, &[1]);
+        // The failed try_lock left txn 2 its intention lock on the root.
+        m.release_all(2, &[]);
         assert!(m.is_empty());
     }
 
@@ -349,9 +462,105 @@ mod tests {
         let m2 = m.clone();
         let h = std::thread::spawn(move || m2.lock(2, 9, LockMode::Shared));
         std::thread::sleep(Duration::from_millis(20));
-        m.fail_all();
-        assert!(matches!(h.join().unwrap(), Err(Error::Failed { .. })));
-        assert!(matches!(m.lock(3, 10, LockMode::Shared), Err(Error::Failed { .. })));
+        let cause = StopCause::Corruption { file: "btree", detail: "a loop".into() };
+        m.fail_all(&cause);
+        m.fail_all(&StopCause::Other { message: "later".into() });
+        assert!(matches!(h.join().unwrap(), Err(Error::Failed { cause: c }) if c == cause));
+        assert!(matches!(m.lock(3, 10, LockMode::Shared), Err(Error::Failed { cause: c }) if c == cause));
+    }
+
+    #[test]
+    fn intention_modes_follow_the_granularity_matrix() {
+        let all = [IntentShared, IntentExclusive, Shared, Exclusive];
+        let ok = |a: LockMode, b: LockMode| a.compatible_with(b);
+        for a in all {
+            assert!(!ok(a, Exclusive));
+            assert_eq!(ok(a, IntentShared), a != Exclusive);
+            assert_eq!(ok(a, b_sym(a)), ok(b_sym(a), a));
+        }
+        assert!(ok(IntentExclusive, IntentExclusive) && ok(Shared, Shared));
+        assert!(!ok(IntentExclusive, Shared) && !ok(Shared, IntentExclusive));
+        assert_eq!(IntentExclusive.sup(Shared), Exclusive);
+        assert_eq!(IntentShared.sup(IntentExclusive), IntentExclusive);
+        assert!(Shared.covers(IntentShared) && !Shared.covers(IntentExclusive));
+    }
+
+    fn b_sym(a: LockMode) -> LockMode {
+        match a {
+            IntentShared => Shared,
+            IntentExclusive => IntentShared,
+            Shared => IntentExclusive,
+            Exclusive => Shared,
+        }
+    }
+
+    #[test]
+    fn escalation_to_exclusive_replaces_key_locks_and_blocks_others() {
+        let m = LockManager::new();
+        let keys: Vec<u64> = (1..=100).collect();
+        for &k in &keys {
+            assert!(m.lock(1, k, Exclusive).unwrap());
+        }
+        assert!(m.lock(2, 500, Shared).unwrap());
+        assert_eq!(m.len(), 101);
+        // Txn 2's IS on the root conflicts with X: escalation must wait.
+        m.release_all(2, &[500]);
+        m.escalate(1, &keys, Exclusive).unwrap();
+        assert_eq!(m.len(), 0, "the key locks are gone");
+        // Covered: no new key lock is recorded.
+        assert!(!m.lock(1, 7, Shared).unwrap());
+        assert!(!m.lock(1, 1000, Exclusive).unwrap());
+        assert_eq!(m.try_lock(2, 500, Shared).unwrap(), None);
+        assert_eq!(m.try_lock(3, 501, Exclusive).unwrap(), None);
+        m.release_all(1, &[]);
+        m.release_all(2, &[]);
+        m.release_all(3, &[]);
+        assert!(m.is_empty());
+    }
+
+    #[test]
+    fn escalated_reader_blocks_writers_not_readers() {
+        let m = LockManager::new();
+        let keys: Vec<u64> = (1..=10).collect();
+        for &k in &keys {
+            m.lock(1, k, Shared).unwrap();
+        }
+        m.escalate(1, &keys, Shared).unwrap();
+        assert_eq!(m.try_lock(2, 3, Shared).unwrap(), Some(true));
+        assert_eq!(m.try_lock(3, 99, Exclusive).unwrap(), None);
+        // The escalated reader may still write: its root lock becomes X once
+        // the other reader is gone.
+        m.release_all(2, &[3]);
+        m.release_all(3, &[]);
+        assert!(!m.lock(1, 99, Exclusive).unwrap());
+        assert_eq!(m.try_lock(2, 3, Shared).unwrap(), None);
+        m.release_all(1, &[]);
+        m.release_all(2, &[]);
+        assert!(m.is_empty());
+    }
+
+    #[test]
+    fn two_writers_escalating_at_once_deadlock_once() {
+        let m = Arc::new(LockManager::new());
+        m.lock(1, 1, Exclusive).unwrap();
+        m.lock(2, 2, Exclusive).unwrap();
+        let b = Arc::new(Barrier::new(2));
+        let hs: Vec<_> = [1u64, 2]
+            .into_iter()
+            .map(|t| {
+                let (m, b) = (m.clone(), b.clone());
+                std::thread::spawn(move || {
+                    b.wait();
+                    let r = m.escalate(t, &[t], Exclusive);
+                    let victim = matches!(r, Err(Error::Deadlock));
+                    m.release_all(t, &[t]);
+                    victim
+                })
+            })
+            .collect();
+        let victims = hs.into_iter().map(|h| h.join().unwrap()).filter(|v| *v).count();
+        assert_eq!(victims, 1);
+        assert!(m.is_empty());
     }
 
     #[test]

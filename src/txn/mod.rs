@@ -46,12 +46,12 @@ impl TxnTable {
     }
 }
 
-/// A stable 64-bit hash of a key, for the lock table.
+/// A stable 64-bit hash of a key, for the lock table. Never `lock::ROOT`.
 pub fn lock_key(key: &[u8]) -> u64 {
     // std's SipHash with fixed keys: deterministic across runs.
     let mut h = std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().build_hasher();
     h.write(key);
-    h.finish()
+    h.finish().min(lock::ROOT - 1)
 }
 
 /// One step of a rollback: look at the record at `cur`, undo it if it is an

@@ -17,17 +17,18 @@
 pub mod reader;
 pub use reader::ScanEnd as ScanEndInfo;
 pub mod record;
+pub mod segments;
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StopCause};
 use crate::page::Lsn;
-use crate::storage::{read_full_at, Storage, StorageFile};
+use crate::storage::{read_full_at, Storage};
 pub use record::*;
+use segments::Segments;
 
 /// LSN of the first record of a new database.
 pub const LSN_START: Lsn = 4096;
@@ -36,6 +37,11 @@ pub const LSN_START: Lsn = 4096;
 pub const MAX_LSN: Lsn = 1 << 62;
 /// The log buffer is flushed by the appender once it holds this many bytes.
 const BUFFER_FLUSH_BYTES: usize = 4 << 20;
+/// The spare buffer keeps at most this capacity: a buffer that grew for a
+/// large record (a long value) is shrunk back when it becomes the spare, so
+/// the log holds at most about twice this between flushes, not its largest
+/// buffer ever.
+const SPARE_MAX_BYTES: usize = 2 * BUFFER_FLUSH_BYTES;
 
 /// File name of the segment that starts at `start`.
 pub fn segment_name(start: Lsn) -> String {
@@ -67,7 +73,8 @@ struct AppendState {
 
 struct FlushState {
     in_progress: bool,
-    failed: Option<String>,
+    /// Why the log stopped (the first flush error).
+    failed: Option<StopCause>,
 }
 
 /// Counters for stats.
@@ -95,7 +102,7 @@ pub struct Wal {
     flush_taken: AtomicU64,
     /// The epoch of the last flush that completed.
     flush_done: AtomicU64,
-    segments: Mutex<BTreeMap<Lsn, Arc<dyn StorageFile>>>,
+    segments: Arc<Segments>,
     /// Counters.
     pub counters: WalCounters,
 }
@@ -104,15 +111,9 @@ impl Wal {
     /// A log that appends at `end_lsn`, in the segment starting at `cur_seg`
     /// (a new segment is created if `cur_seg == end_lsn` and no file exists).
     /// `segments` are the segment files found on storage.
-    pub fn new(
-        storage: Arc<dyn Storage>,
-        seg_size: u64,
-        segments: BTreeMap<Lsn, Arc<dyn StorageFile>>,
-        cur_seg: Lsn,
-        end_lsn: Lsn,
-    ) -> Wal {
+    pub fn new(storage: Arc<dyn Storage>, seg_size: u64, segments: Arc<Segments>, cur_seg: Lsn, end_lsn: Lsn) -> Wal {
         assert!(cur_seg <= end_lsn && end_lsn.is_multiple_of(RECORD_ALIGN as u64));
-        let pending_segs = if segments.contains_key(&cur_seg) { vec![] } else { vec![cur_seg] };
+        let pending_segs = if segments.contains(cur_seg) { vec![] } else { vec![cur_seg] };
         Wal {
             storage,
             seg_size,
@@ -129,7 +130,7 @@ impl Wal {
             durable_lsn: AtomicU64::new(end_lsn),
             flush_taken: AtomicU64::new(0),
             flush_done: AtomicU64::new(0),
-            segments: Mutex::new(segments),
+            segments,
             counters: WalCounters::default(),
         }
     }
@@ -215,7 +216,7 @@ impl Wal {
             let mut f = self.flush.lock();
             f.in_progress = false;
             if let Err(e) = &result {
-                f.failed.get_or_insert_with(|| e.to_string());
+                f.failed.get_or_insert_with(|| StopCause::from_error(e));
             }
             self.flush_cv.notify_all();
             drop(f);
@@ -247,11 +248,13 @@ impl Wal {
         let end = start + bytes.len() as u64;
         let result = self.write_and_sync(&bytes, start, &new_segs);
         {
-            // Give the buffer back as the next spare.
+            // Give the buffer back as the next spare, shrunk back if a large
+            // record made it grow beyond the usual size.
             let mut s = self.append.lock();
             if s.spare.capacity() < bytes.capacity() {
                 let mut b = bytes;
                 b.clear();
+                b.shrink_to(SPARE_MAX_BYTES);
                 s.spare = b;
             }
         }
@@ -265,34 +268,29 @@ impl Wal {
         Ok(())
     }
 
+    /// Write `bytes` (the log from `start`) into their segments, creating the
+    /// new ones first, and sync each segment as its part is written, so that
+    /// at most one segment handle is held at a time (`Segments` bounds the
+    /// rest). `durable_lsn` advances only after all of them returned Ok.
     fn write_and_sync(&self, bytes: &[u8], start: Lsn, new_segs: &[Lsn]) -> Result<()> {
         for &seg in new_segs {
-            let file = self.storage.open(&segment_name(seg))?;
-            file.set_len(self.seg_size)?;
-            self.segments.lock().insert(seg, file);
+            self.segments.create(seg, self.seg_size)?;
         }
-        let mut touched: Vec<Arc<dyn StorageFile>> = Vec::new();
         let mut pos = start;
         let end = start + bytes.len() as u64;
         while pos < end {
-            let (seg_start, file, seg_end) = {
-                let segs = self.segments.lock();
-                let Some((&s, f)) = segs.range(..=pos).next_back() else {
-                    return Err(Error::corruption("wal", format!("no segment holds LSN {pos}")));
-                };
-                let next = segs.range(pos + 1..).next().map(|(&n, _)| n).unwrap_or(u64::MAX);
-                (s, f.clone(), next)
+            let Some((seg_start, seg_end)) = self.segments.locate(pos) else {
+                return Err(Error::corruption("wal", format!("no segment holds LSN {pos}")));
             };
+            let file = self.segments.file(seg_start)?;
             let chunk_end = end.min(seg_end);
             let slice = &bytes[(pos - start) as usize..(chunk_end - start) as usize];
             file.write_all_at(slice, pos - seg_start)?;
+            self.segments.note_written(seg_start, chunk_end - seg_start);
             self.counters.bytes_written.fetch_add(slice.len() as u64, Ordering::Relaxed);
-            touched.push(file);
-            pos = chunk_end;
-        }
-        for f in &touched {
-            f.sync_data()?;
+            file.sync_data()?;
             self.counters.syncs.fetch_add(1, Ordering::Relaxed);
+            pos = chunk_end;
         }
         if !new_segs.is_empty() {
             self.storage.sync_dir()?;
@@ -314,14 +312,10 @@ impl Wal {
         if lsn >= self.durable_lsn() {
             self.flush_to(lsn)?;
         }
-        let file = {
-            let segs = self.segments.lock();
-            match segs.range(..=lsn).next_back() {
-                Some((&s, f)) => (s, f.clone()),
-                None => return Err(Error::corruption("wal", format!("LSN {lsn} is before the oldest segment"))),
-            }
+        let Some((seg_start, _)) = self.segments.locate(lsn) else {
+            return Err(Error::corruption("wal", format!("LSN {lsn} is before the oldest segment")));
         };
-        let (seg_start, file) = file;
+        let file = self.segments.file(seg_start)?;
         let mut hdr = [0u8; RECORD_HEADER_LEN];
         let n = read_full_at(&*file, &mut hdr, lsn - seg_start)?;
         let Some(len) = peek_len(&hdr[..n], lsn) else {
@@ -336,24 +330,18 @@ impl Wal {
     /// segment is never removed.
     pub fn truncate_before(&self, keep_from: Lsn) -> Result<usize> {
         let doomed: Vec<Lsn> = {
-            let segs = self.segments.lock();
-            let starts: Vec<Lsn> = segs.keys().copied().collect();
+            let starts = self.segments.starts();
             starts.windows(2).filter(|w| w[1] <= keep_from).map(|w| w[0]).collect()
         };
         for &s in &doomed {
-            self.segments.lock().remove(&s);
+            self.segments.forget(s);
             self.storage.remove(&segment_name(s))?;
         }
         Ok(doomed.len())
     }
 
-    /// Bytes held by segment files (for the bounded-log check and stats).
-    pub fn disk_bytes(&self) -> Result<u64> {
-        let segs: Vec<_> = self.segments.lock().values().cloned().collect();
-        let mut total = 0;
-        for f in segs {
-            total += f.len()?;
-        }
-        Ok(total)
+    /// Bytes held by segment files (for the bounded-log check and stats; no I/O).
+    pub fn disk_bytes(&self) -> u64 {
+        self.segments.disk_bytes()
     }
 }

@@ -10,10 +10,10 @@
 //! the bad record, and `ScanEnd::stale_until` says how far valid-looking stale
 //! records reach, so the writer can erase them before appending.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::record::*;
+use super::segments::Segments;
 use crate::error::{Error, Result};
 use crate::page::Lsn;
 use crate::storage::{read_full_at, StorageFile};
@@ -35,41 +35,89 @@ pub struct ScanEnd {
     pub bytes: u64,
 }
 
-fn load(file: &dyn StorageFile) -> Result<Vec<u8>> {
-    let len = file.len()?;
-    let len = usize::try_from(len).map_err(|_| Error::corruption("wal", "segment larger than memory"))?;
-    let mut data = vec![0u8; len];
-    let n = read_full_at(file, &mut data, 0)?;
-    data.truncate(n);
-    Ok(data)
+/// Bytes a segment reader reads at once: its memory, unless one record is
+/// larger (then the window grows to that record, at most `MAX_RECORD_LEN`).
+pub const READ_CHUNK: usize = 1 << 20;
+
+/// A window over one segment file: reads it in chunks of `READ_CHUNK`, so
+/// recovery's memory is bounded by the chunk (or the largest record), not by
+/// the segment size.
+struct SegReader {
+    file: Arc<dyn StorageFile>,
+    /// The file's length.
+    len: u64,
+    /// File offset of `win[0]`.
+    win_start: u64,
+    win: Vec<u8>,
 }
 
-fn decode_at(data: &[u8], seg_start: Lsn, lsn: Lsn) -> Option<LogRecord> {
-    let off = usize::try_from(lsn.checked_sub(seg_start)?).ok()?;
-    decode_record(data.get(off..)?, lsn).ok()
+impl SegReader {
+    fn new(file: Arc<dyn StorageFile>) -> Result<SegReader> {
+        let len = file.len()?;
+        Ok(SegReader { file, len, win_start: 0, win: Vec::new() })
+    }
+
+    /// Up to `want` bytes at offset `off` (fewer only at the end of the file).
+    fn slice(&mut self, off: u64, want: usize) -> Result<&[u8]> {
+        let end = off.saturating_add(want as u64).min(self.len);
+        if off >= end {
+            return Ok(&[]);
+        }
+        let win_end = self.win_start + self.win.len() as u64;
+        if off < self.win_start || end > win_end {
+            let n = usize::try_from((end - off).max(READ_CHUNK as u64).min(self.len - off))
+                .map_err(|_| Error::corruption("wal", "log segment larger than memory"))?;
+            self.win.clear();
+            self.win.resize(n, 0);
+            let got = read_full_at(&*self.file, &mut self.win, off)?;
+            self.win.truncate(got);
+            self.win_start = off;
+            if (got as u64) < end - off {
+                // The file shrank under us: treat what is missing as absent.
+                self.len = off + got as u64;
+            }
+        }
+        let a = (off - self.win_start) as usize;
+        let b = ((end.min(self.win_start + self.win.len() as u64)) - self.win_start) as usize;
+        Ok(&self.win[a..b])
+    }
+
+    /// The file's length.
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// The record at `lsn` (in the segment starting at `seg_start`), if one is
+    /// there and valid.
+    fn decode_at(&mut self, seg_start: Lsn, lsn: Lsn) -> Result<Option<LogRecord>> {
+        let Some(off) = lsn.checked_sub(seg_start) else { return Ok(None) };
+        let Some(len) = peek_len(self.slice(off, RECORD_HEADER_LEN)?, lsn) else { return Ok(None) };
+        Ok(decode_record(self.slice(off, len)?, lsn).ok())
+    }
 }
 
 /// Read the log from `from` to its end, calling `visit` for every record in
 /// order. `must_reach` is a lower bound on the end that the caller knows was
-/// durable (from the master record): ending before it is damage.
+/// durable (from the master record): ending before it is damage. Holds one
+/// segment handle at a time.
 pub fn scan(
-    segments: &BTreeMap<Lsn, Arc<dyn StorageFile>>,
+    segments: &Segments,
     from: Lsn,
     must_reach: Lsn,
     mut visit: impl FnMut(&LogRecord) -> Result<()>,
 ) -> Result<ScanEnd> {
-    let Some((&first, file)) = segments.range(..=from).next_back() else {
+    let Some((first, _)) = segments.locate(from) else {
         return Err(Error::corruption("wal", format!("the log segment holding LSN {from} is missing")));
     };
     let mut seg_start = first;
-    let mut data = load(&**file)?;
+    let mut data = SegReader::new(segments.file(first)?)?;
     let mut pos = from;
     let mut max_durable = must_reach;
     let mut out = ScanEnd::default();
     loop {
-        let Some(rec) = decode_at(&data, seg_start, pos) else {
+        let Some(rec) = data.decode_at(seg_start, pos)? else {
             // A bad or missing record: the end of the log, unless proven damaged.
-            let (proof, stale_until) = look_ahead(segments, seg_start, &data, pos)?;
+            let (proof, stale_until) = look_ahead(segments, seg_start, &mut data, pos)?;
             if let Some(q) = proof {
                 return Err(Error::corruption(
                     "wal",
@@ -87,12 +135,12 @@ pub fn scan(
         visit(&rec)?;
         pos += rec.len as u64;
         if rec.body == Body::SegEnd {
-            match segments.get(&pos) {
-                Some(f) => {
+            match segments.contains(pos) {
+                true => {
                     seg_start = pos;
-                    data = load(&**f)?;
+                    data = SegReader::new(segments.file(pos)?)?;
                 }
-                None => {
+                false => {
                     // The next segment is missing: the end of the log, unless a
                     // later segment proves the log went on durably.
                     if let Some(q) = proof_in_later_segments(segments, pos - 1, pos)? {
@@ -111,7 +159,7 @@ pub fn scan(
             }
         }
     }
-    out.stale_segments = segments.range(out.cur_seg + 1..).map(|(&s, _)| s).collect();
+    out.stale_segments = segments.starts_after(out.cur_seg);
     if max_durable > out.end_lsn {
         return Err(Error::corruption(
             "wal",
@@ -124,20 +172,14 @@ pub fn scan(
 /// Search past a bad record at `bad` for valid records. Returns the LSN of one
 /// that proves the bad record had been durable (if any), and how far the
 /// valid-looking records in the current segment reach.
-fn look_ahead(
-    segments: &BTreeMap<Lsn, Arc<dyn StorageFile>>,
-    seg_start: Lsn,
-    data: &[u8],
-    bad: Lsn,
-) -> Result<(Option<Lsn>, Lsn)> {
+fn look_ahead(segments: &Segments, seg_start: Lsn, data: &mut SegReader, bad: Lsn) -> Result<(Option<Lsn>, Lsn)> {
     let mut stale_until = bad;
     let step = RECORD_ALIGN as u64;
-    let end = seg_start + data.len() as u64;
+    let end = seg_start + data.len();
     let mut q = bad + step;
     while q + RECORD_HEADER_LEN as u64 <= end {
-        let off = (q - seg_start) as usize;
-        if peek_len(&data[off..], q).is_some() {
-            if let Some(rec) = decode_at(data, seg_start, q) {
+        if peek_len(data.slice(q - seg_start, RECORD_HEADER_LEN)?, q).is_some() {
+            if let Some(rec) = data.decode_at(seg_start, q)? {
                 if rec.durable_lsn > bad {
                     return Ok((Some(q), stale_until));
                 }
@@ -151,16 +193,12 @@ fn look_ahead(
 
 /// A valid record in a segment starting after `after` whose `durable_lsn` is
 /// beyond `bad`: proof that the log was durable past `bad`.
-fn proof_in_later_segments(
-    segments: &BTreeMap<Lsn, Arc<dyn StorageFile>>,
-    after: Lsn,
-    bad: Lsn,
-) -> Result<Option<Lsn>> {
-    for (&s, f) in segments.range(after + 1..) {
-        let d = load(&**f)?;
+fn proof_in_later_segments(segments: &Segments, after: Lsn, bad: Lsn) -> Result<Option<Lsn>> {
+    for s in segments.starts_after(after) {
+        let mut d = SegReader::new(segments.file(s)?)?;
         let mut q = s;
-        while q + RECORD_HEADER_LEN as u64 <= s + d.len() as u64 {
-            if let Some(rec) = decode_at(&d, s, q) {
+        while q + RECORD_HEADER_LEN as u64 <= s + d.len() {
+            if let Some(rec) = d.decode_at(s, q)? {
                 if rec.durable_lsn > bad {
                     return Ok(Some(q));
                 }

@@ -12,11 +12,11 @@ use rand::{Rng, SeedableRng};
 
 pub type Model = BTreeMap<Vec<u8>, Vec<u8>>;
 
-/// Options for crash tests: a tiny pool so uncommitted pages are stolen, no
-/// background thread so runs are deterministic.
+/// Options for crash tests: the smallest pool accepted, so uncommitted pages
+/// are stolen, no background thread so runs are deterministic.
 pub fn small_opts() -> Options {
     Options::default()
-        .buffer_pool_pages(12)
+        .buffer_pool_pages(ariesdb::MIN_BUFFER_POOL_PAGES)
         .background_writer(false)
         .checkpoint_interval_bytes(0)
         .wal_segment_bytes(256 << 10)
