@@ -79,7 +79,7 @@ pub fn stats(dir: &Path) -> Result<(), CliError> {
     let data_len = files.iter().find(|(n, _)| n == DATA_FILE).map_or(0, |(_, l)| *l);
     println!("{} (inspected on a copy; the directory was not changed)", dir.display());
     println!();
-    let page_size = if r.page_count > 0 && data_len % r.page_count == 0 {
+    let page_size = if r.page_count > 0 && data_len.is_multiple_of(r.page_count) {
         format!(", {} pages of {} bytes", r.page_count, data_len / r.page_count)
     } else {
         String::new()

@@ -87,7 +87,7 @@ pub fn parse_bytes(s: &str, hex: bool, what: &str) -> Result<Vec<u8>, CliError> 
         return Ok(s.as_bytes().to_vec());
     }
     let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return Err(CliError::Other(format!("{what} {s:?} is not hex: odd number of digits")));
     }
     (0..s.len())
