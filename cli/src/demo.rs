@@ -547,7 +547,7 @@ fn verify(db: &Db, accounts: u32, seen: &Seen) -> Result<Vec<String>, CliError> 
 }
 
 /// The parent: run, kill, recover, verify.
-pub fn run(dir: &Path, accounts: u32, threads: u32, quick: bool) -> Result<(), CliError> {
+pub fn run(dir: &Path, accounts: u32, threads: u32, quick: bool, crash_only: bool) -> Result<(), CliError> {
     let accounts = if quick { accounts.min(200) } else { accounts }.max(BATCH_ACCOUNTS + 10);
     let threads = threads.max(1);
     let linger = if quick { Duration::from_millis(100) } else { Duration::from_millis(700) };
@@ -557,6 +557,15 @@ pub fn run(dir: &Path, accounts: u32, threads: u32, quick: bool) -> Result<(), C
         println!("Run {attempt}: the workload, in a child process that will be killed with SIGKILL");
         let seen = crash_run(dir, accounts, threads, linger)?;
         print_files(dir)?;
+        if crash_only {
+            println!();
+            println!("Left as the crash left it: recovery is pending. These commands change nothing in it:");
+            println!("  ariesdb stats {}      (recovers a copy: says what recovery will do)", dir.display());
+            println!("  ariesdb waldump {}    (the log, including the losers' records)", dir.display());
+            println!("  ariesdb check {}      (recovers a copy and checks it)", dir.display());
+            println!("Any command that opens it (get, scan, put, checkpoint, compact) runs recovery.");
+            return Ok(());
+        }
         let t = Instant::now();
         let db = Db::open_path_with(dir, opts())?;
         let open_time = t.elapsed();

@@ -65,6 +65,10 @@ enum Cmd {
         /// A shorter run (for tests): fewer accounts and an earlier kill.
         #[arg(long)]
         quick: bool,
+        /// Stop after the kill: leave DIR as the crash left it, recovery still
+        /// pending, to look at with waldump, stats and check.
+        #[arg(long)]
+        crash_only: bool,
     },
     /// The demo's workload; run by `demo` as its child process.
     #[command(hide = true)]
@@ -175,7 +179,9 @@ enum Cmd {
 
 fn run(cli: Cli) -> Result<(), CliError> {
     match cli.cmd {
-        Cmd::Demo { dir, accounts, threads, quick } => demo::run(&dir, accounts, threads, quick),
+        Cmd::Demo { dir, accounts, threads, quick, crash_only } => {
+            demo::run(&dir, accounts, threads, quick, crash_only)
+        }
         Cmd::DemoChild { dir, accounts, threads } => demo::child(&dir, accounts, threads),
         Cmd::Get { dir, key, enc } => kv::get(&dir, &key, enc.hex),
         Cmd::Put { dir, key, value, enc } => kv::put(&dir, &key, &value, enc.hex),

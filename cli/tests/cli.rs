@@ -240,3 +240,18 @@ fn demo_crashes_recovers_and_passes() {
     assert_eq!(code(&run(&["demo", other.to_str().unwrap(), "--quick"])), 1);
     assert!(other.join("notes.txt").exists());
 }
+
+#[test]
+fn demo_crash_only_leaves_recovery_pending_and_inspection_writes_nothing() {
+    let t = Tmp::new("crash");
+    let dir = t.0.join("bank");
+    let out = ok(run(&["demo", dir.to_str().unwrap(), "--quick", "--crash-only"]));
+    assert!(out.contains("recovery is pending"), "{out}");
+    let before = snapshot(&dir);
+    let stats = ok(run_in(&dir, "stats", &[]));
+    assert!(stats.contains("recovery pending: yes"), "{stats}");
+    assert!(ok(run_in(&dir, "check", &[])).contains("check passed"));
+    let dump = ok(run_in(&dir, "waldump", &["--kind", "abort"]));
+    assert!(dump.contains("records read"), "{dump}");
+    assert_eq!(snapshot(&dir), before, "inspection of a crashed directory changed it");
+}
