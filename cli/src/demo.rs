@@ -374,7 +374,7 @@ fn crash_run(dir: &Path, accounts: u32, threads: u32, linger: Duration) -> Resul
                 return Err(CliError::Other(format!("the demo workload stopped by itself ({status}) before the kill")));
             }
         }
-        if last_progress.elapsed() >= Duration::from_millis(500) && seen.setup && ready_at.is_none() {
+        if last_progress.elapsed() >= Duration::from_millis(250) && seen.setup {
             println!("{}", seen.progress_line(start.elapsed()));
             last_progress = Instant::now();
         }
@@ -410,9 +410,10 @@ fn print_files(dir: &Path) -> Result<(), CliError> {
     let segs: Vec<&(String, u64)> = files.iter().filter(|(n, _)| parse_segment_name(n).is_some()).collect();
     let log: u64 = segs.iter().map(|f| f.1).sum();
     println!(
-        "  on disk: {DATA_FILE} {}, log {} in {} segment files. The log is larger than the data because \
-         each segment file is preallocated at its full size (256 KiB here) before records fill it, and \
-         the log keeps every change since the oldest one recovery may need.",
+        "  on disk: {DATA_FILE} {}, log {} in {} segment files. The log is larger than the data: each \
+         segment file is preallocated at its full size (256 KiB here) before records fill it, and no \
+         segment can be removed while a transaction that began in it is open (the batch jobs began \
+         at the start) or while recovery may need it.",
         size(data),
         size(log),
         segs.len()
@@ -462,7 +463,11 @@ fn print_report(r: &ariesdb::RecoveryReport, open_time: Duration) {
         r.skipped,
         "changes already on disk (page_lsn >= the record's LSN: the page_lsn test) or page not dirty",
     );
-    row("torn pages rebuilt", r.pages_rebuilt, "half-written pages rebuilt from a full page image in the log");
+    row(
+        "torn pages rebuilt",
+        r.pages_rebuilt,
+        "pages never written (or half-written) before the kill, rebuilt from their first image in the log",
+    );
     println!();
     println!("  3. Undo ({:.1} ms): roll the losers back, newest change first.", r.undo_us as f64 / 1000.0);
     row(

@@ -90,7 +90,7 @@ pub fn stats(dir: &Path) -> Result<(), CliError> {
     let segs: Vec<(u64, &String, u64)> =
         files.iter().filter_map(|(n, l)| parse_segment_name(n).map(|s| (s, n, *l))).collect();
     let seg_bytes: u64 = segs.iter().map(|s| s.2).sum();
-    println!("log: {} segment files, {} on disk", segs.len(), size(seg_bytes));
+    println!("log: {} segment file{}, {} on disk", segs.len(), if segs.len() == 1 { "" } else { "s" }, size(seg_bytes));
     for (start, name, len) in &segs {
         println!("  {name}  starts at LSN {start:>10}  {}", size(*len));
     }
