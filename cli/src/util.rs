@@ -1,0 +1,183 @@
+//! Errors with exit codes, key encoding, and opening a directory safely.
+
+use std::fmt::Write as _;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use ariesdb::{Db, Error, Options, DATA_FILE};
+
+/// Name of the lock file the library holds while a database is open.
+pub const LOCK_FILE: &str = "LOCK";
+
+/// An error of the tool, with its exit code.
+#[derive(Debug)]
+pub enum CliError {
+    /// Exit 3: the directory does not exist or holds no database.
+    Missing(String),
+    /// Exit 4: the directory is in use by another process.
+    Locked(String),
+    /// Exit 5: damage.
+    Damage(String),
+    /// Exit 1: anything else.
+    Other(String),
+}
+
+impl CliError {
+    pub fn code(&self) -> u8 {
+        match self {
+            CliError::Missing(_) => 3,
+            CliError::Locked(_) => 4,
+            CliError::Damage(_) => 5,
+            CliError::Other(_) => 1,
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        match self {
+            CliError::Missing(m) | CliError::Locked(m) | CliError::Damage(m) | CliError::Other(m) => m,
+        }
+    }
+}
+
+impl From<Error> for CliError {
+    fn from(e: Error) -> CliError {
+        match e {
+            Error::Locked { path } => CliError::Locked(format!(
+                "{path} is in use by another process (its LOCK file is held); close that process first"
+            )),
+            Error::Corruption { file, detail } => CliError::Damage(format!("damage found in {file}: {detail}")),
+            e => CliError::Other(e.to_string()),
+        }
+    }
+}
+
+impl From<std::io::Error> for CliError {
+    fn from(e: std::io::Error) -> CliError {
+        CliError::Other(format!("I/O error: {e}"))
+    }
+}
+
+/// Bytes as text: printable ASCII as is, everything else escaped the way
+/// Rust escapes a byte string (`\n`, `\t`, `\\`, `\"`, `\xNN`).
+pub fn escape(b: &[u8]) -> String {
+    b.iter().flat_map(|&c| std::ascii::escape_default(c)).map(char::from).collect()
+}
+
+/// Bytes as lowercase hex.
+pub fn to_hex(b: &[u8]) -> String {
+    let mut s = String::with_capacity(b.len() * 2);
+    for c in b {
+        let _ = write!(s, "{c:02x}");
+    }
+    s
+}
+
+/// Bytes for display: hex or escaped.
+pub fn show(b: &[u8], hex: bool) -> String {
+    if hex {
+        to_hex(b)
+    } else {
+        escape(b)
+    }
+}
+
+/// A key or value from the command line: UTF-8 text, or hex with `--hex`.
+pub fn parse_bytes(s: &str, hex: bool, what: &str) -> Result<Vec<u8>, CliError> {
+    if !hex {
+        return Ok(s.as_bytes().to_vec());
+    }
+    let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+    if !s.len().is_multiple_of(2) {
+        return Err(CliError::Other(format!("{what} {s:?} is not hex: odd number of digits")));
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| {
+            u8::from_str_radix(&s[i..i + 2], 16)
+                .map_err(|_| CliError::Other(format!("{what} {s:?} is not hex: bad digits {:?}", &s[i..i + 2])))
+        })
+        .collect()
+}
+
+/// The directory must exist (Db::open would create it); unless `allow_new`,
+/// it must hold a database.
+pub fn require_db(dir: &Path, allow_new: bool) -> Result<(), CliError> {
+    if !dir.exists() {
+        return Err(CliError::Missing(format!(
+            "{} does not exist (no database was created; check the path)",
+            dir.display()
+        )));
+    }
+    if !dir.is_dir() {
+        return Err(CliError::Missing(format!("{} is not a directory", dir.display())));
+    }
+    if !allow_new && !dir.join(DATA_FILE).exists() {
+        return Err(CliError::Missing(format!("{} holds no ariesdb database (no {DATA_FILE})", dir.display())));
+    }
+    Ok(())
+}
+
+/// Open an existing database for reading and writing (runs recovery if the
+/// last shutdown was not clean).
+pub fn open(dir: &Path, allow_new: bool) -> Result<Db, CliError> {
+    require_db(dir, allow_new)?;
+    Ok(Db::open_path_with(dir, Options::default())?)
+}
+
+/// Fail with exit 4 if another process holds the directory's lock. Takes the
+/// lock for a moment through a read-only handle: no byte changes.
+pub fn ensure_not_in_use(dir: &Path) -> Result<Option<File>, CliError> {
+    let path = dir.join(LOCK_FILE);
+    let Ok(f) = File::open(&path) else { return Ok(None) };
+    match f.try_lock() {
+        Ok(()) => Ok(Some(f)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(CliError::Locked(format!(
+            "{} is in use by another process (its LOCK file is held); close that process first",
+            dir.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
+    }
+}
+
+/// A temporary directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Result<TempDir, CliError> {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let p = std::env::temp_dir().join(format!("ariesdb-{tag}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&p)?;
+        Ok(TempDir(p))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Regular files of a directory, sorted by name, with their sizes.
+pub fn list_files(dir: &Path) -> Result<Vec<(String, u64)>, CliError> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        let md = e.metadata()?;
+        if md.is_file() {
+            out.push((e.file_name().to_string_lossy().into_owned(), md.len()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Human-readable size.
+pub fn size(bytes: u64) -> String {
+    if bytes >= 10 << 20 {
+        format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
+    } else if bytes >= 10 << 10 {
+        format!("{:.1} KiB", bytes as f64 / 1024.0)
+    } else {
+        format!("{bytes} bytes")
+    }
+}

@@ -1,0 +1,257 @@
+//! The `ariesdb` binary run as a real process on real temporary directories.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ariesdb");
+
+/// A fresh directory under the system temp dir, removed on drop.
+struct Tmp(PathBuf);
+
+impl Tmp {
+    fn new(tag: &str) -> Tmp {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let p = std::env::temp_dir().join(format!("ariesdb-cli-test-{tag}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&p).unwrap();
+        Tmp(p)
+    }
+    fn db(&self) -> PathBuf {
+        self.0.join("db")
+    }
+}
+
+impl Drop for Tmp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().expect("run ariesdb")
+}
+
+fn run_in(dir: &Path, cmd: &str, rest: &[&str]) -> Output {
+    let mut args = vec![cmd, dir.to_str().unwrap()];
+    args.extend_from_slice(rest);
+    run(&args)
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn ok(o: Output) -> String {
+    assert!(
+        o.status.success(),
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        stdout(&o),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    stdout(&o)
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().expect("exited normally")
+}
+
+/// Every file of a directory with its full contents.
+fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap())
+        })
+        .collect()
+}
+
+/// A database with a few keys, made and closed by the binary itself.
+fn small_db(t: &Tmp) -> PathBuf {
+    let db = t.db();
+    std::fs::create_dir_all(&db).unwrap();
+    for (k, v) in [("apple", "red"), ("apricot", "orange"), ("banana", "yellow"), ("cherry", "dark red"), ("ap", "x")] {
+        ok(run_in(&db, "put", &[k, v]));
+    }
+    db
+}
+
+#[test]
+fn put_get_scan_delete_round_trip() {
+    let t = Tmp::new("kv");
+    let db = small_db(&t);
+    assert_eq!(ok(run_in(&db, "get", &["apple"])), "red\n");
+    // Bytes that are not printable come back escaped, or as hex.
+    ok(run_in(&db, "put", &["bin", "a\tb\u{1}"]));
+    assert_eq!(ok(run_in(&db, "get", &["bin"])), "a\\tb\\x01\n");
+    ok(run_in(&db, "put", &["--hex", "00ff", "0102"]));
+    assert_eq!(ok(run_in(&db, "get", &["--hex", "00ff"])), "0102\n");
+    assert_eq!(ok(run_in(&db, "get", &["--hex", "62696e"])), "61096201\n");
+    let all = ok(run_in(&db, "scan", &[]));
+    assert_eq!(
+        all,
+        "\\x00\\xff\t\\x01\\x02\nap\tx\napple\tred\napricot\torange\nbanana\tyellow\nbin\ta\\tb\\x01\ncherry\tdark red\n"
+    );
+    assert!(ok(run_in(&db, "delete", &["apple"])).contains("deleted"));
+    let o = run_in(&db, "get", &["apple"]);
+    assert_eq!(code(&o), 1);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not found"));
+    assert!(!ok(run_in(&db, "scan", &[])).contains("apple"));
+}
+
+#[test]
+fn scan_prefix_range_reverse_limit() {
+    let t = Tmp::new("scan");
+    let db = small_db(&t);
+    assert_eq!(ok(run_in(&db, "scan", &["--prefix", "ap"])), "ap\tx\napple\tred\napricot\torange\n");
+    assert_eq!(ok(run_in(&db, "scan", &["--prefix", "ap", "--limit", "2"])), "ap\tx\napple\tred\n");
+    assert_eq!(ok(run_in(&db, "scan", &["--prefix", "ap", "--reverse"])), "apricot\torange\napple\tred\nap\tx\n");
+    assert_eq!(ok(run_in(&db, "scan", &["--reverse", "--limit", "2"])), "cherry\tdark red\nbanana\tyellow\n");
+    assert_eq!(ok(run_in(&db, "scan", &["--start", "apr", "--end", "c"])), "apricot\torange\nbanana\tyellow\n");
+    assert_eq!(ok(run_in(&db, "scan", &["--prefix", "zz"])), "");
+    assert_eq!(ok(run_in(&db, "scan", &["--hex", "--prefix", "6170", "--limit", "1"])), "6170\t78\n");
+}
+
+#[test]
+fn waldump_prints_records_and_summary_and_writes_nothing() {
+    let t = Tmp::new("waldump");
+    let db = small_db(&t);
+    let before = snapshot(&db);
+    let out = ok(run_in(&db, "waldump", &[]));
+    assert!(out.lines().next().unwrap().contains("LSN"), "{out}");
+    assert!(out.contains(" Update ") && out.contains(" Commit ") && out.contains(" CkptBegin "), "{out}");
+    assert!(out.contains("end of valid records"), "{out}");
+    let total = out.lines().find(|l| l.starts_with("total")).expect("summary total");
+    assert!(total.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() > 0);
+    // Filters and the summary alone.
+    let updates = ok(run_in(&db, "waldump", &["--kind", "update"]));
+    let body: Vec<&str> = updates.lines().skip(1).take_while(|l| !l.is_empty()).collect();
+    assert!(!body.is_empty() && body.iter().all(|l| l.contains(" Update ")), "{updates}");
+    let summary = ok(run_in(&db, "waldump", &["--summary"]));
+    assert!(!summary.contains("prev_lsn") && summary.contains("Update"), "{summary}");
+    assert_eq!(code(&run_in(&db, "waldump", &["--kind", "nonsense"])), 1);
+    assert_eq!(snapshot(&db), before, "waldump changed the directory");
+}
+
+#[test]
+fn check_and_stats_change_no_byte() {
+    let t = Tmp::new("inspect");
+    let db = small_db(&t);
+    let before = snapshot(&db);
+    let c = ok(run_in(&db, "check", &[]));
+    assert!(c.contains("check passed") && c.contains("keys              5"), "{c}");
+    let s = ok(run_in(&db, "stats", &[]));
+    assert!(s.contains("data file data.db") && s.contains("segment") && s.contains("recovery pending: no"), "{s}");
+    assert_eq!(snapshot(&db), before, "check or stats changed the directory");
+}
+
+#[test]
+fn missing_directory_is_exit_3_and_creates_nothing() {
+    let t = Tmp::new("missing");
+    let nowhere = t.0.join("no-such-dir");
+    for args in [vec!["get", "k"], vec!["put", "k", "v"], vec!["scan"], vec!["check"], vec!["stats"], vec!["waldump"]] {
+        let o = run_in(&nowhere, args[0], &args[1..]);
+        assert_eq!(code(&o), 3, "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(String::from_utf8_lossy(&o.stderr).contains("does not exist"));
+    }
+    assert!(!nowhere.exists());
+    // An existing directory without a database: 3 too, except for put.
+    let empty = t.0.join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    assert_eq!(code(&run_in(&empty, "get", &["k"])), 3);
+    assert_eq!(code(&run_in(&empty, "check", &[])), 3);
+}
+
+#[test]
+fn directory_in_use_is_exit_4() {
+    let t = Tmp::new("locked");
+    let db = small_db(&t);
+    let before = snapshot(&db);
+    let open = ariesdb::Db::open(&db).unwrap();
+    for args in [vec!["get", "apple"], vec!["put", "k", "v"], vec!["check"], vec!["stats"], vec!["compact"]] {
+        let o = run_in(&db, args[0], &args[1..]);
+        assert_eq!(code(&o), 4, "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(String::from_utf8_lossy(&o.stderr).contains("in use"));
+    }
+    open.close().unwrap();
+    assert_eq!(ok(run_in(&db, "get", &["apple"])), "red\n");
+    drop(before);
+}
+
+#[test]
+fn damaged_data_file_is_exit_5() {
+    let t = Tmp::new("damaged");
+    let db = small_db(&t);
+    // Flip bytes in the middle of page 2 (the first tree page) of the closed database.
+    let path = db.join("data.db");
+    let mut bytes = std::fs::read(&path).unwrap();
+    assert!(bytes.len() >= 3 * 4096);
+    for b in &mut bytes[2 * 4096 + 200..2 * 4096 + 216] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    let before = snapshot(&db);
+    for args in [vec!["check"], vec!["stats"], vec!["get", "apple"]] {
+        let o = run_in(&db, args[0], &args[1..]);
+        assert_eq!(code(&o), 5, "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(String::from_utf8_lossy(&o.stderr).contains("damage"));
+    }
+    let _ = before;
+}
+
+#[test]
+fn usage_errors_are_exit_2() {
+    assert_eq!(code(&run(&["frobnicate"])), 2);
+    assert_eq!(code(&run(&["get"])), 2);
+    let help = ok(run(&["--help"]));
+    for word in ["demo", "waldump", "check", "stats", "Exit codes", "COPY"] {
+        assert!(help.contains(word), "--help lacks {word}");
+    }
+}
+
+#[test]
+fn demo_crashes_recovers_and_passes() {
+    let t = Tmp::new("demo");
+    let dir = t.0.join("bank");
+    let out = ok(run(&["demo", dir.to_str().unwrap(), "--quick"]));
+    assert!(out.contains("Verdict: PASS"), "{out}");
+    assert!(out.contains("SIGKILL"), "{out}");
+    let field = |name: &str| -> u64 {
+        let line =
+            out.lines().find(|l| l.trim_start().starts_with(name)).unwrap_or_else(|| panic!("no {name}:\n{out}"));
+        line.trim_start()[name.len()..].split_whitespace().next().unwrap().parse().unwrap()
+    };
+    assert!(field("losers") > 0, "{out}");
+    assert!(field("records applied") > 0, "{out}");
+    assert!(field("records undone") > 0, "{out}");
+    assert!(field("records analyzed") > 0, "{out}");
+    // The inspection commands work on the demo's directory and change nothing.
+    let before = snapshot(&dir);
+    let dump = ok(run_in(&dir, "waldump", &["--summary"]));
+    assert!(dump.contains("total"), "{dump}");
+    assert!(ok(run_in(&dir, "check", &[])).contains("check passed"));
+    assert!(ok(run_in(&dir, "stats", &[])).contains("keys"));
+    assert_eq!(snapshot(&dir), before);
+    // The demo only recreates a directory that holds a database, nothing else.
+    let other = t.0.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("notes.txt"), b"mine").unwrap();
+    assert_eq!(code(&run(&["demo", other.to_str().unwrap(), "--quick"])), 1);
+    assert!(other.join("notes.txt").exists());
+}
+
+#[test]
+fn demo_crash_only_leaves_recovery_pending_and_inspection_writes_nothing() {
+    let t = Tmp::new("crash");
+    let dir = t.0.join("bank");
+    let out = ok(run(&["demo", dir.to_str().unwrap(), "--quick", "--crash-only"]));
+    assert!(out.contains("recovery is pending"), "{out}");
+    let before = snapshot(&dir);
+    let stats = ok(run_in(&dir, "stats", &[]));
+    assert!(stats.contains("recovery pending: yes"), "{stats}");
+    assert!(ok(run_in(&dir, "check", &[])).contains("check passed"));
+    let dump = ok(run_in(&dir, "waldump", &["--kind", "abort"]));
+    assert!(dump.contains("records read"), "{dump}");
+    assert_eq!(snapshot(&dir), before, "inspection of a crashed directory changed it");
+}
