@@ -1,6 +1,6 @@
 //! The public facade: `Db` and `Txn`. Holds no storage logic of its own: it
-//! wires the layers together, enforces fail-stop, and runs checkpoints and the
-//! background writer.
+//! wires the layers together (recovery and the checkpointer in `recovery`,
+//! the background writer in `db/background.rs`) and enforces fail-stop.
 //!
 //! Invariants:
 //! - Writers of the tree hold `tree_latch` exclusively; readers share it. It
@@ -20,9 +20,8 @@ use std::collections::VecDeque;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -30,16 +29,16 @@ use crate::btree::{BTree, CheckReport, TxnCtx, MAX_KEY_LEN, MAX_VALUE_LEN};
 use crate::buffer::BufferPool;
 use crate::error::{Error, Result, StopCause};
 use crate::options::{Durability, Options};
-use crate::page::{self, Lsn, Master, PageRef, MAX_PAGE_SIZE, META_PAGE, MIN_PAGE_SIZE};
-use crate::recovery::{self, micros, RecoveryReport};
-use crate::storage::{read_full_at, FsStorage, Storage, StorageFile};
+use crate::page::{self, Lsn};
+use crate::recovery::{self, Checkpointer, RecoveryReport, Sources};
+use crate::storage::{FsStorage, Storage, StorageFile};
 use crate::txn::lock::{LockManager, LockMode};
 use crate::txn::{lock_key, undo_step, TxnTable};
-use crate::wal::segments::Segments;
-use crate::wal::{self, AttEntry, Body, CheckpointData, RecordHeader, TxnId, Wal};
+use crate::wal::{AttEntry, Body, TxnId, Wal};
 
-/// Name of the data file.
-pub const DATA_FILE: &str = "data.db";
+mod background;
+
+pub use crate::recovery::DATA_FILE;
 /// Entries a scan reads per batch under the tree latch.
 const SCAN_BATCH: usize = 64;
 /// Frames a tree change may dirty or pin besides its overflow pages: a leaf
@@ -48,17 +47,11 @@ pub(crate) const CHANGE_HEADROOM_PAGES: usize = 24;
 /// Frames a reader may pin at once.
 const READ_HEADROOM_PAGES: usize = 4;
 
-struct CkptState {
-    master_seq: u64,
-    last_begin: Lsn,
-}
-
 #[derive(Default)]
 struct Counters {
     commits: AtomicU64,
     aborts: AtomicU64,
     deadlocks: AtomicU64,
-    checkpoints: AtomicU64,
     lock_escalations: AtomicU64,
 }
 
@@ -73,11 +66,9 @@ pub(crate) struct Inner {
     locks: LockManager,
     next_txn_id: AtomicU64,
     fpi_horizon: AtomicU64,
-    ckpt: Mutex<CkptState>,
+    ckpt: Checkpointer,
     /// Held for the whole of a compaction: one at a time.
     compacting: Mutex<()>,
-    /// `ckpt.last_begin`, readable without the mutex (committers check it).
-    ckpt_begin: AtomicU64,
     /// The first error that stopped the database (fail-stop), typed.
     failed: Mutex<Option<StopCause>>,
     is_failed: AtomicBool,
@@ -157,12 +148,6 @@ pub struct Stats {
     pub long_txns: u64,
 }
 
-fn write_master(file: &dyn StorageFile, m: &Master) -> Result<()> {
-    file.write_all_at(&m.encode(), m.offset())?;
-    file.sync_data()?;
-    Ok(())
-}
-
 impl Db {
     /// Open (or create) the database in directory `path` on real files.
     pub fn open(path: impl AsRef<Path>) -> Result<Db> {
@@ -192,7 +177,7 @@ impl Db {
             Some(
                 std::thread::Builder::new()
                     .name("ariesdb-writer".into())
-                    .spawn(move || background_loop(weak))
+                    .spawn(move || background::background_loop(weak))
                     .map_err(Error::Io)?,
             )
         } else {
@@ -330,168 +315,35 @@ impl Drop for Db {
     }
 }
 
-fn background_loop(weak: Weak<Inner>) {
-    loop {
-        let Some(inner) = weak.upgrade() else { return };
-        {
-            let mut stop = inner.bg_stop.lock();
-            if *stop {
-                return;
-            }
-            inner.bg_cv.wait_for(&mut stop, Duration::from_millis(20));
-            if *stop {
-                return;
-            }
-        }
-        if inner.is_failed.load(Ordering::Acquire) || inner.closed.load(Ordering::Acquire) {
-            continue;
-        }
-        let _ = inner.background_tick();
-    }
-}
-
 impl Inner {
+    /// Recover (see `recovery::recover`), wire the layers together, and take
+    /// the closing checkpoint of recovery.
     fn open(storage: Arc<dyn Storage>, opts: Options) -> Result<Inner> {
-        let names = storage.list()?;
-        let mut starts = Vec::new();
-        for name in &names {
-            if let Some(start) = wal::parse_segment_name(name) {
-                if !(wal::LSN_START..=wal::MAX_LSN).contains(&start) || start % wal::RECORD_ALIGN as u64 != 0 {
-                    return Err(Error::corruption("wal", format!("log segment {name} starts at an impossible LSN")));
-                }
-                starts.push(start);
-            }
-        }
-        // Opened one at a time, kept open only through a small cache.
-        let segments = Arc::new(Segments::load(storage.clone(), starts)?);
-        let data_file = storage.open(DATA_FILE)?;
-        let mut head = [0u8; 2 * page::MASTER_COPY_LEN];
-        read_full_at(&*data_file, &mut head, 0)?;
-        let master = match Master::pick(&head)? {
-            Some(m) => m,
-            None => {
-                if !segments.is_empty() {
-                    return Err(Error::corruption("data", "the data file has no master record, but log files exist"));
-                }
-                let m = Master {
-                    seq: 1,
-                    page_size: opts.page_size as u32,
-                    checkpoint_lsn: 0,
-                    durable_lsn: 0,
-                    version: page::FORMAT_VERSION,
-                };
-                write_master(&*data_file, &m)?;
-                storage.sync_dir()?;
-                m
-            }
-        };
-        let page_size = master.page_size as usize;
-        if !page_size.is_power_of_two() || !(MIN_PAGE_SIZE..=MAX_PAGE_SIZE).contains(&page_size) {
-            return Err(Error::corruption("data", format!("master record names page size {page_size}")));
-        }
-        if master.durable_lsn > wal::MAX_LSN
-            || (master.checkpoint_lsn != 0
-                && (!(wal::LSN_START..=wal::MAX_LSN).contains(&master.checkpoint_lsn)
-                    || master.checkpoint_lsn % wal::RECORD_ALIGN as u64 != 0))
-        {
-            return Err(Error::corruption("data", format!("master record names LSN {}", master.checkpoint_lsn)));
-        }
-        let mut report = RecoveryReport { checkpoint_lsn: master.checkpoint_lsn, ..Default::default() };
-
-        // Pass 1: analysis.
-        let t = Instant::now();
-        let from = if master.checkpoint_lsn == 0 { wal::LSN_START } else { master.checkpoint_lsn };
-        let analysis = if segments.is_empty() && master.checkpoint_lsn == 0 {
-            let mut a = recovery::Analysis { next_txn_id: 1, ..Default::default() };
-            a.end.end_lsn = wal::LSN_START;
-            a.end.cur_seg = wal::LSN_START;
-            a.end.stale_until = wal::LSN_START;
-            a
-        } else {
-            recovery::analysis(&segments, from, master.durable_lsn)?
-        };
-        report.analysis_us = micros(t);
-        report.end_lsn = analysis.end.end_lsn;
-        report.records_analyzed = analysis.end.records;
-        report.dirty_pages = analysis.dirty_pages.len() as u64;
-
-        // Erase stale records past the end, so they can never be read as log.
-        let end = &analysis.end;
-        if segments.contains(end.cur_seg) && end.stale_until > end.end_lsn {
-            let f = segments.file(end.cur_seg)?;
-            let zeros = vec![0u8; (end.stale_until - end.end_lsn) as usize];
-            f.write_all_at(&zeros, end.end_lsn - end.cur_seg)?;
-            f.sync_data()?;
-        }
-        if !end.stale_segments.is_empty() {
-            for s in &end.stale_segments {
-                segments.forget(*s);
-                storage.remove(&wal::segment_name(*s))?;
-            }
-            storage.sync_dir()?;
-        }
-        let wal = Arc::new(Wal::new(storage.clone(), opts.segment_bytes(), segments.clone(), end.cur_seg, end.end_lsn));
-        let pool = BufferPool::new(data_file.clone(), wal.clone(), page_size, opts.buffer_pool_pages);
-
-        // Pass 2: redo.
-        let t = Instant::now();
-        recovery::redo(&pool, &segments, &analysis, &mut report)?;
-        report.redo_us = micros(t);
-
+        let r = recovery::recover(storage, &opts)?;
+        let fpi_horizon = r.fpi_horizon();
         let inner = Inner {
-            page_size,
-            data_file,
-            wal,
-            pool,
+            page_size: r.master.page_size as usize,
+            data_file: r.data_file,
+            wal: r.wal,
+            pool: r.pool,
             tree_latch: RwLock::new(()),
-            txns: Mutex::new(TxnTable::default()),
+            txns: Mutex::new(r.txns),
             locks: LockManager::new(),
-            next_txn_id: AtomicU64::new(analysis.next_txn_id),
-            fpi_horizon: AtomicU64::new(master.checkpoint_lsn),
-            ckpt: Mutex::new(CkptState { master_seq: master.seq, last_begin: master.checkpoint_lsn }),
+            next_txn_id: AtomicU64::new(r.next_txn_id),
+            fpi_horizon: AtomicU64::new(fpi_horizon),
+            ckpt: Checkpointer::new(r.master_file, r.master.checkpoint_lsn),
             compacting: Mutex::new(()),
-            ckpt_begin: AtomicU64::new(master.checkpoint_lsn),
             failed: Mutex::new(None),
             is_failed: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             bg_stop: Mutex::new(false),
             bg_cv: Condvar::new(),
-            report: RecoveryReport::default(),
+            report: r.report,
             counters: Counters::default(),
             opts,
         };
-        inner.ensure_meta(master.checkpoint_lsn)?;
-
-        // Pass 3: undo.
-        let t = Instant::now();
-        {
-            let mut table = inner.txns.lock();
-            recovery::undo(&inner.tree(), &inner.wal, &mut table, &analysis, &mut report)?;
-        }
-        report.undo_us = micros(t);
-        if master.version < page::FORMAT_VERSION {
-            // An older version's tree may hold pages below the fill bounds:
-            // reshape it once, before the checkpoint that records version 2.
-            report.shape_repairs = inner.tree().repair_shape(&mut TxnCtx::new(0, 0))?;
-        }
         inner.checkpoint()?;
-        Ok(Inner { report, ..inner })
-    }
-
-    /// A new database (or one that crashed before its first record was
-    /// durable) has no meta page yet: create it.
-    fn ensure_meta(&self, checkpoint_lsn: Lsn) -> Result<()> {
-        self.pool.set_recovery_mode(true);
-        let valid = self.pool.fetch(META_PAGE).map(|h| h.is_valid() && h.read().page_type().is_some());
-        self.pool.set_recovery_mode(false);
-        match valid? {
-            true => Ok(()),
-            false if checkpoint_lsn == 0 => {
-                self.tree().bootstrap()?;
-                self.wal.flush_all()
-            }
-            false => Err(Error::corruption("data", "the meta page (page 1) is missing or damaged")),
-        }
+        Ok(inner)
     }
 
     fn tree(&self) -> BTree<'_> {
@@ -556,16 +408,15 @@ impl Inner {
     fn log_txn_record(&self, id: TxnId, body: Body) -> Result<Lsn> {
         let mut t = self.txns.lock();
         let e = t.get_mut(id)?;
-        let header = RecordHeader { prev_lsn: e.last_lsn, txn_id: id, undo_next_lsn: 0 };
-        let lsn = self.wal.append(&header, &body)?;
+        let (commit, end) = (body == Body::Commit, body == Body::End);
+        let lsn = TxnCtx::new(id, e.last_lsn).log_outcome(&self.wal, body)?;
         e.last_lsn = lsn;
         e.undo_next_lsn = lsn;
-        match body {
-            Body::Commit => e.committed = true,
-            Body::End => {
-                t.active_txns.remove(&id);
-            }
-            _ => {}
+        if commit {
+            e.committed = true;
+        }
+        if end {
+            t.active_txns.remove(&id);
         }
         Ok(lsn)
     }
@@ -644,83 +495,26 @@ impl Inner {
         }
     }
 
+    /// The engine's parts a checkpoint reads and writes.
+    fn ckpt_sources(&self) -> Sources<'_> {
+        Sources {
+            wal: &self.wal,
+            pool: &self.pool,
+            tree_latch: &self.tree_latch,
+            txns: &self.txns,
+            fpi_horizon: &self.fpi_horizon,
+            next_txn_id: &self.next_txn_id,
+        }
+    }
+
     fn checkpoint(&self) -> Result<()> {
-        let mut ck = self.ckpt.lock();
-        self.checkpoint_locked(&mut ck)
+        self.ckpt.take(&self.ckpt_sources())
     }
 
-    /// With a non-zero `checkpoint_interval_bytes`: if the log has grown by
-    /// the interval since the last checkpoint began, take a checkpoint now, or,
-    /// if another thread is taking one, wait for it and check again. Called by
-    /// committers and by the background thread, so the log stays within about
-    /// twice the interval (plus what open transactions still need) however
-    /// fast commits come.
+    /// A checkpoint if the log has grown by `checkpoint_interval_bytes` since
+    /// the last one began (`Checkpointer::take_if_due`).
     fn checkpoint_if_due(&self) -> Result<()> {
-        let interval = self.opts.checkpoint_interval_bytes;
-        if interval == 0 || self.wal.end_lsn().saturating_sub(self.ckpt_begin.load(Ordering::Acquire)) < interval {
-            return Ok(());
-        }
-        let mut ck = self.ckpt.lock();
-        if self.wal.end_lsn().saturating_sub(ck.last_begin) < interval {
-            return Ok(());
-        }
-        self.checkpoint_locked(&mut ck)
-    }
-
-    fn checkpoint_locked(&self, ck: &mut CkptState) -> Result<()> {
-        // Write back pages dirty since before the previous checkpoint began, so
-        // that redo start, and with it the log, stays bounded.
-        self.pool.flush_dirty(ck.last_begin, usize::MAX)?;
-        let (begin, active_txns, dirty_pages) = {
-            let _w = self.tree_latch.write();
-            let t = self.txns.lock();
-            let begin = self.wal.append(&RecordHeader::default(), &Body::CkptBegin)?;
-            self.fpi_horizon.store(begin, Ordering::Release);
-            let att: Vec<AttEntry> = t.active_txns.values().filter(|e| e.last_lsn != 0).copied().collect();
-            (begin, att, self.pool.dirty_pages())
-        };
-        let redo_start = dirty_pages.iter().map(|&(_, l)| l).min().unwrap_or(begin).min(begin);
-        let keep_from = active_txns.iter().map(|e| e.first_lsn).min().unwrap_or(begin).min(redo_start);
-        let data = CheckpointData {
-            begin_lsn: begin,
-            next_txn_id: self.next_txn_id.load(Ordering::Relaxed),
-            active_txns,
-            dirty_pages,
-        };
-        let end = self.wal.append(&RecordHeader::default(), &Body::CkptEnd(data))?;
-        self.wal.flush_to(end)?;
-        // Every page written before this point is now durable.
-        self.pool.sync()?;
-        let master = Master {
-            seq: ck.master_seq + 1,
-            page_size: self.page_size as u32,
-            checkpoint_lsn: begin,
-            durable_lsn: self.wal.durable_lsn(),
-            // Open reshapes an older tree before its first checkpoint.
-            version: page::FORMAT_VERSION,
-        };
-        write_master(&*self.data_file, &master)?;
-        ck.master_seq = master.seq;
-        ck.last_begin = begin;
-        self.ckpt_begin.store(begin, Ordering::Release);
-        self.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
-        self.wal.truncate_before(keep_from)?;
-        Ok(())
-    }
-
-    fn background_tick(&self) -> Result<()> {
-        let r = (|| {
-            // Keep the log durable close behind its end: commits with
-            // Durability::Eventual become durable within a tick, and dirty
-            // pages can be written back without waiting for a log fsync.
-            if self.wal.end_lsn() > self.wal.durable_lsn() {
-                self.wal.flush_all()?;
-            }
-            let horizon = self.fpi_horizon.load(Ordering::Acquire);
-            self.pool.flush_dirty(horizon, 64)?;
-            self.checkpoint_if_due()
-        })();
-        self.guard(r)
+        self.ckpt.take_if_due(&self.ckpt_sources(), self.opts.checkpoint_interval_bytes)
     }
 
     /// Write back every dirty page, then checkpoint: with no transaction
@@ -766,7 +560,7 @@ impl Inner {
             commits: self.counters.commits.load(Ordering::Relaxed),
             aborts: self.counters.aborts.load(Ordering::Relaxed),
             deadlocks: self.counters.deadlocks.load(Ordering::Relaxed),
-            checkpoints: self.counters.checkpoints.load(Ordering::Relaxed),
+            checkpoints: self.ckpt.count(),
             wal_syncs: w.syncs.load(Ordering::Relaxed),
             wal_flushes: w.flushes.load(Ordering::Relaxed),
             wal_bytes_written: w.bytes_written.load(Ordering::Relaxed),

@@ -14,8 +14,15 @@
 //! Recovery writes no master record until its closing checkpoint, so a crash
 //! during recovery leads to the same recovery again, which finds the CLRs of
 //! the first attempt and never undoes anything twice.
+//!
+//! Files: the passes (`analysis.rs`, `redo.rs`, `undo.rs`), the driver that
+//! runs them at open (`driver.rs`), the master record's I/O (`master.rs`) and
+//! the checkpointer (`checkpoint.rs`).
 
 mod analysis;
+mod checkpoint;
+mod driver;
+mod master;
 mod redo;
 mod undo;
 
@@ -24,6 +31,8 @@ use std::time::Instant;
 use crate::page::Lsn;
 
 pub use analysis::{analysis, Analysis};
+pub use checkpoint::{Checkpointer, Sources};
+pub use driver::{recover, DATA_FILE};
 pub use redo::redo;
 pub use undo::undo;
 

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use super::segment_name;
+use super::{parse_segment_name, segment_name, LSN_START, MAX_LSN, RECORD_ALIGN};
 use crate::error::{Error, Result};
 use crate::page::Lsn;
 use crate::storage::{Storage, StorageFile};
@@ -59,6 +59,27 @@ impl Segments {
             lens.insert(s, len);
         }
         Ok(Segments { storage, state: Mutex::new(State { lens, open: Vec::new(), tick: 0 }) })
+    }
+
+    /// The log's segments as found on `storage`: every file named like a
+    /// segment, each of whose start LSN must be possible (within
+    /// `LSN_START..=MAX_LSN` and aligned). Loaded as by `load`.
+    ///
+    /// # Errors
+    /// `Error::Corruption` if a segment's name names an impossible LSN; an
+    /// I/O error of listing the directory or measuring a file.
+    pub fn discover(storage: Arc<dyn Storage>) -> Result<Segments> {
+        let mut starts = Vec::new();
+        for name in &storage.list()? {
+            if let Some(start) = parse_segment_name(name) {
+                if !(LSN_START..=MAX_LSN).contains(&start) || !start.is_multiple_of(RECORD_ALIGN as u64) {
+                    return Err(Error::corruption("wal", format!("log segment {name} starts at an impossible LSN")));
+                }
+                starts.push(start);
+            }
+        }
+        // Opened one at a time, kept open only through a small cache.
+        Segments::load(storage, starts)
     }
 
     /// True if there is no segment.

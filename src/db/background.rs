@@ -1,0 +1,60 @@
+//! The background writer: a thread that, every 20 ms, keeps the log durable
+//! close behind its end, writes back a batch of dirty pages and takes a
+//! checkpoint when one is due.
+//!
+//! Invariants:
+//! - It holds only a `Weak` reference between ticks, so it never keeps a
+//!   dropped database alive; `Db::close` and `Db::drop` stop and join it.
+//! - It does nothing on a stopped or closed database; an error of a tick stops
+//!   the database like any write path's (`Inner::guard`).
+//! - Pages it writes back obey the write-ahead rule (`BufferPool::write_page`);
+//!   it flushes the log first so that they need not wait for it.
+
+use std::sync::atomic::Ordering;
+use std::sync::Weak;
+use std::time::Duration;
+
+use super::Inner;
+use crate::error::Result;
+
+/// Pages written back per tick at most.
+const PAGES_PER_TICK: usize = 64;
+/// Time between ticks.
+const TICK: Duration = Duration::from_millis(20);
+
+/// The thread's body: tick until told to stop or the database is gone.
+pub(super) fn background_loop(weak: Weak<Inner>) {
+    loop {
+        let Some(inner) = weak.upgrade() else { return };
+        {
+            let mut stop = inner.bg_stop.lock();
+            if *stop {
+                return;
+            }
+            inner.bg_cv.wait_for(&mut stop, TICK);
+            if *stop {
+                return;
+            }
+        }
+        if inner.is_failed.load(Ordering::Acquire) || inner.closed.load(Ordering::Acquire) {
+            continue;
+        }
+        let _ = background_tick(&inner);
+    }
+}
+
+/// One tick: flush the log, write back old dirty pages, checkpoint if due.
+fn background_tick(inner: &Inner) -> Result<()> {
+    let r = (|| {
+        // Keep the log durable close behind its end: commits with
+        // Durability::Eventual become durable within a tick, and dirty
+        // pages can be written back without waiting for a log fsync.
+        if inner.wal.end_lsn() > inner.wal.durable_lsn() {
+            inner.wal.flush_all()?;
+        }
+        let horizon = inner.fpi_horizon.load(Ordering::Acquire);
+        inner.pool.flush_dirty(horizon, PAGES_PER_TICK)?;
+        inner.checkpoint_if_due()
+    })();
+    inner.guard(r)
+}

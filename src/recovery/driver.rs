@@ -1,0 +1,159 @@
+//! The recovery driver: what opening a database does before it serves
+//! anyone. Finds the log's segments, reads and validates the master record,
+//! runs analysis, erases the stale records past the end of the log, redoes,
+//! makes sure the meta page exists, undoes the losers and, for a file of an
+//! older format version, reshapes the tree once. The caller then takes the
+//! closing checkpoint (`Checkpointer`), which writes the first master record
+//! of this run.
+//!
+//! Invariants:
+//! - Nothing is written before analysis has found the end of the log, except
+//!   a new database's first master record.
+//! - Stale records past the end are erased (zeroed and synced, or their
+//!   segment removed) before the log appends anything, so they can never be
+//!   read as log.
+//! - No master record is written here: a crash during recovery leads to the
+//!   same recovery again.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::master::MasterFile;
+use super::{analysis, micros, redo, undo, Analysis, RecoveryReport};
+use crate::btree::{BTree, TxnCtx};
+use crate::buffer::BufferPool;
+use crate::error::{Error, Result};
+use crate::options::Options;
+use crate::page::{self, Lsn, Master, PageRef, META_PAGE};
+use crate::storage::{Storage, StorageFile};
+use crate::txn::TxnTable;
+use crate::wal::reader::ScanEnd;
+use crate::wal::segments::Segments;
+use crate::wal::{self, Wal};
+
+/// Name of the data file.
+pub const DATA_FILE: &str = "data.db";
+
+/// A recovered database, ready to serve once the caller has checkpointed.
+pub struct Recovered {
+    /// The data file.
+    pub data_file: Arc<dyn StorageFile>,
+    /// Its master record's I/O, for the checkpointer.
+    pub master_file: MasterFile,
+    /// The master record recovery started from.
+    pub master: Master,
+    /// The log, open for appends at the end analysis found.
+    pub wal: Arc<Wal>,
+    /// The buffer pool, holding the pages redo and undo changed.
+    pub pool: BufferPool,
+    /// The transaction table after undo (no loser is left in it).
+    pub txns: TxnTable,
+    /// The next transaction id to hand out.
+    pub next_txn_id: u64,
+    /// What recovery did.
+    pub report: RecoveryReport,
+}
+
+impl Recovered {
+    /// Where full page images are needed from: the begin of the checkpoint
+    /// recovery started from.
+    pub fn fpi_horizon(&self) -> Lsn {
+        self.master.checkpoint_lsn
+    }
+}
+
+/// Restart recovery on `storage`: the three passes and what goes with them.
+///
+/// # Errors
+/// `Error::Corruption` for a damaged master record, log or meta page;
+/// `Error::InvalidArgument` for a format version this build does not open;
+/// any I/O error.
+pub fn recover(storage: Arc<dyn Storage>, opts: &Options) -> Result<Recovered> {
+    let segments = Arc::new(Segments::discover(storage.clone())?);
+    let data_file = storage.open(DATA_FILE)?;
+    let (master_file, master) = MasterFile::open(&*storage, data_file.clone(), !segments.is_empty(), opts.page_size)?;
+    let mut report = RecoveryReport { checkpoint_lsn: master.checkpoint_lsn, ..Default::default() };
+
+    let t = Instant::now();
+    let analysis = run_analysis(&segments, &master)?;
+    report.analysis_us = micros(t);
+    report.end_lsn = analysis.end.end_lsn;
+    report.records_analyzed = analysis.end.records;
+    report.dirty_pages = analysis.dirty_pages.len() as u64;
+
+    erase_stale_tail(&*storage, &segments, &analysis.end)?;
+    let end = &analysis.end;
+    let wal = Arc::new(Wal::new(storage.clone(), opts.segment_bytes(), segments.clone(), end.cur_seg, end.end_lsn));
+    let pool = BufferPool::new(data_file.clone(), wal.clone(), master.page_size as usize, opts.buffer_pool_pages);
+
+    let t = Instant::now();
+    redo(&pool, &segments, &analysis, &mut report)?;
+    report.redo_us = micros(t);
+
+    let tree = BTree::new(&pool, master.checkpoint_lsn);
+    ensure_meta(&pool, &tree, &wal, master.checkpoint_lsn)?;
+
+    let t = Instant::now();
+    let mut txns = TxnTable::default();
+    undo(&tree, &wal, &mut txns, &analysis, &mut report)?;
+    report.undo_us = micros(t);
+    if master.version < page::FORMAT_VERSION {
+        // An older version's tree may hold pages below the fill bounds:
+        // reshape it once, before the checkpoint that records version 2.
+        report.shape_repairs = tree.repair_shape(&mut TxnCtx::new(0, 0))?;
+    }
+    let next_txn_id = analysis.next_txn_id;
+    Ok(Recovered { data_file, master_file, master, wal, pool, txns, next_txn_id, report })
+}
+
+/// Pass 1, from the checkpoint the master record names (or the start of the
+/// log). A database without log and checkpoint has nothing to analyse.
+fn run_analysis(segments: &Segments, master: &Master) -> Result<Analysis> {
+    if segments.is_empty() && master.checkpoint_lsn == 0 {
+        let mut a = Analysis { next_txn_id: 1, ..Default::default() };
+        a.end.end_lsn = wal::LSN_START;
+        a.end.cur_seg = wal::LSN_START;
+        a.end.stale_until = wal::LSN_START;
+        return Ok(a);
+    }
+    let from = if master.checkpoint_lsn == 0 { wal::LSN_START } else { master.checkpoint_lsn };
+    let a = analysis(segments, from, master.durable_lsn)?;
+    debug_assert!(a.end.end_lsn >= from, "the log ends before the checkpoint it starts from");
+    Ok(a)
+}
+
+/// Erase stale records past the end, so they can never be read as log: zero
+/// the rest of the current segment, remove later segments.
+fn erase_stale_tail(storage: &dyn Storage, segments: &Segments, end: &ScanEnd) -> Result<()> {
+    if segments.contains(end.cur_seg) && end.stale_until > end.end_lsn {
+        let f = segments.file(end.cur_seg)?;
+        let zeros = vec![0u8; (end.stale_until - end.end_lsn) as usize];
+        f.write_all_at(&zeros, end.end_lsn - end.cur_seg)?;
+        f.sync_data()?;
+    }
+    if !end.stale_segments.is_empty() {
+        for s in &end.stale_segments {
+            assert!(*s > end.cur_seg, "a stale segment must lie past the end of the log");
+            segments.forget(*s);
+            storage.remove(&wal::segment_name(*s))?;
+        }
+        storage.sync_dir()?;
+    }
+    Ok(())
+}
+
+/// A new database (or one that crashed before its first record was
+/// durable) has no meta page yet: create it.
+fn ensure_meta(pool: &BufferPool, tree: &BTree<'_>, wal: &Wal, checkpoint_lsn: Lsn) -> Result<()> {
+    pool.set_recovery_mode(true);
+    let valid = pool.fetch(META_PAGE).map(|h| h.is_valid() && h.read().page_type().is_some());
+    pool.set_recovery_mode(false);
+    match valid? {
+        true => Ok(()),
+        false if checkpoint_lsn == 0 => {
+            tree.bootstrap()?;
+            wal.flush_all()
+        }
+        false => Err(Error::corruption("data", "the meta page (page 1) is missing or damaged")),
+    }
+}
