@@ -13,6 +13,9 @@
 //!   `Db` is failed: every later call, and every lock wait it interrupts,
 //!   returns `Error::Failed` carrying the first cause as a `StopCause`;
 //!   nothing is retried. Reopening recovers (see `StopCause` for corruption).
+//!   The state is one `FailStop` shared with the log, the pool and the lock
+//!   manager, which refuse at their own entry points; `guard` and
+//!   `guard_read` decide which errors of the facade's calls stop it.
 //! - A checkpoint takes the tree latch and the table lock only for the instant
 //!   it appends its begin record and copies the two tables.
 
@@ -27,7 +30,8 @@ use parking_lot::{Condvar, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::btree::{BTree, CheckReport, TxnCtx, MAX_KEY_LEN, MAX_VALUE_LEN};
 use crate::buffer::BufferPool;
-use crate::error::{Error, Result, StopCause};
+use crate::error::{Error, Result};
+use crate::failstop::FailStop;
 use crate::options::{Durability, Options};
 use crate::page::{self, Lsn};
 use crate::recovery::{self, Checkpointer, RecoveryReport, Sources};
@@ -37,6 +41,8 @@ use crate::txn::{lock_key, undo_step, TxnTable};
 use crate::wal::{AttEntry, Body, TxnId, Wal};
 
 mod background;
+#[cfg(test)]
+mod fail_stop_tests;
 
 pub use crate::recovery::DATA_FILE;
 /// Entries a scan reads per batch under the tree latch.
@@ -69,9 +75,8 @@ pub(crate) struct Inner {
     ckpt: Checkpointer,
     /// Held for the whole of a compaction: one at a time.
     compacting: Mutex<()>,
-    /// The first error that stopped the database (fail-stop), typed.
-    failed: Mutex<Option<StopCause>>,
-    is_failed: AtomicBool,
+    /// Fail-stop, shared with the log, the pool and the lock manager.
+    stop: Arc<FailStop>,
     closed: AtomicBool,
     bg_stop: Mutex<bool>,
     bg_cv: Condvar,
@@ -311,7 +316,7 @@ impl Drop for Db {
         // record after this flush read the end of the log sees `closed` and
         // flushes itself.
         std::sync::atomic::fence(Ordering::SeqCst);
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.wal.flush_all()));
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.wal.flush_all_at_drop()));
     }
 }
 
@@ -328,13 +333,12 @@ impl Inner {
             pool: r.pool,
             tree_latch: RwLock::new(()),
             txns: Mutex::new(r.txns),
-            locks: LockManager::new(),
+            locks: LockManager::with_fail_stop(r.stop.clone()),
             next_txn_id: AtomicU64::new(r.next_txn_id),
             fpi_horizon: AtomicU64::new(fpi_horizon),
             ckpt: Checkpointer::new(r.master_file, r.master.checkpoint_lsn),
             compacting: Mutex::new(()),
-            failed: Mutex::new(None),
-            is_failed: AtomicBool::new(false),
+            stop: r.stop,
             closed: AtomicBool::new(false),
             bg_stop: Mutex::new(false),
             bg_cv: Condvar::new(),
@@ -351,14 +355,7 @@ impl Inner {
     }
 
     fn check_ok(&self) -> Result<()> {
-        if self.is_failed.load(Ordering::Acquire) {
-            let cause = self
-                .failed
-                .lock()
-                .clone()
-                .unwrap_or_else(|| StopCause::Other { message: "the database stopped".into() });
-            return Err(Error::Failed { cause });
-        }
+        self.stop.check()?;
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
@@ -366,16 +363,10 @@ impl Inner {
     }
 
     /// Stop the database because of `e`; the first cause is kept and carried
-    /// by every later `Error::Failed`, the lock waiters' included.
+    /// by every later `Error::Failed`, the lock waiters' included (the
+    /// shared `FailStop` wakes them).
     fn fail(&self, e: &Error) {
-        let cause = {
-            let mut f = self.failed.lock();
-            let cause = f.get_or_insert_with(|| StopCause::from_error(e)).clone();
-            self.is_failed.store(true, Ordering::Release);
-            cause
-        };
-        // Nobody may wait for a lock on a stopped database.
-        self.locks.fail_all(&cause);
+        self.stop.stop(e);
     }
 
     /// Fail-stop for write paths: any error except the caller's own mistakes

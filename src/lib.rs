@@ -14,11 +14,13 @@
 //! # Ok::<(), ariesdb::Error>(())
 //! ```
 //!
-//! Layers, bottom to top: `storage` (files and the simulated disk), `page`
+//! Layers, bottom to top: `storage` (files and the simulated disk),
+//! `failstop` (the one fail-stop state the layers above share), `page`
 //! (byte layouts and redo of one operation on one page), `wal` (log records,
 //! writer with group commit, reader), `buffer` (the pool; the write-ahead
 //! rule), `btree`, `txn` (transaction table, locks, rollback), `recovery`
-//! (analysis, redo, undo), and the `Db` facade. See docs/design.md.
+//! (analysis, redo, undo, the driver that runs them, the master record, the
+//! checkpointer), and the `Db` facade. See docs/design.md, section 2.
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
@@ -29,6 +31,7 @@ mod buffer;
 mod codec;
 mod db;
 pub mod error;
+mod failstop;
 #[doc(hidden)]
 pub mod fuzzing;
 mod options;

@@ -16,6 +16,10 @@
 //!   (a full image or an init), so redo from `rec_lsn` can rebuild a torn page.
 //! - `log_and_apply` is the only path by which pages change in normal operation:
 //!   log first, then apply, then set page_lsn.
+//! - Fail-stop: every entry point (`fetch`, `fetch_new`, `flush_dirty`,
+//!   `sync`, `log_and_apply`) refuses with `Error::Failed` once the database
+//!   has stopped (the shared `FailStop`); an I/O error of writing or syncing
+//!   the data file stops it.
 //! - A frame whose last change is not yet durable in the log is counted in
 //!   `changed_in_epoch` for its flush epoch (`note_change`, before the change
 //!   is applied), so `can_evict_without_log_flush` never undercounts them.
@@ -27,6 +31,7 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::error::{Error, Result};
+use crate::failstop::FailStop;
 use crate::page::{self, Lsn, PageId, PageOp, PageRef, PageState};
 use crate::storage::{read_full_at, StorageFile};
 use crate::wal::{Body, PagePart, RecordHeader, Wal};
@@ -85,6 +90,8 @@ pub struct BufferPool {
     frames: Box<[Frame]>,
     table: Mutex<Table>,
     recovery_mode: AtomicBool,
+    /// The database's fail-stop state.
+    stop: Arc<FailStop>,
     /// Frames changed per flush epoch, in slots by epoch modulo 4, each
     /// `epoch << 32 | count`: the frames whose last change may not be durable
     /// are the ones counted for the epochs from `done` to `taken`.
@@ -148,8 +155,15 @@ impl Drop for PageHandle<'_> {
 }
 
 impl BufferPool {
-    /// A pool of `frames` frames over the data file.
-    pub fn new(file: Arc<dyn StorageFile>, wal: Arc<Wal>, page_size: usize, frames: usize) -> BufferPool {
+    /// A pool of `frames` frames over the data file, sharing the database's
+    /// fail-stop state `stop`.
+    pub fn new(
+        file: Arc<dyn StorageFile>,
+        wal: Arc<Wal>,
+        page_size: usize,
+        frames: usize,
+        stop: Arc<FailStop>,
+    ) -> BufferPool {
         let frames: Box<[Frame]> = (0..frames)
             .map(|_| Frame {
                 page_id: AtomicU32::new(NO_PAGE),
@@ -169,6 +183,7 @@ impl BufferPool {
             table: Mutex::new(Table { map: HashMap::with_capacity(frames.len() * 2), hand: 0 }),
             frames,
             recovery_mode: AtomicBool::new(false),
+            stop,
             changed_in_epoch: Default::default(),
             counters: PoolCounters::default(),
         }
@@ -240,6 +255,7 @@ impl BufferPool {
     }
 
     fn fetch_inner(&self, page_id: PageId, read: bool) -> Result<PageHandle<'_>> {
+        self.stop.check()?;
         if page_id == page::MASTER_PAGE || page_id == NO_PAGE {
             return Err(Error::corruption("btree", format!("reference to page {page_id}")));
         }
@@ -403,7 +419,7 @@ impl BufferPool {
         assert!(self.wal.durable_lsn() > page_lsn, "write-ahead rule: page {page_id} ahead of the log");
         let mut copy = data.to_vec();
         page::seal(&mut copy);
-        self.file.write_all_at(&copy, page_id as u64 * self.page_size as u64)?;
+        self.stopping(self.file.write_all_at(&copy, page_id as u64 * self.page_size as u64))?;
         f.dirty.store(false, Ordering::Release);
         f.rec_lsn.store(0, Ordering::Release);
         self.counters.pages_written.fetch_add(1, Ordering::Relaxed);
@@ -422,7 +438,12 @@ impl BufferPool {
 
     /// Write back dirty pages whose rec_lsn is below `older_than` (all of them
     /// for `Lsn::MAX`), at most `limit`. Returns how many were written.
+    ///
+    /// # Errors
+    /// `Error::Failed` once the database has stopped; an error of the log
+    /// flush or the page write (an I/O error stops the database).
     pub fn flush_dirty(&self, older_than: Lsn, limit: usize) -> Result<usize> {
+        self.stop.check()?;
         let mut written = 0;
         for idx in 0..self.frames.len() {
             if written >= limit {
@@ -451,9 +472,22 @@ impl BufferPool {
     }
 
     /// Make every page written so far durable.
+    ///
+    /// # Errors
+    /// `Error::Failed` once the database has stopped; an I/O error of the
+    /// sync (which stops the database).
     pub fn sync(&self) -> Result<()> {
-        self.file.sync_data()?;
-        Ok(())
+        self.stop.check()?;
+        self.stopping(self.file.sync_data())
+    }
+
+    /// An I/O error of the data file stops the database (fail-stop).
+    fn stopping<T>(&self, r: std::io::Result<T>) -> Result<T> {
+        r.map_err(|e| {
+            let e = Error::Io(e);
+            self.stop.stop(&e);
+            e
+        })
     }
 
     /// Log a record and apply its page parts: the one path by which pages
@@ -462,6 +496,7 @@ impl BufferPool {
     /// latest checkpoint), a full page image is logged, so that a torn write of
     /// the page can be repaired by redo.
     pub fn log_and_apply(&self, header: &RecordHeader, body: &Body, fpi_horizon: Lsn) -> Result<Lsn> {
+        self.stop.check()?;
         let parts = body.parts();
         // Latch every page whose old contents matter, in part order, once each.
         let mut held: Vec<Latched<'_>> = Vec::new();

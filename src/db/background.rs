@@ -36,7 +36,7 @@ pub(super) fn background_loop(weak: Weak<Inner>) {
                 return;
             }
         }
-        if inner.is_failed.load(Ordering::Acquire) || inner.closed.load(Ordering::Acquire) {
+        if inner.stop.is_stopped() || inner.closed.load(Ordering::Acquire) {
             continue;
         }
         let _ = background_tick(&inner);
@@ -44,7 +44,7 @@ pub(super) fn background_loop(weak: Weak<Inner>) {
 }
 
 /// One tick: flush the log, write back old dirty pages, checkpoint if due.
-fn background_tick(inner: &Inner) -> Result<()> {
+pub(super) fn background_tick(inner: &Inner) -> Result<()> {
     let r = (|| {
         // Keep the log durable close behind its end: commits with
         // Durability::Eventual become durable within a tick, and dirty

@@ -23,6 +23,7 @@ use super::{analysis, micros, redo, undo, Analysis, RecoveryReport};
 use crate::btree::{BTree, TxnCtx};
 use crate::buffer::BufferPool;
 use crate::error::{Error, Result};
+use crate::failstop::FailStop;
 use crate::options::Options;
 use crate::page::{self, Lsn, Master, PageRef, META_PAGE};
 use crate::storage::{Storage, StorageFile};
@@ -46,6 +47,9 @@ pub struct Recovered {
     pub wal: Arc<Wal>,
     /// The buffer pool, holding the pages redo and undo changed.
     pub pool: BufferPool,
+    /// The fail-stop state the log and the pool share, for the rest of the
+    /// engine to share too.
+    pub stop: Arc<FailStop>,
     /// The transaction table after undo (no loser is left in it).
     pub txns: TxnTable,
     /// The next transaction id to hand out.
@@ -83,8 +87,11 @@ pub fn recover(storage: Arc<dyn Storage>, opts: &Options) -> Result<Recovered> {
 
     erase_stale_tail(&*storage, &segments, &analysis.end)?;
     let end = &analysis.end;
-    let wal = Arc::new(Wal::new(storage.clone(), opts.segment_bytes(), segments.clone(), end.cur_seg, end.end_lsn));
-    let pool = BufferPool::new(data_file.clone(), wal.clone(), master.page_size as usize, opts.buffer_pool_pages);
+    let stop = FailStop::new();
+    let seg_bytes = opts.segment_bytes();
+    let wal = Arc::new(Wal::new(storage.clone(), seg_bytes, segments.clone(), end.cur_seg, end.end_lsn, stop.clone()));
+    let page_size = master.page_size as usize;
+    let pool = BufferPool::new(data_file.clone(), wal.clone(), page_size, opts.buffer_pool_pages, stop.clone());
 
     let t = Instant::now();
     redo(&pool, &segments, &analysis, &mut report)?;
@@ -103,7 +110,7 @@ pub fn recover(storage: Arc<dyn Storage>, opts: &Options) -> Result<Recovered> {
         report.shape_repairs = tree.repair_shape(&mut TxnCtx::new(0, 0))?;
     }
     let next_txn_id = analysis.next_txn_id;
-    Ok(Recovered { data_file, master_file, master, wal, pool, txns, next_txn_id, report })
+    Ok(Recovered { data_file, master_file, master, wal, pool, stop, txns, next_txn_id, report })
 }
 
 /// Pass 1, from the checkpoint the master record names (or the start of the

@@ -25,12 +25,21 @@
 //!   transaction granted a lock is no longer waiting), so the transaction that
 //!   closes it always sees it, and becomes the victim (`Error::Deadlock`).
 //! - One mutex guards the whole table; waiting uses a per-manager condvar.
+//! - Fail-stop: once the database has stopped (the shared `FailStop`), every
+//!   request and every wait ends with `Error::Failed` carrying the first
+//!   cause; the stop wakes the waiters (a listener that takes the table's
+//!   mutex before notifying, so no waiter misses it).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
+use std::sync::Arc;
+
 use parking_lot::{Condvar, Mutex};
 
-use crate::error::{Error, Result, StopCause};
+#[cfg(test)]
+use crate::error::StopCause;
+use crate::error::{Error, Result};
+use crate::failstop::FailStop;
 
 /// Transaction id.
 pub type TxnId = u64;
@@ -126,9 +135,6 @@ impl KeyLock {
 
 #[derive(Default)]
 struct Table {
-    /// Set when the database stopped (fail-stop): every wait ends with an
-    /// error carrying this cause.
-    failed: Option<StopCause>,
     /// Key locks, and the root at `ROOT`.
     keys: HashMap<u64, KeyLock>,
     /// What each waiting transaction waits for.
@@ -173,8 +179,9 @@ impl Table {
 
 /// The lock table.
 pub struct LockManager {
-    table: Mutex<Table>,
-    cv: Condvar,
+    table: Arc<Mutex<Table>>,
+    cv: Arc<Condvar>,
+    stop: Arc<FailStop>,
 }
 
 impl Default for LockManager {
@@ -184,9 +191,24 @@ impl Default for LockManager {
 }
 
 impl LockManager {
-    /// An empty lock table.
+    /// An empty lock table with a fail-stop state of its own.
     pub fn new() -> LockManager {
-        LockManager { table: Mutex::new(Table::default()), cv: Condvar::new() }
+        LockManager::with_fail_stop(FailStop::new())
+    }
+
+    /// An empty lock table that refuses work once `stop` has stopped.
+    pub fn with_fail_stop(stop: Arc<FailStop>) -> LockManager {
+        let (table, cv) = (Arc::new(Mutex::new(Table::default())), Arc::new(Condvar::new()));
+        let (t, c) = (Arc::downgrade(&table), Arc::downgrade(&cv));
+        stop.on_stop(move || {
+            if let (Some(t), Some(c)) = (t.upgrade(), c.upgrade()) {
+                // Under the table's mutex: a waiter has either not yet checked
+                // the stop (and will see it) or is waiting (and is woken).
+                let _t = t.lock();
+                c.notify_all();
+            }
+        });
+        LockManager { table, cv, stop }
     }
 
     /// Acquire `mode` (Shared or Exclusive) on `key` for `txn`, first its
@@ -232,9 +254,7 @@ impl LockManager {
         key: u64,
         mode: LockMode,
     ) -> Result<bool> {
-        if let Some(cause) = &t.failed {
-            return Err(Error::Failed { cause: cause.clone() });
-        }
+        self.stop.check()?;
         if let Some(r) = Self::try_grant(t, txn, key, mode) {
             return Ok(r);
         }
@@ -256,7 +276,7 @@ impl LockManager {
         }
         loop {
             self.cv.wait(t);
-            if let Some(cause) = t.failed.clone() {
+            if let Some(cause) = self.stop.cause() {
                 Self::dequeue(t, txn, key);
                 return Err(Error::Failed { cause });
             }
@@ -279,14 +299,15 @@ impl LockManager {
 
     /// The database stopped because of `cause`: wake every waiter with
     /// `Error::Failed` carrying it, refuse new waits. The first cause stays.
+    #[cfg(test)]
     pub fn fail_all(&self, cause: &StopCause) {
-        self.table.lock().failed.get_or_insert_with(|| cause.clone());
-        self.cv.notify_all();
+        self.stop.stop_with(cause.clone());
     }
 
     /// Like `lock` but never waits: Ok(None) if it would have to.
     pub fn try_lock(&self, txn: TxnId, key: u64, mode: LockMode) -> Result<Option<bool>> {
         let mut t = self.table.lock();
+        self.stop.check()?;
         let root = t.keys.get(&ROOT).and_then(|kl| kl.held_by(txn));
         if root.is_some_and(|r| r.covers(mode)) {
             return Ok(Some(false));

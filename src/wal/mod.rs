@@ -11,8 +11,10 @@
 //! - Group commit: committers wait on one condition variable while a single
 //!   leader writes and syncs everything appended so far; no lock that
 //!   appenders need is held across the fsync.
-//! - After any write or sync error the log is failed: every later flush
-//!   returns an error and nothing is retried (fail-stop).
+//! - After any write or sync error the log stops the database (its shared
+//!   `FailStop`) and nothing is retried: once the database has stopped, for
+//!   this or any other cause, every append, flush and read returns
+//!   `Error::Failed` (but `flush_all_at_drop`, see there).
 
 pub mod reader;
 pub use reader::ScanEnd as ScanEndInfo;
@@ -24,7 +26,8 @@ use std::sync::Arc;
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::error::{Error, Result, StopCause};
+use crate::error::{Error, Result};
+use crate::failstop::FailStop;
 use crate::page::Lsn;
 use crate::storage::{read_full_at, Storage};
 pub use record::*;
@@ -73,8 +76,6 @@ struct AppendState {
 
 struct FlushState {
     in_progress: bool,
-    /// Why the log stopped (the first flush error).
-    failed: Option<StopCause>,
 }
 
 /// Counters for stats.
@@ -103,6 +104,10 @@ pub struct Wal {
     /// The epoch of the last flush that completed.
     flush_done: AtomicU64,
     segments: Arc<Segments>,
+    /// The database's fail-stop state, consulted at every entry point.
+    stop: Arc<FailStop>,
+    /// The log's own flush failed (a later flush would retry it).
+    flush_failed: std::sync::atomic::AtomicBool,
     /// Counters.
     pub counters: WalCounters,
 }
@@ -110,8 +115,16 @@ pub struct Wal {
 impl Wal {
     /// A log that appends at `end_lsn`, in the segment starting at `cur_seg`
     /// (a new segment is created if `cur_seg == end_lsn` and no file exists).
-    /// `segments` are the segment files found on storage.
-    pub fn new(storage: Arc<dyn Storage>, seg_size: u64, segments: Arc<Segments>, cur_seg: Lsn, end_lsn: Lsn) -> Wal {
+    /// `segments` are the segment files found on storage; `stop` the
+    /// database's fail-stop state.
+    pub fn new(
+        storage: Arc<dyn Storage>,
+        seg_size: u64,
+        segments: Arc<Segments>,
+        cur_seg: Lsn,
+        end_lsn: Lsn,
+        stop: Arc<FailStop>,
+    ) -> Wal {
         assert!(cur_seg <= end_lsn && end_lsn.is_multiple_of(RECORD_ALIGN as u64));
         let pending_segs = if segments.contains(cur_seg) { vec![] } else { vec![cur_seg] };
         Wal {
@@ -125,12 +138,14 @@ impl Wal {
                 pending_segs,
                 spare: Vec::with_capacity(1 << 20),
             }),
-            flush: Mutex::new(FlushState { in_progress: false, failed: None }),
+            flush: Mutex::new(FlushState { in_progress: false }),
             flush_cv: Condvar::new(),
             durable_lsn: AtomicU64::new(end_lsn),
             flush_taken: AtomicU64::new(0),
             flush_done: AtomicU64::new(0),
             segments,
+            stop,
+            flush_failed: std::sync::atomic::AtomicBool::new(false),
             counters: WalCounters::default(),
         }
     }
@@ -155,7 +170,13 @@ impl Wal {
 
     /// Append a record; returns its LSN. Does not wait for I/O unless the log
     /// buffer is full.
+    ///
+    /// # Errors
+    /// `Error::Failed` once the database has stopped; `Error::TooLarge` for a
+    /// record the reader would reject; an error of the flush a full buffer
+    /// starts.
     pub fn append(&self, header: &RecordHeader, body: &Body) -> Result<Lsn> {
+        self.stop.check()?;
         let (lsn, flush_now) = {
             let mut s = self.append.lock();
             let durable = self.durable_lsn();
@@ -189,14 +210,26 @@ impl Wal {
     /// Make the log durable at least through the record at `lsn`
     /// (`durable_lsn() > lsn` afterwards). Concurrent callers share one write
     /// and one fsync: the first becomes the leader, the others wait for it.
+    ///
+    /// # Errors
+    /// `Error::Failed` once the database has stopped; the error of a failed
+    /// write or sync (which stops the database).
     pub fn flush_to(&self, lsn: Lsn) -> Result<()> {
+        self.flush_to_inner(lsn, false)
+    }
+
+    /// `flush_to`; with `even_if_stopped`, refused only if the log's own flush
+    /// failed (a database stopped by another cause still flushes its log).
+    fn flush_to_inner(&self, lsn: Lsn, even_if_stopped: bool) -> Result<()> {
         loop {
             if self.durable_lsn() > lsn {
                 return Ok(());
             }
             let mut f = self.flush.lock();
-            if let Some(cause) = &f.failed {
-                return Err(Error::Failed { cause: cause.clone() });
+            if self.flush_failed.load(Ordering::Acquire) || !even_if_stopped {
+                if let Some(cause) = self.stop.cause() {
+                    return Err(Error::Failed { cause });
+                }
             }
             if self.durable_lsn() > lsn {
                 return Ok(());
@@ -216,7 +249,8 @@ impl Wal {
             let mut f = self.flush.lock();
             f.in_progress = false;
             if let Err(e) = &result {
-                f.failed.get_or_insert_with(|| StopCause::from_error(e));
+                self.flush_failed.store(true, Ordering::Release);
+                self.stop.stop(e);
             }
             self.flush_cv.notify_all();
             drop(f);
@@ -231,6 +265,21 @@ impl Wal {
             return Ok(());
         }
         self.flush_to(end - 1)
+    }
+
+    /// Flush everything appended so far, even if the database has stopped
+    /// for a cause other than the log's own failure: what a dropped `Db` does
+    /// to keep its acknowledged commits.
+    ///
+    /// # Errors
+    /// `Error::Failed` if the log's own flush failed before; the error of a
+    /// failed write or sync.
+    pub fn flush_all_at_drop(&self) -> Result<()> {
+        let end = self.end_lsn();
+        if end == 0 {
+            return Ok(());
+        }
+        self.flush_to_inner(end - 1, true)
     }
 
     /// The leader's work: take the buffer, write it into its segments, sync.
@@ -301,7 +350,12 @@ impl Wal {
 
     /// Read the record at `lsn` (for rollback). Waits for it to be written
     /// if it is still in flight.
+    ///
+    /// # Errors
+    /// `Error::Failed` once the database has stopped; `Error::Corruption` if
+    /// no valid record is there; an I/O error.
     pub fn read_record(&self, lsn: Lsn) -> Result<LogRecord> {
+        self.stop.check()?;
         {
             let s = self.append.lock();
             if lsn >= s.buf_start {
