@@ -34,7 +34,7 @@ use crate::error::{Error, Result};
 use crate::failstop::FailStop;
 use crate::options::{Durability, Options};
 use crate::page::{self, Lsn};
-use crate::recovery::{self, Checkpointer, RecoveryReport, Sources};
+use crate::recovery::{self, Checkpointer, OpenParams, RecoveryReport, Sources};
 use crate::storage::{FsStorage, Storage, StorageFile};
 use crate::txn::lock::{LockManager, LockMode};
 use crate::txn::{lock_key, undo_step, TxnTable};
@@ -324,7 +324,12 @@ impl Inner {
     /// Recover (see `recovery::recover`), wire the layers together, and take
     /// the closing checkpoint of recovery.
     fn open(storage: Arc<dyn Storage>, opts: Options) -> Result<Inner> {
-        let r = recovery::recover(storage, &opts)?;
+        let params = OpenParams {
+            page_size: opts.page_size,
+            segment_bytes: opts.segment_bytes(),
+            buffer_pool_pages: opts.buffer_pool_pages,
+        };
+        let r = recovery::recover(storage, &params)?;
         let fpi_horizon = r.fpi_horizon();
         let inner = Inner {
             page_size: r.master.page_size as usize,

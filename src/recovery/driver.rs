@@ -24,7 +24,6 @@ use crate::btree::{BTree, TxnCtx};
 use crate::buffer::BufferPool;
 use crate::error::{Error, Result};
 use crate::failstop::FailStop;
-use crate::options::Options;
 use crate::page::{self, Lsn, Master, PageRef, META_PAGE};
 use crate::storage::{Storage, StorageFile};
 use crate::txn::TxnTable;
@@ -34,6 +33,17 @@ use crate::wal::{self, Wal};
 
 /// Name of the data file.
 pub const DATA_FILE: &str = "data.db";
+
+/// What recovery needs of the options (`Options` belongs to the facade,
+/// above this layer).
+pub struct OpenParams {
+    /// Page size of a new database (an existing one keeps its own).
+    pub page_size: usize,
+    /// Size of a log segment.
+    pub segment_bytes: u64,
+    /// Frames of the buffer pool.
+    pub buffer_pool_pages: usize,
+}
 
 /// A recovered database, ready to serve once the caller has checkpointed.
 pub struct Recovered {
@@ -72,7 +82,7 @@ impl Recovered {
 /// `Error::Corruption` for a damaged master record, log or meta page;
 /// `Error::InvalidArgument` for a format version this build does not open;
 /// any I/O error.
-pub fn recover(storage: Arc<dyn Storage>, opts: &Options) -> Result<Recovered> {
+pub fn recover(storage: Arc<dyn Storage>, opts: &OpenParams) -> Result<Recovered> {
     let segments = Arc::new(Segments::discover(storage.clone())?);
     let data_file = storage.open(DATA_FILE)?;
     let (master_file, master) = MasterFile::open(&*storage, data_file.clone(), !segments.is_empty(), opts.page_size)?;
@@ -88,7 +98,7 @@ pub fn recover(storage: Arc<dyn Storage>, opts: &Options) -> Result<Recovered> {
     erase_stale_tail(&*storage, &segments, &analysis.end)?;
     let end = &analysis.end;
     let stop = FailStop::new();
-    let seg_bytes = opts.segment_bytes();
+    let seg_bytes = opts.segment_bytes;
     let wal = Arc::new(Wal::new(storage.clone(), seg_bytes, segments.clone(), end.cur_seg, end.end_lsn, stop.clone()));
     let page_size = master.page_size as usize;
     let pool = BufferPool::new(data_file.clone(), wal.clone(), page_size, opts.buffer_pool_pages, stop.clone());

@@ -32,7 +32,7 @@ use crate::page::Lsn;
 
 pub use analysis::{analysis, Analysis};
 pub use checkpoint::{Checkpointer, Sources};
-pub use driver::{recover, DATA_FILE};
+pub use driver::{recover, OpenParams, DATA_FILE};
 pub use redo::redo;
 pub use undo::undo;
 
