@@ -537,7 +537,19 @@ impl Inner {
 
     fn close(&self) -> Result<()> {
         self.pool.flush_dirty(Lsn::MAX, usize::MAX)?;
-        self.checkpoint()
+        self.checkpoint()?;
+        // Record where the log ends, so the next open reads no further. With
+        // the tree latch and the table lock held nothing can be appended
+        // (changes, outcome records); `closed` refuses every later call.
+        let _w = self.tree_latch.write();
+        let _t = self.txns.lock();
+        self.closed.store(true, Ordering::Release);
+        self.wal.flush_all()?;
+        let end = self.wal.end_lsn();
+        if self.wal.durable_lsn() == end {
+            self.ckpt.mark_clean(end)?;
+        }
+        Ok(())
     }
 
     fn stats(&self) -> Stats {

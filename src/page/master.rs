@@ -15,6 +15,8 @@ const MAGIC: u64 = u64::from_le_bytes(*b"ARIESDB\0");
 /// file is upgraded at open: its tree is reshaped (`BTree::repair_shape`) and
 /// the next master record says 2. A newer version is refused.
 pub const FORMAT_VERSION: u32 = 2;
+/// Version 2 also gives the master record its `clean_end` (bytes 40..48, zero
+/// in version 1 records).
 /// The oldest version this build opens.
 pub const OLDEST_FORMAT_VERSION: u32 = 1;
 const CRC_OFF: usize = 48;
@@ -33,6 +35,10 @@ pub struct Master {
     /// Format version of the database (see `FORMAT_VERSION`); written as
     /// `FORMAT_VERSION` once the database is upgraded.
     pub version: u32,
+    /// Written by a clean close: the log ends exactly here, every record
+    /// before it durable and nothing after it, so the next open reads the
+    /// log only up to here. 0: not known (any other master record).
+    pub clean_end: Lsn,
 }
 
 impl Master {
@@ -45,6 +51,7 @@ impl Master {
         put_u64(&mut b, 16, self.seq);
         put_u64(&mut b, 24, self.checkpoint_lsn);
         put_u64(&mut b, 32, self.durable_lsn);
+        put_u64(&mut b, 40, self.clean_end);
         let crc = crc32fast::hash(&b[..CRC_OFF]);
         put_u32(&mut b, CRC_OFF, crc);
         b
@@ -65,6 +72,7 @@ impl Master {
             checkpoint_lsn: get_u64(b, 24),
             durable_lsn: get_u64(b, 32),
             version: get_u32(b, 8),
+            clean_end: get_u64(b, 40),
         })
     }
 
@@ -104,7 +112,14 @@ mod tests {
 
     #[test]
     fn newest_valid_copy_wins() {
-        let m1 = Master { seq: 1, page_size: 4096, checkpoint_lsn: 100, durable_lsn: 200, version: FORMAT_VERSION };
+        let m1 = Master {
+            seq: 1,
+            page_size: 4096,
+            checkpoint_lsn: 100,
+            durable_lsn: 200,
+            version: FORMAT_VERSION,
+            clean_end: 0,
+        };
         let m2 = Master { seq: 2, ..m1 };
         let mut buf = vec![0u8; 1024];
         buf[m1.offset() as usize..][..512].copy_from_slice(&m1.encode());
@@ -119,7 +134,7 @@ mod tests {
 
     #[test]
     fn versions_old_and_new() {
-        let old = Master { seq: 3, page_size: 4096, checkpoint_lsn: 100, durable_lsn: 200, version: 1 };
+        let old = Master { seq: 3, page_size: 4096, checkpoint_lsn: 100, durable_lsn: 200, version: 1, clean_end: 0 };
         let mut buf = vec![0u8; 1024];
         buf[old.offset() as usize..][..512].copy_from_slice(&old.encode());
         assert_eq!(Master::pick(&buf).unwrap().map(|m| m.version), Some(1));

@@ -25,10 +25,10 @@ pub struct Analysis {
 }
 
 /// Pass 1.
-pub fn analysis(segments: &Segments, from: Lsn, must_reach: Lsn) -> Result<Analysis> {
+pub fn analysis(segments: &Segments, from: Lsn, must_reach: Lsn, known_end: Option<Lsn>) -> Result<Analysis> {
     let mut a = Analysis { next_txn_id: 1, ..Default::default() };
     let mut ended: HashSet<TxnId> = HashSet::new();
-    let end = reader::scan(segments, from, must_reach, |rec| {
+    let end = reader::scan(segments, from, must_reach, known_end, |rec| {
         if rec.lsn == from && rec.body != Body::CkptBegin && from != crate::wal::LSN_START {
             return Err(Error::corruption(
                 "wal",

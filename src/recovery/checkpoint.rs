@@ -106,6 +106,19 @@ impl Checkpointer {
         self.take_locked(s, &mut st)
     }
 
+    /// After the closing checkpoint, with nothing appended since and the log
+    /// durable through `end`: record the clean end in the master record, so
+    /// the next open reads the log only up to it.
+    ///
+    /// # Errors
+    /// An I/O error of the master record.
+    pub fn mark_clean(&self, end: Lsn) -> Result<()> {
+        let mut st = self.state.lock();
+        let begin = st.last_begin;
+        st.master.write_clean(begin, end)?;
+        Ok(())
+    }
+
     fn take_locked(&self, s: &Sources<'_>, st: &mut State) -> Result<()> {
         // Write back pages dirty since before the previous checkpoint began, so
         // that redo start, and with it the log, stays bounded.

@@ -8,12 +8,13 @@
 //!
 //! Invariants:
 //! - Nothing is written before analysis has found the end of the log, except
-//!   a new database's first master record.
+//!   a new database's first master record, and, after a clean close, the
+//!   master record rewritten without its clean end (same checkpoint).
 //! - Stale records past the end are erased (zeroed and synced, or their
 //!   segment removed) before the log appends anything, so they can never be
 //!   read as log.
-//! - No master record is written here: a crash during recovery leads to the
-//!   same recovery again.
+//! - No master record naming a new checkpoint is written here: a crash
+//!   during recovery leads to the same recovery again.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -29,7 +30,7 @@ use crate::storage::{Storage, StorageFile};
 use crate::txn::TxnTable;
 use crate::wal::reader::ScanEnd;
 use crate::wal::segments::Segments;
-use crate::wal::{self, Wal};
+use crate::wal::{self, reader, Wal};
 
 /// Name of the data file.
 pub const DATA_FILE: &str = "data.db";
@@ -85,11 +86,13 @@ impl Recovered {
 pub fn recover(storage: Arc<dyn Storage>, opts: &OpenParams) -> Result<Recovered> {
     let segments = Arc::new(Segments::discover(storage.clone())?);
     let data_file = storage.open(DATA_FILE)?;
-    let (master_file, master) = MasterFile::open(&*storage, data_file.clone(), !segments.is_empty(), opts.page_size)?;
+    let (mut master_file, master) =
+        MasterFile::open(&*storage, data_file.clone(), !segments.is_empty(), opts.page_size)?;
+    let known_end = clean_end(&segments, &mut master_file, &master)?;
     let mut report = RecoveryReport { checkpoint_lsn: master.checkpoint_lsn, ..Default::default() };
 
     let t = Instant::now();
-    let analysis = run_analysis(&segments, &master)?;
+    let analysis = run_analysis(&segments, &master, known_end)?;
     report.analysis_us = micros(t);
     report.end_lsn = analysis.end.end_lsn;
     report.records_analyzed = analysis.end.records;
@@ -123,9 +126,23 @@ pub fn recover(storage: Arc<dyn Storage>, opts: &OpenParams) -> Result<Recovered
     Ok(Recovered { data_file, master_file, master, wal, pool, stop, txns, next_txn_id, report })
 }
 
+/// Where the log ends if the last close was clean: the master record says so,
+/// and no record starts there (a record there would mean something was
+/// appended after the close; then the end is found the long way). The master
+/// record is rewritten without the clean end at once, before anything is
+/// appended, so a crash from here on never trusts it. None: not known.
+fn clean_end(segments: &Segments, master_file: &mut MasterFile, master: &Master) -> Result<Option<Lsn>> {
+    if master.clean_end == 0 {
+        return Ok(None);
+    }
+    let trusted = !reader::record_at(segments, master.clean_end)?;
+    master_file.write_next(master.checkpoint_lsn, master.durable_lsn)?;
+    Ok(trusted.then_some(master.clean_end))
+}
+
 /// Pass 1, from the checkpoint the master record names (or the start of the
 /// log). A database without log and checkpoint has nothing to analyse.
-fn run_analysis(segments: &Segments, master: &Master) -> Result<Analysis> {
+fn run_analysis(segments: &Segments, master: &Master, known_end: Option<Lsn>) -> Result<Analysis> {
     if segments.is_empty() && master.checkpoint_lsn == 0 {
         let mut a = Analysis { next_txn_id: 1, ..Default::default() };
         a.end.end_lsn = wal::LSN_START;
@@ -134,7 +151,7 @@ fn run_analysis(segments: &Segments, master: &Master) -> Result<Analysis> {
         return Ok(a);
     }
     let from = if master.checkpoint_lsn == 0 { wal::LSN_START } else { master.checkpoint_lsn };
-    let a = analysis(segments, from, master.durable_lsn)?;
+    let a = analysis(segments, from, master.durable_lsn, known_end)?;
     debug_assert!(a.end.end_lsn >= from, "the log ends before the checkpoint it starts from");
     Ok(a)
 }

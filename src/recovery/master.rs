@@ -55,6 +55,7 @@ impl MasterFile {
                     checkpoint_lsn: 0,
                     durable_lsn: 0,
                     version: page::FORMAT_VERSION,
+                    clean_end: 0,
                 };
                 write(&*file, &m)?;
                 storage.sync_dir()?;
@@ -73,6 +74,21 @@ impl MasterFile {
     /// # Errors
     /// An I/O error of the write or the sync.
     pub fn write_next(&mut self, checkpoint_lsn: Lsn, durable_lsn: Lsn) -> Result<Master> {
+        self.write_with(checkpoint_lsn, durable_lsn, 0)
+    }
+
+    /// Write the master record of a clean close: the log ends at `end`, all
+    /// of it durable, nothing to follow until the next open rewrites the
+    /// master record (`clean_end` = 0) before it appends anything.
+    ///
+    /// # Errors
+    /// An I/O error of the write or the sync.
+    pub fn write_clean(&mut self, checkpoint_lsn: Lsn, end: Lsn) -> Result<Master> {
+        assert!(end != 0, "a clean end is a real LSN");
+        self.write_with(checkpoint_lsn, end, end)
+    }
+
+    fn write_with(&mut self, checkpoint_lsn: Lsn, durable_lsn: Lsn, clean_end: Lsn) -> Result<Master> {
         assert!(checkpoint_lsn <= durable_lsn, "a master record names a checkpoint not yet durable");
         let m = Master {
             seq: self.seq + 1,
@@ -80,6 +96,7 @@ impl MasterFile {
             checkpoint_lsn,
             durable_lsn,
             version: page::FORMAT_VERSION,
+            clean_end,
         };
         write(&*self.file, &m)?;
         assert!(m.seq > self.seq, "the master sequence only grows");
@@ -100,7 +117,8 @@ fn validate(master: &Master) -> Result<()> {
     if !page_size.is_power_of_two() || !(MIN_PAGE_SIZE..=MAX_PAGE_SIZE).contains(&page_size) {
         return Err(Error::corruption("data", format!("master record names page size {page_size}")));
     }
-    if master.durable_lsn > MAX_LSN
+    if (master.clean_end != 0 && (master.clean_end != master.durable_lsn || master.clean_end < master.checkpoint_lsn))
+        || master.durable_lsn > MAX_LSN
         || (master.checkpoint_lsn != 0
             && (!(LSN_START..=MAX_LSN).contains(&master.checkpoint_lsn)
                 || !master.checkpoint_lsn.is_multiple_of(RECORD_ALIGN as u64)))

@@ -56,7 +56,8 @@ pub fn redo(pool: &BufferPool, segments: &Segments, a: &Analysis, report: &mut R
     let Some(&redo_start) = a.dirty_pages.values().min() else { return Ok(()) };
     report.redo_start_lsn = redo_start;
     pool.set_recovery_mode(true);
-    let end = reader::scan(segments, redo_start, 0, |rec| {
+    // Analysis found the end: redo stops there without looking past it again.
+    let end = reader::scan(segments, redo_start, 0, Some(a.end.end_lsn), |rec| {
         if rec.lsn >= a.end.end_lsn {
             return Ok(());
         }

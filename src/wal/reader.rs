@@ -100,10 +100,13 @@ impl SegReader {
 /// order. `must_reach` is a lower bound on the end that the caller knows was
 /// durable (from the master record): ending before it is damage. Holds one
 /// segment handle at a time.
+/// `known_end`, when given, is where the log is known to end (a clean close,
+/// or what analysis found): the scan stops there without looking past it.
 pub fn scan(
     segments: &Segments,
     from: Lsn,
     must_reach: Lsn,
+    known_end: Option<Lsn>,
     mut visit: impl FnMut(&LogRecord) -> Result<()>,
 ) -> Result<ScanEnd> {
     let Some((first, _)) = segments.locate(from) else {
@@ -115,6 +118,12 @@ pub fn scan(
     let mut max_durable = must_reach;
     let mut out = ScanEnd::default();
     loop {
+        if known_end == Some(pos) {
+            out.end_lsn = pos;
+            out.cur_seg = seg_start;
+            out.stale_until = pos;
+            break;
+        }
         let Some(rec) = data.decode_at(seg_start, pos)? else {
             // A bad or missing record: the end of the log, unless proven damaged.
             let (proof, stale_until) = look_ahead(segments, seg_start, &mut data, pos)?;
@@ -167,6 +176,16 @@ pub fn scan(
         ));
     }
     Ok(out)
+}
+
+/// True if a valid record starts at `lsn` (false past the log's segments).
+pub fn record_at(segments: &Segments, lsn: Lsn) -> Result<bool> {
+    let Some((start, _)) = segments.locate(lsn) else { return Ok(false) };
+    let mut data = SegReader::new(segments.file(start)?)?;
+    if lsn - start + RECORD_HEADER_LEN as u64 > data.len() {
+        return Ok(false);
+    }
+    Ok(data.decode_at(start, lsn)?.is_some())
 }
 
 /// Search past a bad record at `bad` for valid records. Returns the LSN of one
