@@ -273,7 +273,14 @@ impl Db {
     }
 
     /// Clean shutdown: every commit made durable, every dirty page written, a
-    /// final checkpoint, so the next open has nothing to recover.
+    /// final checkpoint, and the log's end recorded, so the next open reads
+    /// the log only to there and redoes nothing. A transaction still open is
+    /// not waited for: the next open rolls it back (a loser), and every call
+    /// on it after the close returns `Error::Closed`.
+    ///
+    /// # Errors
+    /// The first cause if the database had stopped (`Error::Failed`); an I/O
+    /// error of the final writes (the next open recovers).
     pub fn close(mut self) -> Result<()> {
         self.stop_background();
         self.inner.check_ok()?;
@@ -648,17 +655,21 @@ impl Txn {
 
     /// Past `Options::lock_escalation_keys` key locks, trade them for one lock
     /// on the whole key space (Shared if all were Shared, else Exclusive), so
-    /// the lock table stays bounded whatever the number of keys touched. The
-    /// escalated lock waits for other transactions' locks like any other.
+    /// the lock table stays bounded whatever the number of keys touched.
+    /// Only when that lock is granted at once: escalation never makes this
+    /// transaction wait for others that hold no key it asked for (two such
+    /// transactions driven from one thread would otherwise hang). While
+    /// others hold locks, the key locks stay and the next lock retries.
     fn escalate_if_needed(&mut self) -> Result<()> {
         let limit = self.inner.opts.lock_escalation_keys;
         if limit == 0 || self.locks.len() <= limit {
             return Ok(());
         }
         let mode = if self.exclusive { LockMode::Exclusive } else { LockMode::Shared };
-        self.inner.locks.escalate(self.id, &self.locks, mode)?;
-        self.locks = Vec::new();
-        self.inner.counters.lock_escalations.fetch_add(1, Ordering::Relaxed);
+        if self.inner.locks.try_escalate(self.id, &self.locks, mode)? {
+            self.locks = Vec::new();
+            self.inner.counters.lock_escalations.fetch_add(1, Ordering::Relaxed);
+        }
         Ok(())
     }
 
@@ -683,6 +694,8 @@ impl Txn {
             return Err(Error::TooLarge { what: "value", len: value.len(), max: MAX_VALUE_LEN });
         }
         self.lock(key, LockMode::Exclusive)?;
+        // The Db may have been closed or dropped while this waited.
+        self.inner.check_ok()?;
         let overflow_pages = value.len().div_ceil(page::overflow_capacity(self.inner.page_size));
         let r = self.inner.with_txn_ctx(self.id, overflow_pages, |tree, ctx| tree.put(ctx, key, value));
         self.inner.guard(r)
@@ -693,6 +706,7 @@ impl Txn {
         self.check_active()?;
         check_key(key)?;
         self.lock(key, LockMode::Shared)?;
+        self.inner.check_ok()?;
         let r = self.inner.read_latch().and_then(|_r| self.inner.tree().get(key));
         self.inner.guard_read(r)
     }
@@ -702,6 +716,7 @@ impl Txn {
         self.check_active()?;
         check_key(key)?;
         self.lock(key, LockMode::Exclusive)?;
+        self.inner.check_ok()?;
         let r = self.inner.with_txn_ctx(self.id, 0, |tree, ctx| tree.delete(ctx, key));
         self.inner.guard(r)
     }

@@ -47,7 +47,9 @@ pub enum Error {
     InvalidArgument(String),
 
     /// The directory is already open by another `Db`, in this or another process.
-    #[error("the database at {path} is in use by another Db (lock file held)")]
+    #[error(
+        "the database at {path} is in use by another Db, or by a transaction that outlived its Db (lock file held)"
+    )]
     Locked {
         /// The directory.
         path: String,

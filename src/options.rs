@@ -93,16 +93,15 @@ impl Options {
         self
     }
 
-    /// Refuse settings that make no sense, with the reason.
-    ///
-    /// # Errors
-    /// `Error::InvalidArgument` naming the setting, its minimum and why.
     /// Key locks one transaction may hold before they are traded for one
     /// lock on the whole key space (lock escalation; default 5000; 0 =
     /// never). Bounds the lock table's memory whatever the number of keys a
     /// transaction touches; the cost is that an escalated transaction blocks
     /// every other transaction that conflicts with it (all others if it wrote)
-    /// until it ends.
+    /// until it ends. Escalation happens only when that lock is granted at
+    /// once (no other transaction holds a lock then); otherwise the key locks
+    /// stay and a later lock tries again, so escalation never makes a
+    /// transaction wait.
     pub fn lock_escalation_keys(mut self, keys: usize) -> Options {
         self.lock_escalation_keys = keys;
         self
@@ -118,6 +117,10 @@ impl Options {
         self
     }
 
+    /// Refuse settings that make no sense, with the reason.
+    ///
+    /// # Errors
+    /// `Error::InvalidArgument` naming the setting, its minimum and why.
     pub(crate) fn validate(&self) -> Result<()> {
         if !self.page_size.is_power_of_two() || !(MIN_PAGE_SIZE..=MAX_PAGE_SIZE).contains(&self.page_size) {
             return Err(Error::InvalidArgument(format!(

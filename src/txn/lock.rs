@@ -238,6 +238,7 @@ impl LockManager {
     /// else Exclusive) on the root, waiting for other holders, then release
     /// `txn`'s key locks in `keys`. Err(Deadlock) as for `lock` (the key locks
     /// are then still held).
+    #[cfg(test)]
     pub fn escalate(&self, txn: TxnId, keys: &[u64], mode: LockMode) -> Result<()> {
         let mut t = self.table.lock();
         self.lock_one(&mut t, txn, ROOT, mode)?;
@@ -245,6 +246,23 @@ impl LockManager {
         drop(t);
         self.cv.notify_all();
         Ok(())
+    }
+
+    /// Escalate only if the root lock is granted at once: Ok(false), with the
+    /// key locks kept, when another transaction holds an intention or key
+    /// lock that conflicts. Escalation then never makes a transaction wait
+    /// for locks on keys it did not ask for.
+    pub fn try_escalate(&self, txn: TxnId, keys: &[u64], mode: LockMode) -> Result<bool> {
+        debug_assert!(matches!(mode, Shared | Exclusive));
+        let mut t = self.table.lock();
+        self.stop.check()?;
+        if Self::try_grant(&mut t, txn, ROOT, mode).is_none() {
+            return Ok(false);
+        }
+        Self::release_keys(&mut t, txn, keys);
+        drop(t);
+        self.cv.notify_all();
+        Ok(true)
     }
 
     fn lock_one(

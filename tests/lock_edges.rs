@@ -1,0 +1,62 @@
+//! Lock edge cases found by trying the engine as a user: escalation must not
+//! make a transaction wait for others that hold no key it asked for (two such
+//! transactions on one thread hung), and a transaction that was waiting for a
+//! lock when its `Db` went away gets `Error::Closed`, not `Ok`.
+
+mod common;
+
+use std::time::Duration;
+
+use ariesdb::{Db, Error};
+use common::*;
+
+fn opts() -> ariesdb::Options {
+    small_opts().buffer_pool_pages(256).lock_escalation_keys(1000)
+}
+
+#[test]
+fn escalation_never_waits_for_unrelated_transactions() {
+    let db = Db::open_with(new_sim(41), opts()).unwrap();
+    let mut tx = db.begin().unwrap();
+    for i in 0..10 {
+        tx.put(format!("k{i:04}").as_bytes(), b"v").unwrap();
+    }
+    tx.commit().unwrap();
+    // A reader and a writer on one thread, on different keys.
+    let mut reader = db.begin().unwrap();
+    assert!(reader.get(b"k0001").unwrap().is_some());
+    let mut writer = db.begin().unwrap();
+    for i in 0..3000 {
+        writer.put(format!("w{i:06}").as_bytes(), b"x").unwrap();
+    }
+    assert_eq!(db.stats().lock_escalations, 0, "the reader's lock kept the writer's key locks");
+    writer.commit().unwrap();
+    reader.commit().unwrap();
+    // Alone, a large writer escalates.
+    let mut writer = db.begin().unwrap();
+    for i in 0..3000 {
+        writer.put(format!("x{i:06}").as_bytes(), b"y").unwrap();
+    }
+    assert_eq!(db.stats().lock_escalations, 1);
+    assert!(db.stats().locked_keys <= 1000, "{:?}", db.stats());
+    writer.commit().unwrap();
+    assert_eq!(read_all(&db).unwrap().len(), 6010);
+}
+
+#[test]
+fn a_lock_waiter_whose_db_is_dropped_gets_closed() {
+    let db = Db::open_with(new_sim(42), opts()).unwrap();
+    let mut a = db.begin().unwrap();
+    a.put(b"k", b"a").unwrap();
+    let mut b = db.begin().unwrap();
+    let waiter = std::thread::spawn(move || {
+        let r = b.put(b"k", b"b");
+        (r, b)
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    drop(db);
+    drop(a);
+    let (r, b) = waiter.join().unwrap();
+    assert!(matches!(r, Err(Error::Closed)), "{r:?}");
+    assert!(matches!(b.commit(), Err(Error::Closed)));
+}
