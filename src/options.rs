@@ -63,6 +63,8 @@ impl Options {
         self
     }
     /// Number of pages the buffer pool caches (at least `MIN_BUFFER_POOL_PAGES`, 24).
+    /// The pool's frames are allocated when the database opens, so memory
+    /// use is `pages * page_size` from the start, whatever the data's size.
     pub fn buffer_pool_pages(mut self, pages: usize) -> Options {
         self.buffer_pool_pages = pages;
         self
@@ -72,7 +74,8 @@ impl Options {
         self.durability = d;
         self
     }
-    /// Log growth that triggers a fuzzy checkpoint; 0 = only on demand.
+    /// Log growth that triggers a fuzzy checkpoint; 0 = only on demand;
+    /// otherwise at least `MIN_WAL_SEGMENT_BYTES` (64 KiB).
     pub fn checkpoint_interval_bytes(mut self, bytes: u64) -> Options {
         self.checkpoint_interval_bytes = bytes;
         self
@@ -124,8 +127,17 @@ impl Options {
     pub(crate) fn validate(&self) -> Result<()> {
         if !self.page_size.is_power_of_two() || !(MIN_PAGE_SIZE..=MAX_PAGE_SIZE).contains(&self.page_size) {
             return Err(Error::InvalidArgument(format!(
-                "page_size {} is not a power of two in {MIN_PAGE_SIZE}..={MAX_PAGE_SIZE}",
+                "page_size {} must be a power of two from {MIN_PAGE_SIZE} to {MAX_PAGE_SIZE} bytes \
+                 (offsets inside a page are 16-bit)",
                 self.page_size
+            )));
+        }
+        if self.checkpoint_interval_bytes != 0 && self.checkpoint_interval_bytes < MIN_WAL_SEGMENT_BYTES {
+            return Err(Error::InvalidArgument(format!(
+                "checkpoint_interval_bytes {} is below {} KiB (0 turns automatic checkpoints off): \
+                 a checkpoint every few bytes of log would checkpoint on almost every commit",
+                self.checkpoint_interval_bytes,
+                MIN_WAL_SEGMENT_BYTES >> 10
             )));
         }
         if self.buffer_pool_pages < MIN_BUFFER_POOL_PAGES {

@@ -91,6 +91,20 @@ fn log_segments_below_the_minimum_are_refused() {
 }
 
 #[test]
+fn page_sizes_and_checkpoint_intervals_that_make_no_sense_are_refused() {
+    for size in [0, 1000, 2048, 65536] {
+        let msg = refusal(Options::default().page_size(size));
+        assert!(msg.contains("page_size") && msg.contains("4096 to 32768"), "{msg}");
+    }
+    for bytes in [1, 100, ariesdb::MIN_WAL_SEGMENT_BYTES - 1] {
+        let msg = refusal(Options::default().checkpoint_interval_bytes(bytes));
+        assert!(msg.contains("checkpoint_interval_bytes") && msg.contains("64 KiB"), "{msg}");
+    }
+    let o = Options::default().checkpoint_interval_bytes(ariesdb::MIN_WAL_SEGMENT_BYTES).page_size(8192);
+    Db::open_with(new_sim(33), o).unwrap().close().unwrap();
+}
+
+#[test]
 fn a_pool_smaller_than_one_operation_pins_is_refused() {
     for pages in [0, 1, 8, 16, ariesdb::MIN_BUFFER_POOL_PAGES - 1] {
         let msg = refusal(Options::default().buffer_pool_pages(pages));
