@@ -88,7 +88,7 @@ impl BTree<'_> {
                 Err(s) => plan.node(i).insert(s, cell),
             }
             plan.fix_up(&path, path.nodes.len() - 1, i)?;
-            plan.finish(&mut parts)?;
+            plan.finish(&mut parts);
         }
         self.log_key_change(ctx, parts, KeyUndo { key: key.to_vec(), old: old_value })
     }
@@ -151,7 +151,7 @@ impl BTree<'_> {
             let i = plan.load(leaf, 0)?;
             plan.node(i).remove(slot);
             plan.fix_up(&path, path.nodes.len() - 1, i)?;
-            plan.finish(&mut parts)?;
+            plan.finish(&mut parts);
         }
         self.log_key_change(ctx, parts, KeyUndo { key: key.to_vec(), old: Some(value) })?;
         Ok(true)

@@ -34,7 +34,7 @@ impl BTree<'_> {
                 let idx = plan.load(path.nodes[depth], v.level)?;
                 plan.fix_up(&path, depth, idx)?;
                 let mut parts = Vec::new();
-                plan.finish(&mut parts)?;
+                plan.finish(&mut parts);
                 if !parts.is_empty() {
                     self.log_redo(ctx, parts)?;
                     records += 1;

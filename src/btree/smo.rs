@@ -178,9 +178,6 @@ pub(crate) struct Node {
     /// gained, lost or replaced cells; None once it must be written whole.
     patch: Option<Vec<PageOp>>,
     freed: bool,
-    /// The node was read from its page (not allocated by this plan), so a
-    /// rewrite may be logged as a change of that page.
-    loaded: bool,
 }
 
 impl Node {
@@ -273,23 +270,14 @@ impl<'t, 'p> Plan<'t, 'p> {
             }
         };
         let cells = (0..g.slot_count()).map(|i| page::cell(&g, i).to_vec()).collect();
-        self.nodes.push(Node {
-            pid,
-            ty,
-            link: g.link(),
-            level,
-            cells,
-            patch: Some(Vec::new()),
-            freed: false,
-            loaded: true,
-        });
+        self.nodes.push(Node { pid, ty, link: g.link(), level, cells, patch: Some(Vec::new()), freed: false });
         Ok(self.nodes.len() - 1)
     }
 
     /// A new page holding a node, written whole.
     fn new_node(&mut self, ty: PageType, link: PageId, level: u32, cells: Vec<Vec<u8>>) -> Result<usize> {
         let pid = self.alloc.alloc(self.tree.pool)?;
-        let node = Node { pid, ty, link, level, cells, patch: None, freed: false, loaded: false };
+        let node = Node { pid, ty, link, level, cells, patch: None, freed: false };
         // A page this record freed and now reuses: its old node is gone.
         if let Some(i) = self.nodes.iter().position(|n| n.pid == pid) {
             assert!(self.nodes[i].freed, "page {pid} allocated while in use");
@@ -488,7 +476,7 @@ impl<'t, 'p> Plan<'t, 'p> {
     }
 
     /// The page parts of the plan, then the allocator's (frees and meta).
-    pub fn finish(self, parts: &mut Vec<PagePart>) -> Result<()> {
+    pub fn finish(self, parts: &mut Vec<PagePart>) {
         for n in self.nodes {
             if n.freed {
                 continue;
@@ -496,52 +484,13 @@ impl<'t, 'p> Plan<'t, 'p> {
             debug_assert!(used(&n.cells) <= self.usable);
             match n.patch {
                 Some(ops) => parts.extend(ops.into_iter().map(|op| PagePart { page_id: n.pid, op })),
-                None => Self::rewrite_parts(self.tree, n, parts)?,
+                None => parts.push(PagePart {
+                    page_id: n.pid,
+                    op: PageOp::Init { ty: n.ty as u8, link: n.link, aux: n.level, cells: n.cells },
+                }),
             }
         }
         self.alloc.finish(parts);
-        Ok(())
-    }
-
-    /// The parts that turn a page into a rewritten node: a whole-page `Init`,
-    /// or, for a page already dirty that keeps a prefix of its cells (the left
-    /// half of a split, a merge into the left page), a truncate after that
-    /// prefix and the cells after it, which logs far fewer bytes. A clean
-    /// page gets the `Init`: a change to it would first log a full image.
-    fn rewrite_parts(tree: &BTree<'_>, n: Node, parts: &mut Vec<PagePart>) -> Result<()> {
-        let init = |n: Node| PagePart {
-            page_id: n.pid,
-            op: PageOp::Init { ty: n.ty as u8, link: n.link, aux: n.level, cells: n.cells },
-        };
-        if !n.loaded {
-            parts.push(init(n));
-            return Ok(());
-        }
-        let h = tree.pool.fetch(n.pid)?;
-        let (keep, old_link) = {
-            let g = h.read();
-            let same = g.page_type() == Some(n.ty) && (n.ty == PageType::Leaf || g.aux() == n.level);
-            let keep = if same && h.is_dirty() {
-                (0..g.slot_count().min(n.cells.len())).take_while(|&i| page::cell(&g, i) == &n.cells[i][..]).count()
-            } else {
-                0
-            };
-            (keep, g.link())
-        };
-        let total: usize = n.cells.iter().map(|c| c.len()).sum();
-        let rest: usize = n.cells[keep..].iter().map(|c| c.len()).sum();
-        if keep == 0 || rest + 64 >= total {
-            parts.push(init(n));
-            return Ok(());
-        }
-        parts.push(PagePart { page_id: n.pid, op: PageOp::Truncate { from: keep as u16 } });
-        for (i, cell) in n.cells.into_iter().enumerate().skip(keep) {
-            parts.push(PagePart { page_id: n.pid, op: PageOp::Insert { slot: i as u16, cell } });
-        }
-        if old_link != n.link {
-            parts.push(PagePart { page_id: n.pid, op: PageOp::SetLink(n.link) });
-        }
-        Ok(())
     }
 }
 
