@@ -8,8 +8,9 @@ use std::collections::{HashMap, HashSet};
 
 use crate::error::{Error, Result};
 use crate::page::{Lsn, PageId};
+use crate::wal::reader::ScanEnd;
 use crate::wal::segments::Segments;
-use crate::wal::{reader, AttEntry, Body, ScanEndInfo, TxnId};
+use crate::wal::{reader, AttEntry, Body, TxnId};
 
 /// What analysis found.
 #[derive(Debug, Default)]
@@ -21,7 +22,7 @@ pub struct Analysis {
     /// The next transaction id to hand out.
     pub next_txn_id: TxnId,
     /// Where the log ends.
-    pub end: ScanEndInfo,
+    pub end: ScanEnd,
 }
 
 /// Pass 1.
@@ -83,7 +84,7 @@ pub fn analysis(segments: &Segments, from: Lsn, must_reach: Lsn, known_end: Opti
             format!("the checkpoint at LSN {from} named by the master record is unreadable"),
         ));
     }
-    debug_assert!(a.dirty_pages.values().all(|&rec_lsn| rec_lsn < end.end_lsn || end.records == 0));
+    debug_assert!(a.dirty_pages.values().all(|&rec_lsn| rec_lsn < end.end_lsn() || end.records == 0));
     debug_assert!(a.active_txns.values().all(|e| e.first_lsn <= e.last_lsn));
     a.end = end;
     Ok(a)

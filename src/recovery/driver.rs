@@ -11,8 +11,8 @@
 //!   a new database's first master record, and, after a clean close, the
 //!   master record rewritten without its clean end (same checkpoint).
 //! - Stale records past the end are erased (zeroed and synced, or their
-//!   segment removed) before the log appends anything, so they can never be
-//!   read as log.
+//!   segment removed; `Segments::erase_stale_tail`) before the log appends
+//!   anything, so they can never be read as log.
 //! - No master record naming a new checkpoint is written here: a crash
 //!   during recovery leads to the same recovery again.
 
@@ -94,15 +94,16 @@ pub fn recover(storage: Arc<dyn Storage>, opts: &OpenParams) -> Result<Recovered
     let t = Instant::now();
     let analysis = run_analysis(&segments, &master, known_end)?;
     report.analysis_us = micros(t);
-    report.end_lsn = analysis.end.end_lsn;
+    report.end_lsn = analysis.end.end_lsn();
     report.records_analyzed = analysis.end.records;
     report.dirty_pages = analysis.dirty_pages.len() as u64;
 
-    erase_stale_tail(&*storage, &segments, &analysis.end)?;
+    segments.erase_stale_tail(&analysis.end)?;
     let end = &analysis.end;
     let stop = FailStop::new();
     let seg_bytes = opts.segment_bytes;
-    let wal = Arc::new(Wal::new(storage.clone(), seg_bytes, segments.clone(), end.cur_seg, end.end_lsn, stop.clone()));
+    let wal =
+        Arc::new(Wal::new(storage.clone(), seg_bytes, segments.clone(), end.cur_seg, end.end_lsn(), stop.clone()));
     let page_size = master.page_size as usize;
     let pool = BufferPool::new(data_file.clone(), wal.clone(), page_size, opts.buffer_pool_pages, stop.clone());
 
@@ -144,36 +145,12 @@ fn clean_end(segments: &Segments, master_file: &mut MasterFile, master: &Master)
 /// log). A database without log and checkpoint has nothing to analyse.
 fn run_analysis(segments: &Segments, master: &Master, known_end: Option<Lsn>) -> Result<Analysis> {
     if segments.is_empty() && master.checkpoint_lsn == 0 {
-        let mut a = Analysis { next_txn_id: 1, ..Default::default() };
-        a.end.end_lsn = wal::LSN_START;
-        a.end.cur_seg = wal::LSN_START;
-        a.end.stale_until = wal::LSN_START;
-        return Ok(a);
+        return Ok(Analysis { next_txn_id: 1, end: ScanEnd::empty_log(), ..Default::default() });
     }
     let from = if master.checkpoint_lsn == 0 { wal::LSN_START } else { master.checkpoint_lsn };
     let a = analysis(segments, from, master.durable_lsn, known_end)?;
-    debug_assert!(a.end.end_lsn >= from, "the log ends before the checkpoint it starts from");
+    debug_assert!(a.end.end_lsn() >= from, "the log ends before the checkpoint it starts from");
     Ok(a)
-}
-
-/// Erase stale records past the end, so they can never be read as log: zero
-/// the rest of the current segment, remove later segments.
-fn erase_stale_tail(storage: &dyn Storage, segments: &Segments, end: &ScanEnd) -> Result<()> {
-    if segments.contains(end.cur_seg) && end.stale_until > end.end_lsn {
-        let f = segments.file(end.cur_seg)?;
-        let zeros = vec![0u8; (end.stale_until - end.end_lsn) as usize];
-        f.write_all_at(&zeros, end.end_lsn - end.cur_seg)?;
-        f.sync_data()?;
-    }
-    if !end.stale_segments.is_empty() {
-        for s in &end.stale_segments {
-            assert!(*s > end.cur_seg, "a stale segment must lie past the end of the log");
-            segments.forget(*s);
-            storage.remove(&wal::segment_name(*s))?;
-        }
-        storage.sync_dir()?;
-    }
-    Ok(())
 }
 
 /// A new database (or one that crashed before its first record was

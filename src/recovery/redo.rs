@@ -57,8 +57,9 @@ pub fn redo(pool: &BufferPool, segments: &Segments, a: &Analysis, report: &mut R
     report.redo_start_lsn = redo_start;
     pool.set_recovery_mode(true);
     // Analysis found the end: redo stops there without looking past it again.
-    let end = reader::scan(segments, redo_start, 0, Some(a.end.end_lsn), |rec| {
-        if rec.lsn >= a.end.end_lsn {
+    let end_lsn = a.end.end_lsn();
+    let end = reader::scan(segments, redo_start, 0, Some(end_lsn), |rec| {
+        if rec.lsn >= end_lsn {
             return Ok(());
         }
         let mut applied: Vec<PageId> = Vec::new();
@@ -75,7 +76,7 @@ pub fn redo(pool: &BufferPool, segments: &Segments, a: &Analysis, report: &mut R
         }
         Ok(())
     })?;
-    if end.end_lsn != a.end.end_lsn {
+    if end.end_lsn() != end_lsn {
         return Err(Error::corruption("wal", "the log changed between analysis and redo"));
     }
     // Every dirty page must now be whole: a torn page with no image is damage.

@@ -3,11 +3,19 @@
 //! by `sync_data`, and read back by rollback (random access) and recovery
 //! (sequential scan, see `reader`).
 //!
+//! Files: `record.rs` (a record's bytes), `segments.rs` (finding the segment
+//! files, the cache of their handles, erasing the stale tail past the end
+//! recovery found), `reader.rs` (the sequential scan and how the log ended:
+//! a torn tail or damage, as `reader::LogEnd`), and this file (the writer,
+//! group commit, reads for rollback, and truncation by `truncate_before`).
+//!
 //! Invariants:
 //! - An LSN is the byte position of a record in the log stream; segment file
 //!   `wal-<start>.log` holds the stream from `start` until its `SegEnd` record.
 //! - `durable_lsn` only grows, and only after `sync_data` of every segment
 //!   holding bytes below it returned Ok (and `sync_dir` for new segments).
+//! - A log opened on existing segments appends only after recovery erased
+//!   the stale tail past the end (`Segments::erase_stale_tail`).
 //! - Group commit: committers wait on one condition variable while a single
 //!   leader writes and syncs everything appended so far; no lock that
 //!   appenders need is held across the fsync.
@@ -17,7 +25,6 @@
 //!   `Error::Failed` (but `flush_all_at_drop`, see there).
 
 pub mod reader;
-pub use reader::ScanEnd as ScanEndInfo;
 pub mod record;
 pub mod segments;
 

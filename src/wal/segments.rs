@@ -1,9 +1,12 @@
-//! The log's segment files, with a bounded cache of open handles.
+//! The log's segment files: finding them at open (`discover`), a bounded
+//! cache of open handles, and erasing the stale tail past the end of the log
+//! that recovery found (`erase_stale_tail`). Reading the log is
+//! `super::reader`; appending and truncation are `super::Wal`.
 //!
 //! Invariants:
 //! - The set of known segments (`starts`, with each file's length) is the set
-//!   of `wal-*.log` files the log owns; it changes only by `create` and
-//!   `remove`.
+//!   of `wal-*.log` files the log owns; it changes only by `create`,
+//!   `forget` (by truncation) and `erase_stale_tail`.
 //! - At most `SEGMENT_HANDLE_CACHE` handles are kept open, the newest
 //!   segment's (the one appends go to) always among them; the others are the
 //!   most recently used, and the least recently used is closed first. A
@@ -12,12 +15,16 @@
 //!   per call in flight, whatever the number of segments.
 //! - Lengths are kept here (set at load and create, raised by `note_written`),
 //!   so `disk_bytes` needs no I/O and no open file.
+//! - The stale tail is erased (zeroed and synced, later segments removed and
+//!   the directory synced) before the log appends anything, so a stale record
+//!   can never be read as log.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use super::reader::ScanEnd;
 use super::{parse_segment_name, segment_name, LSN_START, MAX_LSN, RECORD_ALIGN};
 use crate::error::{Error, Result};
 use crate::page::Lsn;
@@ -188,5 +195,34 @@ impl Segments {
         let mut st = self.state.lock();
         st.lens.remove(&start);
         st.open.retain(|c| c.start != start);
+    }
+
+    /// Erase what lies past the end of the log that `end` describes, so it
+    /// can never be read as log: zero the valid-looking stale records after
+    /// the end in the current segment (up to `LogEnd::stale_until`) and sync,
+    /// then remove every later segment and sync the directory. Recovery calls
+    /// this once, after analysis and before the log appends anything.
+    ///
+    /// # Errors
+    /// An I/O error of writing, syncing or removing.
+    pub fn erase_stale_tail(&self, end: &ScanEnd) -> Result<()> {
+        assert!(!end.how.is_damage(), "no tail is erased past damage: {}", end.how);
+        let (end_lsn, stale_until) = (end.end_lsn(), end.how.stale_until());
+        assert!(end.cur_seg <= end_lsn && end_lsn <= stale_until);
+        if self.contains(end.cur_seg) && stale_until > end_lsn {
+            let f = self.file(end.cur_seg)?;
+            let zeros = vec![0u8; (stale_until - end_lsn) as usize];
+            f.write_all_at(&zeros, end_lsn - end.cur_seg)?;
+            f.sync_data()?;
+        }
+        if !end.stale_segments.is_empty() {
+            for &s in &end.stale_segments {
+                assert!(s > end.cur_seg, "a stale segment must lie past the end of the log");
+                self.forget(s);
+                self.storage.remove(&segment_name(s))?;
+            }
+            self.storage.sync_dir()?;
+        }
+        Ok(())
     }
 }
