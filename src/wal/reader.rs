@@ -15,8 +15,9 @@ use std::sync::Arc;
 use super::record::*;
 use super::segments::Segments;
 use crate::error::{Error, Result};
-use crate::page::Lsn;
+
 use crate::storage::{read_full_at, StorageFile};
+use crate::types::Lsn;
 
 /// Where the log ends.
 #[derive(Debug, Clone, Default)]
