@@ -19,7 +19,8 @@
 
 use crate::buffer::BufferPool;
 use crate::error::{Error, Result};
-use crate::page::{Meta, PageId, PageOp, PageRef, PageType, META_PAGE};
+use crate::page::{Meta, PageOp, PageRef, PageType, META_PAGE};
+use crate::types::PageId;
 use crate::wal::PagePart;
 
 fn corrupt(detail: impl std::fmt::Display) -> Error {
@@ -47,7 +48,7 @@ impl PageAllocator {
         if let Some(pid) = self.freed.pop() {
             return Ok(pid);
         }
-        if self.meta.free_head != 0 {
+        if !self.meta.free_head.is_none() {
             let pid = self.meta.free_head;
             let h = pool.fetch(pid)?;
             let g = h.read();
@@ -55,22 +56,22 @@ impl PageAllocator {
                 return Err(corrupt(format!("free list reaches page {pid} of type {:?}", g.page_type())));
             }
             let next = g.link();
-            if next >= self.meta.page_count {
+            if next >= self.meta.end() {
                 return Err(corrupt(format!("free list link to page {next} outside the file")));
             }
             self.meta.free_head = next;
             self.meta.free_count -= 1;
             return Ok(pid);
         }
-        let pid = self.meta.page_count;
-        self.meta.page_count =
-            pid.checked_add(1).ok_or_else(|| Error::InvalidArgument("the data file reached 2^32 pages".into()))?;
+        let pid = self.meta.end();
+        self.meta.page_count = (self.meta.page_count.checked_add(1))
+            .ok_or_else(|| Error::InvalidArgument("the data file reached 2^32 pages".into()))?;
         Ok(pid)
     }
 
     /// Give `pid` back; it reaches the free list when the record is finished.
     pub fn free(&mut self, pid: PageId) {
-        debug_assert!(pid > META_PAGE && pid < self.meta.page_count, "free of page {pid}");
+        debug_assert!(self.meta.holds(pid), "free of page {pid}");
         debug_assert!(!self.freed.contains(&pid), "page {pid} freed twice in one record");
         self.freed.push(pid);
     }
@@ -87,7 +88,7 @@ impl PageAllocator {
             self.meta.free_count += 1;
         }
         if self.meta != self.orig {
-            assert!(self.meta.root >= 2 && self.meta.root < self.meta.page_count, "root outside the file");
+            assert!(self.meta.holds(self.meta.root), "root outside the file");
             parts.push(PagePart { page_id: META_PAGE, op: PageOp::SetMeta(self.meta) });
         }
     }

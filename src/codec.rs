@@ -5,6 +5,7 @@
 //! being decoded.
 
 use crate::error::{Error, Result};
+use crate::types::{Lsn, PageId, TxnId};
 
 /// A cursor over bytes read from disk.
 pub struct Reader<'a> {
@@ -50,6 +51,18 @@ impl<'a> Reader<'a> {
     pub fn u64(&mut self) -> Result<u64> {
         Ok(u64::from_le_bytes(self.bytes(8)?.try_into().expect("8")))
     }
+    /// Next LSN (a u64).
+    pub fn lsn(&mut self) -> Result<Lsn> {
+        self.u64().map(Lsn)
+    }
+    /// Next page id (a u32).
+    pub fn page_id(&mut self) -> Result<PageId> {
+        self.u32().map(PageId)
+    }
+    /// Next transaction id (a u64).
+    pub fn txn_id(&mut self) -> Result<TxnId> {
+        self.u64().map(TxnId)
+    }
     /// A u16 length then that many bytes.
     pub fn bytes16(&mut self) -> Result<&'a [u8]> {
         let n = self.u16()? as usize;
@@ -87,6 +100,18 @@ pub trait Writer {
     fn put_u32(&mut self, v: u32);
     /// Append a u64.
     fn put_u64(&mut self, v: u64);
+    /// Append an LSN (a u64).
+    fn put_lsn(&mut self, v: Lsn) {
+        self.put_u64(v.0)
+    }
+    /// Append a page id (a u32).
+    fn put_page_id(&mut self, v: PageId) {
+        self.put_u32(v.0)
+    }
+    /// Append a transaction id (a u64).
+    fn put_txn_id(&mut self, v: TxnId) {
+        self.put_u64(v.0)
+    }
     /// Append a u16 length and the bytes.
     fn put_bytes16(&mut self, b: &[u8]);
     /// Append a u32 length and the bytes.

@@ -33,12 +33,13 @@ use crate::buffer::BufferPool;
 use crate::error::{Error, Result};
 use crate::failstop::FailStop;
 use crate::options::{Durability, Options};
-use crate::page::{self, Lsn};
+use crate::page::{self};
 use crate::recovery::{self, Checkpointer, OpenParams, RecoveryReport, Sources};
 use crate::storage::{FsStorage, Storage, StorageFile};
 use crate::txn::lock::{LockManager, LockMode};
 use crate::txn::{lock_key, undo_step, TxnTable};
-use crate::wal::{AttEntry, Body, TxnId, Wal};
+use crate::types::{AtomicLsn, Lsn, TxnEntry, TxnId};
+use crate::wal::{Body, Wal};
 
 mod background;
 #[cfg(test)]
@@ -71,7 +72,7 @@ pub(crate) struct Inner {
     txns: Mutex<TxnTable>,
     locks: LockManager,
     next_txn_id: AtomicU64,
-    fpi_horizon: AtomicU64,
+    fpi_horizon: AtomicLsn,
     ckpt: Checkpointer,
     /// Held for the whole of a compaction: one at a time.
     compacting: Mutex<()>,
@@ -194,12 +195,8 @@ impl Db {
     /// Begin a transaction. Many may be open at once, from many threads.
     pub fn begin(&self) -> Result<Txn> {
         self.inner.check_ok()?;
-        let id = self.inner.next_txn_id.fetch_add(1, Ordering::Relaxed);
-        self.inner
-            .txns
-            .lock()
-            .active_txns
-            .insert(id, AttEntry { txn_id: id, committed: false, last_lsn: 0, undo_next_lsn: 0, first_lsn: 0 });
+        let id = TxnId(self.inner.next_txn_id.fetch_add(1, Ordering::Relaxed));
+        self.inner.txns.lock().active_txns.insert(id, TxnEntry::new(id));
         Ok(Txn { inner: self.inner.clone(), id, locks: Vec::new(), exclusive: false, holds_locks: false, ended: false })
     }
 
@@ -346,8 +343,8 @@ impl Inner {
             tree_latch: RwLock::new(()),
             txns: Mutex::new(r.txns),
             locks: LockManager::with_fail_stop(r.stop.clone()),
-            next_txn_id: AtomicU64::new(r.next_txn_id),
-            fpi_horizon: AtomicU64::new(fpi_horizon),
+            next_txn_id: AtomicU64::new(r.next_txn_id.get()),
+            fpi_horizon: AtomicLsn::new(fpi_horizon),
             ckpt: Checkpointer::new(r.master_file, r.master.checkpoint_lsn),
             compacting: Mutex::new(()),
             stop: r.stop,
@@ -363,7 +360,7 @@ impl Inner {
     }
 
     fn tree(&self) -> BTree<'_> {
-        BTree::new(&self.pool, self.fpi_horizon.load(Ordering::Acquire))
+        BTree::new(&self.pool, self.fpi_horizon.load())
     }
 
     fn check_ok(&self) -> Result<()> {
@@ -471,7 +468,7 @@ impl Inner {
             let e = t.get_mut(id)?;
             e.last_lsn = ctx.last_lsn;
             e.undo_next_lsn = ctx.last_lsn;
-            if e.first_lsn == 0 {
+            if e.first_lsn.is_none() {
                 e.first_lsn = start;
             }
         }
@@ -527,7 +524,7 @@ impl Inner {
     fn compact(&self) -> Result<u64> {
         {
             let _w = self.write_latch(CHANGE_HEADROOM_PAGES)?;
-            let mut ctx = TxnCtx { txn_id: 0, last_lsn: 0, compensating: None };
+            let mut ctx = TxnCtx::new(TxnId::SYSTEM, Lsn::NONE);
             self.tree().compact(&mut ctx)?;
         }
         // No record before this checkpoint is redone after a crash, so no
@@ -566,7 +563,7 @@ impl Inner {
             .lock()
             .active_txns
             .values()
-            .filter(|e| e.first_lsn != 0)
+            .filter(|e| !e.first_lsn.is_none())
             .map(|e| end.saturating_sub(e.first_lsn))
             .collect();
         let p = &self.pool.counters;
@@ -628,7 +625,7 @@ fn check_key(key: &[u8]) -> Result<()> {
 impl Txn {
     /// This transaction's id.
     pub fn id(&self) -> u64 {
-        self.id
+        self.id.get()
     }
 
     fn check_active(&self) -> Result<()> {
@@ -760,7 +757,7 @@ impl Txn {
     pub fn commit(mut self) -> Result<()> {
         self.check_active()?;
         self.ended = true;
-        let wrote = self.inner.txns.lock().get(self.id)?.last_lsn != 0;
+        let wrote = !self.inner.txns.lock().get(self.id)?.last_lsn.is_none();
         if wrote {
             let r = self.inner.log_txn_record(self.id, Body::Commit);
             let lsn = self.inner.guard(r)?;
@@ -798,11 +795,11 @@ impl Txn {
 
     fn abort_inner(&mut self) -> Result<()> {
         self.ended = true;
-        let wrote = self.inner.txns.lock().get(self.id).map(|e| e.last_lsn != 0).unwrap_or(false);
+        let wrote = self.inner.txns.lock().get(self.id).map(|e| !e.last_lsn.is_none()).unwrap_or(false);
         let r = (|| {
             if wrote {
                 self.inner.log_txn_record(self.id, Body::Abort)?;
-                self.inner.rollback_to(self.id, 0)?;
+                self.inner.rollback_to(self.id, Lsn::NONE)?;
                 self.inner.log_txn_record(self.id, Body::End)?;
             } else {
                 self.inner.txns.lock().active_txns.remove(&self.id);

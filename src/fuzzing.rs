@@ -10,6 +10,7 @@ use std::sync::Arc;
 use crate::codec::Reader;
 use crate::page::{self, LeafCell, Meta, PageRef, PageState, PageType};
 use crate::storage::{Fault, SimStorage, Storage};
+use crate::types::Lsn;
 use crate::wal::{decode_record, encode_record, segment_name, RecordHeader};
 use crate::{Db, Durability, Options, Txn};
 
@@ -31,7 +32,7 @@ pub fn encode_files(files: &[(String, Vec<u8>)]) -> Vec<u8> {
             out.push(0);
         } else if let Some(start) = crate::wal::parse_segment_name(name) {
             out.push(1);
-            out.extend_from_slice(&start.to_le_bytes());
+            out.extend_from_slice(&start.get().to_le_bytes());
         } else {
             continue;
         }
@@ -49,7 +50,7 @@ pub fn decode_files(input: &[u8]) -> Vec<(String, Vec<u8>)> {
         let Ok(tag) = r.u8() else { break };
         let name = match tag % 2 {
             0 => crate::DATA_FILE.to_string(),
-            _ => match r.u64() {
+            _ => match r.lsn() {
                 Ok(start) => segment_name(start),
                 Err(_) => break,
             },
@@ -104,7 +105,7 @@ pub fn recover(input: &[u8]) {
 /// Target `wal_record`: decode a log record; a record that decodes encodes
 /// back to the same bytes.
 pub fn wal_record(input: &[u8]) {
-    let Some(lsn) = input.get(8..16).map(|b| u64::from_le_bytes(b.try_into().expect("8"))) else { return };
+    let Some(lsn) = input.get(8..16).map(|b| Lsn(u64::from_le_bytes(b.try_into().expect("8")))) else { return };
     let Ok(rec) = decode_record(input, lsn) else { return };
     let mut out = Vec::new();
     let header = RecordHeader { prev_lsn: rec.prev_lsn, txn_id: rec.txn_id, undo_next_lsn: rec.undo_next_lsn };

@@ -14,7 +14,8 @@
 //! # Ok::<(), ariesdb::Error>(())
 //! ```
 //!
-//! Layers, bottom to top: `storage` (files and the simulated disk),
+//! Layers, bottom to top: core types (`Lsn`, `PageId`, `TxnId`), `storage`
+//! (files and the simulated disk),
 //! `failstop` (the one fail-stop state the layers above share), `page`
 //! (byte layouts and redo of one operation on one page), `wal` (log records,
 //! writer with group commit, reader), `buffer` (the pool; the write-ahead
@@ -40,6 +41,7 @@ mod recovery;
 pub mod storage;
 mod txn;
 mod txn_log;
+mod types;
 mod wal;
 
 use std::ops::Bound;
@@ -59,5 +61,6 @@ pub fn range<'a>(start: &'a [u8], end: &'a [u8]) -> (Bound<&'a [u8]>, Bound<&'a 
 #[doc(hidden)]
 pub mod internals {
     pub use crate::page::{verify, PageState};
+    pub use crate::types::{Lsn, PageId, TxnId};
     pub use crate::wal::{decode_record, encode_record, parse_segment_name, segment_name, LSN_START};
 }

@@ -18,8 +18,9 @@
 
 use crate::buffer::BufferPool;
 use crate::error::Result;
-use crate::page::Lsn;
-use crate::wal::{Body, KeyUndo, PagePart, RecordHeader, TxnId, Wal};
+
+use crate::types::{Lsn, TxnId};
+use crate::wal::{Body, KeyUndo, PagePart, RecordHeader, Wal};
 
 /// The transaction a change is logged for, and its `prev_lsn` chain.
 #[derive(Debug, Clone, Copy)]
@@ -55,10 +56,10 @@ impl TxnCtx {
         let lsn = match self.compensating {
             Some(undo_next_lsn) => {
                 // The record compensated is after the one to undo next.
-                assert!(undo_next_lsn < self.last_lsn || self.last_lsn == 0, "a CLR must point back");
+                assert!(undo_next_lsn < self.last_lsn || self.last_lsn.is_none(), "a CLR must point back");
                 pool.log_and_apply(&self.header(undo_next_lsn), &Body::Clr { parts }, fpi_horizon)?
             }
-            None => pool.log_and_apply(&self.header(0), &Body::Update { parts, undo }, fpi_horizon)?,
+            None => pool.log_and_apply(&self.header(Lsn::NONE), &Body::Update { parts, undo }, fpi_horizon)?,
         };
         debug_assert!(lsn > self.last_lsn);
         self.last_lsn = lsn;
@@ -67,7 +68,7 @@ impl TxnCtx {
 
     /// Log a redo-only record and apply its page parts.
     pub fn log_redo(&mut self, pool: &BufferPool, parts: Vec<PagePart>, fpi_horizon: Lsn) -> Result<()> {
-        let lsn = pool.log_and_apply(&self.header(0), &Body::Redo { parts }, fpi_horizon)?;
+        let lsn = pool.log_and_apply(&self.header(Lsn::NONE), &Body::Redo { parts }, fpi_horizon)?;
         debug_assert!(lsn > self.last_lsn);
         self.last_lsn = lsn;
         Ok(())
@@ -76,7 +77,7 @@ impl TxnCtx {
     /// Append the transaction's Commit, Abort or End record.
     pub fn log_outcome(&mut self, wal: &Wal, body: Body) -> Result<Lsn> {
         assert!(matches!(body, Body::Commit | Body::Abort | Body::End), "not an outcome record: {body:?}");
-        let lsn = wal.append(&self.header(0), &body)?;
+        let lsn = wal.append(&self.header(Lsn::NONE), &body)?;
         self.last_lsn = lsn;
         Ok(lsn)
     }

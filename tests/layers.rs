@@ -1,14 +1,14 @@
 //! No import runs upward: every `crate::<module>` reference in src/ names a
 //! module at or below its own in the layer order of docs/design.md section 2
-//! (error, fail-stop, storage, page, wal, buffer, the transaction's log chain,
+//! (core types, error, fail-stop, storage, page, wal, buffer, the transaction's log chain,
 //! the page allocator, btree, txn, recovery, and the facade on top).
 
 use std::path::Path;
 
 /// Bottom to top; `options` and the `db` folder belong to the facade.
 const ORDER: &[&str] = &[
-    "error", "failstop", "storage", "codec", "page", "wal", "buffer", "txn_log", "alloc", "btree", "txn", "recovery",
-    "db", "fuzzing", "lib",
+    "types", "error", "failstop", "storage", "codec", "page", "wal", "buffer", "txn_log", "alloc", "btree", "txn",
+    "recovery", "db", "fuzzing", "lib",
 ];
 
 fn rank(module: &str) -> Option<usize> {

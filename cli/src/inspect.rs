@@ -88,7 +88,7 @@ pub fn stats(dir: &Path) -> Result<(), CliError> {
     print_tree(&r);
     println!();
     let segs: Vec<(u64, &String, u64)> =
-        files.iter().filter_map(|(n, l)| parse_segment_name(n).map(|s| (s, n, *l))).collect();
+        files.iter().filter_map(|(n, l)| parse_segment_name(n).map(|s| (s.get(), n, *l))).collect();
     let seg_bytes: u64 = segs.iter().map(|s| s.2).sum();
     println!("log: {} segment file{}, {} on disk", segs.len(), if segs.len() == 1 { "" } else { "s" }, size(seg_bytes));
     for (start, name, len) in &segs {

@@ -7,7 +7,7 @@ use std::fmt;
 use std::io::Write;
 use std::path::Path;
 
-use ariesdb::internals::{decode_record, parse_segment_name};
+use ariesdb::internals::{decode_record, parse_segment_name, Lsn};
 
 use crate::util::{list_files, require_db, size, CliError};
 
@@ -59,8 +59,10 @@ pub fn run(dir: &Path, f: Filter, summary_only: bool) -> Result<(), CliError> {
             None => return Err(CliError::Other(format!("unknown record kind {k:?}; kinds are: {}", KINDS.join(", ")))),
         },
     };
-    let segments: BTreeMap<u64, String> =
-        list_files(dir)?.into_iter().filter_map(|(name, _)| parse_segment_name(&name).map(|s| (s, name))).collect();
+    let segments: BTreeMap<u64, String> = list_files(dir)?
+        .into_iter()
+        .filter_map(|(name, _)| parse_segment_name(&name).map(|s| (s.get(), name)))
+        .collect();
     if segments.is_empty() {
         return Err(CliError::Missing(format!("{} holds no log segments (wal-*.log)", dir.display())));
     }
@@ -82,7 +84,7 @@ pub fn run(dir: &Path, f: Filter, summary_only: bool) -> Result<(), CliError> {
         let mut pos = 0usize;
         loop {
             let lsn = start + pos as u64;
-            let rec = match data.get(pos..).map(|b| decode_record(b, lsn)) {
+            let rec = match data.get(pos..).map(|b| decode_record(b, Lsn(lsn))) {
                 Some(Ok(r)) => r,
                 _ => {
                     end_note = format!(
@@ -98,11 +100,11 @@ pub fn run(dir: &Path, f: Filter, summary_only: bool) -> Result<(), CliError> {
             let kind_dbg = first_word(format_args!("{:?}", rec.body.kind()));
             let kind: &'static str = KINDS.iter().find(|n| **n == kind_dbg).copied().unwrap_or("?");
             let parts = rec.body.parts();
-            let keep = f.txn.is_none_or(|t| t == rec.txn_id)
-                && f.page.is_none_or(|p| parts.iter().any(|x| x.page_id == p))
+            let keep = f.txn.is_none_or(|t| t == rec.txn_id.get())
+                && f.page.is_none_or(|p| parts.iter().any(|x| x.page_id.get() == p))
                 && kind_filter.is_none_or(|k| k == kind)
-                && f.from.is_none_or(|l| rec.lsn >= l)
-                && f.to.is_none_or(|l| rec.lsn < l);
+                && f.from.is_none_or(|l| rec.lsn.get() >= l)
+                && f.to.is_none_or(|l| rec.lsn.get() < l);
             if keep {
                 shown += 1;
                 let t = totals.entry(kind).or_default();
@@ -113,7 +115,7 @@ pub fn run(dir: &Path, f: Filter, summary_only: bool) -> Result<(), CliError> {
                         .iter()
                         .map(|p| format!("{}:{}", p.page_id, first_word(format_args!("{:?}", p.op))))
                         .collect();
-                    let undo_next = if rec.undo_next_lsn != 0 || kind == "Clr" {
+                    let undo_next = if !rec.undo_next_lsn.is_none() || kind == "Clr" {
                         rec.undo_next_lsn.to_string()
                     } else {
                         "-".into()

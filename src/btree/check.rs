@@ -85,7 +85,7 @@ impl Walk {
     /// Account for `pid` once; twice, or outside the file, is corruption.
     fn mark(&mut self, pid: PageId) -> Result<()> {
         let count = self.seen.len();
-        match self.seen.get_mut(pid as usize) {
+        match self.seen.get_mut(pid.index()) {
             Some(s) if !*s => {
                 *s = true;
                 Ok(())
@@ -216,7 +216,7 @@ impl BTree<'_> {
     fn check_leaf_chain(&self, leaves_in_order: &[PageId]) -> Result<()> {
         for (i, &pid) in leaves_in_order.iter().enumerate() {
             let next = self.pool.fetch(pid)?.read().link();
-            let expect = leaves_in_order.get(i + 1).copied().unwrap_or(0);
+            let expect = leaves_in_order.get(i + 1).copied().unwrap_or(PageId::NONE);
             if next != expect {
                 return Err(corrupt(format!("leaf {pid} links to {next}, expected {expect}")));
             }
@@ -227,7 +227,7 @@ impl BTree<'_> {
     /// The free list holds free pages only, as many as the meta page says.
     fn check_free_list(&self, walk: &mut Walk, meta: &Meta) -> Result<()> {
         let mut pid = meta.free_head;
-        while pid != 0 {
+        while !pid.is_none() {
             walk.mark(pid)?;
             walk.report.free += 1;
             let h = self.pool.fetch(pid)?;

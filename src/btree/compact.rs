@@ -45,10 +45,10 @@ impl BTree<'_> {
             return Ok(meta.page_count);
         }
         let mut free_list = self.free_list(&meta)?;
-        let sites = self.sites_at_or_past(&meta, live)?;
+        let sites = self.sites_at_or_past(&meta, PageId(live))?;
         let mut movers: Vec<PageId> = sites.keys().copied().collect();
         movers.sort_unstable();
-        let mut targets: Vec<PageId> = free_list.iter().copied().filter(|&p| p < live).collect();
+        let mut targets: Vec<PageId> = free_list.iter().copied().filter(|&p| p.get() < live).collect();
         if movers.len() != targets.len() {
             return Err(corrupt(format!(
                 "{} pages to move past {live} but {} free below it",
@@ -64,10 +64,10 @@ impl BTree<'_> {
             moved.insert(old, new);
         }
         let meta = self.meta()?;
-        if free_list.len() != meta.free_count as usize || free_list.iter().any(|&p| p < live) {
+        if free_list.len() != meta.free_count as usize || free_list.iter().any(|&p| p.get() < live) {
             return Err(corrupt("free pages left below the live page count after compaction"));
         }
-        let shrunk = Meta { page_count: live, free_head: 0, free_count: 0, ..meta };
+        let shrunk = Meta { page_count: live, free_head: PageId::NONE, free_count: 0, ..meta };
         self.log_redo(ctx, vec![PagePart { page_id: META_PAGE, op: PageOp::SetMeta(shrunk) }])?;
         Ok(live)
     }
@@ -76,7 +76,7 @@ impl BTree<'_> {
     fn free_list(&self, meta: &Meta) -> Result<Vec<PageId>> {
         let mut list = Vec::with_capacity(meta.free_count as usize);
         let mut pid = meta.free_head;
-        while pid != 0 {
+        while !pid.is_none() {
             if list.len() >= meta.free_count as usize {
                 return Err(corrupt("free list longer than the meta page says"));
             }
@@ -98,7 +98,7 @@ impl BTree<'_> {
         let mut stack = vec![meta.root];
         let mut visited = vec![false; meta.page_count as usize];
         while let Some(pid) = stack.pop() {
-            match visited.get_mut(pid as usize) {
+            match visited.get_mut(pid.index()) {
                 Some(v) if !*v => *v = true,
                 _ => return Err(corrupt(format!("page {pid} reached twice or outside the file"))),
             }
@@ -113,7 +113,7 @@ impl BTree<'_> {
                     }
                 }
                 Some(PageType::Leaf) => {
-                    if g.link() != 0 {
+                    if !g.link().is_none() {
                         note(g.link(), Site::Link(pid));
                     }
                     for slot in 0..g.slot_count() {
@@ -157,18 +157,18 @@ impl BTree<'_> {
                     // The pointer is the child of an inner cell (bytes 2..6)
                     // or the last four bytes of an overflow leaf cell.
                     let at = if g.page_type() == Some(PageType::Inner) { 2 } else { cell.len() - 4 };
-                    let was = u32::from_le_bytes(cell[at..at + 4].try_into().expect("four bytes"));
+                    let was = PageId(u32::from_le_bytes(cell[at..at + 4].try_into().expect("four bytes")));
                     if was != old {
                         return Err(corrupt(format!("page {} slot {slot} points at {was}, not {old}", here(p))));
                     }
-                    cell[at..at + 4].copy_from_slice(&new.to_le_bytes());
+                    cell[at..at + 4].copy_from_slice(&new.get().to_le_bytes());
                     parts.push(PagePart { page_id: here(p), op: PageOp::Replace { slot: slot as u16, cell } });
                 }
             }
         }
         // Take `new` off the free list, put `old` on it.
         let at = free_list.iter().position(|&p| p == new).expect("target on the free list");
-        let next = free_list.get(at + 1).copied().unwrap_or(0);
+        let next = free_list.get(at + 1).copied().unwrap_or(PageId::NONE);
         if at == 0 {
             meta.free_head = next;
         } else {

@@ -36,7 +36,8 @@ use std::ops::Bound;
 
 use crate::buffer::BufferPool;
 use crate::error::{Error, Result};
-use crate::page::{self, LeafCell, Meta, PageId, PageRef, PageType, META_PAGE};
+use crate::page::{self, LeafCell, Meta, PageRef, PageType, META_PAGE};
+use crate::types::{Lsn, PageId};
 
 /// Largest key accepted (a limit of the cell layout, see `page::MAX_KEY_LEN`).
 pub const MAX_KEY_LEN: usize = page::MAX_KEY_LEN;
@@ -60,7 +61,7 @@ const _: () = assert!(
 pub struct BTree<'a> {
     pool: &'a BufferPool,
     /// Begin LSN of the latest checkpoint: the full-page-image horizon.
-    fpi_horizon: u64,
+    fpi_horizon: Lsn,
 }
 
 /// A root-to-leaf path: the pages and, for each inner page, the position of
@@ -99,7 +100,7 @@ pub(crate) fn child_pos_for(b: &[u8], key: &[u8]) -> usize {
 
 impl<'a> BTree<'a> {
     /// A tree over `pool`.
-    pub fn new(pool: &'a BufferPool, fpi_horizon: u64) -> BTree<'a> {
+    pub fn new(pool: &'a BufferPool, fpi_horizon: Lsn) -> BTree<'a> {
         BTree { pool, fpi_horizon }
     }
 
@@ -121,7 +122,7 @@ impl<'a> BTree<'a> {
             if path.nodes.len() >= MAX_DEPTH {
                 return Err(corrupt("tree deeper than any real tree: a cycle of pages"));
             }
-            if pid >= meta.page_count || pid < 2 {
+            if !meta.holds(pid) {
                 return Err(corrupt(format!("child pointer to page {pid} outside the file")));
             }
             let h = self.pool.fetch(pid)?;
@@ -202,7 +203,7 @@ impl<'a> BTree<'a> {
         let expect = val_len.div_ceil(cap);
         let mut pages = Vec::with_capacity(expect);
         let mut pid = first;
-        while pid != 0 {
+        while !pid.is_none() {
             if pages.len() >= expect {
                 return Err(corrupt(format!("overflow chain from page {first} is longer than its value")));
             }
@@ -239,9 +240,9 @@ impl<'a> BTree<'a> {
         let mut pid = self.find_leaf(start_key)?.leaf();
         let mut first = true;
         let mut hops = 0u64;
-        while pid != 0 {
+        while !pid.is_none() {
             hops += 1;
-            if hops > meta.page_count as u64 || pid >= meta.page_count {
+            if hops > meta.page_count as u64 || !meta.holds(pid) {
                 return Err(corrupt("leaf chain loops or leaves the file"));
             }
             let h = self.pool.fetch(pid)?;

@@ -7,6 +7,7 @@ use super::*;
 use crate::alloc::PageAllocator;
 use crate::page::{PageOp, LEAF_CELL_HEADER};
 use crate::txn_log::TxnCtx;
+use crate::types::{Lsn, TxnId};
 use crate::wal::{KeyUndo, PagePart};
 
 impl BTree<'_> {
@@ -79,7 +80,7 @@ impl BTree<'_> {
             let i = plan.load(leaf, 0)?;
             let last_slot = plan.node(i).cells.len();
             plan.bias = match slot {
-                Err(s) if s == last_slot && plan.node(i).link == 0 => SplitBias::Append,
+                Err(s) if s == last_slot && plan.node(i).link.is_none() => SplitBias::Append,
                 Err(0) if path.child_pos.iter().all(|&p| p == 0) => SplitBias::Prepend,
                 _ => SplitBias::Even,
             };
@@ -112,7 +113,7 @@ impl BTree<'_> {
             (0..value.len().div_ceil(cap)).map(|_| alloc.alloc(self.pool)).collect::<Result<_>>()?;
         let mut chain_parts = Vec::with_capacity(pages.len());
         for (i, chunk) in value.chunks(cap).enumerate() {
-            let next = pages.get(i + 1).copied().unwrap_or(0);
+            let next = pages.get(i + 1).copied().unwrap_or(PageId::NONE);
             chain_parts.push(PagePart { page_id: pages[i], op: PageOp::InitOverflow { next, data: chunk.to_vec() } });
         }
         assert!(!pages.is_empty(), "a value in overflow pages has at least one");
@@ -165,15 +166,20 @@ impl BTree<'_> {
 
     /// Create the meta page and an empty root leaf (a new database).
     pub fn bootstrap(&self) -> Result<()> {
-        let meta = Meta { root: 2, free_head: 0, page_count: 3, free_count: 0 };
+        // The root leaf is the first page after the meta page.
+        let root = PageId(META_PAGE.get() + 1);
+        let meta = Meta { root, free_head: PageId::NONE, page_count: root.get() + 1, free_count: 0 };
         let parts = vec![
             PagePart {
                 page_id: META_PAGE,
-                op: PageOp::Init { ty: PageType::Meta as u8, link: 0, aux: 0, cells: vec![] },
+                op: PageOp::Init { ty: PageType::Meta as u8, link: PageId::NONE, aux: 0, cells: vec![] },
             },
             PagePart { page_id: META_PAGE, op: PageOp::SetMeta(meta) },
-            PagePart { page_id: 2, op: PageOp::Init { ty: PageType::Leaf as u8, link: 0, aux: 0, cells: vec![] } },
+            PagePart {
+                page_id: root,
+                op: PageOp::Init { ty: PageType::Leaf as u8, link: PageId::NONE, aux: 0, cells: vec![] },
+            },
         ];
-        self.log_redo(&mut TxnCtx::new(0, 0), parts)
+        self.log_redo(&mut TxnCtx::new(TxnId::SYSTEM, Lsn::NONE), parts)
     }
 }

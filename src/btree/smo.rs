@@ -81,7 +81,7 @@ fn key_of(ty: PageType, c: &[u8]) -> &[u8] {
 
 /// Child page of an encoded inner cell.
 fn child_of(c: &[u8]) -> PageId {
-    u32::from_le_bytes([c[2], c[3], c[4], c[5]])
+    PageId(u32::from_le_bytes([c[2], c[3], c[4], c[5]]))
 }
 
 fn inner_cell(key: &[u8], child: PageId) -> Vec<u8> {
@@ -254,7 +254,7 @@ impl<'t, 'p> Plan<'t, 'p> {
             }
             return Ok(i);
         }
-        if pid < 2 || pid >= self.alloc.meta.page_count {
+        if !self.alloc.meta.holds(pid) {
             return Err(corrupt(format!("child pointer to page {pid} outside the file")));
         }
         let h = self.tree.pool.fetch(pid)?;

@@ -32,11 +32,13 @@ use parking_lot::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::error::{Error, Result};
 use crate::failstop::FailStop;
-use crate::page::{self, Lsn, PageId, PageOp, PageRef, PageState};
+use crate::page::{self, PageOp, PageRef, PageState};
 use crate::storage::{read_full_at, StorageFile};
+use crate::types::{Lsn, PageId};
 use crate::wal::{Body, PagePart, RecordHeader, Wal};
 
-const NO_PAGE: u32 = u32::MAX;
+/// A frame that holds no page.
+const NO_PAGE: PageId = PageId(u32::MAX);
 
 /// One frame of the pool.
 pub struct Frame {
@@ -49,6 +51,23 @@ pub struct Frame {
     /// Flush epoch of the last change applied here in normal operation.
     changed_epoch: AtomicU64,
     data: RwLock<Box<[u8]>>,
+}
+
+impl Frame {
+    /// The page this frame holds (`NO_PAGE`: none).
+    fn page_id(&self) -> PageId {
+        PageId(self.page_id.load(Ordering::Acquire))
+    }
+    fn set_page_id(&self, page_id: PageId) {
+        self.page_id.store(page_id.get(), Ordering::Release)
+    }
+    /// LSN of the first change since the page was last clean (`Lsn::NONE`: clean).
+    fn rec_lsn(&self) -> Lsn {
+        Lsn(self.rec_lsn.load(Ordering::Acquire))
+    }
+    fn set_rec_lsn(&self, rec_lsn: Lsn) {
+        self.rec_lsn.store(rec_lsn.get(), Ordering::Release)
+    }
 }
 
 /// What CLOCK found.
@@ -138,8 +157,8 @@ impl PageHandle<'_> {
     pub fn mark_dirty(&self, rec_lsn: Lsn) {
         let f = self.frame();
         if !f.dirty.load(Ordering::Acquire) {
-            debug_assert!(rec_lsn > 0);
-            f.rec_lsn.store(rec_lsn, Ordering::Release);
+            debug_assert!(!rec_lsn.is_none());
+            f.set_rec_lsn(rec_lsn);
             f.dirty.store(true, Ordering::Release);
         }
     }
@@ -166,7 +185,7 @@ impl BufferPool {
     ) -> BufferPool {
         let frames: Box<[Frame]> = (0..frames)
             .map(|_| Frame {
-                page_id: AtomicU32::new(NO_PAGE),
+                page_id: AtomicU32::new(NO_PAGE.get()),
                 pin: AtomicU32::new(0),
                 refbit: AtomicBool::new(false),
                 dirty: AtomicBool::new(false),
@@ -293,7 +312,7 @@ impl BufferPool {
     /// progress (the loader holds the write latch), then check it.
     fn finish_hit<'a>(&'a self, h: PageHandle<'a>, page_id: PageId, read: bool) -> Result<PageHandle<'a>> {
         drop(h.read());
-        if self.frames[h.idx].page_id.load(Ordering::Acquire) != page_id {
+        if self.frames[h.idx].page_id() != page_id {
             return Err(Error::Io(std::io::Error::other(format!("reading page {page_id} failed in another thread"))));
         }
         if !h.is_valid() && !read {
@@ -318,17 +337,17 @@ impl BufferPool {
         read: bool,
     ) -> Result<PageHandle<'a>> {
         let f = &self.frames[idx];
-        let old = f.page_id.load(Ordering::Acquire);
+        let old = f.page_id();
         if old != NO_PAGE {
             t.map.remove(&old);
             self.counters.evictions.fetch_add(1, Ordering::Relaxed);
         }
         debug_assert_eq!(f.pin.load(Ordering::Acquire), 0);
         f.pin.store(1, Ordering::Release);
-        f.page_id.store(page_id, Ordering::Release);
+        f.set_page_id(page_id);
         f.dirty.store(false, Ordering::Release);
         f.valid.store(false, Ordering::Release);
-        f.rec_lsn.store(0, Ordering::Release);
+        f.set_rec_lsn(Lsn::NONE);
         // Uncontended: nobody holds a latch on an unpinned frame.
         let mut d = f.data.write();
         t.map.insert(page_id, idx);
@@ -343,7 +362,7 @@ impl BufferPool {
                     if t.map.get(&page_id) == Some(&idx) {
                         t.map.remove(&page_id);
                     }
-                    f.page_id.store(NO_PAGE, Ordering::Release);
+                    f.set_page_id(NO_PAGE);
                     return Err(e);
                 }
             }
@@ -362,7 +381,7 @@ impl BufferPool {
     }
 
     fn read_page(&self, page_id: PageId, buf: &mut [u8]) -> Result<PageState> {
-        let off = page_id as u64 * self.page_size as u64;
+        let off = page_id.offset(self.page_size);
         let n = read_full_at(&*self.file, buf, off)?;
         buf[n..].fill(0);
         match page::verify(buf, page_id) {
@@ -388,9 +407,7 @@ impl BufferPool {
             if f.pin.load(Ordering::Acquire) > 0 || f.refbit.swap(false, Ordering::Relaxed) {
                 continue;
             }
-            let dirty = f.page_id.load(Ordering::Acquire) != NO_PAGE
-                && f.dirty.load(Ordering::Acquire)
-                && f.valid.load(Ordering::Acquire);
+            let dirty = f.page_id() != NO_PAGE && f.dirty.load(Ordering::Acquire) && f.valid.load(Ordering::Acquire);
             if !dirty {
                 return Ok(Victim::Clean(idx));
             }
@@ -411,7 +428,7 @@ impl BufferPool {
     /// that meant waiting for a log flush.
     fn write_page(&self, f: &Frame) -> Result<bool> {
         let data = f.data.read();
-        let page_id = f.page_id.load(Ordering::Acquire);
+        let page_id = f.page_id();
         debug_assert_eq!(data.page_id(), page_id);
         let page_lsn = data.page_lsn();
         let waited = page_lsn >= self.wal.durable_lsn();
@@ -419,9 +436,9 @@ impl BufferPool {
         assert!(self.wal.durable_lsn() > page_lsn, "write-ahead rule: page {page_id} ahead of the log");
         let mut copy = data.to_vec();
         page::seal(&mut copy);
-        self.stopping(self.file.write_all_at(&copy, page_id as u64 * self.page_size as u64))?;
+        self.stopping(self.file.write_all_at(&copy, page_id.offset(self.page_size)))?;
         f.dirty.store(false, Ordering::Release);
-        f.rec_lsn.store(0, Ordering::Release);
+        f.set_rec_lsn(Lsn::NONE);
         self.counters.pages_written.fetch_add(1, Ordering::Relaxed);
         Ok(waited)
     }
@@ -429,11 +446,7 @@ impl BufferPool {
     /// The dirty page table: (page, rec_lsn) of every dirty frame.
     pub fn dirty_pages(&self) -> Vec<(PageId, Lsn)> {
         let _t = self.table.lock();
-        self.frames
-            .iter()
-            .filter(|f| f.dirty.load(Ordering::Acquire))
-            .map(|f| (f.page_id.load(Ordering::Acquire), f.rec_lsn.load(Ordering::Acquire)))
-            .collect()
+        self.frames.iter().filter(|f| f.dirty.load(Ordering::Acquire)).map(|f| (f.page_id(), f.rec_lsn())).collect()
     }
 
     /// Write back dirty pages whose rec_lsn is below `older_than` (all of them
@@ -452,11 +465,11 @@ impl BufferPool {
             let f = &self.frames[idx];
             {
                 let t = self.table.lock();
-                let pid = f.page_id.load(Ordering::Acquire);
+                let pid = f.page_id();
                 let eligible = pid != NO_PAGE
                     && f.dirty.load(Ordering::Acquire)
                     && f.valid.load(Ordering::Acquire)
-                    && f.rec_lsn.load(Ordering::Acquire) < older_than;
+                    && f.rec_lsn() < older_than;
                 if !eligible || t.map.get(&pid) != Some(&idx) {
                     continue;
                 }
@@ -541,7 +554,7 @@ impl BufferPool {
         if part.op.defines_page() {
             page::set_fpi_lsn(g, lsn);
         }
-        debug_assert!(g.fpi_lsn() > 0 && g.fpi_lsn() <= lsn);
+        debug_assert!(!g.fpi_lsn().is_none() && g.fpi_lsn() <= lsn);
         h.mark_dirty(g.fpi_lsn());
         Ok(())
     }

@@ -52,7 +52,7 @@ pub(super) fn background_tick(inner: &Inner) -> Result<()> {
         if inner.wal.end_lsn() > inner.wal.durable_lsn() {
             inner.wal.flush_all()?;
         }
-        let horizon = inner.fpi_horizon.load(Ordering::Acquire);
+        let horizon = inner.fpi_horizon.load();
         inner.pool.flush_dirty(horizon, PAGES_PER_TICK)?;
         inner.checkpoint_if_due()
     })();

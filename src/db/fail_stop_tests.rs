@@ -10,6 +10,7 @@ use crate::options::Options;
 use crate::page::META_PAGE;
 use crate::storage::{Fault, SimStorage};
 use crate::txn::lock::LockMode;
+use crate::types::{Lsn, TxnId};
 use crate::wal::{Body, RecordHeader};
 use crate::DATA_FILE;
 
@@ -61,14 +62,14 @@ fn cause_of<T>(r: crate::Result<T>) -> StopCause {
 fn all_refuse(db: &Db, first: &StopCause) {
     assert!(matches!(first, StopCause::Io { message, .. } if message.contains("simulated")), "{first:?}");
     let inner = &db.inner;
-    let header = RecordHeader { prev_lsn: 0, txn_id: 0, undo_next_lsn: 0 };
+    let header = RecordHeader { prev_lsn: Lsn::NONE, txn_id: TxnId::SYSTEM, undo_next_lsn: Lsn::NONE };
     assert_eq!(&cause_of(inner.wal.append(&header, &Body::Redo { parts: vec![] })), first, "log append");
     assert_eq!(&cause_of(inner.wal.read_record(crate::wal::LSN_START)), first, "log read");
     assert_eq!(&cause_of(inner.pool.fetch(META_PAGE).map(|_| ())), first, "pool fetch");
-    assert_eq!(&cause_of(inner.pool.flush_dirty(u64::MAX, 1)), first, "pool write-back");
+    assert_eq!(&cause_of(inner.pool.flush_dirty(Lsn::MAX, 1)), first, "pool write-back");
     assert_eq!(&cause_of(inner.pool.sync()), first, "pool sync");
-    assert_eq!(&cause_of(inner.locks.lock(u64::MAX - 1, 7, LockMode::Shared)), first, "lock manager");
-    assert_eq!(&cause_of(inner.locks.try_lock(u64::MAX - 1, 7, LockMode::Shared)), first, "lock manager");
+    assert_eq!(&cause_of(inner.locks.lock(TxnId(u64::MAX - 1), 7, LockMode::Shared)), first, "lock manager");
+    assert_eq!(&cause_of(inner.locks.try_lock(TxnId(u64::MAX - 1), 7, LockMode::Shared)), first, "lock manager");
     assert_eq!(&cause_of(db.begin()), first, "facade");
     assert_eq!(&cause_of(db.checkpoint()), first, "facade");
     assert_eq!(&cause_of(db.check()), first, "facade");

@@ -4,8 +4,9 @@
 //! torn write can damage at most the copy being written; the other still holds
 //! the previous checkpoint. Readers take the valid copy with the highest `seq`.
 
-use super::{get_u32, get_u64, put_u32, put_u64, Lsn};
+use super::{get_u32, get_u64, put_u32, put_u64};
 use crate::error::{Error, Result};
+use crate::types::Lsn;
 
 /// Bytes of one copy (one sector).
 pub const MASTER_COPY_LEN: usize = 512;
@@ -49,9 +50,9 @@ impl Master {
         put_u32(&mut b, 8, self.version);
         put_u32(&mut b, 12, self.page_size);
         put_u64(&mut b, 16, self.seq);
-        put_u64(&mut b, 24, self.checkpoint_lsn);
-        put_u64(&mut b, 32, self.durable_lsn);
-        put_u64(&mut b, 40, self.clean_end);
+        put_u64(&mut b, 24, self.checkpoint_lsn.get());
+        put_u64(&mut b, 32, self.durable_lsn.get());
+        put_u64(&mut b, 40, self.clean_end.get());
         let crc = crc32fast::hash(&b[..CRC_OFF]);
         put_u32(&mut b, CRC_OFF, crc);
         b
@@ -69,10 +70,10 @@ impl Master {
         Some(Master {
             seq: get_u64(b, 16),
             page_size: get_u32(b, 12),
-            checkpoint_lsn: get_u64(b, 24),
-            durable_lsn: get_u64(b, 32),
+            checkpoint_lsn: Lsn(get_u64(b, 24)),
+            durable_lsn: Lsn(get_u64(b, 32)),
             version: get_u32(b, 8),
-            clean_end: get_u64(b, 40),
+            clean_end: Lsn(get_u64(b, 40)),
         })
     }
 
@@ -115,10 +116,10 @@ mod tests {
         let m1 = Master {
             seq: 1,
             page_size: 4096,
-            checkpoint_lsn: 100,
-            durable_lsn: 200,
+            checkpoint_lsn: Lsn(100),
+            durable_lsn: Lsn(200),
             version: FORMAT_VERSION,
-            clean_end: 0,
+            clean_end: Lsn(0),
         };
         let m2 = Master { seq: 2, ..m1 };
         let mut buf = vec![0u8; 1024];
@@ -134,7 +135,14 @@ mod tests {
 
     #[test]
     fn versions_old_and_new() {
-        let old = Master { seq: 3, page_size: 4096, checkpoint_lsn: 100, durable_lsn: 200, version: 1, clean_end: 0 };
+        let old = Master {
+            seq: 3,
+            page_size: 4096,
+            checkpoint_lsn: Lsn(100),
+            durable_lsn: Lsn(200),
+            version: 1,
+            clean_end: Lsn(0),
+        };
         let mut buf = vec![0u8; 1024];
         buf[old.offset() as usize..][..512].copy_from_slice(&old.encode());
         assert_eq!(Master::pick(&buf).unwrap().map(|m| m.version), Some(1));

@@ -22,16 +22,12 @@ pub use ops::{apply, PageOp};
 pub use slotted::*;
 
 use crate::error::{Error, Result};
-
-/// A page number in the data file. Page 0 holds the master record, page 1 the meta page.
-pub type PageId = u32;
-/// A log sequence number: the byte position of a log record in the log stream.
-pub type Lsn = u64;
+use crate::types::{Lsn, PageId};
 
 /// Page 0: the two copies of the master record (not a logged page).
-pub const MASTER_PAGE: PageId = 0;
+pub const MASTER_PAGE: PageId = PageId(0);
 /// Page 1: the meta page (root page id, free list, page count), a logged page.
-pub const META_PAGE: PageId = 1;
+pub const META_PAGE: PageId = PageId(1);
 
 /// Smallest page size accepted.
 pub const MIN_PAGE_SIZE: usize = 4096;
@@ -127,15 +123,15 @@ pub trait PageRef {
     fn bytes(&self) -> &[u8];
     /// The page id stored in the header.
     fn page_id(&self) -> PageId {
-        get_u32(self.bytes(), OFF_PAGE_ID)
+        PageId(get_u32(self.bytes(), OFF_PAGE_ID))
     }
     /// LSN of the last log record applied to this page.
     fn page_lsn(&self) -> Lsn {
-        get_u64(self.bytes(), OFF_PAGE_LSN)
+        Lsn(get_u64(self.bytes(), OFF_PAGE_LSN))
     }
     /// LSN of the last record that fully defined this page (image or init).
     fn fpi_lsn(&self) -> Lsn {
-        get_u64(self.bytes(), OFF_FPI_LSN)
+        Lsn(get_u64(self.bytes(), OFF_FPI_LSN))
     }
     /// The raw page type byte.
     fn page_type_raw(&self) -> u8 {
@@ -158,8 +154,8 @@ pub trait PageRef {
         get_u16(self.bytes(), OFF_FRAG) as usize
     }
     /// Type-dependent link: right sibling, leftmost child, next overflow or free page.
-    fn link(&self) -> u32 {
-        get_u32(self.bytes(), OFF_LINK)
+    fn link(&self) -> PageId {
+        PageId(get_u32(self.bytes(), OFF_LINK))
     }
     /// Type-dependent extra field: level of an inner node, bytes in an overflow page.
     fn aux(&self) -> u32 {
@@ -185,18 +181,18 @@ impl PageRef for Box<[u8]> {
 
 /// Set the page LSN.
 pub fn set_page_lsn(b: &mut [u8], lsn: Lsn) {
-    put_u64(b, OFF_PAGE_LSN, lsn)
+    put_u64(b, OFF_PAGE_LSN, lsn.get())
 }
 /// Set the LSN of the last record that fully defined the page.
 pub fn set_fpi_lsn(b: &mut [u8], lsn: Lsn) {
-    put_u64(b, OFF_FPI_LSN, lsn)
+    put_u64(b, OFF_FPI_LSN, lsn.get())
 }
 
 /// A copy of page `b` to be written as page `new_id` (a full page image for
 /// relocation: the contents are kept, the header names the new page).
 pub fn relocated_image(b: &[u8], new_id: PageId) -> Vec<u8> {
     let mut img = b.to_vec();
-    put_u32(&mut img, OFF_PAGE_ID, new_id);
+    put_u32(&mut img, OFF_PAGE_ID, new_id.get());
     img
 }
 

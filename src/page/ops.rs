@@ -49,7 +49,7 @@ pub enum PageOp {
         /// Page type byte.
         ty: u8,
         /// Link field.
-        link: u32,
+        link: PageId,
         /// Aux field.
         aux: u32,
         /// Cells in slot order.
@@ -58,7 +58,7 @@ pub enum PageOp {
     /// Format the page as an overflow page holding `data` (fully defines it).
     InitOverflow {
         /// Next page of the chain, 0 for none.
-        next: u32,
+        next: PageId,
         /// The bytes of the value held here.
         data: Vec<u8>,
     },
@@ -89,7 +89,7 @@ pub enum PageOp {
         from: u16,
     },
     /// Set the link field.
-    SetLink(u32),
+    SetLink(PageId),
     /// Set the meta page fields.
     SetMeta(Meta),
 }
@@ -106,7 +106,7 @@ impl PageOp {
             PageOp::Init { ty, link, aux, cells } => {
                 out.put_u8(OpTag::Init as u8);
                 out.put_u8(*ty);
-                out.put_u32(*link);
+                out.put_page_id(*link);
                 out.put_u32(*aux);
                 out.put_u32(cells.len() as u32);
                 for c in cells {
@@ -115,7 +115,7 @@ impl PageOp {
             }
             PageOp::InitOverflow { next, data } => {
                 out.put_u8(OpTag::InitOverflow as u8);
-                out.put_u32(*next);
+                out.put_page_id(*next);
                 out.put_bytes32(data);
             }
             PageOp::Image(b) => {
@@ -142,12 +142,12 @@ impl PageOp {
             }
             PageOp::SetLink(l) => {
                 out.put_u8(OpTag::SetLink as u8);
-                out.put_u32(*l);
+                out.put_page_id(*l);
             }
             PageOp::SetMeta(m) => {
                 out.put_u8(OpTag::SetMeta as u8);
-                out.put_u32(m.root);
-                out.put_u32(m.free_head);
+                out.put_page_id(m.root);
+                out.put_page_id(m.free_head);
                 out.put_u32(m.page_count);
                 out.put_u32(m.free_count);
             }
@@ -163,7 +163,7 @@ impl PageOp {
         Ok(match tag {
             OpTag::Init => {
                 let ty = r.u8()?;
-                let link = r.u32()?;
+                let link = r.page_id()?;
                 let aux = r.u32()?;
                 let n = r.count(2)?;
                 let mut cells = Vec::with_capacity(n);
@@ -172,16 +172,16 @@ impl PageOp {
                 }
                 PageOp::Init { ty, link, aux, cells }
             }
-            OpTag::InitOverflow => PageOp::InitOverflow { next: r.u32()?, data: r.bytes32()?.to_vec() },
+            OpTag::InitOverflow => PageOp::InitOverflow { next: r.page_id()?, data: r.bytes32()?.to_vec() },
             OpTag::Image => PageOp::Image(r.bytes32()?.to_vec()),
             OpTag::Insert => PageOp::Insert { slot: r.u16()?, cell: r.bytes16()?.to_vec() },
             OpTag::Delete => PageOp::Delete { slot: r.u16()? },
             OpTag::Replace => PageOp::Replace { slot: r.u16()?, cell: r.bytes16()?.to_vec() },
             OpTag::Truncate => PageOp::Truncate { from: r.u16()? },
-            OpTag::SetLink => PageOp::SetLink(r.u32()?),
+            OpTag::SetLink => PageOp::SetLink(r.page_id()?),
             OpTag::SetMeta => PageOp::SetMeta(Meta {
-                root: r.u32()?,
-                free_head: r.u32()?,
+                root: r.page_id()?,
+                free_head: r.page_id()?,
                 page_count: r.u32()?,
                 free_count: r.u32()?,
             }),
@@ -209,7 +209,7 @@ fn slotted_type(page_id: PageId, b: &[u8]) -> Result<PageType> {
 }
 
 /// `PageOp::Init`: format the page, then insert the cells in order.
-fn apply_init(b: &mut [u8], page_id: PageId, ty: u8, link: u32, aux: u32, cells: &[Vec<u8>]) -> Result<()> {
+fn apply_init(b: &mut [u8], page_id: PageId, ty: u8, link: PageId, aux: u32, cells: &[Vec<u8>]) -> Result<()> {
     let page_size = b.len();
     let Some(t) = PageType::from_u8(ty) else { return Err(bad(page_id, "unknown page type")) };
     let lsn = b.page_lsn();
@@ -319,28 +319,33 @@ mod tests {
     #[test]
     fn insert_delete_replace_compact() {
         let mut p = vec![0u8; 4096];
-        apply(&mut p, 7, &PageOp::Init { ty: PageType::Leaf as u8, link: 0, aux: 0, cells: vec![] }).unwrap();
+        apply(&mut p, PageId(7), &PageOp::Init { ty: PageType::Leaf as u8, link: PageId::NONE, aux: 0, cells: vec![] })
+            .unwrap();
         for i in 0..50u32 {
             let k = format!("key{i:04}");
             let slot = search(&p, k.as_bytes()).unwrap_err();
-            apply(&mut p, 7, &PageOp::Insert { slot: slot as u16, cell: leaf_cell(k.as_bytes(), &[i as u8; 20]) })
-                .unwrap();
+            apply(
+                &mut p,
+                PageId(7),
+                &PageOp::Insert { slot: slot as u16, cell: leaf_cell(k.as_bytes(), &[i as u8; 20]) },
+            )
+            .unwrap();
         }
         assert_eq!(p.slot_count(), 50);
         for i in (0..50).step_by(2) {
             let k = format!("key{i:04}");
             let s = search(&p, k.as_bytes()).unwrap();
-            apply(&mut p, 7, &PageOp::Delete { slot: s as u16 }).unwrap();
+            apply(&mut p, PageId(7), &PageOp::Delete { slot: s as u16 }).unwrap();
         }
         assert_eq!(p.slot_count(), 25);
         let s = search(&p, b"key0001").unwrap();
-        apply(&mut p, 7, &PageOp::Replace { slot: s as u16, cell: leaf_cell(b"key0001", &[9; 300]) }).unwrap();
+        apply(&mut p, PageId(7), &PageOp::Replace { slot: s as u16, cell: leaf_cell(b"key0001", &[9; 300]) }).unwrap();
         let c = LeafCell::parse(cell(&p, s));
         assert_eq!(c.inline.unwrap(), &[9u8; 300][..]);
         compact(&mut p);
         seal(&mut p);
-        assert_eq!(verify(&p, 7), PageState::Valid);
-        assert_eq!(verify(&p, 8), PageState::Invalid);
+        assert_eq!(verify(&p, PageId(7)), PageState::Valid);
+        assert_eq!(verify(&p, PageId(8)), PageState::Invalid);
         let keys: Vec<_> = (0..p.slot_count()).map(|i| cell_key(&p, i).to_vec()).collect();
         let mut sorted = keys.clone();
         sorted.sort();
@@ -350,37 +355,41 @@ mod tests {
     #[test]
     fn bad_ops_are_corruption_not_panics() {
         let mut p = vec![0u8; 4096];
-        apply(&mut p, 3, &PageOp::Init { ty: PageType::Leaf as u8, link: 0, aux: 0, cells: vec![] }).unwrap();
-        assert!(apply(&mut p, 3, &PageOp::Delete { slot: 0 }).is_err());
-        assert!(apply(&mut p, 3, &PageOp::Insert { slot: 5, cell: leaf_cell(b"a", b"b") }).is_err());
-        assert!(apply(&mut p, 3, &PageOp::Insert { slot: 0, cell: vec![1, 2, 3] }).is_err());
-        assert!(
-            apply(&mut p, 3, &PageOp::SetMeta(Meta { root: 2, free_head: 0, page_count: 3, free_count: 0 })).is_err()
-        );
-        assert!(apply(&mut p, 3, &PageOp::Image(vec![0; 10])).is_err());
-        assert!(apply(&mut p, 3, &PageOp::Init { ty: 99, link: 0, aux: 0, cells: vec![] }).is_err());
+        apply(&mut p, PageId(3), &PageOp::Init { ty: PageType::Leaf as u8, link: PageId::NONE, aux: 0, cells: vec![] })
+            .unwrap();
+        assert!(apply(&mut p, PageId(3), &PageOp::Delete { slot: 0 }).is_err());
+        assert!(apply(&mut p, PageId(3), &PageOp::Insert { slot: 5, cell: leaf_cell(b"a", b"b") }).is_err());
+        assert!(apply(&mut p, PageId(3), &PageOp::Insert { slot: 0, cell: vec![1, 2, 3] }).is_err());
+        assert!(apply(
+            &mut p,
+            PageId(3),
+            &PageOp::SetMeta(Meta { root: PageId(2), free_head: PageId(0), page_count: 3, free_count: 0 })
+        )
+        .is_err());
+        assert!(apply(&mut p, PageId(3), &PageOp::Image(vec![0; 10])).is_err());
+        assert!(apply(&mut p, PageId(3), &PageOp::Init { ty: 99, link: PageId::NONE, aux: 0, cells: vec![] }).is_err());
     }
 
     #[test]
     fn verify_rejects_garbage() {
         let mut p = vec![0xAB; 4096];
-        assert_eq!(verify(&p, 1), PageState::Invalid);
+        assert_eq!(verify(&p, PageId(1)), PageState::Invalid);
         p.fill(0);
-        assert_eq!(verify(&p, 1), PageState::Zero);
+        assert_eq!(verify(&p, PageId(1)), PageState::Zero);
     }
 
     #[test]
     fn op_encoding_round_trips() {
         let ops = vec![
-            PageOp::Init { ty: 2, link: 5, aux: 1, cells: vec![vec![1, 2], vec![3]] },
-            PageOp::InitOverflow { next: 9, data: vec![7; 100] },
+            PageOp::Init { ty: 2, link: PageId(5), aux: 1, cells: vec![vec![1, 2], vec![3]] },
+            PageOp::InitOverflow { next: PageId(9), data: vec![7; 100] },
             PageOp::Image(vec![1; 64]),
             PageOp::Insert { slot: 3, cell: vec![4; 12] },
             PageOp::Delete { slot: 2 },
             PageOp::Replace { slot: 1, cell: vec![5; 8] },
             PageOp::Truncate { from: 4 },
-            PageOp::SetLink(77),
-            PageOp::SetMeta(Meta { root: 2, free_head: 0, page_count: 10, free_count: 0 }),
+            PageOp::SetLink(PageId(77)),
+            PageOp::SetMeta(Meta { root: PageId(2), free_head: PageId(0), page_count: 10, free_count: 0 }),
         ];
         for op in ops {
             let mut buf = Vec::new();

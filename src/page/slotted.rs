@@ -112,9 +112,9 @@ pub(crate) fn check_layout(b: &[u8], ty: PageType) -> std::result::Result<(), St
 }
 
 /// Format `b` as an empty page of the given kind.
-pub fn init_page(b: &mut [u8], page_id: PageId, ty: PageType, link: u32, aux: u32) {
+pub fn init_page(b: &mut [u8], page_id: PageId, ty: PageType, link: PageId, aux: u32) {
     b.fill(0);
-    put_u32(b, OFF_PAGE_ID, page_id);
+    put_u32(b, OFF_PAGE_ID, page_id.get());
     b[OFF_TYPE] = ty as u8;
     b[OFF_VERSION] = PAGE_FORMAT_VERSION;
     let page_size = b.len();
@@ -122,13 +122,13 @@ pub fn init_page(b: &mut [u8], page_id: PageId, ty: PageType, link: u32, aux: u3
     if page_size > u16::MAX as usize {
         unreachable!("page size is checked at open");
     }
-    put_u32(b, OFF_LINK, link);
+    put_u32(b, OFF_LINK, link.get());
     put_u32(b, OFF_AUX, aux);
 }
 
 /// Set the link field.
-pub fn set_link(b: &mut [u8], link: u32) {
-    put_u32(b, OFF_LINK, link)
+pub fn set_link(b: &mut [u8], link: PageId) {
+    put_u32(b, OFF_LINK, link.get())
 }
 
 /// Move all cells to the end of the page, removing fragments. Slot order is kept.
@@ -229,7 +229,7 @@ impl<'a> LeafCell<'a> {
         let key = &c[LEAF_CELL_HEADER..LEAF_CELL_HEADER + key_len];
         let rest = &c[LEAF_CELL_HEADER + key_len..];
         if flags & FLAG_OVERFLOW != 0 {
-            LeafCell { key, val_len, inline: None, overflow: Some(get_u32(rest, 0)) }
+            LeafCell { key, val_len, inline: None, overflow: Some(PageId(get_u32(rest, 0))) }
         } else {
             LeafCell { key, val_len, inline: Some(&rest[..val_len]), overflow: None }
         }
@@ -252,7 +252,7 @@ impl<'a> LeafCell<'a> {
         out.push(FLAG_OVERFLOW);
         out.extend_from_slice(&(val_len as u32).to_le_bytes());
         out.extend_from_slice(key);
-        out.extend_from_slice(&first.to_le_bytes());
+        out.extend_from_slice(&first.get().to_le_bytes());
     }
 }
 
@@ -266,14 +266,14 @@ pub fn cell_key(b: &[u8], i: usize) -> &[u8] {
 
 /// Child page of inner cell `i`.
 pub fn inner_child(b: &[u8], i: usize) -> PageId {
-    get_u32(cell(b, i), 2)
+    PageId(get_u32(cell(b, i), 2))
 }
 
 /// Encode an inner cell.
 pub fn encode_inner(key: &[u8], child: PageId, out: &mut Vec<u8>) {
     out.clear();
     out.extend_from_slice(&(key.len() as u16).to_le_bytes());
-    out.extend_from_slice(&child.to_le_bytes());
+    out.extend_from_slice(&child.get().to_le_bytes());
     out.extend_from_slice(key);
 }
 
@@ -313,15 +313,15 @@ impl Meta {
             return Err(Error::corruption("data", "page 1 is not a meta page"));
         }
         let m = Meta {
-            root: get_u32(b, HEADER_LEN + 8),
-            free_head: get_u32(b, HEADER_LEN + 12),
+            root: PageId(get_u32(b, HEADER_LEN + 8)),
+            free_head: PageId(get_u32(b, HEADER_LEN + 12)),
             page_count: get_u32(b, HEADER_LEN + 16),
             free_count: get_u32(b, HEADER_LEN + 20),
         };
         if m.page_count < 3
-            || m.root < 2
-            || m.root >= m.page_count
-            || m.free_head >= m.page_count
+            || m.root.get() < 2
+            || m.root.get() >= m.page_count
+            || m.free_head.get() >= m.page_count
             || m.free_count >= m.page_count
         {
             return Err(Error::corruption("data", format!("meta page fields out of range: {m:?}")));
@@ -329,11 +329,22 @@ impl Meta {
         Ok(m)
     }
 
+    /// The first page past the pages in use: where the file grows.
+    pub fn end(&self) -> PageId {
+        PageId(self.page_count)
+    }
+
+    /// True if `pid` may hold a tree, overflow or free page: past the meta
+    /// page and below `end()`.
+    pub fn holds(&self, pid: PageId) -> bool {
+        pid > META_PAGE && pid < self.end()
+    }
+
     /// Write the meta fields into a meta page.
     pub fn write(&self, b: &mut [u8]) {
         put_u64(b, HEADER_LEN, META_MAGIC);
-        put_u32(b, HEADER_LEN + 8, self.root);
-        put_u32(b, HEADER_LEN + 12, self.free_head);
+        put_u32(b, HEADER_LEN + 8, self.root.get());
+        put_u32(b, HEADER_LEN + 12, self.free_head.get());
         put_u32(b, HEADER_LEN + 16, self.page_count);
         put_u32(b, HEADER_LEN + 20, self.free_count);
     }

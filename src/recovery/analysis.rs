@@ -7,16 +7,16 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::error::{Error, Result};
-use crate::page::{Lsn, PageId};
+use crate::types::{Lsn, PageId, TxnEntry, TxnId};
 use crate::wal::reader::ScanEnd;
 use crate::wal::segments::Segments;
-use crate::wal::{reader, AttEntry, Body, TxnId};
+use crate::wal::{reader, Body};
 
 /// What analysis found.
 #[derive(Debug, Default)]
 pub struct Analysis {
     /// Transactions without an END record.
-    pub active_txns: HashMap<TxnId, AttEntry>,
+    pub active_txns: HashMap<TxnId, TxnEntry>,
     /// Pages that may be newer in the log than on disk.
     pub dirty_pages: HashMap<PageId, Lsn>,
     /// The next transaction id to hand out.
@@ -27,7 +27,7 @@ pub struct Analysis {
 
 /// Pass 1.
 pub fn analysis(segments: &Segments, from: Lsn, must_reach: Lsn, known_end: Option<Lsn>) -> Result<Analysis> {
-    let mut a = Analysis { next_txn_id: 1, ..Default::default() };
+    let mut a = Analysis { next_txn_id: TxnId::SYSTEM.next(), ..Default::default() };
     let mut ended: HashSet<TxnId> = HashSet::new();
     let end = reader::scan(segments, from, must_reach, known_end, |rec| {
         if rec.lsn == from && rec.body != Body::CkptBegin && from != crate::wal::LSN_START {
@@ -36,13 +36,13 @@ pub fn analysis(segments: &Segments, from: Lsn, must_reach: Lsn, known_end: Opti
                 format!("the master record names LSN {from}, which is no checkpoint"),
             ));
         }
-        if rec.txn_id != 0 {
-            a.next_txn_id = a.next_txn_id.max(rec.txn_id + 1);
+        if rec.txn_id != TxnId::SYSTEM {
+            a.next_txn_id = a.next_txn_id.max(rec.txn_id.next());
             if rec.body == Body::End {
                 a.active_txns.remove(&rec.txn_id);
                 ended.insert(rec.txn_id);
             } else {
-                let e = a.active_txns.entry(rec.txn_id).or_insert(AttEntry {
+                let e = a.active_txns.entry(rec.txn_id).or_insert(TxnEntry {
                     txn_id: rec.txn_id,
                     committed: false,
                     last_lsn: rec.lsn,

@@ -26,9 +26,10 @@ use parking_lot::{Mutex, RwLock};
 use super::master::MasterFile;
 use crate::buffer::BufferPool;
 use crate::error::Result;
-use crate::page::Lsn;
+
 use crate::txn::TxnTable;
-use crate::wal::{AttEntry, Body, CheckpointData, RecordHeader, Wal};
+use crate::types::{AtomicLsn, Lsn, TxnEntry, TxnId};
+use crate::wal::{Body, CheckpointData, RecordHeader, Wal};
 
 struct State {
     master: MasterFile,
@@ -47,7 +48,7 @@ pub struct Sources<'a> {
     /// The transaction table.
     pub txns: &'a Mutex<TxnTable>,
     /// Set to the begin LSN: changes after it log a full page image first.
-    pub fpi_horizon: &'a AtomicU64,
+    pub fpi_horizon: &'a AtomicLsn,
     /// The next transaction id, recorded in the end record.
     pub next_txn_id: &'a AtomicU64,
 }
@@ -56,7 +57,7 @@ pub struct Sources<'a> {
 pub struct Checkpointer {
     state: Mutex<State>,
     /// `state.last_begin`, readable without the mutex (committers check it).
-    begin: AtomicU64,
+    begin: AtomicLsn,
     /// Checkpoints completed.
     count: AtomicU64,
 }
@@ -67,7 +68,7 @@ impl Checkpointer {
     pub fn new(master: MasterFile, last_begin: Lsn) -> Checkpointer {
         Checkpointer {
             state: Mutex::new(State { master, last_begin }),
-            begin: AtomicU64::new(last_begin),
+            begin: AtomicLsn::new(last_begin),
             count: AtomicU64::new(0),
         }
     }
@@ -96,7 +97,7 @@ impl Checkpointer {
     /// # Errors
     /// As `take`.
     pub fn take_if_due(&self, s: &Sources<'_>, interval: u64) -> Result<()> {
-        if interval == 0 || s.wal.end_lsn().saturating_sub(self.begin.load(Ordering::Acquire)) < interval {
+        if interval == 0 || s.wal.end_lsn().saturating_sub(self.begin.load()) < interval {
             return Ok(());
         }
         let mut st = self.state.lock();
@@ -127,8 +128,8 @@ impl Checkpointer {
             let _w = s.tree_latch.write();
             let t = s.txns.lock();
             let begin = s.wal.append(&RecordHeader::default(), &Body::CkptBegin)?;
-            s.fpi_horizon.store(begin, Ordering::Release);
-            let att: Vec<AttEntry> = t.active_txns.values().filter(|e| e.last_lsn != 0).copied().collect();
+            s.fpi_horizon.store(begin);
+            let att: Vec<TxnEntry> = t.active_txns.values().filter(|e| !e.last_lsn.is_none()).copied().collect();
             (begin, att, s.pool.dirty_pages())
         };
         assert!(begin > st.last_begin, "a checkpoint begins after the previous one");
@@ -137,7 +138,7 @@ impl Checkpointer {
         assert!(keep_from <= begin, "log truncation past the checkpoint's begin");
         let data = CheckpointData {
             begin_lsn: begin,
-            next_txn_id: s.next_txn_id.load(Ordering::Relaxed),
+            next_txn_id: TxnId(s.next_txn_id.load(Ordering::Relaxed)),
             active_txns,
             dirty_pages,
         };
@@ -147,7 +148,7 @@ impl Checkpointer {
         s.pool.sync()?;
         st.master.write_next(begin, s.wal.durable_lsn())?;
         st.last_begin = begin;
-        self.begin.store(begin, Ordering::Release);
+        self.begin.store(begin);
         self.count.fetch_add(1, Ordering::Relaxed);
         s.wal.truncate_before(keep_from)?;
         Ok(())

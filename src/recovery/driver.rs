@@ -25,9 +25,10 @@ use crate::btree::{BTree, TxnCtx};
 use crate::buffer::BufferPool;
 use crate::error::{Error, Result};
 use crate::failstop::FailStop;
-use crate::page::{self, Lsn, Master, PageRef, META_PAGE};
+use crate::page::{self, Master, PageRef, META_PAGE};
 use crate::storage::{Storage, StorageFile};
 use crate::txn::TxnTable;
+use crate::types::{Lsn, TxnId};
 use crate::wal::reader::ScanEnd;
 use crate::wal::segments::Segments;
 use crate::wal::{self, reader, Wal};
@@ -64,7 +65,7 @@ pub struct Recovered {
     /// The transaction table after undo (no loser is left in it).
     pub txns: TxnTable,
     /// The next transaction id to hand out.
-    pub next_txn_id: u64,
+    pub next_txn_id: TxnId,
     /// What recovery did.
     pub report: RecoveryReport,
 }
@@ -89,12 +90,12 @@ pub fn recover(storage: Arc<dyn Storage>, opts: &OpenParams) -> Result<Recovered
     let (mut master_file, master) =
         MasterFile::open(&*storage, data_file.clone(), !segments.is_empty(), opts.page_size)?;
     let known_end = clean_end(&segments, &mut master_file, &master)?;
-    let mut report = RecoveryReport { checkpoint_lsn: master.checkpoint_lsn, ..Default::default() };
+    let mut report = RecoveryReport { checkpoint_lsn: master.checkpoint_lsn.get(), ..Default::default() };
 
     let t = Instant::now();
     let analysis = run_analysis(&segments, &master, known_end)?;
     report.analysis_us = micros(t);
-    report.end_lsn = analysis.end.end_lsn();
+    report.end_lsn = analysis.end.end_lsn().get();
     report.records_analyzed = analysis.end.records;
     report.dirty_pages = analysis.dirty_pages.len() as u64;
 
@@ -121,7 +122,7 @@ pub fn recover(storage: Arc<dyn Storage>, opts: &OpenParams) -> Result<Recovered
     if master.version < page::FORMAT_VERSION {
         // An older version's tree may hold pages below the fill bounds:
         // reshape it once, before the checkpoint that records version 2.
-        report.shape_repairs = tree.repair_shape(&mut TxnCtx::new(0, 0))?;
+        report.shape_repairs = tree.repair_shape(&mut TxnCtx::new(TxnId::SYSTEM, Lsn::NONE))?;
     }
     let next_txn_id = analysis.next_txn_id;
     Ok(Recovered { data_file, master_file, master, wal, pool, stop, txns, next_txn_id, report })
@@ -133,7 +134,7 @@ pub fn recover(storage: Arc<dyn Storage>, opts: &OpenParams) -> Result<Recovered
 /// record is rewritten without the clean end at once, before anything is
 /// appended, so a crash from here on never trusts it. None: not known.
 fn clean_end(segments: &Segments, master_file: &mut MasterFile, master: &Master) -> Result<Option<Lsn>> {
-    if master.clean_end == 0 {
+    if master.clean_end.is_none() {
         return Ok(None);
     }
     let trusted = !reader::record_at(segments, master.clean_end)?;
@@ -144,10 +145,10 @@ fn clean_end(segments: &Segments, master_file: &mut MasterFile, master: &Master)
 /// Pass 1, from the checkpoint the master record names (or the start of the
 /// log). A database without log and checkpoint has nothing to analyse.
 fn run_analysis(segments: &Segments, master: &Master, known_end: Option<Lsn>) -> Result<Analysis> {
-    if segments.is_empty() && master.checkpoint_lsn == 0 {
-        return Ok(Analysis { next_txn_id: 1, end: ScanEnd::empty_log(), ..Default::default() });
+    if segments.is_empty() && master.checkpoint_lsn.is_none() {
+        return Ok(Analysis { next_txn_id: TxnId::SYSTEM.next(), end: ScanEnd::empty_log(), ..Default::default() });
     }
-    let from = if master.checkpoint_lsn == 0 { wal::LSN_START } else { master.checkpoint_lsn };
+    let from = if master.checkpoint_lsn.is_none() { wal::LSN_START } else { master.checkpoint_lsn };
     let a = analysis(segments, from, master.durable_lsn, known_end)?;
     debug_assert!(a.end.end_lsn() >= from, "the log ends before the checkpoint it starts from");
     Ok(a)
@@ -161,7 +162,7 @@ fn ensure_meta(pool: &BufferPool, tree: &BTree<'_>, wal: &Wal, checkpoint_lsn: L
     pool.set_recovery_mode(false);
     match valid? {
         true => Ok(()),
-        false if checkpoint_lsn == 0 => {
+        false if checkpoint_lsn.is_none() => {
             tree.bootstrap()?;
             wal.flush_all()
         }

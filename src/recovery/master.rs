@@ -14,8 +14,9 @@
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::page::{self, Lsn, Master, MAX_PAGE_SIZE, MIN_PAGE_SIZE};
+use crate::page::{self, Master, MAX_PAGE_SIZE, MIN_PAGE_SIZE};
 use crate::storage::{read_full_at, Storage, StorageFile};
+use crate::types::Lsn;
 use crate::wal::{LSN_START, MAX_LSN, RECORD_ALIGN};
 
 /// The master record of one data file and its sequence number.
@@ -52,10 +53,10 @@ impl MasterFile {
                 let m = Master {
                     seq: 1,
                     page_size: default_page_size as u32,
-                    checkpoint_lsn: 0,
-                    durable_lsn: 0,
+                    checkpoint_lsn: Lsn::NONE,
+                    durable_lsn: Lsn::NONE,
                     version: page::FORMAT_VERSION,
-                    clean_end: 0,
+                    clean_end: Lsn::NONE,
                 };
                 write(&*file, &m)?;
                 storage.sync_dir()?;
@@ -74,7 +75,7 @@ impl MasterFile {
     /// # Errors
     /// An I/O error of the write or the sync.
     pub fn write_next(&mut self, checkpoint_lsn: Lsn, durable_lsn: Lsn) -> Result<Master> {
-        self.write_with(checkpoint_lsn, durable_lsn, 0)
+        self.write_with(checkpoint_lsn, durable_lsn, Lsn::NONE)
     }
 
     /// Write the master record of a clean close: the log ends at `end`, all
@@ -84,7 +85,7 @@ impl MasterFile {
     /// # Errors
     /// An I/O error of the write or the sync.
     pub fn write_clean(&mut self, checkpoint_lsn: Lsn, end: Lsn) -> Result<Master> {
-        assert!(end != 0, "a clean end is a real LSN");
+        assert!(!end.is_none(), "a clean end is a real LSN");
         self.write_with(checkpoint_lsn, end, end)
     }
 
@@ -117,11 +118,12 @@ fn validate(master: &Master) -> Result<()> {
     if !page_size.is_power_of_two() || !(MIN_PAGE_SIZE..=MAX_PAGE_SIZE).contains(&page_size) {
         return Err(Error::corruption("data", format!("master record names page size {page_size}")));
     }
-    if (master.clean_end != 0 && (master.clean_end != master.durable_lsn || master.clean_end < master.checkpoint_lsn))
+    if (!master.clean_end.is_none()
+        && (master.clean_end != master.durable_lsn || master.clean_end < master.checkpoint_lsn))
         || master.durable_lsn > MAX_LSN
-        || (master.checkpoint_lsn != 0
+        || (!master.checkpoint_lsn.is_none()
             && (!(LSN_START..=MAX_LSN).contains(&master.checkpoint_lsn)
-                || !master.checkpoint_lsn.is_multiple_of(RECORD_ALIGN as u64)))
+                || !master.checkpoint_lsn.get().is_multiple_of(RECORD_ALIGN as u64)))
     {
         return Err(Error::corruption("data", format!("master record names LSN {}", master.checkpoint_lsn)));
     }

@@ -28,8 +28,6 @@ mod undo;
 
 use std::time::Instant;
 
-use crate::page::Lsn;
-
 pub use analysis::{analysis, Analysis};
 pub use checkpoint::{Checkpointer, Sources};
 pub use driver::{recover, OpenParams, DATA_FILE};
@@ -39,12 +37,13 @@ pub use undo::undo;
 /// What the last open did (see `Db::recovery_report`).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct RecoveryReport {
-    /// Begin LSN of the checkpoint recovery started from (0: none).
-    pub checkpoint_lsn: Lsn,
+    /// Begin LSN of the checkpoint recovery started from (0: none). An LSN
+    /// is a byte position in the log stream.
+    pub checkpoint_lsn: u64,
     /// First LSN redo looked at.
-    pub redo_start_lsn: Lsn,
-    /// End of the log found.
-    pub end_lsn: Lsn,
+    pub redo_start_lsn: u64,
+    /// End of the log found: the LSN where appending continues.
+    pub end_lsn: u64,
     /// Log records read by analysis.
     pub records_analyzed: u64,
     /// Committed transactions that only needed an END record.

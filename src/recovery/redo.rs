@@ -7,7 +7,8 @@
 use super::{Analysis, RecoveryReport};
 use crate::buffer::BufferPool;
 use crate::error::{Error, Result};
-use crate::page::{self, PageId, PageRef};
+use crate::page::{self, PageRef};
+use crate::types::{Lsn, PageId};
 use crate::wal::segments::Segments;
 use crate::wal::{reader, LogRecord, PagePart};
 
@@ -54,11 +55,11 @@ fn redo_part(
 /// Pass 2.
 pub fn redo(pool: &BufferPool, segments: &Segments, a: &Analysis, report: &mut RecoveryReport) -> Result<()> {
     let Some(&redo_start) = a.dirty_pages.values().min() else { return Ok(()) };
-    report.redo_start_lsn = redo_start;
+    report.redo_start_lsn = redo_start.get();
     pool.set_recovery_mode(true);
     // Analysis found the end: redo stops there without looking past it again.
     let end_lsn = a.end.end_lsn();
-    let end = reader::scan(segments, redo_start, 0, Some(end_lsn), |rec| {
+    let end = reader::scan(segments, redo_start, Lsn::NONE, Some(end_lsn), |rec| {
         if rec.lsn >= end_lsn {
             return Ok(());
         }

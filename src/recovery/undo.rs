@@ -9,9 +9,10 @@ use std::collections::BinaryHeap;
 use super::{Analysis, RecoveryReport};
 use crate::btree::{BTree, TxnCtx};
 use crate::error::Result;
-use crate::page::Lsn;
+
 use crate::txn::{undo_step, TxnTable};
-use crate::wal::{Body, TxnId, Wal};
+use crate::types::{Lsn, TxnId};
+use crate::wal::{Body, Wal};
 
 /// Pass 3: roll back every loser in one backward sweep; END for every winner.
 pub fn undo(
@@ -35,15 +36,15 @@ pub fn undo(
     let mut last_undone = Lsn::MAX;
     while let Some((cur, id)) = heap.pop() {
         // One backward sweep: every step undoes a record below the previous one.
-        assert!(cur < last_undone || cur == 0, "undo went forward: {cur} after {last_undone}");
+        assert!(cur < last_undone || cur.is_none(), "undo went forward: {cur} after {last_undone}");
         last_undone = cur;
         let entry = table.get_mut(id)?;
-        let mut ctx = TxnCtx { txn_id: id, last_lsn: entry.last_lsn, compensating: None };
-        let next = if cur == 0 { 0 } else { undo_step(tree, wal, &mut ctx, cur)? };
+        let mut ctx = TxnCtx::new(id, entry.last_lsn);
+        let next = if cur.is_none() { Lsn::NONE } else { undo_step(tree, wal, &mut ctx, cur)? };
         report.undone += 1;
         let entry = table.get_mut(id)?;
         entry.last_lsn = ctx.last_lsn;
-        if next == 0 {
+        if next.is_none() {
             ctx.log_outcome(wal, Body::End)?;
             table.active_txns.remove(&id);
         } else {

@@ -40,9 +40,7 @@ use parking_lot::{Condvar, Mutex};
 use crate::error::StopCause;
 use crate::error::{Error, Result};
 use crate::failstop::FailStop;
-
-/// Transaction id.
-pub type TxnId = u64;
+use crate::types::TxnId;
 
 /// The lock id of the root (the whole key space). `crate::txn::lock_key`
 /// never returns it.
@@ -407,45 +405,45 @@ mod tests {
     #[test]
     fn shared_locks_coexist_exclusive_waits() {
         let m = Arc::new(LockManager::new());
-        assert!(m.lock(1, 7, LockMode::Shared).unwrap());
-        assert!(m.lock(2, 7, LockMode::Shared).unwrap());
-        assert_eq!(m.try_lock(3, 7, LockMode::Exclusive).unwrap(), None);
+        assert!(m.lock(TxnId(1), 7, LockMode::Shared).unwrap());
+        assert!(m.lock(TxnId(2), 7, LockMode::Shared).unwrap());
+        assert_eq!(m.try_lock(TxnId(3), 7, LockMode::Exclusive).unwrap(), None);
         let (tx, rx) = mpsc::channel();
         let m2 = m.clone();
         let h = std::thread::spawn(move || {
-            let r = m2.lock(3, 7, LockMode::Exclusive);
+            let r = m2.lock(TxnId(3), 7, LockMode::Exclusive);
             tx.send(()).unwrap();
             r
         });
         assert!(rx.recv_timeout(Duration::from_millis(50)).is_err(), "exclusive granted while shared held");
-        m.release_all(1, &[7]);
-        m.release_all(2, &[7]);
+        m.release_all(TxnId(1), &[7]);
+        m.release_all(TxnId(2), &[7]);
         rx.recv().unwrap();
         assert!(h.join().unwrap().unwrap());
-        m.release_all(3, &[7]);
+        m.release_all(TxnId(3), &[7]);
         assert!(m.is_empty());
     }
 
     #[test]
     fn upgrade_alone_and_repeat_requests() {
         let m = LockManager::new();
-        assert!(m.lock(1, 1, LockMode::Shared).unwrap());
-        assert!(!m.lock(1, 1, LockMode::Exclusive).unwrap());
-        assert!(!m.lock(1, 1, LockMode::Shared).unwrap());
-        assert_eq!(m.try_lock(2, 1, LockMode::Shared).unwrap(), None);
-        m.release_all(1, &[1]);
+        assert!(m.lock(TxnId(1), 1, LockMode::Shared).unwrap());
+        assert!(!m.lock(TxnId(1), 1, LockMode::Exclusive).unwrap());
+        assert!(!m.lock(TxnId(1), 1, LockMode::Shared).unwrap());
+        assert_eq!(m.try_lock(TxnId(2), 1, LockMode::Shared).unwrap(), None);
+        m.release_all(TxnId(1), &[1]);
         // The failed try_lock left txn 2 its intention lock on the root.
-        m.release_all(2, &[]);
+        m.release_all(TxnId(2), &[]);
         assert!(m.is_empty());
     }
 
     #[test]
     fn two_upgrades_deadlock_once() {
         let m = Arc::new(LockManager::new());
-        m.lock(1, 5, LockMode::Shared).unwrap();
-        m.lock(2, 5, LockMode::Shared).unwrap();
+        m.lock(TxnId(1), 5, LockMode::Shared).unwrap();
+        m.lock(TxnId(2), 5, LockMode::Shared).unwrap();
         let b = Arc::new(Barrier::new(2));
-        let hs: Vec<_> = [1u64, 2]
+        let hs: Vec<_> = [TxnId(1), TxnId(2)]
             .into_iter()
             .map(|t| {
                 let (m, b) = (m.clone(), b.clone());
@@ -468,7 +466,7 @@ mod tests {
         for n in [2u64, 3] {
             let m = Arc::new(LockManager::new());
             for t in 0..n {
-                m.lock(t, t, LockMode::Exclusive).unwrap();
+                m.lock(TxnId(t), t, LockMode::Exclusive).unwrap();
             }
             let b = Arc::new(Barrier::new(n as usize));
             let hs: Vec<_> = (0..n)
@@ -477,13 +475,13 @@ mod tests {
                     std::thread::spawn(move || {
                         b.wait();
                         let want = (t + 1) % n;
-                        let r = m.lock(t, want, LockMode::Exclusive);
+                        let r = m.lock(TxnId(t), want, LockMode::Exclusive);
                         let victim = matches!(r, Err(Error::Deadlock));
                         let mut held = vec![t];
                         if !victim {
                             held.push(want);
                         }
-                        m.release_all(t, &held);
+                        m.release_all(TxnId(t), &held);
                         victim
                     })
                 })
@@ -497,15 +495,15 @@ mod tests {
     #[test]
     fn fail_all_wakes_waiters_with_an_error() {
         let m = Arc::new(LockManager::new());
-        m.lock(1, 9, LockMode::Exclusive).unwrap();
+        m.lock(TxnId(1), 9, LockMode::Exclusive).unwrap();
         let m2 = m.clone();
-        let h = std::thread::spawn(move || m2.lock(2, 9, LockMode::Shared));
+        let h = std::thread::spawn(move || m2.lock(TxnId(2), 9, LockMode::Shared));
         std::thread::sleep(Duration::from_millis(20));
         let cause = StopCause::Corruption { file: "btree", detail: "a loop".into() };
         m.fail_all(&cause);
         m.fail_all(&StopCause::Other { message: "later".into() });
         assert!(matches!(h.join().unwrap(), Err(Error::Failed { cause: c }) if c == cause));
-        assert!(matches!(m.lock(3, 10, LockMode::Shared), Err(Error::Failed { cause: c }) if c == cause));
+        assert!(matches!(m.lock(TxnId(3), 10, LockMode::Shared), Err(Error::Failed { cause: c }) if c == cause));
     }
 
     #[test]
@@ -538,22 +536,22 @@ mod tests {
         let m = LockManager::new();
         let keys: Vec<u64> = (1..=100).collect();
         for &k in &keys {
-            assert!(m.lock(1, k, Exclusive).unwrap());
+            assert!(m.lock(TxnId(1), k, Exclusive).unwrap());
         }
-        assert!(m.lock(2, 500, Shared).unwrap());
+        assert!(m.lock(TxnId(2), 500, Shared).unwrap());
         assert_eq!(m.len(), 101);
         // Txn 2's IS on the root conflicts with X: escalation must wait.
-        m.release_all(2, &[500]);
-        m.escalate(1, &keys, Exclusive).unwrap();
+        m.release_all(TxnId(2), &[500]);
+        m.escalate(TxnId(1), &keys, Exclusive).unwrap();
         assert_eq!(m.len(), 0, "the key locks are gone");
         // Covered: no new key lock is recorded.
-        assert!(!m.lock(1, 7, Shared).unwrap());
-        assert!(!m.lock(1, 1000, Exclusive).unwrap());
-        assert_eq!(m.try_lock(2, 500, Shared).unwrap(), None);
-        assert_eq!(m.try_lock(3, 501, Exclusive).unwrap(), None);
-        m.release_all(1, &[]);
-        m.release_all(2, &[]);
-        m.release_all(3, &[]);
+        assert!(!m.lock(TxnId(1), 7, Shared).unwrap());
+        assert!(!m.lock(TxnId(1), 1000, Exclusive).unwrap());
+        assert_eq!(m.try_lock(TxnId(2), 500, Shared).unwrap(), None);
+        assert_eq!(m.try_lock(TxnId(3), 501, Exclusive).unwrap(), None);
+        m.release_all(TxnId(1), &[]);
+        m.release_all(TxnId(2), &[]);
+        m.release_all(TxnId(3), &[]);
         assert!(m.is_empty());
     }
 
@@ -562,37 +560,37 @@ mod tests {
         let m = LockManager::new();
         let keys: Vec<u64> = (1..=10).collect();
         for &k in &keys {
-            m.lock(1, k, Shared).unwrap();
+            m.lock(TxnId(1), k, Shared).unwrap();
         }
-        m.escalate(1, &keys, Shared).unwrap();
-        assert_eq!(m.try_lock(2, 3, Shared).unwrap(), Some(true));
-        assert_eq!(m.try_lock(3, 99, Exclusive).unwrap(), None);
+        m.escalate(TxnId(1), &keys, Shared).unwrap();
+        assert_eq!(m.try_lock(TxnId(2), 3, Shared).unwrap(), Some(true));
+        assert_eq!(m.try_lock(TxnId(3), 99, Exclusive).unwrap(), None);
         // The escalated reader may still write: its root lock becomes X once
         // the other reader is gone.
-        m.release_all(2, &[3]);
-        m.release_all(3, &[]);
-        assert!(!m.lock(1, 99, Exclusive).unwrap());
-        assert_eq!(m.try_lock(2, 3, Shared).unwrap(), None);
-        m.release_all(1, &[]);
-        m.release_all(2, &[]);
+        m.release_all(TxnId(2), &[3]);
+        m.release_all(TxnId(3), &[]);
+        assert!(!m.lock(TxnId(1), 99, Exclusive).unwrap());
+        assert_eq!(m.try_lock(TxnId(2), 3, Shared).unwrap(), None);
+        m.release_all(TxnId(1), &[]);
+        m.release_all(TxnId(2), &[]);
         assert!(m.is_empty());
     }
 
     #[test]
     fn two_writers_escalating_at_once_deadlock_once() {
         let m = Arc::new(LockManager::new());
-        m.lock(1, 1, Exclusive).unwrap();
-        m.lock(2, 2, Exclusive).unwrap();
+        m.lock(TxnId(1), 1, Exclusive).unwrap();
+        m.lock(TxnId(2), 2, Exclusive).unwrap();
         let b = Arc::new(Barrier::new(2));
-        let hs: Vec<_> = [1u64, 2]
+        let hs: Vec<_> = [TxnId(1), TxnId(2)]
             .into_iter()
             .map(|t| {
                 let (m, b) = (m.clone(), b.clone());
                 std::thread::spawn(move || {
                     b.wait();
-                    let r = m.escalate(t, &[t], Exclusive);
+                    let r = m.escalate(t, &[t.get()], Exclusive);
                     let victim = matches!(r, Err(Error::Deadlock));
-                    m.release_all(t, &[t]);
+                    m.release_all(t, &[t.get()]);
                     victim
                 })
             })
@@ -617,13 +615,13 @@ mod tests {
                             x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
                             let key = (x >> 33) % 8;
                             let mode = if x & 1 == 0 { LockMode::Shared } else { LockMode::Exclusive };
-                            match m.lock(id, key, mode) {
+                            match m.lock(TxnId(id), key, mode) {
                                 Ok(true) => held.push(key),
                                 Ok(false) => {}
                                 Err(_) => break,
                             }
                         }
-                        m.release_all(id, &held);
+                        m.release_all(TxnId(id), &held);
                     }
                 })
             })

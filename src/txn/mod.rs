@@ -25,23 +25,24 @@ use std::hash::{BuildHasher, Hasher};
 
 use crate::btree::{BTree, TxnCtx};
 use crate::error::{Error, Result};
-use crate::page::Lsn;
-use crate::wal::{AttEntry, Body, LogRecord, TxnId, Wal};
+
+use crate::types::{Lsn, TxnEntry, TxnId};
+use crate::wal::{Body, LogRecord, Wal};
 
 /// The transaction table: every transaction that has begun and not ended.
 #[derive(Default)]
 pub struct TxnTable {
     /// Entries by transaction id.
-    pub active_txns: HashMap<TxnId, AttEntry>,
+    pub active_txns: HashMap<TxnId, TxnEntry>,
 }
 
 impl TxnTable {
     /// The entry of `txn`, which must exist.
-    pub fn get(&self, txn: TxnId) -> Result<&AttEntry> {
+    pub fn get(&self, txn: TxnId) -> Result<&TxnEntry> {
         self.active_txns.get(&txn).ok_or(Error::TxnEnded)
     }
     /// Mutable entry.
-    pub fn get_mut(&mut self, txn: TxnId) -> Result<&mut AttEntry> {
+    pub fn get_mut(&mut self, txn: TxnId) -> Result<&mut TxnEntry> {
         self.active_txns.get_mut(&txn).ok_or(Error::TxnEnded)
     }
 }

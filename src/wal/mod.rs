@@ -35,16 +35,17 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::error::{Error, Result};
 use crate::failstop::FailStop;
-use crate::page::Lsn;
+
 use crate::storage::{read_full_at, Storage};
+use crate::types::Lsn;
 pub use record::*;
 use segments::Segments;
 
 /// LSN of the first record of a new database.
-pub const LSN_START: Lsn = 4096;
+pub const LSN_START: Lsn = Lsn(4096);
 /// No LSN read from disk may exceed this (so LSN arithmetic cannot overflow;
 /// 2^62 bytes of log is beyond any real database).
-pub const MAX_LSN: Lsn = 1 << 62;
+pub const MAX_LSN: Lsn = Lsn(1 << 62);
 /// The log buffer is flushed by the appender once it holds this many bytes.
 const BUFFER_FLUSH_BYTES: usize = 4 << 20;
 /// The spare buffer keeps at most this capacity: a buffer that grew for a
@@ -55,7 +56,7 @@ const SPARE_MAX_BYTES: usize = 2 * BUFFER_FLUSH_BYTES;
 
 /// File name of the segment that starts at `start`.
 pub fn segment_name(start: Lsn) -> String {
-    format!("wal-{start:016x}.log")
+    format!("wal-{:016x}.log", start.get())
 }
 
 /// The start LSN of a segment file name, if it is one.
@@ -64,7 +65,7 @@ pub fn parse_segment_name(name: &str) -> Option<Lsn> {
     if hex.len() != 16 {
         return None;
     }
-    u64::from_str_radix(hex, 16).ok()
+    u64::from_str_radix(hex, 16).ok().map(Lsn)
 }
 
 struct AppendState {
@@ -132,7 +133,7 @@ impl Wal {
         end_lsn: Lsn,
         stop: Arc<FailStop>,
     ) -> Wal {
-        assert!(cur_seg <= end_lsn && end_lsn.is_multiple_of(RECORD_ALIGN as u64));
+        assert!(cur_seg <= end_lsn && end_lsn.get().is_multiple_of(RECORD_ALIGN as u64));
         let pending_segs = if segments.contains(cur_seg) { vec![] } else { vec![cur_seg] };
         Wal {
             storage,
@@ -147,7 +148,7 @@ impl Wal {
             }),
             flush: Mutex::new(FlushState { in_progress: false }),
             flush_cv: Condvar::new(),
-            durable_lsn: AtomicU64::new(end_lsn),
+            durable_lsn: AtomicU64::new(end_lsn.get()),
             flush_taken: AtomicU64::new(0),
             flush_done: AtomicU64::new(0),
             segments,
@@ -159,7 +160,7 @@ impl Wal {
 
     /// Everything below this LSN is on stable storage.
     pub fn durable_lsn(&self) -> Lsn {
-        self.durable_lsn.load(Ordering::Acquire)
+        Lsn(self.durable_lsn.load(Ordering::Acquire))
     }
 
     /// (taken, done): the flush epochs. Every record appended before
@@ -268,7 +269,7 @@ impl Wal {
     /// Flush everything appended so far.
     pub fn flush_all(&self) -> Result<()> {
         let end = self.end_lsn();
-        if end == 0 {
+        if end.is_none() {
             return Ok(());
         }
         self.flush_to(end - 1)
@@ -283,7 +284,7 @@ impl Wal {
     /// failed write or sync.
     pub fn flush_all_at_drop(&self) -> Result<()> {
         let end = self.end_lsn();
-        if end == 0 {
+        if end.is_none() {
             return Ok(());
         }
         self.flush_to_inner(end - 1, true)
@@ -316,7 +317,7 @@ impl Wal {
         }
         result?;
         debug_assert!(self.durable_lsn() <= end);
-        self.durable_lsn.store(end, Ordering::Release);
+        self.durable_lsn.store(end.get(), Ordering::Release);
         // One flush at a time (`FlushState::in_progress`), and none after a
         // failed one, so epochs complete in order, one by one.
         debug_assert_eq!(self.flush_done.load(Ordering::Acquire) + 1, epoch);

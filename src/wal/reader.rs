@@ -35,8 +35,9 @@ use super::record::*;
 use super::segments::Segments;
 use super::LSN_START;
 use crate::error::{Error, Result};
-use crate::page::Lsn;
+
 use crate::storage::{read_full_at, StorageFile};
+use crate::types::Lsn;
 
 /// How the log ended, with the LSNs that prove it. The first three variants
 /// end a sound log; the others are damage (`is_damage`).
@@ -338,7 +339,7 @@ fn read_to_end(
         };
         out.records += 1;
         out.bytes += rec.len as u64;
-        if rec.durable_lsn > furthest.map_or(0, |(_, d)| d) {
+        if rec.durable_lsn > furthest.map_or(Lsn::NONE, |(_, d)| d) {
             furthest = Some((rec.lsn, rec.durable_lsn));
         }
         visit(&rec)?;

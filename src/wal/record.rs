@@ -11,10 +11,8 @@
 
 use crate::codec::{Reader, Writer};
 use crate::error::{Error, Result};
-use crate::page::{Lsn, PageId, PageOp};
-
-/// Transaction id; 0 is the system (records that belong to no transaction).
-pub type TxnId = u64;
+use crate::page::PageOp;
+use crate::types::{Lsn, PageId, TxnEntry, TxnId};
 
 /// Size of the record header.
 pub const RECORD_HEADER_LEN: usize = 56;
@@ -83,21 +81,6 @@ pub struct KeyUndo {
     pub old: Option<Vec<u8>>,
 }
 
-/// State of a transaction in a checkpoint's transaction table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AttEntry {
-    /// The transaction.
-    pub txn_id: TxnId,
-    /// True once its commit record was written.
-    pub committed: bool,
-    /// Its most recent record.
-    pub last_lsn: Lsn,
-    /// The next record to undo (for a rollback in progress), else `last_lsn`.
-    pub undo_next_lsn: Lsn,
-    /// Its first record (the log must be kept from here while it is active).
-    pub first_lsn: Lsn,
-}
-
 /// The body of a checkpoint end record.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CheckpointData {
@@ -106,7 +89,7 @@ pub struct CheckpointData {
     /// Next transaction id to hand out.
     pub next_txn_id: TxnId,
     /// Active transactions at the begin record.
-    pub active_txns: Vec<AttEntry>,
+    pub active_txns: Vec<TxnEntry>,
     /// Dirty pages at the begin record, with their rec_lsn.
     pub dirty_pages: Vec<(PageId, Lsn)>,
 }
@@ -203,7 +186,7 @@ pub struct RecordHeader {
 fn encode_parts(parts: &[PagePart], out: &mut Vec<u8>) {
     out.put_u32(parts.len() as u32);
     for p in parts {
-        out.put_u32(p.page_id);
+        out.put_page_id(p.page_id);
         p.op.encode(out);
     }
 }
@@ -212,7 +195,7 @@ fn decode_parts(r: &mut Reader<'_>) -> Result<Vec<PagePart>> {
     let n = r.count(5)?;
     let mut parts = Vec::with_capacity(n);
     for _ in 0..n {
-        let page_id = r.u32()?;
+        let page_id = r.page_id()?;
         let op = PageOp::decode(r)?;
         parts.push(PagePart { page_id, op });
     }
@@ -235,20 +218,20 @@ pub fn encode_body(body: &Body, out: &mut Vec<u8>) {
         }
         Body::Clr { parts } | Body::Redo { parts } => encode_parts(parts, out),
         Body::CkptEnd(c) => {
-            out.put_u64(c.begin_lsn);
-            out.put_u64(c.next_txn_id);
+            out.put_lsn(c.begin_lsn);
+            out.put_txn_id(c.next_txn_id);
             out.put_u32(c.active_txns.len() as u32);
             for t in &c.active_txns {
-                out.put_u64(t.txn_id);
+                out.put_txn_id(t.txn_id);
                 out.put_u8(t.committed as u8);
-                out.put_u64(t.last_lsn);
-                out.put_u64(t.undo_next_lsn);
-                out.put_u64(t.first_lsn);
+                out.put_lsn(t.last_lsn);
+                out.put_lsn(t.undo_next_lsn);
+                out.put_lsn(t.first_lsn);
             }
             out.put_u32(c.dirty_pages.len() as u32);
             for (p, l) in &c.dirty_pages {
-                out.put_u32(*p);
-                out.put_u64(*l);
+                out.put_page_id(*p);
+                out.put_lsn(*l);
             }
         }
         Body::Commit | Body::Abort | Body::End | Body::CkptBegin | Body::SegEnd => {}
@@ -275,25 +258,25 @@ fn decode_body(kind: Kind, r: &mut Reader<'_>) -> Result<Body> {
         Kind::CkptBegin => Body::CkptBegin,
         Kind::SegEnd => Body::SegEnd,
         Kind::CkptEnd => {
-            let begin_lsn = r.u64()?;
-            let next_txn_id = r.u64()?;
+            let begin_lsn = r.lsn()?;
+            let next_txn_id = r.txn_id()?;
             let n = r.count(33)?;
             let mut active_txns = Vec::with_capacity(n);
             for _ in 0..n {
-                let txn_id = r.u64()?;
+                let txn_id = r.txn_id()?;
                 let committed = r.u8()? != 0;
-                active_txns.push(AttEntry {
+                active_txns.push(TxnEntry {
                     txn_id,
                     committed,
-                    last_lsn: r.u64()?,
-                    undo_next_lsn: r.u64()?,
-                    first_lsn: r.u64()?,
+                    last_lsn: r.lsn()?,
+                    undo_next_lsn: r.lsn()?,
+                    first_lsn: r.lsn()?,
                 });
             }
             let n = r.count(12)?;
             let mut dirty_pages = Vec::with_capacity(n);
             for _ in 0..n {
-                dirty_pages.push((r.u32()?, r.u64()?));
+                dirty_pages.push((r.page_id()?, r.lsn()?));
             }
             Body::CkptEnd(CheckpointData { begin_lsn, next_txn_id, active_txns, dirty_pages })
         }
@@ -315,11 +298,11 @@ pub fn encode_record(out: &mut Vec<u8>, lsn: Lsn, durable_lsn: Lsn, header: &Rec
     out.resize(start + len, 0);
     let h = &mut out[start..start + RECORD_HEADER_LEN];
     h[4..8].copy_from_slice(&(len as u32).to_le_bytes());
-    h[8..16].copy_from_slice(&lsn.to_le_bytes());
-    h[16..24].copy_from_slice(&header.prev_lsn.to_le_bytes());
-    h[24..32].copy_from_slice(&header.txn_id.to_le_bytes());
-    h[32..40].copy_from_slice(&durable_lsn.to_le_bytes());
-    h[40..48].copy_from_slice(&header.undo_next_lsn.to_le_bytes());
+    h[8..16].copy_from_slice(&lsn.get().to_le_bytes());
+    h[16..24].copy_from_slice(&header.prev_lsn.get().to_le_bytes());
+    h[24..32].copy_from_slice(&header.txn_id.get().to_le_bytes());
+    h[32..40].copy_from_slice(&durable_lsn.get().to_le_bytes());
+    h[40..48].copy_from_slice(&header.undo_next_lsn.get().to_le_bytes());
     h[48] = body.kind() as u8;
     let crc = crc32fast::hash(&out[start + 4..start + len]);
     out[start..start + 4].copy_from_slice(&crc.to_le_bytes());
@@ -334,7 +317,8 @@ pub fn peek_len(h: &[u8], lsn: Lsn) -> Option<usize> {
     }
     let len = u32::from_le_bytes(h[4..8].try_into().ok()?) as usize;
     let stored = u64::from_le_bytes(h[8..16].try_into().ok()?);
-    if stored != lsn || !(RECORD_HEADER_LEN..=MAX_RECORD_LEN).contains(&len) || !len.is_multiple_of(RECORD_ALIGN) {
+    if stored != lsn.get() || !(RECORD_HEADER_LEN..=MAX_RECORD_LEN).contains(&len) || !len.is_multiple_of(RECORD_ALIGN)
+    {
         return None;
     }
     Some(len)
@@ -370,10 +354,10 @@ pub fn decode_record(buf: &[u8], lsn: Lsn) -> Result<LogRecord> {
     let record = LogRecord {
         lsn,
         len: len as u32,
-        prev_lsn: u64_at(16),
-        txn_id: u64_at(24),
-        durable_lsn: u64_at(32),
-        undo_next_lsn: u64_at(40),
+        prev_lsn: Lsn(u64_at(16)),
+        txn_id: TxnId(u64_at(24)),
+        durable_lsn: Lsn(u64_at(32)),
+        undo_next_lsn: Lsn(u64_at(40)),
         body,
     };
     if record.prev_lsn >= lsn || record.undo_next_lsn >= lsn {
@@ -391,14 +375,14 @@ mod tests {
     fn round_trip_every_kind() {
         let bodies = vec![
             Body::Update {
-                parts: vec![PagePart { page_id: 4, op: PageOp::Delete { slot: 1 } }],
+                parts: vec![PagePart { page_id: PageId(4), op: PageOp::Delete { slot: 1 } }],
                 undo: KeyUndo { key: b"k".to_vec(), old: Some(b"v".to_vec()) },
             },
             Body::Clr { parts: vec![] },
             Body::Redo {
                 parts: vec![PagePart {
-                    page_id: 1,
-                    op: PageOp::SetMeta(Meta { root: 2, free_head: 0, page_count: 3, free_count: 0 }),
+                    page_id: PageId(1),
+                    op: PageOp::SetMeta(Meta { root: PageId(2), free_head: PageId(0), page_count: 3, free_count: 0 }),
                 }],
             },
             Body::Commit,
@@ -406,46 +390,46 @@ mod tests {
             Body::End,
             Body::CkptBegin,
             Body::CkptEnd(CheckpointData {
-                begin_lsn: 100,
-                next_txn_id: 9,
-                active_txns: vec![AttEntry {
-                    txn_id: 3,
+                begin_lsn: Lsn(100),
+                next_txn_id: TxnId(9),
+                active_txns: vec![TxnEntry {
+                    txn_id: TxnId(3),
                     committed: false,
-                    last_lsn: 90,
-                    undo_next_lsn: 90,
-                    first_lsn: 10,
+                    last_lsn: Lsn(90),
+                    undo_next_lsn: Lsn(90),
+                    first_lsn: Lsn(10),
                 }],
-                dirty_pages: vec![(5, 40)],
+                dirty_pages: vec![(PageId(5), Lsn(40))],
             }),
             Body::SegEnd,
         ];
         for body in bodies {
             let mut buf = Vec::new();
-            let hdr = RecordHeader { prev_lsn: 8, txn_id: 3, undo_next_lsn: 0 };
-            let len = encode_record(&mut buf, 4096, 100, &hdr, &body);
+            let hdr = RecordHeader { prev_lsn: Lsn(8), txn_id: TxnId(3), undo_next_lsn: Lsn::NONE };
+            let len = encode_record(&mut buf, Lsn(4096), Lsn(100), &hdr, &body);
             assert_eq!(len, buf.len());
             assert_eq!(len % RECORD_ALIGN, 0);
-            let rec = decode_record(&buf, 4096).unwrap();
+            let rec = decode_record(&buf, Lsn(4096)).unwrap();
             assert_eq!(rec.body, body);
-            assert_eq!(rec.prev_lsn, 8);
-            assert_eq!(rec.durable_lsn, 100);
+            assert_eq!(rec.prev_lsn, Lsn(8));
+            assert_eq!(rec.durable_lsn, Lsn(100));
             // The same bytes at another place are not a record.
-            assert!(decode_record(&buf, 4104).is_err());
+            assert!(decode_record(&buf, Lsn(4104)).is_err());
             // Any flipped bit is caught.
             for i in 0..len {
                 let mut bad = buf.clone();
                 bad[i] ^= 0x10;
-                assert!(decode_record(&bad, 4096).is_err(), "flip at {i} undetected");
+                assert!(decode_record(&bad, Lsn(4096)).is_err(), "flip at {i} undetected");
             }
         }
     }
 
     #[test]
     fn short_and_garbage_buffers_are_errors() {
-        assert!(decode_record(&[], 8).is_err());
-        assert!(decode_record(&[0xff; 100], 8).is_err());
+        assert!(decode_record(&[], Lsn(8)).is_err());
+        assert!(decode_record(&[0xff; 100], Lsn(8)).is_err());
         let mut buf = Vec::new();
-        encode_record(&mut buf, 64, 0, &RecordHeader::default(), &Body::Commit);
-        assert!(decode_record(&buf[..buf.len() - 8], 64).is_err());
+        encode_record(&mut buf, Lsn(64), Lsn(0), &RecordHeader::default(), &Body::Commit);
+        assert!(decode_record(&buf[..buf.len() - 8], Lsn(64)).is_err());
     }
 }

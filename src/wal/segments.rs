@@ -27,8 +27,9 @@ use parking_lot::Mutex;
 use super::reader::ScanEnd;
 use super::{parse_segment_name, segment_name, LSN_START, MAX_LSN, RECORD_ALIGN};
 use crate::error::{Error, Result};
-use crate::page::Lsn;
+
 use crate::storage::{Storage, StorageFile};
+use crate::types::Lsn;
 
 /// Segment handles kept open at most (the newest segment's included).
 pub const SEGMENT_HANDLE_CACHE: usize = 8;
@@ -79,7 +80,7 @@ impl Segments {
         let mut starts = Vec::new();
         for name in &storage.list()? {
             if let Some(start) = parse_segment_name(name) {
-                if !(LSN_START..=MAX_LSN).contains(&start) || !start.is_multiple_of(RECORD_ALIGN as u64) {
+                if !(LSN_START..=MAX_LSN).contains(&start) || !start.get().is_multiple_of(RECORD_ALIGN as u64) {
                     return Err(Error::corruption("wal", format!("log segment {name} starts at an impossible LSN")));
                 }
                 starts.push(start);
@@ -106,7 +107,7 @@ impl Segments {
 
     /// Start LSNs of the segments starting after `lsn`, ascending.
     pub fn starts_after(&self, lsn: Lsn) -> Vec<Lsn> {
-        self.state.lock().lens.range(lsn.saturating_add(1)..).map(|(&s, _)| s).collect()
+        self.state.lock().lens.range(lsn + 1..).map(|(&s, _)| s).collect()
     }
 
     /// The segment holding `lsn` (the last one starting at or before it), and
@@ -114,7 +115,7 @@ impl Segments {
     pub fn locate(&self, lsn: Lsn) -> Option<(Lsn, Lsn)> {
         let st = self.state.lock();
         let (&s, _) = st.lens.range(..=lsn).next_back()?;
-        let next = st.lens.range(lsn.saturating_add(1)..).next().map(|(&n, _)| n).unwrap_or(u64::MAX);
+        let next = st.lens.range(lsn + 1..).next().map(|(&n, _)| n).unwrap_or(Lsn::MAX);
         Some((s, next))
     }
 

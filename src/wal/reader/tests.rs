@@ -10,6 +10,7 @@ use std::sync::Arc;
 use super::*;
 use crate::failstop::FailStop;
 use crate::storage::{SimStorage, Storage};
+use crate::types::TxnId;
 use crate::wal::{segment_name, Wal};
 
 /// Length of each record these tests write (a `Commit` or a `SegEnd`).
@@ -55,7 +56,7 @@ impl TestLog {
 
     fn push(&mut self, durable: Lsn, body: &Body) -> Lsn {
         let lsn = self.next;
-        let hdr = RecordHeader { txn_id: 1, ..Default::default() };
+        let hdr = RecordHeader { txn_id: TxnId(1), ..Default::default() };
         self.next += encode_record(&mut self.buf, lsn, durable, &hdr, body) as u64;
         lsn
     }
@@ -121,7 +122,7 @@ fn known_end_stops_the_scan_there() {
     let b = log.rec(a + REC);
     let c = log.rec(b + REC);
     let sim = log.finish();
-    let end = assert_sound(&sim, 0, Some(b), LogEnd::Known { end: b });
+    let end = assert_sound(&sim, Lsn::NONE, Some(b), LogEnd::Known { end: b });
     assert_eq!((end.cur_seg, end.records, end.stale_segments.len()), (LSN_START, 1, 0));
     // A clean close: the known end is the end of what was written.
     let end = assert_sound(&sim, c + REC, Some(c + REC), LogEnd::Known { end: c + REC });
@@ -168,7 +169,7 @@ fn bad_record_proven_durable_by_a_later_record_in_its_segment() {
     let sim = log.finish();
     flip(&sim, LSN_START, b);
     let want = LogEnd::ProvenByLaterRecord { bad: b, proof: c, durable: b + REC };
-    assert_damage(&sim, 0, want, &[b, c]);
+    assert_damage(&sim, Lsn::NONE, want, &[b, c]);
 }
 
 #[test]
@@ -185,7 +186,7 @@ fn bad_record_proven_durable_by_a_record_in_a_later_segment() {
     let sim = log.finish();
     flip(&sim, LSN_START, b);
     let want = LogEnd::ProvenByLaterRecord { bad: b, proof: y, durable: y };
-    assert_damage(&sim, 0, want, &[b, y]);
+    assert_damage(&sim, Lsn::NONE, want, &[b, y]);
     assert_eq!(next, x);
 }
 
@@ -202,7 +203,7 @@ fn missing_segment_proven_durable_by_a_later_segment() {
     remove(&sim, second);
     assert_eq!(c, third);
     let want = LogEnd::MissingSegment { start: second, proof: c, durable: b + REC };
-    assert_damage(&sim, 0, want, &[second, c]);
+    assert_damage(&sim, Lsn::NONE, want, &[second, c]);
 }
 
 #[test]
@@ -212,10 +213,10 @@ fn end_before_an_earlier_records_durable_lsn_is_damage() {
     // durable_lsn), and nothing follows it.
     let mut log = TestLog::new();
     let a = log.rec(LSN_START);
-    let b = log.rec(2 * LSN_START);
+    let b = log.rec(Lsn(2 * LSN_START.get()));
     let sim = log.finish();
-    let want = LogEnd::ProvenByEarlierRecord { end: b + REC, proof: b, durable: 2 * LSN_START };
-    assert_damage(&sim, a + REC, want, &[b + REC, b, 2 * LSN_START]);
+    let want = LogEnd::ProvenByEarlierRecord { end: b + REC, proof: b, durable: Lsn(2 * LSN_START.get()) };
+    assert_damage(&sim, a + REC, want, &[b + REC, b, Lsn(2 * LSN_START.get())]);
 }
 
 #[test]
@@ -242,7 +243,7 @@ fn missing_first_segment_is_damage() {
     log.rec(second);
     let sim = log.finish();
     remove(&sim, LSN_START);
-    assert_damage(&sim, 0, LogEnd::MissingStart { from: LSN_START }, &[LSN_START]);
+    assert_damage(&sim, Lsn::NONE, LogEnd::MissingStart { from: LSN_START }, &[LSN_START]);
 }
 
 #[test]
@@ -258,7 +259,7 @@ fn erase_stale_tail_zeroes_stale_records_and_removes_later_segments() {
     let sim = log.finish();
     flip(&sim, LSN_START, b);
     let segments = Arc::new(Segments::discover(sim.clone()).unwrap());
-    let end = scan(&segments, LSN_START, 0, None, |_| Ok(())).unwrap();
+    let end = scan(&segments, LSN_START, Lsn::NONE, None, |_| Ok(())).unwrap();
     assert_eq!(end.how, LogEnd::TornTail { end: b, stale_until: next });
     assert_eq!(end.stale_segments, vec![next]);
 
@@ -267,15 +268,15 @@ fn erase_stale_tail_zeroes_stale_records_and_removes_later_segments() {
     assert!(bytes[(b - LSN_START) as usize..(next - LSN_START) as usize].iter().all(|&x| x == 0));
     assert!(decode_record(&bytes, a).is_ok(), "the log before the end is kept");
     assert!(sim.file_contents(&segment_name(next)).is_none() && !segments.contains(next));
-    assert_sound(&sim, 0, None, LogEnd::TornTail { end: b, stale_until: b });
+    assert_sound(&sim, Lsn::NONE, None, LogEnd::TornTail { end: b, stale_until: b });
 
     // The writer appends at the end; the log now reads through its records.
     let wal = Wal::new(sim.clone(), 1 << 16, segments, end.cur_seg, end.end_lsn(), FailStop::new());
-    let hdr = RecordHeader { txn_id: 2, ..Default::default() };
+    let hdr = RecordHeader { txn_id: TxnId(2), ..Default::default() };
     assert_eq!(wal.append(&hdr, &Body::Commit).unwrap(), b);
     let last = wal.append(&hdr, &Body::End).unwrap();
     wal.flush_all().unwrap();
-    let end = assert_sound(&sim, 0, None, LogEnd::TornTail { end: wal.end_lsn(), stale_until: wal.end_lsn() });
+    let end = assert_sound(&sim, Lsn::NONE, None, LogEnd::TornTail { end: wal.end_lsn(), stale_until: wal.end_lsn() });
     assert_eq!((end.records, wal.end_lsn()), (3, last + REC));
 }
 
@@ -284,7 +285,7 @@ fn records_of_the_writer_prove_only_what_was_synced() {
     let sim = Arc::new(SimStorage::new(11));
     let segments = Arc::new(Segments::load(sim.clone(), []).unwrap());
     let wal = Wal::new(sim.clone(), 1 << 16, segments, LSN_START, LSN_START, FailStop::new());
-    let hdr = RecordHeader { txn_id: 1, ..Default::default() };
+    let hdr = RecordHeader { txn_id: TxnId(1), ..Default::default() };
     let a = wal.append(&hdr, &Body::Commit).unwrap();
     wal.flush_all().unwrap();
     // One flush group: c says only a was durable, so a torn b is a torn tail.
@@ -292,10 +293,10 @@ fn records_of_the_writer_prove_only_what_was_synced() {
     let c = wal.append(&hdr, &Body::Commit).unwrap();
     wal.flush_all().unwrap();
     flip(&sim, LSN_START, b);
-    assert_sound(&sim, 0, None, LogEnd::TornTail { end: b, stale_until: c + REC });
+    assert_sound(&sim, Lsn::NONE, None, LogEnd::TornTail { end: b, stale_until: c + REC });
     // d was appended after b and c were synced: now b is proven durable.
     let d = wal.append(&hdr, &Body::Commit).unwrap();
     wal.flush_all().unwrap();
-    assert_damage(&sim, 0, LogEnd::ProvenByLaterRecord { bad: b, proof: d, durable: d }, &[b, d]);
+    assert_damage(&sim, Lsn::NONE, LogEnd::ProvenByLaterRecord { bad: b, proof: d, durable: d }, &[b, d]);
     assert_eq!(a, LSN_START);
 }
