@@ -35,7 +35,7 @@ use crate::failstop::FailStop;
 use crate::options::{Durability, Options};
 use crate::page::{self};
 use crate::recovery::{self, Checkpointer, OpenParams, RecoveryReport, Sources};
-use crate::storage::{FsStorage, Storage, StorageFile};
+use crate::storage::{FsStorage, ProcessStorage, Storage, StorageFile};
 use crate::txn::lock::{LockManager, LockMode};
 use crate::txn::{lock_key, undo_step, TxnTable};
 use crate::types::{AtomicLsn, Lsn, TxnEntry, TxnId};
@@ -177,6 +177,7 @@ impl Db {
     /// if the last shutdown was not clean.
     pub fn open_with(storage: Arc<dyn Storage>, opts: Options) -> Result<Db> {
         opts.validate()?;
+        let storage = ProcessStorage::bind(storage);
         let inner = Arc::new(Inner::open(storage, opts)?);
         let bg = if inner.opts.background_writer {
             let weak = Arc::downgrade(&inner);

@@ -31,6 +31,62 @@ pub trait Storage: Send + Sync + 'static {
     fn list(&self) -> io::Result<Vec<String>>;
     /// Make creations and removals of files durable.
     fn sync_dir(&self) -> io::Result<()>;
+    /// Which life of the machine this storage is in. It changes only when a
+    /// simulated machine restarts (`SimStorage::power_loss`,
+    /// `process_crash`): the process that had the storage open is then gone,
+    /// and nothing it still holds may touch the disk. Real storage never
+    /// restarts under a running process and keeps the default, 0.
+    fn incarnation(&self) -> u64 {
+        0
+    }
+}
+
+/// The storage as one process sees it: every call is refused once the
+/// storage's incarnation has moved past the one at `bind` (the simulated
+/// machine restarted). `Db` holds its storage through this, so a `Db` left
+/// over from before a simulated crash (dropped, or still running on another
+/// thread) can never open, remove or create a file of its successor. File
+/// handles of an old incarnation are refused by the storage itself.
+pub(crate) struct ProcessStorage {
+    inner: Arc<dyn Storage>,
+    incarnation: u64,
+}
+
+impl ProcessStorage {
+    /// Bind to the storage's current incarnation.
+    pub(crate) fn bind(inner: Arc<dyn Storage>) -> Arc<dyn Storage> {
+        let incarnation = inner.incarnation();
+        Arc::new(ProcessStorage { inner, incarnation })
+    }
+
+    fn alive(&self) -> io::Result<()> {
+        match self.inner.incarnation() == self.incarnation {
+            true => Ok(()),
+            false => Err(io::Error::other("the storage restarted since this database was opened: its process is gone")),
+        }
+    }
+}
+
+impl Storage for ProcessStorage {
+    fn open(&self, name: &str) -> io::Result<Arc<dyn StorageFile>> {
+        self.alive()?;
+        self.inner.open(name)
+    }
+    fn remove(&self, name: &str) -> io::Result<()> {
+        self.alive()?;
+        self.inner.remove(name)
+    }
+    fn list(&self) -> io::Result<Vec<String>> {
+        self.alive()?;
+        self.inner.list()
+    }
+    fn sync_dir(&self) -> io::Result<()> {
+        self.alive()?;
+        self.inner.sync_dir()
+    }
+    fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
 }
 
 /// One open file.
@@ -64,4 +120,29 @@ pub(crate) fn read_full_at(file: &dyn StorageFile, buf: &mut [u8], offset: u64) 
         done += n;
     }
     Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_view_is_refused_once_the_machine_restarts() {
+        for power in [true, false] {
+            let sim = Arc::new(SimStorage::new(3));
+            let view = ProcessStorage::bind(sim.clone());
+            view.open("a").unwrap().write_all_at(b"x", 0).unwrap();
+            view.sync_dir().unwrap();
+            match power {
+                true => sim.power_loss(),
+                false => sim.process_crash(),
+            }
+            assert!(view.open("b").is_err(), "open after a restart");
+            assert!(view.remove("a").is_err(), "remove after a restart");
+            assert!(view.list().is_err() && view.sync_dir().is_err());
+            // The next process binds afresh and works.
+            let next = ProcessStorage::bind(sim.clone());
+            assert!(next.open("b").is_ok() && next.list().unwrap().contains(&"b".to_string()));
+        }
+    }
 }

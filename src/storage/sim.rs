@@ -474,6 +474,10 @@ impl Storage for SimStorage {
         st.record(op, "sync_dir", "", 0, 0, r.is_ok());
         r
     }
+
+    fn incarnation(&self) -> u64 {
+        self.state.lock().generation
+    }
 }
 
 impl SimFile {
