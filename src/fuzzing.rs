@@ -166,6 +166,12 @@ fn walk_page(p: &[u8]) {
     let _ = page::free_space(p);
 }
 
+/// Committed state by key, and the changes of one transaction (None: delete).
+type Model = BTreeMap<Vec<u8>, Vec<u8>>;
+type Pending = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+/// An open transaction and its changes.
+type Lane = Option<(Txn, Pending)>;
+
 /// Target `crash_ops`: bytes drive a workload over three transactions on
 /// SimStorage, a crash (power loss or process crash) at a chosen storage
 /// call, then recovery; the recovered state must equal the committed state
@@ -179,10 +185,39 @@ pub fn crash_ops(input: &[u8]) {
     let opts = fuzz_opts().durability(Durability::Immediate);
     let Ok(db) = Db::open_with(sim.clone(), opts.clone()) else { panic!("fresh open failed") };
     sim.inject(Fault::CrashAtOp(sim.op_count() + crash_after));
-    let mut model: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
-    let mut in_doubt: Option<BTreeMap<Vec<u8>, Option<Vec<u8>>>> = None;
-    type Lane = Option<(Txn, BTreeMap<Vec<u8>, Option<Vec<u8>>>)>;
+    // Transactions still open at the crash stay open until after it: they
+    // are losers for recovery, not rolled back by this process.
     let mut lanes: Vec<Lane> = vec![None, None, None];
+    let (model, in_doubt) = run_until_crash(&mut r, &db, &mut lanes);
+    if power {
+        sim.power_loss();
+    } else {
+        sim.process_crash();
+    }
+    // The old Db is bound to the machine's life before the crash: dropping
+    // it and its transactions writes nothing (see `storage::ProcessStorage`).
+    drop(lanes);
+    drop(db);
+    sim.clear_faults();
+    let db = Db::open_with(sim, opts).unwrap_or_else(|e| panic!("recovery failed: {e}"));
+    db.check().unwrap_or_else(|e| panic!("check after recovery: {e}"));
+    let mut tx = db.begin().expect("begin");
+    let got: Model = tx.scan(..).expect("scan").map(|x| x.expect("item")).collect();
+    if got != model {
+        let mut with = model.clone();
+        if let Some(p) = &in_doubt {
+            apply(&mut with, p);
+        }
+        assert!(got == with, "recovered state is not the committed state");
+    }
+}
+
+/// Run the workload the bytes describe on three lanes of transactions until
+/// the bytes end, 400 steps, or the first failed call (the crash). Returns the committed state and the
+/// changes of a commit that failed (in doubt: all there or none).
+fn run_until_crash(r: &mut Reader<'_>, db: &Db, lanes: &mut [Lane]) -> (Model, Option<Pending>) {
+    let mut model = Model::new();
+    let mut in_doubt = None;
     let mut steps = 0;
     while let (Ok(op), true) = (r.u8(), steps < 400) {
         steps += 1;
@@ -194,34 +229,28 @@ pub fn crash_ops(input: &[u8]) {
         key.resize(key.len() + [0, 0, 300, 1000][(kb / 32 % 4) as usize], b'x');
         if lanes[lane].is_none() {
             match db.begin() {
-                Ok(tx) => lanes[lane] = Some((tx, BTreeMap::new())),
+                Ok(tx) => lanes[lane] = Some((tx, Pending::new())),
                 Err(_) => break,
             }
         }
-        let (tx, pending) = lanes[lane].as_mut().expect("lane");
         let ok = match (op / 3) % 6 {
-            0 | 1 => {
-                let len = [0usize, 10, 100, 900, 5000][(op as usize / 18) % 5];
-                let v = vec![op; len];
-                pending.insert(key.clone(), Some(v.clone()));
-                tx.put(&key, &v).is_ok()
-            }
-            2 => {
-                pending.insert(key.clone(), None);
-                tx.delete(&key).is_ok()
+            0..=2 => {
+                let (tx, pending) = lanes[lane].as_mut().expect("lane");
+                let value = ((op / 3) % 6 < 2).then(|| vec![op; [0usize, 10, 100, 900, 5000][(op as usize / 18) % 5]]);
+                pending.insert(key.clone(), value.clone());
+                match value {
+                    Some(v) => tx.put(&key, &v).is_ok(),
+                    None => tx.delete(&key).is_ok(),
+                }
             }
             3 => {
                 let (tx, pending) = lanes[lane].take().expect("lane");
-                match tx.commit() {
-                    Ok(()) => {
-                        apply(&mut model, &pending);
-                        true
-                    }
-                    Err(_) => {
-                        in_doubt = Some(pending);
-                        false
-                    }
+                let committed = tx.commit().is_ok();
+                match committed {
+                    true => apply(&mut model, &pending),
+                    false => in_doubt = Some(pending),
                 }
+                committed
             }
             4 => lanes[lane].take().expect("lane").0.abort().is_ok(),
             _ => db.checkpoint().is_ok(),
@@ -230,28 +259,10 @@ pub fn crash_ops(input: &[u8]) {
             break;
         }
     }
-    if power {
-        sim.power_loss();
-    } else {
-        sim.process_crash();
-    }
-    drop(lanes);
-    drop(db);
-    sim.clear_faults();
-    let db = Db::open_with(sim, opts).unwrap_or_else(|e| panic!("recovery failed: {e}"));
-    db.check().unwrap_or_else(|e| panic!("check after recovery: {e}"));
-    let mut tx = db.begin().expect("begin");
-    let got: BTreeMap<Vec<u8>, Vec<u8>> = tx.scan(..).expect("scan").map(|x| x.expect("item")).collect();
-    if got != model {
-        let mut with = model.clone();
-        if let Some(p) = &in_doubt {
-            apply(&mut with, p);
-        }
-        assert!(got == with, "recovered state is not the committed state");
-    }
+    (model, in_doubt)
 }
 
-fn apply(model: &mut BTreeMap<Vec<u8>, Vec<u8>>, pending: &BTreeMap<Vec<u8>, Option<Vec<u8>>>) {
+fn apply(model: &mut Model, pending: &Pending) {
     for (k, v) in pending {
         match v {
             Some(v) => model.insert(k.clone(), v.clone()),
