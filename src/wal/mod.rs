@@ -11,11 +11,16 @@
 //! - Group commit: committers wait on one condition variable while a single
 //!   leader writes and syncs everything appended so far; no lock that
 //!   appenders need is held across the fsync.
+//! - A record appended is readable at once (`read_record`): from the append
+//!   buffer, from the buffer a flush leader is writing, or from its segment;
+//!   reading never waits for a flush.
 //! - After any write or sync error the log stops the database (its shared
 //!   `FailStop`) and nothing is retried: once the database has stopped, for
 //!   this or any other cause, every append, flush and read returns
 //!   `Error::Failed` (but `flush_all_at_drop`, see there).
 
+#[cfg(test)]
+mod flush_tests;
 pub mod reader;
 pub use reader::ScanEnd as ScanEndInfo;
 pub mod record;
@@ -72,6 +77,9 @@ struct AppendState {
     pending_segs: Vec<Lsn>,
     /// A spare buffer, swapped in by the flusher (no allocation per flush).
     spare: Vec<u8>,
+    /// The bytes a flush leader took from `buf` and is writing: the log from
+    /// the first LSN on, read by `read_record` until they are written.
+    in_flight: Option<(Lsn, Arc<Vec<u8>>)>,
 }
 
 struct FlushState {
@@ -137,6 +145,7 @@ impl Wal {
                 cur_seg,
                 pending_segs,
                 spare: Vec::with_capacity(1 << 20),
+                in_flight: None,
             }),
             flush: Mutex::new(FlushState { in_progress: false }),
             flush_cv: Condvar::new(),
@@ -283,14 +292,17 @@ impl Wal {
     }
 
     /// The leader's work: take the buffer, write it into its segments, sync.
+    /// Until the bytes are written, `read_record` reads them from the buffer
+    /// taken (`AppendState::in_flight`).
     fn lead_flush(&self) -> Result<()> {
         let (bytes, start, new_segs, epoch) = {
             let mut s = self.append.lock();
             let mut spare = std::mem::take(&mut s.spare);
             spare.clear();
-            let bytes = std::mem::replace(&mut s.buf, spare);
+            let bytes = Arc::new(std::mem::replace(&mut s.buf, spare));
             let start = s.buf_start;
             s.buf_start = s.next_lsn;
+            s.in_flight = Some((start, bytes.clone()));
             let epoch = self.flush_taken.fetch_add(1, Ordering::AcqRel) + 1;
             (bytes, start, std::mem::take(&mut s.pending_segs), epoch)
         };
@@ -298,13 +310,16 @@ impl Wal {
         let result = self.write_and_sync(&bytes, start, &new_segs);
         {
             // Give the buffer back as the next spare, shrunk back if a large
-            // record made it grow beyond the usual size.
+            // record made it grow beyond the usual size (unless a reader
+            // still holds it).
             let mut s = self.append.lock();
-            if s.spare.capacity() < bytes.capacity() {
-                let mut b = bytes;
-                b.clear();
-                b.shrink_to(SPARE_MAX_BYTES);
-                s.spare = b;
+            s.in_flight = None;
+            if let Ok(mut b) = Arc::try_unwrap(bytes) {
+                if s.spare.capacity() < b.capacity() {
+                    b.clear();
+                    b.shrink_to(SPARE_MAX_BYTES);
+                    s.spare = b;
+                }
             }
         }
         result?;
@@ -348,24 +363,29 @@ impl Wal {
         Ok(())
     }
 
-    /// Read the record at `lsn` (for rollback). Waits for it to be written
-    /// if it is still in flight.
+    /// Read the record at `lsn` (for rollback): from the append buffer, from
+    /// the buffer a flush leader is writing, or from its segment (written,
+    /// durable or not). Never waits for a flush, so a rollback step may read
+    /// under the tree latch.
     ///
     /// # Errors
     /// `Error::Failed` once the database has stopped; `Error::Corruption` if
     /// no valid record is there; an I/O error.
     pub fn read_record(&self, lsn: Lsn) -> Result<LogRecord> {
         self.stop.check()?;
-        {
+        let in_flight = {
             let s = self.append.lock();
             if lsn >= s.buf_start {
                 let off = (lsn - s.buf_start) as usize;
                 return decode_record(s.buf.get(off..).unwrap_or(&[]), lsn);
             }
+            s.in_flight.clone().filter(|(start, _)| lsn >= *start)
+        };
+        if let Some((start, bytes)) = in_flight {
+            return decode_record(bytes.get((lsn - start) as usize..).unwrap_or(&[]), lsn);
         }
-        if lsn >= self.durable_lsn() {
-            self.flush_to(lsn)?;
-        }
+        // Below the buffers: a flush that completed wrote it (a failed one
+        // stopped the database, refused above or by the next call).
         let Some((seg_start, _)) = self.segments.locate(lsn) else {
             return Err(Error::corruption("wal", format!("LSN {lsn} is before the oldest segment")));
         };
