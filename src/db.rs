@@ -3,12 +3,14 @@
 //! the background writer in `db/background.rs`) and enforces fail-stop.
 //!
 //! Invariants:
-//! - Writers of the tree hold `tree_latch` exclusively; readers share it. It
-//!   is taken only through `write_latch` and `read_latch`, which first make
+//! - Writers of the tree hold `tree_latch` exclusively; readers share it. The
+//!   policy for taking it lives with it (`btree::TreeLatch`): it first makes
 //!   the log durable (without the latch) if the pool lacks frames it could
-//!   evict without a log flush. So no fsync happens under the latch, except
-//!   when one operation dirties more pages than that headroom (a value of many
-//!   overflow pages on a small pool); `Stats::eviction_log_waits` counts those.
+//!   evict without a log flush. So no eviction waits for the log under the
+//!   latch, except when one operation dirties more pages than that headroom
+//!   (a value of many overflow pages on a small pool);
+//!   `Stats::eviction_log_waits` counts those. A transaction's tree changes,
+//!   outcome records and rollback run in the transaction layer (`TxnEnv`).
 //! - After an error in any write path (I/O, corruption, out of space) the
 //!   `Db` is failed: every later call, and every lock wait it interrupts,
 //!   returns `Error::Failed` carrying the first cause as a `StopCause`;
@@ -26,9 +28,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use parking_lot::{Condvar, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use parking_lot::{Condvar, Mutex};
 
-use crate::btree::{BTree, CheckReport, TxnCtx, MAX_KEY_LEN, MAX_VALUE_LEN};
+use crate::btree::{
+    BTree, CheckReport, TreeLatch, TreeReadGuard, TxnCtx, CHANGE_HEADROOM_PAGES, MAX_KEY_LEN, MAX_VALUE_LEN,
+};
 use crate::buffer::BufferPool;
 use crate::error::{Error, Result};
 use crate::failstop::FailStop;
@@ -37,7 +41,7 @@ use crate::page::{self, Lsn};
 use crate::recovery::{self, Checkpointer, OpenParams, RecoveryReport, Sources};
 use crate::storage::{FsStorage, Storage, StorageFile};
 use crate::txn::lock::{LockManager, LockMode};
-use crate::txn::{lock_key, undo_step, TxnTable};
+use crate::txn::{lock_key, SharedTxnTable, TxnEnv};
 use crate::wal::{AttEntry, Body, TxnId, Wal};
 
 mod background;
@@ -47,11 +51,6 @@ mod fail_stop_tests;
 pub use crate::recovery::DATA_FILE;
 /// Entries a scan reads per batch under the tree latch.
 const SCAN_BATCH: usize = 64;
-/// Frames a tree change may dirty or pin besides its overflow pages: a leaf
-/// change plus a split at every level of a deep tree, and the meta page.
-pub(crate) const CHANGE_HEADROOM_PAGES: usize = 24;
-/// Frames a reader may pin at once.
-const READ_HEADROOM_PAGES: usize = 4;
 
 #[derive(Default)]
 struct Counters {
@@ -67,8 +66,8 @@ pub(crate) struct Inner {
     data_file: Arc<dyn StorageFile>,
     wal: Arc<Wal>,
     pool: BufferPool,
-    tree_latch: RwLock<()>,
-    txns: Mutex<TxnTable>,
+    tree_latch: TreeLatch,
+    txns: SharedTxnTable,
     locks: LockManager,
     next_txn_id: AtomicU64,
     fpi_horizon: AtomicU64,
@@ -343,8 +342,8 @@ impl Inner {
             data_file: r.data_file,
             wal: r.wal,
             pool: r.pool,
-            tree_latch: RwLock::new(()),
-            txns: Mutex::new(r.txns),
+            tree_latch: TreeLatch::new(),
+            txns: SharedTxnTable::new(r.txns),
             locks: LockManager::with_fail_stop(r.stop.clone()),
             next_txn_id: AtomicU64::new(r.next_txn_id),
             fpi_horizon: AtomicU64::new(fpi_horizon),
@@ -406,108 +405,26 @@ impl Inner {
         r
     }
 
-    /// Append a transaction's own record and update its table entry, under the
-    /// table lock (so checkpoints see both or neither).
-    fn log_txn_record(&self, id: TxnId, body: Body) -> Result<Lsn> {
-        let mut t = self.txns.lock();
-        let e = t.get_mut(id)?;
-        let (commit, end) = (body == Body::Commit, body == Body::End);
-        let lsn = TxnCtx::new(id, e.last_lsn).log_outcome(&self.wal, body)?;
-        e.last_lsn = lsn;
-        e.undo_next_lsn = lsn;
-        if commit {
-            e.committed = true;
-        }
-        if end {
-            t.active_txns.remove(&id);
-        }
-        Ok(lsn)
+    /// Take the tree latch for reading (`TreeLatch::for_read`).
+    fn read_latch(&self) -> Result<TreeReadGuard<'_>> {
+        self.tree_latch.for_read(&self.pool, &self.wal)
     }
 
-    /// Take the tree latch for a change that dirties about `pages` pages. If
-    /// the pool could not give up that many frames without waiting for a log
-    /// flush, flush the log first, outside the latch, so that the change's
-    /// evictions find pages they may write at once.
-    fn write_latch(&self, pages: usize) -> Result<RwLockWriteGuard<'_, ()>> {
-        for _ in 0..3 {
-            let w = self.tree_latch.write();
-            if self.pool.can_evict_without_log_flush(pages) {
-                return Ok(w);
-            }
-            drop(w);
-            self.wal.flush_all()?;
-        }
-        // Other writers keep dirtying the pool: go on; an eviction may wait.
-        Ok(self.tree_latch.write())
-    }
-
-    /// Take the tree latch for reading, with the same care as `write_latch`.
-    fn read_latch(&self) -> Result<RwLockReadGuard<'_, ()>> {
-        if !self.pool.can_evict_without_log_flush(READ_HEADROOM_PAGES) {
-            self.wal.flush_all()?;
-        }
-        Ok(self.tree_latch.read())
-    }
-
-    /// Run a tree change for transaction `id` under the tree latch, keeping its
-    /// table entry's chain up to date. `pages`: how many pages it may dirty
-    /// beyond `CHANGE_HEADROOM_PAGES`.
-    fn with_txn_ctx<T>(
-        &self,
-        id: TxnId,
-        pages: usize,
-        f: impl FnOnce(&BTree<'_>, &mut TxnCtx) -> Result<T>,
-    ) -> Result<T> {
-        let _w = self.write_latch(CHANGE_HEADROOM_PAGES + pages)?;
-        let start = self.wal.end_lsn();
-        let mut ctx = {
-            let t = self.txns.lock();
-            TxnCtx { txn_id: id, last_lsn: t.get(id)?.last_lsn, compensating: None }
-        };
-        let before = ctx.last_lsn;
-        let r = f(&self.tree(), &mut ctx);
-        if ctx.last_lsn != before {
-            let mut t = self.txns.lock();
-            let e = t.get_mut(id)?;
-            e.last_lsn = ctx.last_lsn;
-            e.undo_next_lsn = ctx.last_lsn;
-            if e.first_lsn == 0 {
-                e.first_lsn = start;
-            }
-        }
-        r
-    }
-
-    /// Roll transaction `id` back to just after `target` (0: everything).
-    /// One undo step per hold of the tree latch, so that other transactions
-    /// go on between steps and each step gets the latch's eviction headroom.
-    fn rollback_to(&self, id: TxnId, target: Lsn) -> Result<()> {
-        let mut next = None;
-        loop {
-            let done = self.with_txn_ctx(id, 0, |tree, ctx| {
-                let cur = next.unwrap_or(ctx.last_lsn);
-                if cur <= target {
-                    return Ok(true);
-                }
-                next = Some(undo_step(tree, &self.wal, ctx, cur)?);
-                Ok(false)
-            })?;
-            if done {
-                return Ok(());
-            }
+    /// The engine's parts a transaction's tree changes, outcome records and
+    /// rollback use.
+    fn txn_env(&self) -> TxnEnv<'_> {
+        TxnEnv {
+            latch: &self.tree_latch,
+            pool: &self.pool,
+            wal: &self.wal,
+            txns: &self.txns,
+            fpi_horizon: &self.fpi_horizon,
         }
     }
 
     /// The engine's parts a checkpoint reads and writes.
     fn ckpt_sources(&self) -> Sources<'_> {
-        Sources {
-            wal: &self.wal,
-            pool: &self.pool,
-            tree_latch: &self.tree_latch,
-            txns: &self.txns,
-            fpi_horizon: &self.fpi_horizon,
-            next_txn_id: &self.next_txn_id,
-        }
+        Sources { env: self.txn_env(), next_txn_id: &self.next_txn_id }
     }
 
     fn checkpoint(&self) -> Result<()> {
@@ -520,21 +437,18 @@ impl Inner {
         self.ckpt.take_if_due(&self.ckpt_sources(), self.opts.checkpoint_interval_bytes)
     }
 
-    /// Write back every dirty page, then checkpoint: with no transaction
-    /// open, the checkpoint's tables are empty and the next open has nothing
-    /// to redo or undo.
     /// The moves and the cut of `Db::compact`; the caller holds `compacting`.
     fn compact(&self) -> Result<u64> {
         {
-            let _w = self.write_latch(CHANGE_HEADROOM_PAGES)?;
-            let mut ctx = TxnCtx { txn_id: 0, last_lsn: 0, compensating: None };
+            let _w = self.tree_latch.for_change(&self.pool, &self.wal, CHANGE_HEADROOM_PAGES)?;
+            let mut ctx = TxnCtx::new(0, 0);
             self.tree().compact(&mut ctx)?;
         }
         // No record before this checkpoint is redone after a crash, so no
         // redo can touch the pages past the new end once they are cut.
         self.pool.flush_dirty(Lsn::MAX, usize::MAX)?;
         self.checkpoint()?;
-        let _w = self.tree_latch.write();
+        let _w = self.tree_latch.exclusive();
         // Writers may have grown the file again since: cut at today's count.
         let page_count = self.tree().meta()?.page_count as u64;
         self.data_file.set_len(page_count * self.page_size as u64)?;
@@ -542,13 +456,16 @@ impl Inner {
         Ok(page_count)
     }
 
+    /// Write back every dirty page, then checkpoint: with no transaction
+    /// open, the checkpoint's tables are empty and the next open has nothing
+    /// to redo or undo. Then record where the log ends.
     fn close(&self) -> Result<()> {
         self.pool.flush_dirty(Lsn::MAX, usize::MAX)?;
         self.checkpoint()?;
         // Record where the log ends, so the next open reads no further. With
         // the tree latch and the table lock held nothing can be appended
         // (changes, outcome records); `closed` refuses every later call.
-        let _w = self.tree_latch.write();
+        let _w = self.tree_latch.exclusive();
         let _t = self.txns.lock();
         self.closed.store(true, Ordering::Release);
         self.wal.flush_all()?;
@@ -697,7 +614,7 @@ impl Txn {
         // The Db may have been closed or dropped while this waited.
         self.inner.check_ok()?;
         let overflow_pages = value.len().div_ceil(page::overflow_capacity(self.inner.page_size));
-        let r = self.inner.with_txn_ctx(self.id, overflow_pages, |tree, ctx| tree.put(ctx, key, value));
+        let r = self.inner.txn_env().with_txn_ctx(self.id, overflow_pages, |tree, ctx| tree.put(ctx, key, value));
         self.inner.guard(r)
     }
 
@@ -717,7 +634,7 @@ impl Txn {
         check_key(key)?;
         self.lock(key, LockMode::Exclusive)?;
         self.inner.check_ok()?;
-        let r = self.inner.with_txn_ctx(self.id, 0, |tree, ctx| tree.delete(ctx, key));
+        let r = self.inner.txn_env().with_txn_ctx(self.id, 0, |tree, ctx| tree.delete(ctx, key));
         self.inner.guard(r)
     }
 
@@ -751,7 +668,7 @@ impl Txn {
                 sp.txn_id, self.id
             )));
         }
-        let r = self.inner.rollback_to(self.id, sp.lsn);
+        let r = self.inner.txn_env().rollback_to(self.id, sp.lsn);
         self.inner.guard(r)
     }
 
@@ -762,7 +679,7 @@ impl Txn {
         self.ended = true;
         let wrote = self.inner.txns.lock().get(self.id)?.last_lsn != 0;
         if wrote {
-            let r = self.inner.log_txn_record(self.id, Body::Commit);
+            let r = self.inner.txn_env().log_txn_record(self.id, Body::Commit);
             let lsn = self.inner.guard(r)?;
             // Pairs with the fence in `Db::drop`: a commit whose record the
             // drop's flush may have missed sees `closed` and flushes itself.
@@ -776,7 +693,7 @@ impl Txn {
         self.locks.clear();
         self.holds_locks = false;
         if wrote {
-            let r = self.inner.log_txn_record(self.id, Body::End);
+            let r = self.inner.txn_env().log_txn_record(self.id, Body::End);
             self.inner.guard(r)?;
             // Keep the log bounded when commits outpace the background
             // thread. The commit itself is done: a failed checkpoint stops
@@ -801,9 +718,10 @@ impl Txn {
         let wrote = self.inner.txns.lock().get(self.id).map(|e| e.last_lsn != 0).unwrap_or(false);
         let r = (|| {
             if wrote {
-                self.inner.log_txn_record(self.id, Body::Abort)?;
-                self.inner.rollback_to(self.id, 0)?;
-                self.inner.log_txn_record(self.id, Body::End)?;
+                let env = self.inner.txn_env();
+                env.log_txn_record(self.id, Body::Abort)?;
+                env.rollback_to(self.id, 0)?;
+                env.log_txn_record(self.id, Body::End)?;
             } else {
                 self.inner.txns.lock().active_txns.remove(&self.id);
             }

@@ -1,0 +1,87 @@
+//! A transaction's work on the engine: its tree changes, one per hold of the
+//! tree latch, and its outcome records (Commit, Abort, End), each keeping the
+//! transaction table's entry in step with the log chain (`TxnCtx`).
+//!
+//! Invariants:
+//! - A tree change runs under the latch taken by `TreeLatch::for_change`
+//!   (eviction headroom); the entry's
+//!   `last_lsn`, `undo_next_lsn` and `first_lsn` are updated under the table
+//!   lock, taken inside the latch (latch, then table: the checkpoint's order).
+//! - An outcome record is appended and the entry changed under the table
+//!   lock, so a checkpoint's copy of the table agrees with its begin record.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::SharedTxnTable;
+use crate::btree::{BTree, TreeLatch, TxnCtx, CHANGE_HEADROOM_PAGES};
+use crate::buffer::BufferPool;
+use crate::error::Result;
+use crate::page::Lsn;
+use crate::wal::{Body, TxnId, Wal};
+
+/// The engine's parts a transaction's work uses, borrowed for one call.
+pub struct TxnEnv<'a> {
+    /// The tree latch.
+    pub latch: &'a TreeLatch,
+    /// The buffer pool the tree lives in.
+    pub pool: &'a BufferPool,
+    /// The log.
+    pub wal: &'a Wal,
+    /// The transaction table.
+    pub txns: &'a SharedTxnTable,
+    /// The full-page-image horizon (the latest checkpoint's begin).
+    pub fpi_horizon: &'a AtomicU64,
+}
+
+impl TxnEnv<'_> {
+    /// Run a tree change for transaction `id` under the tree latch, keeping its
+    /// table entry's chain up to date. `pages`: how many pages it may dirty
+    /// beyond `CHANGE_HEADROOM_PAGES`.
+    ///
+    /// # Errors
+    /// `f`'s error; `Error::TxnEnded` if `id` has no entry; a log flush's.
+    pub fn with_txn_ctx<T>(
+        &self,
+        id: TxnId,
+        pages: usize,
+        f: impl FnOnce(&BTree<'_>, &mut TxnCtx) -> Result<T>,
+    ) -> Result<T> {
+        let _w = self.latch.for_change(self.pool, self.wal, CHANGE_HEADROOM_PAGES + pages)?;
+        let start = self.wal.end_lsn();
+        let mut ctx = TxnCtx::new(id, self.txns.lock().get(id)?.last_lsn);
+        let before = ctx.last_lsn;
+        let r = f(&BTree::new(self.pool, self.fpi_horizon.load(Ordering::Acquire)), &mut ctx);
+        if ctx.last_lsn != before {
+            let mut t = self.txns.lock();
+            let e = t.get_mut(id)?;
+            e.last_lsn = ctx.last_lsn;
+            e.undo_next_lsn = ctx.last_lsn;
+            if e.first_lsn == 0 {
+                e.first_lsn = start;
+            }
+        }
+        r
+    }
+
+    /// Append a transaction's own record (Commit, Abort, End) and update its
+    /// table entry, under the table lock (so checkpoints see both or
+    /// neither); End removes the entry.
+    ///
+    /// # Errors
+    /// `Error::TxnEnded` if `id` has no entry; an error of the append.
+    pub fn log_txn_record(&self, id: TxnId, body: Body) -> Result<Lsn> {
+        let mut t = self.txns.lock();
+        let e = t.get_mut(id)?;
+        let (commit, end) = (body == Body::Commit, body == Body::End);
+        let lsn = TxnCtx::new(id, e.last_lsn).log_outcome(self.wal, body)?;
+        e.last_lsn = lsn;
+        e.undo_next_lsn = lsn;
+        if commit {
+            e.committed = true;
+        }
+        if end {
+            t.active_txns.remove(&id);
+        }
+        Ok(lsn)
+    }
+}
