@@ -4,11 +4,10 @@
 //!
 //! Invariants:
 //! - Writers of the tree hold `tree_latch` exclusively; readers share it. The
-//!   policy for taking it lives with it (`btree::TreeLatch`): it first makes
-//!   the log durable (without the latch) if the pool lacks frames it could
-//!   evict without a log flush. So no eviction waits for the log under the
-//!   latch, except when one operation dirties more pages than that headroom
-//!   (a value of many overflow pages on a small pool);
+//!   policy for taking it lives with it (`btree::TreeLatch`): no log fsync is
+//!   waited for under it, nor under the transaction table's lock, except by
+//!   an eviction when one operation dirties more pages than the latch's
+//!   headroom (a value of many overflow pages on a small pool);
 //!   `Stats::eviction_log_waits` counts those. A transaction's tree changes,
 //!   outcome records and rollback run in the transaction layer (`TxnEnv`).
 //! - After an error in any write path (I/O, corruption, out of space) the
@@ -30,9 +29,7 @@ use std::thread::JoinHandle;
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::btree::{
-    BTree, CheckReport, TreeLatch, TreeReadGuard, TxnCtx, CHANGE_HEADROOM_PAGES, MAX_KEY_LEN, MAX_VALUE_LEN,
-};
+use crate::btree::{compact_in_rounds, BTree, CheckReport, TreeLatch, TreeReadGuard, MAX_KEY_LEN, MAX_VALUE_LEN};
 use crate::buffer::BufferPool;
 use crate::error::{Error, Result};
 use crate::failstop::FailStop;
@@ -134,6 +131,20 @@ pub struct Stats {
     /// background writer keep this near zero; it counts the only log flushes
     /// a tree operation can wait for.
     pub eviction_log_waits: u64,
+    /// The most bytes the log's append buffer held. Appends never flush; a
+    /// buffer past 4 MiB is flushed by the next caller that holds no latch,
+    /// and no tree change begins before, so this stays below 4 MiB plus one
+    /// operation's records (a put of a long value: about the value, plus the
+    /// old one it replaces) plus the small records other threads append
+    /// meanwhile.
+    pub wal_buffer_high_water_bytes: u64,
+    /// Log flushes started because the append buffer had passed 4 MiB, each
+    /// by a caller after releasing its latches.
+    pub wal_size_flushes: u64,
+    /// Log flushes waited for while holding the tree latch or the transaction
+    /// table's lock, evictions' excepted (those are `eviction_log_waits`):
+    /// always 0 (a debug build asserts it).
+    pub log_flushes_under_latch: u64,
     /// Keys locked by open transactions (a transaction that escalated holds
     /// one lock on the whole key space instead of its key locks).
     pub locked_keys: u64,
@@ -226,8 +237,9 @@ impl Db {
     /// into free pages below (each move one logged, crash-safe step), write
     /// back every dirty page, take a checkpoint, and cut the file. Returns
     /// the data file's new length in pages. Transactions may stay open; the
-    /// tree latch is held while pages move, so other operations wait for the
-    /// moves (one page write's worth of log per page moved).
+    /// pages move in rounds of up to 4 MiB of log (one page write's worth per
+    /// page moved), each under the tree latch, so other operations wait for a
+    /// round and run between rounds, while the log is flushed.
     ///
     /// # Errors
     /// `Error::Corruption` if the tree fails its check (run first, under the
@@ -439,19 +451,18 @@ impl Inner {
 
     /// The moves and the cut of `Db::compact`; the caller holds `compacting`.
     fn compact(&self) -> Result<u64> {
-        {
-            let _w = self.tree_latch.for_change(&self.pool, &self.wal, CHANGE_HEADROOM_PAGES)?;
-            let mut ctx = TxnCtx::new(0, 0);
-            self.tree().compact(&mut ctx)?;
-        }
+        compact_in_rounds(&self.tree_latch, &self.pool, &self.wal, &self.fpi_horizon)?;
         // No record before this checkpoint is redone after a crash, so no
         // redo can touch the pages past the new end once they are cut.
         self.pool.flush_dirty(Lsn::MAX, usize::MAX)?;
         self.checkpoint()?;
-        let _w = self.tree_latch.exclusive();
-        // Writers may have grown the file again since: cut at today's count.
-        let page_count = self.tree().meta()?.page_count as u64;
-        self.data_file.set_len(page_count * self.page_size as u64)?;
+        let page_count = {
+            let _w = self.tree_latch.exclusive();
+            // Writers may have grown the file again since: cut at today's count.
+            let page_count = self.tree().meta()?.page_count as u64;
+            self.data_file.set_len(page_count * self.page_size as u64)?;
+            page_count
+        };
         self.data_file.sync_data()?;
         Ok(page_count)
     }
@@ -462,16 +473,26 @@ impl Inner {
     fn close(&self) -> Result<()> {
         self.pool.flush_dirty(Lsn::MAX, usize::MAX)?;
         self.checkpoint()?;
+        self.wal.flush_all()?;
         // Record where the log ends, so the next open reads no further. With
         // the tree latch and the table lock held nothing can be appended
-        // (changes, outcome records); `closed` refuses every later call.
-        let _w = self.tree_latch.exclusive();
-        let _t = self.txns.lock();
-        self.closed.store(true, Ordering::Release);
-        self.wal.flush_all()?;
-        let end = self.wal.end_lsn();
-        if self.wal.durable_lsn() == end {
-            self.ckpt.mark_clean(end)?;
+        // (changes, outcome records); `closed` refuses every later call. The
+        // log is flushed outside them: if an operation in flight appended
+        // after the flush above, there is no clean end to record, and its
+        // records are flushed after the latches are released.
+        let clean = {
+            let _w = self.tree_latch.exclusive();
+            let _t = self.txns.lock();
+            self.closed.store(true, Ordering::Release);
+            let end = self.wal.end_lsn();
+            let clean = self.wal.durable_lsn() == end;
+            if clean {
+                self.ckpt.mark_clean(end)?;
+            }
+            clean
+        };
+        if !clean {
+            self.wal.flush_all()?;
         }
         Ok(())
     }
@@ -503,6 +524,9 @@ impl Inner {
             pages_written: p.pages_written.load(Ordering::Relaxed),
             full_page_images: p.fpis.load(Ordering::Relaxed),
             eviction_log_waits: p.eviction_log_waits.load(Ordering::Relaxed),
+            wal_buffer_high_water_bytes: w.buffer_high_water.load(Ordering::Relaxed),
+            wal_size_flushes: w.size_flushes.load(Ordering::Relaxed),
+            log_flushes_under_latch: w.flushes_in_no_flush_zone.load(Ordering::Relaxed),
             locked_keys: self.locks.len() as u64,
             lock_escalations: self.counters.lock_escalations.load(Ordering::Relaxed),
             log_held_by_oldest_txn_bytes: held.iter().copied().max().unwrap_or(0),

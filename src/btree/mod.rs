@@ -20,8 +20,7 @@
 //! - Shape: every page but the root is at least as full as `smo` promises,
 //!   so the height is bounded by what the tree holds (checked by `check`).
 //! - Callers serialize writers with the tree latch (`latch::TreeLatch`, which
-//!   also keeps eviction's log fsyncs out from under it); readers may run
-//!   together.
+//!   also keeps log fsyncs out from under it); readers may run together.
 //! - Every page read is checked for its expected type and level; loops over
 //!   pages are bounded, so a damaged file gives `Error::Corruption`, not a hang.
 
@@ -34,6 +33,7 @@ mod smo;
 
 pub use crate::txn_log::TxnCtx;
 pub use check::CheckReport;
+pub use compact::compact_in_rounds;
 pub use latch::{TreeLatch, TreeReadGuard, CHANGE_HEADROOM_PAGES};
 
 use std::ops::Bound;

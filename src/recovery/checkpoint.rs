@@ -18,6 +18,9 @@
 //! - The master record is written only after the end record is durable and
 //!   the data file synced, and its sequence only grows (`MasterFile`).
 //! - One checkpoint at a time (`state`'s mutex).
+//! - No log flush under the tree latch or the table lock: the begin record is
+//!   only appended there; the log is flushed through the end record after
+//!   both are released.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -118,6 +121,8 @@ impl Checkpointer {
         // that redo start, and with it the log, stays bounded.
         s.env.pool.flush_dirty(st.last_begin, usize::MAX)?;
         let (begin, active_txns, dirty_pages) = {
+            // Both are no-flush zones: the begin record is only appended;
+            // the end record's flush comes after they are released.
             let _w = s.env.latch.exclusive();
             let t = s.env.txns.lock();
             let begin = s.env.wal.append(&RecordHeader::default(), &Body::CkptBegin)?;

@@ -4,11 +4,13 @@
 //!
 //! Invariants:
 //! - A tree change runs under the latch taken by `TreeLatch::for_change`
-//!   (eviction headroom); the entry's
+//!   (eviction headroom; the log buffer below its threshold); the entry's
 //!   `last_lsn`, `undo_next_lsn` and `first_lsn` are updated under the table
 //!   lock, taken inside the latch (latch, then table: the checkpoint's order).
 //! - An outcome record is appended and the entry changed under the table
 //!   lock, so a checkpoint's copy of the table agrees with its begin record.
+//! - No log flush under either: after releasing them, a caller flushes the log
+//!   if its buffer passed `wal::BUFFER_FLUSH_BYTES` (`Wal::flush_if_over`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -36,7 +38,8 @@ pub struct TxnEnv<'a> {
 impl TxnEnv<'_> {
     /// Run a tree change for transaction `id` under the tree latch, keeping its
     /// table entry's chain up to date. `pages`: how many pages it may dirty
-    /// beyond `CHANGE_HEADROOM_PAGES`.
+    /// beyond `CHANGE_HEADROOM_PAGES`. After the latch is released, the log
+    /// is flushed if its buffer is full.
     ///
     /// # Errors
     /// `f`'s error; `Error::TxnEnded` if `id` has no entry; a log flush's.
@@ -46,42 +49,52 @@ impl TxnEnv<'_> {
         pages: usize,
         f: impl FnOnce(&BTree<'_>, &mut TxnCtx) -> Result<T>,
     ) -> Result<T> {
-        let _w = self.latch.for_change(self.pool, self.wal, CHANGE_HEADROOM_PAGES + pages)?;
-        let start = self.wal.end_lsn();
-        let mut ctx = TxnCtx::new(id, self.txns.lock().get(id)?.last_lsn);
-        let before = ctx.last_lsn;
-        let r = f(&BTree::new(self.pool, self.fpi_horizon.load(Ordering::Acquire)), &mut ctx);
-        if ctx.last_lsn != before {
-            let mut t = self.txns.lock();
-            let e = t.get_mut(id)?;
-            e.last_lsn = ctx.last_lsn;
-            e.undo_next_lsn = ctx.last_lsn;
-            if e.first_lsn == 0 {
-                e.first_lsn = start;
+        let r = {
+            let _w = self.latch.for_change(self.pool, self.wal, CHANGE_HEADROOM_PAGES + pages)?;
+            let start = self.wal.end_lsn();
+            let mut ctx = TxnCtx::new(id, self.txns.lock().get(id)?.last_lsn);
+            let before = ctx.last_lsn;
+            let r = f(&BTree::new(self.pool, self.fpi_horizon.load(Ordering::Acquire)), &mut ctx);
+            if ctx.last_lsn != before {
+                let mut t = self.txns.lock();
+                let e = t.get_mut(id)?;
+                e.last_lsn = ctx.last_lsn;
+                e.undo_next_lsn = ctx.last_lsn;
+                if e.first_lsn == 0 {
+                    e.first_lsn = start;
+                }
             }
-        }
-        r
+            r
+        };
+        let v = r?;
+        self.wal.flush_if_over()?;
+        Ok(v)
     }
 
     /// Append a transaction's own record (Commit, Abort, End) and update its
     /// table entry, under the table lock (so checkpoints see both or
-    /// neither); End removes the entry.
+    /// neither); End removes the entry. Then, without the lock, flush the log
+    /// if its buffer is full.
     ///
     /// # Errors
-    /// `Error::TxnEnded` if `id` has no entry; an error of the append.
+    /// `Error::TxnEnded` if `id` has no entry; an error of the append or flush.
     pub fn log_txn_record(&self, id: TxnId, body: Body) -> Result<Lsn> {
-        let mut t = self.txns.lock();
-        let e = t.get_mut(id)?;
-        let (commit, end) = (body == Body::Commit, body == Body::End);
-        let lsn = TxnCtx::new(id, e.last_lsn).log_outcome(self.wal, body)?;
-        e.last_lsn = lsn;
-        e.undo_next_lsn = lsn;
-        if commit {
-            e.committed = true;
-        }
-        if end {
-            t.active_txns.remove(&id);
-        }
+        let lsn = {
+            let mut t = self.txns.lock();
+            let e = t.get_mut(id)?;
+            let (commit, end) = (body == Body::Commit, body == Body::End);
+            let lsn = TxnCtx::new(id, e.last_lsn).log_outcome(self.wal, body)?;
+            e.last_lsn = lsn;
+            e.undo_next_lsn = lsn;
+            if commit {
+                e.committed = true;
+            }
+            if end {
+                t.active_txns.remove(&id);
+            }
+            lsn
+        };
+        self.wal.flush_if_over()?;
         Ok(lsn)
     }
 }

@@ -17,6 +17,9 @@
 //! - Appending a transaction's COMMIT/ABORT/END and changing its table entry
 //!   happen under the table lock, so a checkpoint's snapshot of the table is
 //!   consistent with its begin record.
+//! - No log flush is waited for under the table lock (its guard is a
+//!   `wal::no_flush` zone): committers and the checkpoint's instant wait for
+//!   that lock.
 //!
 //! Files: the table and its lock (here), key locks (`lock.rs`), a
 //! transaction's tree changes and outcome records (`env.rs`), rollback
@@ -34,6 +37,7 @@ use std::ops::{Deref, DerefMut};
 use parking_lot::{Mutex, MutexGuard};
 
 use crate::error::{Error, Result};
+use crate::wal::no_flush::NoLogFlush;
 use crate::wal::{AttEntry, TxnId};
 
 pub use env::TxnEnv;
@@ -72,9 +76,10 @@ pub struct SharedTxnTable {
     table: Mutex<TxnTable>,
 }
 
-/// The table, locked.
+/// The table, locked. A no-flush zone while held.
 pub struct TxnTableGuard<'a> {
     guard: MutexGuard<'a, TxnTable>,
+    _zone: NoLogFlush,
 }
 
 impl SharedTxnTable {
@@ -85,7 +90,7 @@ impl SharedTxnTable {
 
     /// Lock the table.
     pub fn lock(&self) -> TxnTableGuard<'_> {
-        TxnTableGuard { guard: self.table.lock() }
+        TxnTableGuard { guard: self.table.lock(), _zone: NoLogFlush::enter() }
     }
 }
 

@@ -9,9 +9,10 @@
 //!   walk jumps to its `undo_next_lsn`; other records are skipped along
 //!   their `prev_lsn`. So an interrupted rollback resumed (after a crash, by
 //!   restart undo) never undoes anything twice.
-//! - One step per latch hold: other transactions go on between steps, and
-//!   each step gets the latch's eviction headroom; reading the record to undo
-//!   never waits for a flush (`Wal::read_record`).
+//! - One step per latch hold: other transactions go on between steps, each
+//!   step gets the latch's eviction headroom, and the log is flushed between
+//!   steps when its buffer is full, never under the latch (reading the
+//!   record to undo never waits for a flush: `Wal::read_record`).
 
 use super::TxnEnv;
 use crate::btree::{BTree, TxnCtx};

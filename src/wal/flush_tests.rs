@@ -1,12 +1,16 @@
-//! The writer's flushing: a record taken by a flush leader is read without
-//! waiting for its write.
+//! The writer's flushing: `append` never writes, a full buffer is flushed by
+//! `flush_if_over`, a record taken by a flush leader is read without waiting
+//! for its write, and a flush in a no-flush zone is caught (eviction's
+//! excepted).
 
 use std::io;
+use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 
+use super::no_flush::NoLogFlush;
 use super::segments::Segments;
 use super::*;
 use crate::failstop::FailStop;
@@ -100,6 +104,25 @@ fn record(wal: &Wal, bytes: usize) -> Lsn {
 }
 
 #[test]
+fn append_never_writes_and_a_full_buffer_is_flushed_by_flush_if_over() {
+    let sim = Arc::new(SimStorage::new(1));
+    let wal = new_wal(sim.clone());
+    let writes = sim.stats().writes;
+    for _ in 0..20 {
+        record(&wal, 512 << 10);
+    }
+    // 10 MiB appended: nothing written, the buffer holds it all.
+    assert_eq!(sim.stats().writes, writes);
+    assert!(wal.wants_flush());
+    assert!(wal.counters.buffer_high_water.load(Ordering::Relaxed) >= 10 << 20);
+    assert!(wal.flush_if_over().unwrap());
+    assert_eq!(wal.durable_lsn(), wal.end_lsn());
+    assert!(!wal.wants_flush());
+    assert!(!wal.flush_if_over().unwrap());
+    assert_eq!(wal.counters.size_flushes.load(Ordering::Relaxed), 1);
+}
+
+#[test]
 fn a_record_taken_by_a_flush_leader_is_read_before_it_is_written() {
     let sim = Arc::new(SimStorage::new(2));
     let gate = Arc::new(Gate::default());
@@ -128,4 +151,26 @@ fn a_record_taken_by_a_flush_leader_is_read_before_it_is_written() {
     leader.join().unwrap().unwrap();
     // Written now: read from its segment.
     assert_eq!(wal.read_record(lsn).unwrap().lsn, lsn);
+}
+
+#[test]
+fn a_flush_in_a_no_flush_zone_is_caught_but_an_eviction_s_is_not() {
+    let wal = new_wal(Arc::new(SimStorage::new(3)));
+    let lsn = record(&wal, 100);
+    let r = {
+        let _zone = NoLogFlush::enter();
+        // Nothing to wait for: not a flush.
+        wal.flush_to(wal.durable_lsn().saturating_sub(1)).unwrap();
+        // A debug build asserts; any build counts.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| wal.flush_to(lsn)))
+    };
+    assert_eq!(r.is_err(), cfg!(debug_assertions));
+    assert_eq!(wal.counters.flushes_in_no_flush_zone.load(Ordering::Relaxed), 1);
+    let lsn = record(&wal, 100);
+    {
+        let _zone = NoLogFlush::enter();
+        wal.flush_for_eviction(lsn).unwrap();
+    }
+    assert!(wal.durable_lsn() > lsn);
+    assert_eq!(wal.counters.flushes_in_no_flush_zone.load(Ordering::Relaxed), 1);
 }
