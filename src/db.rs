@@ -3,12 +3,13 @@
 //! the background writer in `db/background.rs`) and enforces fail-stop.
 //!
 //! Invariants:
-//! - Writers of the tree hold `tree_latch` exclusively; readers share it. It
-//!   is taken only through `write_latch` and `read_latch`, which first make
-//!   the log durable (without the latch) if the pool lacks frames it could
-//!   evict without a log flush. So no fsync happens under the latch, except
-//!   when one operation dirties more pages than that headroom (a value of many
-//!   overflow pages on a small pool); `Stats::eviction_log_waits` counts those.
+//! - Writers of the tree hold `tree_latch` exclusively; readers share it. The
+//!   policy for taking it lives with it (`btree::TreeLatch`): no log fsync is
+//!   waited for under it, nor under the transaction table's lock, except by
+//!   an eviction when one operation dirties more pages than the latch's
+//!   headroom (a value of many overflow pages on a small pool);
+//!   `Stats::eviction_log_waits` counts those. A transaction's tree changes,
+//!   outcome records and rollback run in the transaction layer (`TxnEnv`).
 //! - After an error in any write path (I/O, corruption, out of space) the
 //!   `Db` is failed: every later call, and every lock wait it interrupts,
 //!   returns `Error::Failed` carrying the first cause as a `StopCause`;
@@ -26,9 +27,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use parking_lot::{Condvar, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use parking_lot::{Condvar, Mutex};
 
-use crate::btree::{BTree, CheckReport, TxnCtx, MAX_KEY_LEN, MAX_VALUE_LEN};
+use crate::btree::{compact_in_rounds, BTree, CheckReport, TreeLatch, TreeReadGuard, MAX_KEY_LEN, MAX_VALUE_LEN};
 use crate::buffer::BufferPool;
 use crate::error::{Error, Result};
 use crate::failstop::FailStop;
@@ -37,7 +38,7 @@ use crate::page::{self};
 use crate::recovery::{self, Checkpointer, OpenParams, RecoveryReport, Sources};
 use crate::storage::{FsStorage, ProcessStorage, Storage, StorageFile};
 use crate::txn::lock::{LockManager, LockMode};
-use crate::txn::{lock_key, undo_step, TxnTable};
+use crate::txn::{lock_key, SharedTxnTable, TxnEnv};
 use crate::types::{AtomicLsn, Lsn, TxnEntry, TxnId};
 use crate::wal::{Body, Wal};
 
@@ -48,11 +49,6 @@ mod fail_stop_tests;
 pub use crate::recovery::DATA_FILE;
 /// Entries a scan reads per batch under the tree latch.
 const SCAN_BATCH: usize = 64;
-/// Frames a tree change may dirty or pin besides its overflow pages: a leaf
-/// change plus a split at every level of a deep tree, and the meta page.
-pub(crate) const CHANGE_HEADROOM_PAGES: usize = 24;
-/// Frames a reader may pin at once.
-const READ_HEADROOM_PAGES: usize = 4;
 
 #[derive(Default)]
 struct Counters {
@@ -68,8 +64,8 @@ pub(crate) struct Inner {
     data_file: Arc<dyn StorageFile>,
     wal: Arc<Wal>,
     pool: BufferPool,
-    tree_latch: RwLock<()>,
-    txns: Mutex<TxnTable>,
+    tree_latch: TreeLatch,
+    txns: SharedTxnTable,
     locks: LockManager,
     next_txn_id: AtomicU64,
     fpi_horizon: AtomicLsn,
@@ -136,6 +132,20 @@ pub struct Stats {
     /// background writer keep this near zero; it counts the only log flushes
     /// a tree operation can wait for.
     pub eviction_log_waits: u64,
+    /// The most bytes the log's append buffer held. Appends never flush; a
+    /// buffer past 4 MiB is flushed by the next caller that holds no latch,
+    /// and no tree change begins before, so this stays below 4 MiB plus one
+    /// operation's records (a put of a long value: about the value, plus the
+    /// old one it replaces) plus the small records other threads append
+    /// meanwhile.
+    pub wal_buffer_high_water_bytes: u64,
+    /// Log flushes started because the append buffer had passed 4 MiB, each
+    /// by a caller after releasing its latches.
+    pub wal_size_flushes: u64,
+    /// Log flushes waited for while holding the tree latch or the transaction
+    /// table's lock, evictions' excepted (those are `eviction_log_waits`):
+    /// always 0 (a debug build asserts it).
+    pub log_flushes_under_latch: u64,
     /// Keys locked by open transactions (a transaction that escalated holds
     /// one lock on the whole key space instead of its key locks).
     pub locked_keys: u64,
@@ -225,8 +235,9 @@ impl Db {
     /// into free pages below (each move one logged, crash-safe step), write
     /// back every dirty page, take a checkpoint, and cut the file. Returns
     /// the data file's new length in pages. Transactions may stay open; the
-    /// tree latch is held while pages move, so other operations wait for the
-    /// moves (one page write's worth of log per page moved).
+    /// pages move in rounds of up to 4 MiB of log (one page write's worth per
+    /// page moved), each under the tree latch, so other operations wait for a
+    /// round and run between rounds, while the log is flushed.
     ///
     /// # Errors
     /// `Error::Corruption` if the tree fails its check (run first, under the
@@ -341,8 +352,8 @@ impl Inner {
             data_file: r.data_file,
             wal: r.wal,
             pool: r.pool,
-            tree_latch: RwLock::new(()),
-            txns: Mutex::new(r.txns),
+            tree_latch: TreeLatch::new(),
+            txns: SharedTxnTable::new(r.txns),
             locks: LockManager::with_fail_stop(r.stop.clone()),
             next_txn_id: AtomicU64::new(r.next_txn_id.get()),
             fpi_horizon: AtomicLsn::new(fpi_horizon),
@@ -404,108 +415,26 @@ impl Inner {
         r
     }
 
-    /// Append a transaction's own record and update its table entry, under the
-    /// table lock (so checkpoints see both or neither).
-    fn log_txn_record(&self, id: TxnId, body: Body) -> Result<Lsn> {
-        let mut t = self.txns.lock();
-        let e = t.get_mut(id)?;
-        let (commit, end) = (body == Body::Commit, body == Body::End);
-        let lsn = TxnCtx::new(id, e.last_lsn).log_outcome(&self.wal, body)?;
-        e.last_lsn = lsn;
-        e.undo_next_lsn = lsn;
-        if commit {
-            e.committed = true;
-        }
-        if end {
-            t.active_txns.remove(&id);
-        }
-        Ok(lsn)
+    /// Take the tree latch for reading (`TreeLatch::for_read`).
+    fn read_latch(&self) -> Result<TreeReadGuard<'_>> {
+        self.tree_latch.for_read(&self.pool, &self.wal)
     }
 
-    /// Take the tree latch for a change that dirties about `pages` pages. If
-    /// the pool could not give up that many frames without waiting for a log
-    /// flush, flush the log first, outside the latch, so that the change's
-    /// evictions find pages they may write at once.
-    fn write_latch(&self, pages: usize) -> Result<RwLockWriteGuard<'_, ()>> {
-        for _ in 0..3 {
-            let w = self.tree_latch.write();
-            if self.pool.can_evict_without_log_flush(pages) {
-                return Ok(w);
-            }
-            drop(w);
-            self.wal.flush_all()?;
-        }
-        // Other writers keep dirtying the pool: go on; an eviction may wait.
-        Ok(self.tree_latch.write())
-    }
-
-    /// Take the tree latch for reading, with the same care as `write_latch`.
-    fn read_latch(&self) -> Result<RwLockReadGuard<'_, ()>> {
-        if !self.pool.can_evict_without_log_flush(READ_HEADROOM_PAGES) {
-            self.wal.flush_all()?;
-        }
-        Ok(self.tree_latch.read())
-    }
-
-    /// Run a tree change for transaction `id` under the tree latch, keeping its
-    /// table entry's chain up to date. `pages`: how many pages it may dirty
-    /// beyond `CHANGE_HEADROOM_PAGES`.
-    fn with_txn_ctx<T>(
-        &self,
-        id: TxnId,
-        pages: usize,
-        f: impl FnOnce(&BTree<'_>, &mut TxnCtx) -> Result<T>,
-    ) -> Result<T> {
-        let _w = self.write_latch(CHANGE_HEADROOM_PAGES + pages)?;
-        let start = self.wal.end_lsn();
-        let mut ctx = {
-            let t = self.txns.lock();
-            TxnCtx { txn_id: id, last_lsn: t.get(id)?.last_lsn, compensating: None }
-        };
-        let before = ctx.last_lsn;
-        let r = f(&self.tree(), &mut ctx);
-        if ctx.last_lsn != before {
-            let mut t = self.txns.lock();
-            let e = t.get_mut(id)?;
-            e.last_lsn = ctx.last_lsn;
-            e.undo_next_lsn = ctx.last_lsn;
-            if e.first_lsn.is_none() {
-                e.first_lsn = start;
-            }
-        }
-        r
-    }
-
-    /// Roll transaction `id` back to just after `target` (0: everything).
-    /// One undo step per hold of the tree latch, so that other transactions
-    /// go on between steps and each step gets the latch's eviction headroom.
-    fn rollback_to(&self, id: TxnId, target: Lsn) -> Result<()> {
-        let mut next = None;
-        loop {
-            let done = self.with_txn_ctx(id, 0, |tree, ctx| {
-                let cur = next.unwrap_or(ctx.last_lsn);
-                if cur <= target {
-                    return Ok(true);
-                }
-                next = Some(undo_step(tree, &self.wal, ctx, cur)?);
-                Ok(false)
-            })?;
-            if done {
-                return Ok(());
-            }
+    /// The engine's parts a transaction's tree changes, outcome records and
+    /// rollback use.
+    fn txn_env(&self) -> TxnEnv<'_> {
+        TxnEnv {
+            latch: &self.tree_latch,
+            pool: &self.pool,
+            wal: &self.wal,
+            txns: &self.txns,
+            fpi_horizon: &self.fpi_horizon,
         }
     }
 
     /// The engine's parts a checkpoint reads and writes.
     fn ckpt_sources(&self) -> Sources<'_> {
-        Sources {
-            wal: &self.wal,
-            pool: &self.pool,
-            tree_latch: &self.tree_latch,
-            txns: &self.txns,
-            fpi_horizon: &self.fpi_horizon,
-            next_txn_id: &self.next_txn_id,
-        }
+        Sources { env: self.txn_env(), next_txn_id: &self.next_txn_id }
     }
 
     fn checkpoint(&self) -> Result<()> {
@@ -518,41 +447,50 @@ impl Inner {
         self.ckpt.take_if_due(&self.ckpt_sources(), self.opts.checkpoint_interval_bytes)
     }
 
-    /// Write back every dirty page, then checkpoint: with no transaction
-    /// open, the checkpoint's tables are empty and the next open has nothing
-    /// to redo or undo.
     /// The moves and the cut of `Db::compact`; the caller holds `compacting`.
     fn compact(&self) -> Result<u64> {
-        {
-            let _w = self.write_latch(CHANGE_HEADROOM_PAGES)?;
-            let mut ctx = TxnCtx::new(TxnId::SYSTEM, Lsn::NONE);
-            self.tree().compact(&mut ctx)?;
-        }
+        compact_in_rounds(&self.tree_latch, &self.pool, &self.wal, &self.fpi_horizon)?;
         // No record before this checkpoint is redone after a crash, so no
         // redo can touch the pages past the new end once they are cut.
         self.pool.flush_dirty(Lsn::MAX, usize::MAX)?;
         self.checkpoint()?;
-        let _w = self.tree_latch.write();
-        // Writers may have grown the file again since: cut at today's count.
-        let page_count = self.tree().meta()?.page_count as u64;
-        self.data_file.set_len(page_count * self.page_size as u64)?;
+        let page_count = {
+            let _w = self.tree_latch.exclusive();
+            // Writers may have grown the file again since: cut at today's count.
+            let page_count = self.tree().meta()?.page_count as u64;
+            self.data_file.set_len(page_count * self.page_size as u64)?;
+            page_count
+        };
         self.data_file.sync_data()?;
         Ok(page_count)
     }
 
+    /// Write back every dirty page, then checkpoint: with no transaction
+    /// open, the checkpoint's tables are empty and the next open has nothing
+    /// to redo or undo. Then record where the log ends.
     fn close(&self) -> Result<()> {
         self.pool.flush_dirty(Lsn::MAX, usize::MAX)?;
         self.checkpoint()?;
+        self.wal.flush_all()?;
         // Record where the log ends, so the next open reads no further. With
         // the tree latch and the table lock held nothing can be appended
-        // (changes, outcome records); `closed` refuses every later call.
-        let _w = self.tree_latch.write();
-        let _t = self.txns.lock();
-        self.closed.store(true, Ordering::Release);
-        self.wal.flush_all()?;
-        let end = self.wal.end_lsn();
-        if self.wal.durable_lsn() == end {
-            self.ckpt.mark_clean(end)?;
+        // (changes, outcome records); `closed` refuses every later call. The
+        // log is flushed outside them: if an operation in flight appended
+        // after the flush above, there is no clean end to record, and its
+        // records are flushed after the latches are released.
+        let clean = {
+            let _w = self.tree_latch.exclusive();
+            let _t = self.txns.lock();
+            self.closed.store(true, Ordering::Release);
+            let end = self.wal.end_lsn();
+            let clean = self.wal.durable_lsn() == end;
+            if clean {
+                self.ckpt.mark_clean(end)?;
+            }
+            clean
+        };
+        if !clean {
+            self.wal.flush_all()?;
         }
         Ok(())
     }
@@ -584,6 +522,9 @@ impl Inner {
             pages_written: p.pages_written.load(Ordering::Relaxed),
             full_page_images: p.fpis.load(Ordering::Relaxed),
             eviction_log_waits: p.eviction_log_waits.load(Ordering::Relaxed),
+            wal_buffer_high_water_bytes: w.buffer_high_water.load(Ordering::Relaxed),
+            wal_size_flushes: w.size_flushes.load(Ordering::Relaxed),
+            log_flushes_under_latch: w.flushes_in_no_flush_zone.load(Ordering::Relaxed),
             locked_keys: self.locks.len() as u64,
             lock_escalations: self.counters.lock_escalations.load(Ordering::Relaxed),
             log_held_by_oldest_txn_bytes: held.iter().copied().max().unwrap_or(0),
@@ -695,7 +636,7 @@ impl Txn {
         // The Db may have been closed or dropped while this waited.
         self.inner.check_ok()?;
         let overflow_pages = value.len().div_ceil(page::overflow_capacity(self.inner.page_size));
-        let r = self.inner.with_txn_ctx(self.id, overflow_pages, |tree, ctx| tree.put(ctx, key, value));
+        let r = self.inner.txn_env().with_txn_ctx(self.id, overflow_pages, |tree, ctx| tree.put(ctx, key, value));
         self.inner.guard(r)
     }
 
@@ -715,7 +656,7 @@ impl Txn {
         check_key(key)?;
         self.lock(key, LockMode::Exclusive)?;
         self.inner.check_ok()?;
-        let r = self.inner.with_txn_ctx(self.id, 0, |tree, ctx| tree.delete(ctx, key));
+        let r = self.inner.txn_env().with_txn_ctx(self.id, 0, |tree, ctx| tree.delete(ctx, key));
         self.inner.guard(r)
     }
 
@@ -749,7 +690,7 @@ impl Txn {
                 sp.txn_id, self.id
             )));
         }
-        let r = self.inner.rollback_to(self.id, sp.lsn);
+        let r = self.inner.txn_env().rollback_to(self.id, sp.lsn);
         self.inner.guard(r)
     }
 
@@ -760,7 +701,7 @@ impl Txn {
         self.ended = true;
         let wrote = !self.inner.txns.lock().get(self.id)?.last_lsn.is_none();
         if wrote {
-            let r = self.inner.log_txn_record(self.id, Body::Commit);
+            let r = self.inner.txn_env().log_txn_record(self.id, Body::Commit);
             let lsn = self.inner.guard(r)?;
             // Pairs with the fence in `Db::drop`: a commit whose record the
             // drop's flush may have missed sees `closed` and flushes itself.
@@ -774,7 +715,7 @@ impl Txn {
         self.locks.clear();
         self.holds_locks = false;
         if wrote {
-            let r = self.inner.log_txn_record(self.id, Body::End);
+            let r = self.inner.txn_env().log_txn_record(self.id, Body::End);
             self.inner.guard(r)?;
             // Keep the log bounded when commits outpace the background
             // thread. The commit itself is done: a failed checkpoint stops
@@ -799,9 +740,10 @@ impl Txn {
         let wrote = self.inner.txns.lock().get(self.id).map(|e| !e.last_lsn.is_none()).unwrap_or(false);
         let r = (|| {
             if wrote {
-                self.inner.log_txn_record(self.id, Body::Abort)?;
-                self.inner.rollback_to(self.id, Lsn::NONE)?;
-                self.inner.log_txn_record(self.id, Body::End)?;
+                let env = self.inner.txn_env();
+                env.log_txn_record(self.id, Body::Abort)?;
+                env.rollback_to(self.id, Lsn::NONE)?;
+                env.log_txn_record(self.id, Body::End)?;
             } else {
                 self.inner.txns.lock().active_txns.remove(&self.id);
             }

@@ -13,7 +13,7 @@ pub const MAX_WAL_SEGMENT_BYTES: u64 = 1 << 30;
 /// pin or dirty at once besides the pages of a long value (a leaf change, a
 /// split at every level of a deep tree, the meta page). A smaller pool could
 /// not hold one operation's pages, and every write would first flush the log.
-pub const MIN_BUFFER_POOL_PAGES: usize = crate::db::CHANGE_HEADROOM_PAGES;
+pub const MIN_BUFFER_POOL_PAGES: usize = crate::btree::CHANGE_HEADROOM_PAGES;
 
 /// When `commit()` returns relative to the log reaching stable storage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

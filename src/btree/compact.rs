@@ -13,12 +13,20 @@
 //! free list: the pages past it are all free and are no longer counted. The
 //! caller (`Db::compact`) then makes those records need no redo (a
 //! checkpoint after writing every dirty page) and only then cuts the file.
+//!
+//! The moves run in rounds (`compact_in_rounds`), one hold of the tree latch
+//! each, ended when the log's buffer passes its flush threshold, so the log
+//! is flushed between rounds without the latch. Between rounds the tree is
+//! whole (every move is), other writers may run, and `page_count -
+//! free_count` is unchanged by the moves; a round after someone else's change
+//! plans again from the tree as it is.
 
 use std::collections::HashMap;
 
 use super::*;
 use crate::page::PageOp;
-use crate::wal::PagePart;
+use crate::types::{AtomicLsn, Lsn, TxnId};
+use crate::wal::{PagePart, Wal};
 
 /// A place that holds a pointer to a page.
 #[derive(Clone, Copy, Debug)]
@@ -33,43 +41,111 @@ enum Site {
     Cell(PageId, usize),
 }
 
+/// A compaction in progress: the moves still to make, found by one walk of
+/// the tree. It stays valid only while nobody else changes the tree: the
+/// caller plans again when anything was logged between two steps.
+pub struct Compaction {
+    /// `page_count - free_count`: where the file will end.
+    live: u32,
+    /// Nothing is free: nothing to move, nothing to log.
+    nothing_free: bool,
+    free_list: Vec<PageId>,
+    sites: HashMap<PageId, Vec<Site>>,
+    /// Pages still to move, the lowest last (taken by `pop`).
+    movers: Vec<PageId>,
+    /// Free pages below `live`, the next target last.
+    targets: Vec<PageId>,
+    /// Pages moved by this compaction: old place to new.
+    moved: HashMap<PageId, PageId>,
+}
+
+/// Compact the tree in rounds, each under one hold of the tree latch, so that
+/// no log flush happens under it: a round stops once the log's buffer is past
+/// its flush threshold, and the next `TreeLatch::for_change` flushes it
+/// without the latch. A round reuses the plan of the previous one when
+/// nothing was logged in between (every tree change is logged), else plans
+/// again. Returns the new page count; the caller writes back, checkpoints and
+/// cuts the file (`Db::compact`).
+///
+/// # Errors
+/// `Error::Corruption` for damage found on the way; an I/O error.
+pub fn compact_in_rounds(latch: &TreeLatch, pool: &BufferPool, wal: &Wal, fpi_horizon: &AtomicLsn) -> Result<u32> {
+    let mut ctx = TxnCtx::new(TxnId::SYSTEM, Lsn::NONE);
+    let mut plan: Option<(Compaction, Lsn)> = None;
+    loop {
+        let _w = latch.for_change(pool, wal, CHANGE_HEADROOM_PAGES)?;
+        let tree = BTree::new(pool, fpi_horizon.load());
+        let mut c = match plan.take() {
+            Some((c, end)) if end == wal.end_lsn() => c,
+            _ => tree.plan_compaction()?,
+        };
+        if let Some(live) = tree.compact_step(&mut ctx, &mut c, || wal.wants_flush())? {
+            return Ok(live);
+        }
+        plan = Some((c, wal.end_lsn()));
+    }
+}
+
 impl BTree<'_> {
-    /// Relocate every page in use at or past the live page count into a free
-    /// page below it, then shrink the page count. Returns the new page count.
-    /// Runs under the tree latch; the caller has checked the tree (damage
-    /// found on the way is still an error, never a loop).
-    pub fn compact(&self, ctx: &mut TxnCtx) -> Result<u32> {
+    /// Find every page in use at or past the live page count and a free page
+    /// below it for each. The caller has checked the tree (damage found on
+    /// the way is still an error, never a loop).
+    pub fn plan_compaction(&self) -> Result<Compaction> {
         let meta = self.meta()?;
         let live = meta.page_count - meta.free_count;
-        if meta.free_count == 0 {
-            return Ok(meta.page_count);
+        let mut c = Compaction {
+            live,
+            nothing_free: meta.free_count == 0,
+            free_list: Vec::new(),
+            sites: HashMap::new(),
+            movers: Vec::new(),
+            targets: Vec::new(),
+            moved: HashMap::new(),
+        };
+        if c.nothing_free {
+            return Ok(c);
         }
-        let mut free_list = self.free_list(&meta)?;
-        let sites = self.sites_at_or_past(&meta, PageId(live))?;
-        let mut movers: Vec<PageId> = sites.keys().copied().collect();
-        movers.sort_unstable();
-        let mut targets: Vec<PageId> = free_list.iter().copied().filter(|&p| p.get() < live).collect();
-        if movers.len() != targets.len() {
+        c.free_list = self.free_list(&meta)?;
+        c.sites = self.sites_at_or_past(&meta, PageId(live))?;
+        c.movers = c.sites.keys().copied().collect();
+        c.movers.sort_unstable_by(|a, b| b.cmp(a));
+        c.targets = c.free_list.iter().copied().filter(|&p| p.get() < live).collect();
+        if c.movers.len() != c.targets.len() {
             return Err(corrupt(format!(
                 "{} pages to move past {live} but {} free below it",
-                movers.len(),
-                targets.len()
+                c.movers.len(),
+                c.targets.len()
             )));
         }
-        let mut moved: HashMap<PageId, PageId> = HashMap::new();
-        for old in movers {
-            let new = targets.pop().expect("as many targets as movers");
-            let parts = self.move_parts(old, new, &sites[&old], &moved, &mut free_list)?;
-            self.log_redo(ctx, parts)?;
-            moved.insert(old, new);
+        Ok(c)
+    }
+
+    /// Relocate the pages of `c`, lowest first, each in one redo-only record,
+    /// until all have moved or `pause` says to stop (after at least one move).
+    /// Once all have moved, log the shrink of the page count and return the
+    /// new page count; None: call again (with `c` if nothing else changed the
+    /// tree since). Runs under the tree latch.
+    pub fn compact_step(&self, ctx: &mut TxnCtx, c: &mut Compaction, pause: impl Fn() -> bool) -> Result<Option<u32>> {
+        if c.nothing_free {
+            return Ok(Some(c.live));
         }
+        while let Some(old) = c.movers.pop() {
+            let new = c.targets.pop().expect("as many targets as movers");
+            let parts = self.move_parts(old, new, &c.sites[&old], &c.moved, &mut c.free_list)?;
+            self.log_redo(ctx, parts)?;
+            c.moved.insert(old, new);
+            if !c.movers.is_empty() && pause() {
+                return Ok(None);
+            }
+        }
+        let live = c.live;
         let meta = self.meta()?;
-        if free_list.len() != meta.free_count as usize || free_list.iter().any(|&p| p.get() < live) {
+        if c.free_list.len() != meta.free_count as usize || c.free_list.iter().any(|&p| p.get() < live) {
             return Err(corrupt("free pages left below the live page count after compaction"));
         }
         let shrunk = Meta { page_count: live, free_head: PageId::NONE, free_count: 0, ..meta };
         self.log_redo(ctx, vec![PagePart { page_id: META_PAGE, op: PageOp::SetMeta(shrunk) }])?;
-        Ok(live)
+        Ok(Some(live))
     }
 
     /// The free list in order, from its head.

@@ -19,18 +19,22 @@
 //!   is undone page by page.
 //! - Shape: every page but the root is at least as full as `smo` promises,
 //!   so the height is bounded by what the tree holds (checked by `check`).
-//! - Callers serialize writers (the Db's tree latch); readers may run together.
+//! - Callers serialize writers with the tree latch (`latch::TreeLatch`, which
+//!   also keeps log fsyncs out from under it); readers may run together.
 //! - Every page read is checked for its expected type and level; loops over
 //!   pages are bounded, so a damaged file gives `Error::Corruption`, not a hang.
 
 mod check;
 mod compact;
+mod latch;
 mod modify;
 mod repair;
 mod smo;
 
 pub use crate::txn_log::TxnCtx;
 pub use check::CheckReport;
+pub use compact::compact_in_rounds;
+pub use latch::{TreeLatch, TreeReadGuard, CHANGE_HEADROOM_PAGES};
 
 use std::ops::Bound;
 

@@ -2,6 +2,8 @@
 //! leave leaves and inner pages far below the fill bounds of `smo` and inner
 //! pages with one child. `Db::open` runs it once, before the checkpoint that
 //! records format version 2; a crash before that checkpoint runs it again.
+//! It runs single-threaded at open, without the tree latch, and flushes the
+//! log between fixes when its buffer passes the threshold.
 //! Each fix is one redo-only system record (the structure changes keep every
 //! key and value where a search finds it), so no rollback ever undoes one.
 
@@ -39,6 +41,9 @@ impl BTree<'_> {
                     self.log_redo(ctx, parts)?;
                     records += 1;
                 }
+                // At open, before any latch exists: keep the log's buffer
+                // bounded between fixes.
+                self.pool.log().flush_if_over()?;
             }
         }
         Err(corrupt(format!("the tree's shape was still out of bounds after {MAX_PASSES} passes")))

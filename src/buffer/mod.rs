@@ -213,6 +213,11 @@ impl BufferPool {
         self.page_size
     }
 
+    /// The log this pool obeys the write-ahead rule against.
+    pub fn log(&self) -> &Wal {
+        &self.wal
+    }
+
     /// True if `pages` frames can be taken for other pages without waiting
     /// for a log flush: at least that many frames hold no change that is
     /// still ahead of the durable log (counted per flush epoch, no frame
@@ -297,7 +302,7 @@ impl BufferPool {
                     self.frames[idx].pin.fetch_add(1, Ordering::AcqRel);
                     drop(t);
                     let h = PageHandle { pool: self, idx };
-                    if h.is_dirty() && self.write_page(&self.frames[idx])? {
+                    if h.is_dirty() && self.write_page(&self.frames[idx], true)? {
                         self.counters.eviction_log_waits.fetch_add(1, Ordering::Relaxed);
                     }
                     drop(h);
@@ -425,14 +430,20 @@ impl BufferPool {
 
     /// Write a dirty frame back to the data file. THE WRITE-AHEAD RULE: the log
     /// is made durable through the page's `page_lsn` first. Returns true if
-    /// that meant waiting for a log flush.
-    fn write_page(&self, f: &Frame) -> Result<bool> {
+    /// that meant waiting for a log flush. An eviction (`evicting`) may run
+    /// under the caller's tree latch: its flush is the documented exception
+    /// to "no log flush under the latch" (`wal::no_flush`).
+    fn write_page(&self, f: &Frame, evicting: bool) -> Result<bool> {
         let data = f.data.read();
         let page_id = f.page_id();
         debug_assert_eq!(data.page_id(), page_id);
         let page_lsn = data.page_lsn();
         let waited = page_lsn >= self.wal.durable_lsn();
-        self.wal.flush_to(page_lsn)?;
+        if evicting {
+            self.wal.flush_for_eviction(page_lsn)?;
+        } else {
+            self.wal.flush_to(page_lsn)?;
+        }
         assert!(self.wal.durable_lsn() > page_lsn, "write-ahead rule: page {page_id} ahead of the log");
         let mut copy = data.to_vec();
         page::seal(&mut copy);
@@ -477,7 +488,7 @@ impl BufferPool {
             }
             let h = PageHandle { pool: self, idx };
             if h.is_dirty() {
-                self.write_page(f)?;
+                self.write_page(f, false)?;
                 written += 1;
             }
         }

@@ -18,18 +18,20 @@
 //! - The master record is written only after the end record is durable and
 //!   the data file synced, and its sequence only grows (`MasterFile`).
 //! - One checkpoint at a time (`state`'s mutex).
+//! - No log flush under the tree latch or the table lock: the begin record is
+//!   only appended there; the log is flushed through the end record after
+//!   both are released.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 
 use super::master::MasterFile;
-use crate::buffer::BufferPool;
 use crate::error::Result;
 
-use crate::txn::TxnTable;
+use crate::txn::TxnEnv;
 use crate::types::{AtomicLsn, Lsn, TxnEntry, TxnId};
-use crate::wal::{Body, CheckpointData, RecordHeader, Wal};
+use crate::wal::{Body, CheckpointData, RecordHeader};
 
 struct State {
     master: MasterFile,
@@ -39,16 +41,11 @@ struct State {
 /// What a checkpoint reads and writes besides its own state: the engine's
 /// shared parts, borrowed for one checkpoint.
 pub struct Sources<'a> {
-    /// The log.
-    pub wal: &'a Wal,
-    /// The buffer pool (its dirty page table).
-    pub pool: &'a BufferPool,
-    /// The tree latch, held exclusively for the instant of the begin record.
-    pub tree_latch: &'a RwLock<()>,
-    /// The transaction table.
-    pub txns: &'a Mutex<TxnTable>,
-    /// Set to the begin LSN: changes after it log a full page image first.
-    pub fpi_horizon: &'a AtomicLsn,
+    /// The log; the buffer pool (its dirty page table); the tree latch, held
+    /// exclusively for the instant of the begin record; the transaction
+    /// table; the full-page-image horizon, set to the begin LSN (changes
+    /// after it log a full page image first).
+    pub env: TxnEnv<'a>,
     /// The next transaction id, recorded in the end record.
     pub next_txn_id: &'a AtomicU64,
 }
@@ -97,11 +94,11 @@ impl Checkpointer {
     /// # Errors
     /// As `take`.
     pub fn take_if_due(&self, s: &Sources<'_>, interval: u64) -> Result<()> {
-        if interval == 0 || s.wal.end_lsn().saturating_sub(self.begin.load()) < interval {
+        if interval == 0 || s.env.wal.end_lsn().saturating_sub(self.begin.load()) < interval {
             return Ok(());
         }
         let mut st = self.state.lock();
-        if s.wal.end_lsn().saturating_sub(st.last_begin) < interval {
+        if s.env.wal.end_lsn().saturating_sub(st.last_begin) < interval {
             return Ok(());
         }
         self.take_locked(s, &mut st)
@@ -123,14 +120,16 @@ impl Checkpointer {
     fn take_locked(&self, s: &Sources<'_>, st: &mut State) -> Result<()> {
         // Write back pages dirty since before the previous checkpoint began, so
         // that redo start, and with it the log, stays bounded.
-        s.pool.flush_dirty(st.last_begin, usize::MAX)?;
+        s.env.pool.flush_dirty(st.last_begin, usize::MAX)?;
         let (begin, active_txns, dirty_pages) = {
-            let _w = s.tree_latch.write();
-            let t = s.txns.lock();
-            let begin = s.wal.append(&RecordHeader::default(), &Body::CkptBegin)?;
-            s.fpi_horizon.store(begin);
+            // Both are no-flush zones: the begin record is only appended;
+            // the end record's flush comes after they are released.
+            let _w = s.env.latch.exclusive();
+            let t = s.env.txns.lock();
+            let begin = s.env.wal.append(&RecordHeader::default(), &Body::CkptBegin)?;
+            s.env.fpi_horizon.store(begin);
             let att: Vec<TxnEntry> = t.active_txns.values().filter(|e| !e.last_lsn.is_none()).copied().collect();
-            (begin, att, s.pool.dirty_pages())
+            (begin, att, s.env.pool.dirty_pages())
         };
         assert!(begin > st.last_begin, "a checkpoint begins after the previous one");
         let redo_start = dirty_pages.iter().map(|&(_, l)| l).min().unwrap_or(begin).min(begin);
@@ -142,15 +141,15 @@ impl Checkpointer {
             active_txns,
             dirty_pages,
         };
-        let end = s.wal.append(&RecordHeader::default(), &Body::CkptEnd(data))?;
-        s.wal.flush_to(end)?;
+        let end = s.env.wal.append(&RecordHeader::default(), &Body::CkptEnd(data))?;
+        s.env.wal.flush_to(end)?;
         // Every page written before this point is now durable.
-        s.pool.sync()?;
-        st.master.write_next(begin, s.wal.durable_lsn())?;
+        s.env.pool.sync()?;
+        st.master.write_next(begin, s.env.wal.durable_lsn())?;
         st.last_begin = begin;
         self.begin.store(begin);
         self.count.fetch_add(1, Ordering::Relaxed);
-        s.wal.truncate_before(keep_from)?;
+        s.env.wal.truncate_before(keep_from)?;
         Ok(())
     }
 }

@@ -2,7 +2,9 @@
 //! always taking the largest LSN still to undo, with CLRs (`txn::undo_step`);
 //! then an END record for each. A crash during undo is followed by the same
 //! recovery, which finds the CLRs already written and never undoes anything
-//! twice.
+//! twice. Recovery holds no latch; the log is flushed between steps when its
+//! buffer passes its threshold (`Wal::flush_if_over`), so it stays bounded as
+//! in normal operation.
 
 use std::collections::BinaryHeap;
 
@@ -27,6 +29,7 @@ pub fn undo(
         if e.committed {
             report.winners += 1;
             TxnCtx::new(id, e.last_lsn).log_outcome(wal, Body::End)?;
+            wal.flush_if_over()?;
         } else {
             report.losers += 1;
             table.active_txns.insert(id, *e);
@@ -50,6 +53,7 @@ pub fn undo(
         } else {
             heap.push((next, id));
         }
+        wal.flush_if_over()?;
     }
     Ok(())
 }

@@ -17,17 +17,32 @@
 //! - Appending a transaction's COMMIT/ABORT/END and changing its table entry
 //!   happen under the table lock, so a checkpoint's snapshot of the table is
 //!   consistent with its begin record.
+//! - No log flush is waited for under the table lock (its guard is a
+//!   `wal::no_flush` zone): committers and the checkpoint's instant wait for
+//!   that lock.
+//!
+//! Files: the table and its lock (here), key locks (`lock.rs`), a
+//! transaction's tree changes and outcome records (`env.rs`), rollback
+//! (`rollback.rs`: `undo_step` and the driver that runs it one step per
+//! tree-latch hold).
 
+mod env;
 pub mod lock;
+mod rollback;
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
+use std::ops::{Deref, DerefMut};
 
-use crate::btree::{BTree, TxnCtx};
+use parking_lot::{Mutex, MutexGuard};
+
 use crate::error::{Error, Result};
 
-use crate::types::{Lsn, TxnEntry, TxnId};
-use crate::wal::{Body, LogRecord, Wal};
+use crate::types::{TxnEntry, TxnId};
+use crate::wal::no_flush::NoLogFlush;
+
+pub use env::TxnEnv;
+pub use rollback::undo_step;
 
 /// The transaction table: every transaction that has begun and not ended.
 #[derive(Default)]
@@ -55,36 +70,40 @@ pub fn lock_key(key: &[u8]) -> u64 {
     h.finish().min(lock::ROOT - 1)
 }
 
-/// One step of a rollback: look at the record at `cur`, undo it if it is an
-/// Update (logging a CLR), and return the next LSN to look at (0: done).
-pub fn undo_step(tree: &BTree<'_>, wal: &Wal, ctx: &mut TxnCtx, cur: Lsn) -> Result<Lsn> {
-    let rec: LogRecord = wal.read_record(cur)?;
-    if rec.txn_id != ctx.txn_id {
-        return Err(Error::corruption(
-            "wal",
-            format!("record at LSN {cur} belongs to txn {}, not to txn {}", rec.txn_id, ctx.txn_id),
-        ));
+/// The transaction table behind its lock, shared by the facade, the
+/// transaction layer and the checkpointer.
+#[derive(Default)]
+pub struct SharedTxnTable {
+    table: Mutex<TxnTable>,
+}
+
+/// The table, locked. A no-flush zone while held.
+pub struct TxnTableGuard<'a> {
+    guard: MutexGuard<'a, TxnTable>,
+    _zone: NoLogFlush,
+}
+
+impl SharedTxnTable {
+    /// Share `table`.
+    pub fn new(table: TxnTable) -> SharedTxnTable {
+        SharedTxnTable { table: Mutex::new(table) }
     }
-    match rec.body {
-        Body::Update { undo, .. } => {
-            ctx.compensating = Some(rec.prev_lsn);
-            let result = match &undo.old {
-                Some(v) => tree.put(ctx, &undo.key, v),
-                None => match tree.delete(ctx, &undo.key) {
-                    Ok(true) => Ok(()),
-                    Ok(false) => tree.log_empty_clr(ctx),
-                    Err(e) => Err(e),
-                },
-            };
-            ctx.compensating = None;
-            result?;
-            Ok(rec.prev_lsn)
-        }
-        Body::Clr { .. } => {
-            // A CLR points back past what it compensated (checked on decode).
-            debug_assert!(rec.undo_next_lsn < rec.lsn);
-            Ok(rec.undo_next_lsn)
-        }
-        _ => Ok(rec.prev_lsn),
+
+    /// Lock the table.
+    pub fn lock(&self) -> TxnTableGuard<'_> {
+        TxnTableGuard { guard: self.table.lock(), _zone: NoLogFlush::enter() }
+    }
+}
+
+impl Deref for TxnTableGuard<'_> {
+    type Target = TxnTable;
+    fn deref(&self) -> &TxnTable {
+        &self.guard
+    }
+}
+
+impl DerefMut for TxnTableGuard<'_> {
+    fn deref_mut(&mut self) -> &mut TxnTable {
+        &mut self.guard
     }
 }

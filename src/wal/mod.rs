@@ -19,16 +19,31 @@
 //! - Group commit: committers wait on one condition variable while a single
 //!   leader writes and syncs everything appended so far; no lock that
 //!   appenders need is held across the fsync.
+//! - `append` never writes or waits: callers append under the tree latch and
+//!   the transaction table's mutex, where no log flush may be waited for
+//!   (`no_flush`). A buffer past `BUFFER_FLUSH_BYTES` is flushed by a caller
+//!   that holds neither (`flush_if_over`), and the tree latch is not granted
+//!   to a change while the buffer is past it (`btree::TreeLatch`), so the
+//!   buffer holds less than `BUFFER_FLUSH_BYTES` when a tree operation begins
+//!   and at most that plus one operation's records (at most `MAX_RECORD_LEN`
+//!   and the full page images of the pages it changes) plus the small records
+//!   appended outside the latch meanwhile (Commit, Abort, End, checkpoints).
+//! - A record appended is readable at once (`read_record`): from the append
+//!   buffer, from the buffer a flush leader is writing, or from its segment;
+//!   reading never waits for a flush.
 //! - After any write or sync error the log stops the database (its shared
 //!   `FailStop`) and nothing is retried: once the database has stopped, for
 //!   this or any other cause, every append, flush and read returns
 //!   `Error::Failed` (but `flush_all_at_drop`, see there).
 
+#[cfg(test)]
+mod flush_tests;
+pub mod no_flush;
 pub mod reader;
 pub mod record;
 pub mod segments;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Condvar, Mutex};
@@ -46,8 +61,10 @@ pub const LSN_START: Lsn = Lsn(4096);
 /// No LSN read from disk may exceed this (so LSN arithmetic cannot overflow;
 /// 2^62 bytes of log is beyond any real database).
 pub const MAX_LSN: Lsn = Lsn(1 << 62);
-/// The log buffer is flushed by the appender once it holds this many bytes.
-const BUFFER_FLUSH_BYTES: usize = 4 << 20;
+/// A log buffer holding this many bytes is flushed by the next caller that
+/// holds no latch (`Wal::flush_if_over`), and no tree change begins until it
+/// is (`btree::TreeLatch`).
+pub const BUFFER_FLUSH_BYTES: usize = 4 << 20;
 /// The spare buffer keeps at most this capacity: a buffer that grew for a
 /// large record (a long value) is shrunk back when it becomes the spare, so
 /// the log holds at most about twice this between flushes, not its largest
@@ -80,6 +97,9 @@ struct AppendState {
     pending_segs: Vec<Lsn>,
     /// A spare buffer, swapped in by the flusher (no allocation per flush).
     spare: Vec<u8>,
+    /// The bytes a flush leader took from `buf` and is writing: the log from
+    /// the first LSN on, read by `read_record` until they are written.
+    in_flight: Option<(Lsn, Arc<Vec<u8>>)>,
 }
 
 struct FlushState {
@@ -95,6 +115,25 @@ pub struct WalCounters {
     pub bytes_written: AtomicU64,
     /// Flushes done (each serves a group of committers).
     pub flushes: AtomicU64,
+    /// The most bytes the append buffer held.
+    pub buffer_high_water: AtomicU64,
+    /// Flushes started by `flush_if_over`: the buffer had passed
+    /// `BUFFER_FLUSH_BYTES`.
+    pub size_flushes: AtomicU64,
+    /// Flushes waited for by a thread in a no-flush zone (holding the tree
+    /// latch or the transaction table), eviction's excepted: 0 unless a bug.
+    pub flushes_in_no_flush_zone: AtomicU64,
+}
+
+/// Who asks for a flush: what `flush_to_inner` allows.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Flusher {
+    /// A caller outside any no-flush zone, refused once the database stopped.
+    Caller,
+    /// An eviction under the caller's latches (the documented exception).
+    Eviction,
+    /// A dropped `Db`: refused only if the log's own flush failed.
+    Drop,
 }
 
 /// The write-ahead log.
@@ -105,6 +144,8 @@ pub struct Wal {
     flush: Mutex<FlushState>,
     flush_cv: Condvar,
     durable_lsn: AtomicU64,
+    /// `AppendState::buf`'s length, readable without the mutex.
+    buffered: AtomicUsize,
     /// Flushes that have taken their bytes from the buffer (the flush epoch).
     /// A record appended while this reads `e` is durable once `flush_done`
     /// reaches `e + 1`.
@@ -115,7 +156,7 @@ pub struct Wal {
     /// The database's fail-stop state, consulted at every entry point.
     stop: Arc<FailStop>,
     /// The log's own flush failed (a later flush would retry it).
-    flush_failed: std::sync::atomic::AtomicBool,
+    flush_failed: AtomicBool,
     /// Counters.
     pub counters: WalCounters,
 }
@@ -145,15 +186,17 @@ impl Wal {
                 cur_seg,
                 pending_segs,
                 spare: Vec::with_capacity(1 << 20),
+                in_flight: None,
             }),
             flush: Mutex::new(FlushState { in_progress: false }),
             flush_cv: Condvar::new(),
             durable_lsn: AtomicU64::new(end_lsn.get()),
+            buffered: AtomicUsize::new(0),
             flush_taken: AtomicU64::new(0),
             flush_done: AtomicU64::new(0),
             segments,
             stop,
-            flush_failed: std::sync::atomic::AtomicBool::new(false),
+            flush_failed: AtomicBool::new(false),
             counters: WalCounters::default(),
         }
     }
@@ -176,43 +219,62 @@ impl Wal {
         self.append.lock().next_lsn
     }
 
-    /// Append a record; returns its LSN. Does not wait for I/O unless the log
-    /// buffer is full.
+    /// Append a record; returns its LSN. Never writes or waits for I/O (see
+    /// `flush_if_over` for who flushes a full buffer).
     ///
     /// # Errors
     /// `Error::Failed` once the database has stopped; `Error::TooLarge` for a
-    /// record the reader would reject; an error of the flush a full buffer
-    /// starts.
+    /// record the reader would reject.
     pub fn append(&self, header: &RecordHeader, body: &Body) -> Result<Lsn> {
         self.stop.check()?;
-        let (lsn, flush_now) = {
-            let mut s = self.append.lock();
-            let durable = self.durable_lsn();
-            if s.next_lsn - s.cur_seg >= self.seg_size {
-                // Close this segment; the stream continues in a new one.
-                let at = s.next_lsn;
-                let len = encode_record(&mut s.buf, at, durable, &RecordHeader::default(), &Body::SegEnd);
-                s.next_lsn += len as u64;
-                s.cur_seg = s.next_lsn;
-                let seg = s.cur_seg;
-                s.pending_segs.push(seg);
-            }
-            let lsn = s.next_lsn;
-            let len = encode_record(&mut s.buf, lsn, durable, header, body);
-            if len > MAX_RECORD_LEN {
-                // Cannot happen within the API limits; refuse rather than write
-                // a record the reader would reject.
-                let keep = s.buf.len() - len;
-                s.buf.truncate(keep);
-                return Err(Error::TooLarge { what: "log record", len, max: MAX_RECORD_LEN });
-            }
+        let mut s = self.append.lock();
+        let durable = self.durable_lsn();
+        if s.next_lsn - s.cur_seg >= self.seg_size {
+            // Close this segment; the stream continues in a new one.
+            let at = s.next_lsn;
+            let len = encode_record(&mut s.buf, at, durable, &RecordHeader::default(), &Body::SegEnd);
             s.next_lsn += len as u64;
-            (lsn, s.buf.len() >= BUFFER_FLUSH_BYTES)
-        };
-        if flush_now {
-            self.flush_to(lsn)?;
+            s.cur_seg = s.next_lsn;
+            let seg = s.cur_seg;
+            s.pending_segs.push(seg);
         }
+        let lsn = s.next_lsn;
+        let len = encode_record(&mut s.buf, lsn, durable, header, body);
+        if len > MAX_RECORD_LEN {
+            // Cannot happen within the API limits; refuse rather than write
+            // a record the reader would reject.
+            let keep = s.buf.len() - len;
+            s.buf.truncate(keep);
+            self.buffered.store(keep, Ordering::Release);
+            return Err(Error::TooLarge { what: "log record", len, max: MAX_RECORD_LEN });
+        }
+        s.next_lsn += len as u64;
+        self.buffered.store(s.buf.len(), Ordering::Release);
+        self.counters.buffer_high_water.fetch_max(s.buf.len() as u64, Ordering::Relaxed);
         Ok(lsn)
+    }
+
+    /// True if the append buffer holds `BUFFER_FLUSH_BYTES` or more: the next
+    /// caller that holds no latch should flush (`flush_if_over`).
+    pub fn wants_flush(&self) -> bool {
+        self.buffered.load(Ordering::Acquire) >= BUFFER_FLUSH_BYTES
+    }
+
+    /// Flush everything appended so far if the buffer holds
+    /// `BUFFER_FLUSH_BYTES` or more. Called by the callers that append and
+    /// then release their latches (a tree change, an outcome record, an undo
+    /// step of recovery, the checkpointer), never under them. Returns true if
+    /// it flushed.
+    ///
+    /// # Errors
+    /// As `flush_to`.
+    pub fn flush_if_over(&self) -> Result<bool> {
+        if !self.wants_flush() {
+            return Ok(false);
+        }
+        self.counters.size_flushes.fetch_add(1, Ordering::Relaxed);
+        self.flush_all()?;
+        Ok(true)
     }
 
     /// Make the log durable at least through the record at `lsn`
@@ -223,18 +285,34 @@ impl Wal {
     /// `Error::Failed` once the database has stopped; the error of a failed
     /// write or sync (which stops the database).
     pub fn flush_to(&self, lsn: Lsn) -> Result<()> {
-        self.flush_to_inner(lsn, false)
+        self.flush_to_inner(lsn, Flusher::Caller)
     }
 
-    /// `flush_to`; with `even_if_stopped`, refused only if the log's own flush
-    /// failed (a database stopped by another cause still flushes its log).
-    fn flush_to_inner(&self, lsn: Lsn, even_if_stopped: bool) -> Result<()> {
+    /// `flush_to` for an eviction that must write a page ahead of the log:
+    /// the one flush a thread may wait for under the tree latch (counted by
+    /// the pool as `eviction_log_waits`; see `no_flush`).
+    ///
+    /// # Errors
+    /// As `flush_to`.
+    pub fn flush_for_eviction(&self, lsn: Lsn) -> Result<()> {
+        self.flush_to_inner(lsn, Flusher::Eviction)
+    }
+
+    /// `flush_to` for `who`. A dropped `Db` is refused only if the log's own
+    /// flush failed (a database stopped by another cause still flushes its
+    /// log). A flush to wait for in a no-flush zone, eviction's excepted, is
+    /// counted and fails a debug assertion.
+    fn flush_to_inner(&self, lsn: Lsn, who: Flusher) -> Result<()> {
+        if self.durable_lsn() <= lsn && who != Flusher::Eviction && no_flush::log_flush_forbidden() {
+            self.counters.flushes_in_no_flush_zone.fetch_add(1, Ordering::Relaxed);
+            debug_assert!(false, "log flush to LSN {lsn} under the tree latch or the transaction table");
+        }
         loop {
             if self.durable_lsn() > lsn {
                 return Ok(());
             }
             let mut f = self.flush.lock();
-            if self.flush_failed.load(Ordering::Acquire) || !even_if_stopped {
+            if self.flush_failed.load(Ordering::Acquire) || who != Flusher::Drop {
                 if let Some(cause) = self.stop.cause() {
                     return Err(Error::Failed { cause });
                 }
@@ -287,18 +365,22 @@ impl Wal {
         if end.is_none() {
             return Ok(());
         }
-        self.flush_to_inner(end - 1, true)
+        self.flush_to_inner(end - 1, Flusher::Drop)
     }
 
     /// The leader's work: take the buffer, write it into its segments, sync.
+    /// Until the bytes are written, `read_record` reads them from the buffer
+    /// taken (`AppendState::in_flight`).
     fn lead_flush(&self) -> Result<()> {
         let (bytes, start, new_segs, epoch) = {
             let mut s = self.append.lock();
             let mut spare = std::mem::take(&mut s.spare);
             spare.clear();
-            let bytes = std::mem::replace(&mut s.buf, spare);
+            let bytes = Arc::new(std::mem::replace(&mut s.buf, spare));
+            self.buffered.store(0, Ordering::Release);
             let start = s.buf_start;
             s.buf_start = s.next_lsn;
+            s.in_flight = Some((start, bytes.clone()));
             let epoch = self.flush_taken.fetch_add(1, Ordering::AcqRel) + 1;
             (bytes, start, std::mem::take(&mut s.pending_segs), epoch)
         };
@@ -306,13 +388,16 @@ impl Wal {
         let result = self.write_and_sync(&bytes, start, &new_segs);
         {
             // Give the buffer back as the next spare, shrunk back if a large
-            // record made it grow beyond the usual size.
+            // record made it grow beyond the usual size (unless a reader
+            // still holds it).
             let mut s = self.append.lock();
-            if s.spare.capacity() < bytes.capacity() {
-                let mut b = bytes;
-                b.clear();
-                b.shrink_to(SPARE_MAX_BYTES);
-                s.spare = b;
+            s.in_flight = None;
+            if let Ok(mut b) = Arc::try_unwrap(bytes) {
+                if s.spare.capacity() < b.capacity() {
+                    b.clear();
+                    b.shrink_to(SPARE_MAX_BYTES);
+                    s.spare = b;
+                }
             }
         }
         result?;
@@ -356,24 +441,29 @@ impl Wal {
         Ok(())
     }
 
-    /// Read the record at `lsn` (for rollback). Waits for it to be written
-    /// if it is still in flight.
+    /// Read the record at `lsn` (for rollback): from the append buffer, from
+    /// the buffer a flush leader is writing, or from its segment (written,
+    /// durable or not). Never waits for a flush, so a rollback step may read
+    /// under the tree latch.
     ///
     /// # Errors
     /// `Error::Failed` once the database has stopped; `Error::Corruption` if
     /// no valid record is there; an I/O error.
     pub fn read_record(&self, lsn: Lsn) -> Result<LogRecord> {
         self.stop.check()?;
-        {
+        let in_flight = {
             let s = self.append.lock();
             if lsn >= s.buf_start {
                 let off = (lsn - s.buf_start) as usize;
                 return decode_record(s.buf.get(off..).unwrap_or(&[]), lsn);
             }
+            s.in_flight.clone().filter(|(start, _)| lsn >= *start)
+        };
+        if let Some((start, bytes)) = in_flight {
+            return decode_record(bytes.get((lsn - start) as usize..).unwrap_or(&[]), lsn);
         }
-        if lsn >= self.durable_lsn() {
-            self.flush_to(lsn)?;
-        }
+        // Below the buffers: a flush that completed wrote it (a failed one
+        // stopped the database, refused above or by the next call).
         let Some((seg_start, _)) = self.segments.locate(lsn) else {
             return Err(Error::corruption("wal", format!("LSN {lsn} is before the oldest segment")));
         };
