@@ -75,6 +75,16 @@ pub enum Error {
     #[error("the transaction has already ended")]
     TxnEnded,
 
+    /// This read-only snapshot was held while more than `cap_bytes` of
+    /// changes committed after its begin had to be kept for it
+    /// (`Options::snapshot_cap_bytes`), so it expired rather than let memory
+    /// or the log grow. Begin a new snapshot and retry.
+    #[error("the snapshot expired: it needed more than {cap_bytes} bytes of older versions kept; begin a new one")]
+    SnapshotTooOld {
+        /// The cap that was reached.
+        cap_bytes: usize,
+    },
+
     /// Every frame of the buffer pool is pinned; raise `buffer_pool_pages`.
     #[error("all {frames} buffer pool frames are pinned; raise Options::buffer_pool_pages")]
     BufferPoolFull {
@@ -180,10 +190,11 @@ impl fmt::Display for StopCause {
 }
 
 impl Error {
-    /// True when retrying the same transaction may succeed: deadlocks. Never
-    /// for I/O errors or corruption.
+    /// True when retrying may succeed: a deadlock (retry the transaction),
+    /// an expired snapshot (begin a new one). Never for I/O errors or
+    /// corruption.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::Deadlock)
+        matches!(self, Error::Deadlock | Error::SnapshotTooOld { .. })
     }
 
     /// Shorthand for a corruption error.
