@@ -32,6 +32,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::Bound;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -111,6 +112,11 @@ struct State {
 pub struct VersionStore {
     state: Mutex<State>,
     cap_bytes: usize,
+    /// `state.by_key.len()`, readable without the mutex: a reader that finds
+    /// it 0 under the shared tree latch reads the tree without asking.
+    keys: AtomicUsize,
+    /// `state.expired_below`, readable without the mutex.
+    expired_below: AtomicU64,
 }
 
 /// What a snapshot reads for a key.
@@ -139,7 +145,12 @@ impl VersionStore {
     /// A store that keeps at most about `cap_bytes` of committed versions
     /// for open snapshots.
     pub fn new(cap_bytes: usize) -> VersionStore {
-        VersionStore { state: Mutex::new(State::default()), cap_bytes }
+        VersionStore {
+            state: Mutex::new(State::default()),
+            cap_bytes,
+            keys: AtomicUsize::new(0),
+            expired_below: AtomicU64::new(0),
+        }
     }
 
     /// `txn` made `change`. Call under the exclusive tree latch, in the same
@@ -161,6 +172,7 @@ impl VersionStore {
         let key: Box<[u8]> = key.into();
         st.keys_of.entry(txn).or_default().push(key.clone());
         st.by_key.entry(key).or_default().push_back(version);
+        self.keys.store(st.by_key.len(), Ordering::Release);
     }
 
     /// `txn` committed and the commit is acknowledged: snapshots that begin
@@ -194,6 +206,7 @@ impl VersionStore {
                 st.by_key.remove(&key);
             }
         }
+        self.keys.store(st.by_key.len(), Ordering::Release);
     }
 
     /// Begin a snapshot: returns its read_seq.
@@ -226,6 +239,15 @@ impl VersionStore {
     /// # Errors
     /// `Error::SnapshotTooOld` once the snapshot expired.
     pub fn seen(&self, read_seq: u64, key: &[u8]) -> Result<Seen> {
+        // The fast path: no versions at all. A version is added only under
+        // the exclusive tree latch, which the caller's shared hold excludes,
+        // and removed only once no open snapshot needs it.
+        if self.keys.load(Ordering::Acquire) == 0 {
+            return match read_seq < self.expired_below.load(Ordering::Acquire) {
+                true => Err(Error::SnapshotTooOld { cap_bytes: self.cap_bytes }),
+                false => Ok(Seen::Tree),
+            };
+        }
         let st = self.state.lock();
         check_alive(&st, read_seq, self.cap_bytes)?;
         Ok(match st.by_key.get(key) {
@@ -245,10 +267,13 @@ impl VersionStore {
         read_seq: u64,
         range: (Bound<&[u8]>, Bound<&[u8]>),
     ) -> Result<Vec<(Box<[u8]>, Before)>> {
+        if self.keys.load(Ordering::Acquire) == 0 {
+            return self.seen(read_seq, &[]).map(|_| Vec::new());
+        }
         let st = self.state.lock();
         check_alive(&st, read_seq, self.cap_bytes)?;
         let mut out = Vec::new();
-        if st.by_key.is_empty() || is_empty(range) {
+        if st.by_key.is_empty() || range_is_empty(range) {
             return Ok(out);
         }
         for (k, vs) in st.by_key.range::<[u8], _>(range) {
@@ -299,6 +324,7 @@ impl VersionStore {
             }
             let (oldest, n) = st.snapshots.pop_first().expect("kept bytes imply an open snapshot");
             st.expired_below = oldest + 1;
+            self.expired_below.store(st.expired_below, Ordering::Release);
             st.expired += n as u64;
         }
     }
@@ -323,6 +349,7 @@ impl VersionStore {
                 st.kept_bytes = st.kept_bytes.saturating_sub(bytes);
             }
         }
+        self.keys.store(st.by_key.len(), Ordering::Release);
     }
 }
 
@@ -344,7 +371,7 @@ fn seen_in(st: &State, vs: &VecDeque<Version>, read_seq: u64) -> Seen {
 }
 
 /// True if no key lies in the range (`BTreeMap::range` panics on such).
-fn is_empty((lo, hi): (Bound<&[u8]>, Bound<&[u8]>)) -> bool {
+fn range_is_empty((lo, hi): (Bound<&[u8]>, Bound<&[u8]>)) -> bool {
     match (lo, hi) {
         (Bound::Included(a), Bound::Included(b)) => a > b,
         (Bound::Included(a), Bound::Excluded(b))
