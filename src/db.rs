@@ -34,7 +34,7 @@ use crate::buffer::BufferPool;
 use crate::error::{Error, Result};
 use crate::failstop::FailStop;
 use crate::options::{Durability, Options};
-use crate::page::{self};
+use crate::page::{self, LeafCell};
 use crate::recovery::{self, Checkpointer, OpenParams, RecoveryReport, Sources};
 use crate::storage::{FsStorage, ProcessStorage, Storage, StorageFile};
 use crate::txn::lock::{LockManager, LockMode};
@@ -718,16 +718,27 @@ impl Txn {
 
     /// Entries in `range`, in ascending key order. Each key returned is locked
     /// (shared) until the transaction ends.
+    ///
+    /// # Errors
+    /// `Error::TxnEnded` if the transaction has ended; errors of later
+    /// batches (a lock wait's `Error::Deadlock`, I/O) come from the iterator.
     pub fn scan<R: RangeBounds<[u8]>>(&mut self, range: R) -> Result<Scan<'_>> {
+        self.scan_in(range, false)
+    }
+
+    /// Entries in `range`, in descending key order, locked as by `scan`.
+    ///
+    /// # Errors
+    /// As `scan`.
+    pub fn scan_rev<R: RangeBounds<[u8]>>(&mut self, range: R) -> Result<Scan<'_>> {
+        self.scan_in(range, true)
+    }
+
+    fn scan_in<R: RangeBounds<[u8]>>(&mut self, range: R, reverse: bool) -> Result<Scan<'_>> {
         self.check_active()?;
-        let own = |b: Bound<&[u8]>| match b {
-            Bound::Included(k) => Bound::Included(k.to_vec()),
-            Bound::Excluded(k) => Bound::Excluded(k.to_vec()),
-            Bound::Unbounded => Bound::Unbounded,
-        };
-        let next = own(range.start_bound());
-        let end = own(range.end_bound());
-        Ok(Scan { txn: self, next, end, buf: VecDeque::new(), done: false })
+        let lo = range.start_bound().map(|k| k.to_vec());
+        let hi = range.end_bound().map(|k| k.to_vec());
+        Ok(Scan { txn: self, lo, hi, reverse, buf: VecDeque::new(), done: false })
     }
 
     /// A point to roll back to later.
@@ -833,11 +844,14 @@ impl Drop for Txn {
     }
 }
 
-/// An iterator over a range of entries, in ascending key order.
+/// An iterator over a range of entries, in ascending (`Txn::scan`) or
+/// descending (`Txn::scan_rev`) key order; the range left to read shrinks
+/// from the start (ascending) or the end (descending).
 pub struct Scan<'t> {
     txn: &'t mut Txn,
-    next: Bound<Vec<u8>>,
-    end: Bound<Vec<u8>>,
+    lo: Bound<Vec<u8>>,
+    hi: Bound<Vec<u8>>,
+    reverse: bool,
     buf: VecDeque<(Vec<u8>, Vec<u8>)>,
     done: bool,
 }
@@ -851,6 +865,14 @@ fn as_ref(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
 }
 
 impl Scan<'_> {
+    /// The bound the scan moves: the start ascending, the end descending.
+    fn near_bound(&mut self) -> &mut Bound<Vec<u8>> {
+        match self.reverse {
+            false => &mut self.lo,
+            true => &mut self.hi,
+        }
+    }
+
     fn fill(&mut self) -> Result<()> {
         loop {
             self.txn.check_active()?;
@@ -861,7 +883,7 @@ impl Scan<'_> {
                 let tree = inner.tree();
                 self.txn.holds_locks = true;
                 let (id, locks, buf) = (self.txn.id, &mut self.txn.locks, &mut self.buf);
-                let r = tree.scan(as_ref(&self.next), as_ref(&self.end), |k, cell| {
+                let visit = |k: &[u8], cell: &LeafCell<'_>| {
                     let lk = lock_key(k);
                     match inner.locks.try_lock(id, lk, LockMode::Shared)? {
                         None => {
@@ -873,21 +895,29 @@ impl Scan<'_> {
                     }
                     buf.push_back((k.to_vec(), tree.read_value(cell)?));
                     Ok(buf.len() < SCAN_BATCH)
-                });
+                };
+                let (lo, hi) = (as_ref(&self.lo), as_ref(&self.hi));
+                let r = match self.reverse {
+                    false => tree.scan(lo, hi, visit),
+                    true => tree.scan_rev(lo, hi, visit),
+                };
                 inner.guard_read(r)?;
             }
             let r = self.txn.escalate_if_needed();
             self.txn.deadlock_rolls_back(r)?;
             if let Some(k) = blocked {
                 self.txn.lock(&k, LockMode::Shared)?;
-                self.next = Bound::Included(k);
+                *self.near_bound() = Bound::Included(k);
                 if self.buf.is_empty() {
                     continue;
                 }
                 return Ok(());
             }
             match self.buf.back() {
-                Some((k, _)) if self.buf.len() >= SCAN_BATCH => self.next = Bound::Excluded(k.clone()),
+                Some((k, _)) if self.buf.len() >= SCAN_BATCH => {
+                    let k = k.clone();
+                    *self.near_bound() = Bound::Excluded(k);
+                }
                 _ => self.done = true,
             }
             return Ok(());

@@ -8,6 +8,7 @@
 
 mod common;
 
+use std::ops::Bound;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -28,8 +29,24 @@ fn snapshot_state(snap: &Snapshot, expect: &Model, ctx: &str) {
     let lo = b"k000100".to_vec();
     let hi = b"k000300".to_vec();
     let sub: Model = snap.scan(ariesdb::range(&lo, &hi)).unwrap().map(|x| x.unwrap()).collect();
-    let want: Model = expect.range(lo..hi).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let want: Model = expect.range(lo.clone()..hi.clone()).map(|(k, v)| (k.clone(), v.clone())).collect();
     assert!(sub == want, "{ctx}: sub-range scan");
+    // Backward, whole and in a sub-range, with both kinds of bounds.
+    let back: Vec<(Vec<u8>, Vec<u8>)> = snap.scan_rev(..).unwrap().map(|x| x.unwrap()).collect();
+    assert!(
+        back.iter().rev().eq(expect.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<Vec<_>>().iter()),
+        "{ctx}: reverse scan"
+    );
+    let back_sub: Vec<Vec<u8>> = snap.scan_rev(ariesdb::range(&lo, &hi)).unwrap().map(|x| x.unwrap().0).collect();
+    let want_back: Vec<Vec<u8>> = want.keys().rev().cloned().collect();
+    assert!(back_sub == want_back, "{ctx}: reverse sub-range scan");
+    let incl: Vec<Vec<u8>> = snap
+        .scan_rev((Bound::Included(lo.as_slice()), Bound::Included(hi.as_slice())))
+        .unwrap()
+        .map(|x| x.unwrap().0)
+        .collect();
+    let want_incl: Vec<Vec<u8>> = expect.range(lo.clone()..=hi.clone()).rev().map(|(k, _)| k.clone()).collect();
+    assert!(incl == want_incl, "{ctx}: reverse inclusive scan");
     assert_eq!(snap.get(b"never-written").unwrap(), None);
 }
 

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use super::{as_ref, check_key, Inner, SCAN_BATCH};
 use crate::error::{Error, Result};
+use crate::page::LeafCell;
 use crate::txn::versions::{Before, Seen};
 use crate::types::Lsn;
 use crate::wal::Body;
@@ -71,10 +72,23 @@ impl Snapshot {
     /// # Errors
     /// As `get`; errors of later batches come from the iterator.
     pub fn scan<R: RangeBounds<[u8]>>(&self, range: R) -> Result<SnapshotScan<'_>> {
+        self.scan_in(range, false)
+    }
+
+    /// The entries in `range` as of the snapshot's begin, in descending key
+    /// order.
+    ///
+    /// # Errors
+    /// As `scan`.
+    pub fn scan_rev<R: RangeBounds<[u8]>>(&self, range: R) -> Result<SnapshotScan<'_>> {
+        self.scan_in(range, true)
+    }
+
+    fn scan_in<R: RangeBounds<[u8]>>(&self, range: R, reverse: bool) -> Result<SnapshotScan<'_>> {
         self.inner.check_ok()?;
-        let next = range.start_bound().map(|k| k.to_vec());
-        let end = range.end_bound().map(|k| k.to_vec());
-        Ok(SnapshotScan { snap: self, next, end, buf: VecDeque::new(), done: false })
+        let lo = range.start_bound().map(|k| k.to_vec());
+        let hi = range.end_bound().map(|k| k.to_vec());
+        Ok(SnapshotScan { snap: self, lo, hi, reverse, buf: VecDeque::new(), done: false })
     }
 
     /// The value a before-image stands for.
@@ -123,12 +137,15 @@ enum Pending {
     Logged(Lsn, usize),
 }
 
-/// An iterator over a snapshot's entries in a range, in ascending key order
-/// (`Snapshot::scan`). Reads in batches, one latch hold each.
+/// An iterator over a snapshot's entries in a range, in ascending
+/// (`Snapshot::scan`) or descending (`Snapshot::scan_rev`) key order. Reads
+/// in batches, one latch hold each; the range left to read shrinks from the
+/// start (ascending) or the end (descending).
 pub struct SnapshotScan<'s> {
     snap: &'s Snapshot,
-    next: Bound<Vec<u8>>,
-    end: Bound<Vec<u8>>,
+    lo: Bound<Vec<u8>>,
+    hi: Bound<Vec<u8>>,
+    reverse: bool,
     buf: VecDeque<(Vec<u8>, Vec<u8>)>,
     done: bool,
 }
@@ -152,22 +169,31 @@ impl SnapshotScan<'_> {
             let _r = inner.read_latch()?;
             let tree = inner.tree();
             let mut from_tree: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-            tree.scan(as_ref(&self.next), as_ref(&self.end), |k, cell| {
+            let take = |k: &[u8], cell: &LeafCell<'_>| {
                 if from_tree.len() == SCAN_BATCH {
                     resume = Some(k.to_vec());
                     return Ok(false);
                 }
                 from_tree.push((k.to_vec(), tree.read_value(cell)?));
                 Ok(true)
-            })?;
-            // The interval this batch covers: up to the first key left for
-            // the next batch, else to the end of the range.
-            let upper = match &resume {
-                Some(k) => Bound::Excluded(k.as_slice()),
-                None => as_ref(&self.end),
             };
-            let changed = inner.versions.seen_in_range(snap.read_seq, (as_ref(&self.next), upper))?;
-            merge(from_tree, changed, &mut batch);
+            let (lo, hi) = (as_ref(&self.lo), as_ref(&self.hi));
+            match self.reverse {
+                false => tree.scan(lo, hi, take)?,
+                true => tree.scan_rev(lo, hi, take)?,
+            }
+            // The interval this batch covers: up to the first key left for
+            // the next batch, else to the far end of the range.
+            let interval = match (&resume, self.reverse) {
+                (None, _) => (lo, hi),
+                (Some(k), false) => (lo, Bound::Excluded(k.as_slice())),
+                (Some(k), true) => (Bound::Excluded(k.as_slice()), hi),
+            };
+            let mut changed = inner.versions.seen_in_range(snap.read_seq, interval)?;
+            if self.reverse {
+                changed.reverse();
+            }
+            merge(from_tree, changed, self.reverse, &mut batch);
         }
         for (k, p) in batch {
             let v = match p {
@@ -176,17 +202,24 @@ impl SnapshotScan<'_> {
             };
             self.buf.push_back((k, v));
         }
-        match resume {
-            Some(k) => self.next = Bound::Included(k),
-            None => self.done = true,
+        match (resume, self.reverse) {
+            (Some(k), false) => self.lo = Bound::Included(k),
+            (Some(k), true) => self.hi = Bound::Included(k),
+            (None, _) => self.done = true,
         }
         Ok(())
     }
 }
 
 /// Merge a batch of tree entries with the keys whose snapshot view differs
-/// from the tree (both in key order) into what the snapshot sees.
-fn merge(from_tree: Vec<(Vec<u8>, Vec<u8>)>, changed: Vec<(Box<[u8]>, Before)>, out: &mut Vec<(Vec<u8>, Pending)>) {
+/// from the tree (both in the scan's order: descending if `reverse`) into
+/// what the snapshot sees.
+fn merge(
+    from_tree: Vec<(Vec<u8>, Vec<u8>)>,
+    changed: Vec<(Box<[u8]>, Before)>,
+    reverse: bool,
+    out: &mut Vec<(Vec<u8>, Pending)>,
+) {
     let mut tree = from_tree.into_iter().peekable();
     let mut changed = changed.into_iter().peekable();
     loop {
@@ -194,7 +227,7 @@ fn merge(from_tree: Vec<(Vec<u8>, Vec<u8>)>, changed: Vec<(Box<[u8]>, Before)>, 
             (None, None) => return,
             (Some(_), None) => true,
             (None, Some(_)) => false,
-            (Some((tk, _)), Some((ck, _))) => tk.as_slice() < &**ck,
+            (Some((tk, _)), Some((ck, _))) => tk.as_slice() != &**ck && (tk.as_slice() < &**ck) != reverse,
         };
         if take_tree {
             let (k, v) = tree.next().expect("peeked");
