@@ -406,7 +406,7 @@ impl Inner {
             locks: LockManager::with_fail_stop(r.stop.clone()),
             next_txn_id: AtomicU64::new(r.next_txn_id.get()),
             fpi_horizon: AtomicLsn::new(fpi_horizon),
-            versions: VersionStore::new(opts.snapshot_cap_bytes),
+            versions: VersionStore::new(opts.snapshot_cap_bytes, opts.lock_escalation_keys),
             ckpt: Checkpointer::new(r.master_file, r.master.checkpoint_lsn),
             compacting: Mutex::new(()),
             stop: r.stop,

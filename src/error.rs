@@ -75,11 +75,16 @@ pub enum Error {
     #[error("the transaction has already ended")]
     TxnEnded,
 
-    /// This read-only snapshot was held while more than `cap_bytes` of
-    /// changes committed after its begin had to be kept for it
-    /// (`Options::snapshot_cap_bytes`), so it expired rather than let memory
-    /// or the log grow. Begin a new snapshot and retry.
-    #[error("the snapshot expired: it needed more than {cap_bytes} bytes of older versions kept; begin a new one")]
+    /// This read-only snapshot needs versions that are not kept: it was held
+    /// while more than `cap_bytes` of changes committed after its begin
+    /// piled up for it (`Options::snapshot_cap_bytes`), or it reads keys in
+    /// the range of a transaction it must not see that changed more keys than
+    /// `Options::lock_escalation_keys` (such a transaction keeps no versions).
+    /// Memory and the log stay bounded and writers never wait instead.
+    /// Begin a new snapshot (after that transaction ends) and retry.
+    #[error(
+        "the snapshot can no longer be read: it needs older versions than are kept          (snapshot_cap_bytes {cap_bytes}, or a transaction changing more keys than lock_escalation_keys);          begin a new one"
+    )]
     SnapshotTooOld {
         /// The cap that was reached.
         cap_bytes: usize,

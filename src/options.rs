@@ -131,9 +131,12 @@ impl Options {
     /// log a snapshot holds back, to within the log written between). Past
     /// the cap the oldest snapshots expire: their next call returns
     /// `Error::SnapshotTooOld` (retryable: begin a new snapshot). Writers
-    /// never wait for snapshots. Versions of transactions still open are
-    /// kept whatever the cap (one entry per key they changed, about the key
-    /// plus 48 bytes, plus values up to 256 bytes), until they end.
+    /// never wait for snapshots. A transaction still open keeps a version of
+    /// each key it changed (about the key plus 150 bytes, plus values up to
+    /// 256 bytes) until it ends, up to `lock_escalation_keys` keys; past
+    /// that it keeps only the range of keys it changed, and a snapshot that
+    /// must not see it fails with `Error::SnapshotTooOld` when it reads in
+    /// that range.
     pub fn snapshot_cap_bytes(mut self, bytes: usize) -> Options {
         self.snapshot_cap_bytes = bytes;
         self

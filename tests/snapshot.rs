@@ -321,3 +321,35 @@ fn concurrent_snapshots_match_the_committed_state_at_their_begin() {
     assert!(transfers > 0);
     assert_eq!(db.stats().snapshot_version_keys, 0);
 }
+
+/// A transaction changing more keys than `lock_escalation_keys` keeps only
+/// their range: snapshots that must not see it fail inside that range with
+/// the retryable error, read outside it, and a snapshot begun after its
+/// commit reads everything.
+#[test]
+fn a_snapshot_overlapping_a_huge_transaction_fails_only_in_its_range() {
+    let db = Db::open_with(new_sim(15), opts().lock_escalation_keys(100)).unwrap();
+    let mut tx = db.begin().unwrap();
+    tx.put(b"a-outside", b"1").unwrap();
+    tx.put(b"z-outside", b"1").unwrap();
+    tx.commit().unwrap();
+    let before = db.begin_read().unwrap();
+    let mut big = db.begin().unwrap();
+    for i in 0..500u32 {
+        big.put(&key_at(i), b"bulk").unwrap();
+    }
+    let during = db.begin_read().unwrap();
+    for s in [&before, &during] {
+        assert_eq!(s.get(b"a-outside").unwrap(), Some(b"1".to_vec()));
+        assert_eq!(s.get(b"z-outside").unwrap(), Some(b"1".to_vec()));
+        let e = s.get(&key_at(250)).unwrap_err();
+        assert!(matches!(e, Error::SnapshotTooOld { .. }) && e.is_retryable(), "{e:?}");
+        assert!(s.scan(..).unwrap().any(|x| x.is_err()));
+    }
+    big.commit().unwrap();
+    assert!(during.get(&key_at(3)).is_err(), "still must not see it");
+    let after = db.begin_read().unwrap();
+    assert_eq!(after.scan(..).unwrap().count(), 502);
+    drop((before, during));
+    assert_eq!(db.stats().snapshot_version_keys, 0);
+}

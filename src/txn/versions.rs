@@ -30,7 +30,7 @@
 //!   `Error::SnapshotTooOld`) rather than memory or the log growing without
 //!   bound or a writer waiting.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -86,10 +86,17 @@ struct Version {
     before: Before,
 }
 
+/// The smallest and largest key of a set.
+type KeySpan = (Box<[u8]>, Box<[u8]>);
+
 #[derive(Default)]
 struct State {
     /// The versions of each key, oldest first.
-    by_key: BTreeMap<Box<[u8]>, VecDeque<Version>>,
+    by_key: BTreeMap<Box<[u8]>, Vec<Version>>,
+    /// Transactions that changed more keys than a version each is kept for
+    /// (`escalate_keys`): the smallest and largest key they changed. A
+    /// snapshot that must not see one cannot read inside its range.
+    untracked: HashMap<TxnId, KeySpan>,
     /// Keys each transaction has a version of.
     keys_of: HashMap<TxnId, Vec<Box<[u8]>>>,
     /// Commit sequence numbers of the committed transactions that still
@@ -112,9 +119,13 @@ struct State {
 pub struct VersionStore {
     state: Mutex<State>,
     cap_bytes: usize,
-    /// `state.by_key.len()`, readable without the mutex: a reader that finds
-    /// it 0 under the shared tree latch reads the tree without asking.
-    keys: AtomicUsize,
+    /// Past this many keys changed, a transaction keeps only their range
+    /// (0: never).
+    escalate_keys: usize,
+    /// `state.by_key.len() + state.untracked.len()`, readable without the
+    /// mutex: a reader that finds it 0 under the shared tree latch reads the
+    /// tree without asking.
+    busy: AtomicUsize,
     /// `state.expired_below`, readable without the mutex.
     expired_below: AtomicU64,
 }
@@ -143,12 +154,14 @@ pub struct VersionStats {
 
 impl VersionStore {
     /// A store that keeps at most about `cap_bytes` of committed versions
-    /// for open snapshots.
-    pub fn new(cap_bytes: usize) -> VersionStore {
+    /// for open snapshots, and a version per key for transactions of at most
+    /// `escalate_keys` keys (0: any number).
+    pub fn new(cap_bytes: usize, escalate_keys: usize) -> VersionStore {
         VersionStore {
             state: Mutex::new(State::default()),
             cap_bytes,
-            keys: AtomicUsize::new(0),
+            escalate_keys,
+            busy: AtomicUsize::new(0),
             expired_below: AtomicU64::new(0),
         }
     }
@@ -160,8 +173,16 @@ impl VersionStore {
         debug_assert!(txn != TxnId::SYSTEM && !change.lsn.is_none());
         let key = change.key.as_slice();
         let mut st = self.state.lock();
+        if let Some((lo, hi)) = st.untracked.get_mut(&txn) {
+            if key < &**lo {
+                *lo = key.into();
+            } else if key > &**hi {
+                *hi = key.into();
+            }
+            return;
+        }
         if let Some(vs) = st.by_key.get(key) {
-            if vs.back().is_some_and(|v| v.txn == txn) {
+            if vs.last().is_some_and(|v| v.txn == txn) {
                 return;
             }
             // Key locks serialize the writers of a key: every older version
@@ -170,9 +191,18 @@ impl VersionStore {
         }
         let version = Version { txn, before: Before::of(change) };
         let key: Box<[u8]> = key.into();
-        st.keys_of.entry(txn).or_default().push(key.clone());
-        st.by_key.entry(key).or_default().push_back(version);
-        self.keys.store(st.by_key.len(), Ordering::Release);
+        let changed = st.keys_of.entry(txn).or_default();
+        changed.push(key.clone());
+        let escalate = self.escalate_keys > 0 && changed.len() > self.escalate_keys;
+        st.by_key.entry(key).or_insert_with(|| Vec::with_capacity(1)).push(version);
+        if escalate {
+            untrack(&mut st, txn);
+        }
+        self.note_busy(&st);
+    }
+
+    fn note_busy(&self, st: &State) {
+        self.busy.store(st.by_key.len() + st.untracked.len(), Ordering::Release);
     }
 
     /// `txn` committed and the commit is acknowledged: snapshots that begin
@@ -181,13 +211,14 @@ impl VersionStore {
         let mut st = self.state.lock();
         st.last_seq += 1;
         let seq = st.last_seq;
-        if !st.keys_of.contains_key(&txn) {
+        if !st.keys_of.contains_key(&txn) && !st.untracked.contains_key(&txn) {
             return;
         }
         assert!(st.seq_of.insert(txn, seq).is_none(), "txn {txn} committed twice");
         st.by_seq.insert(seq, txn);
         if !st.snapshots.is_empty() {
-            let bytes: usize = st.keys_of[&txn].iter().map(|k| own_version(&st, k, txn).bytes(k)).sum();
+            let keys = st.keys_of.get(&txn).map_or(&[][..], |k| k.as_slice());
+            let bytes: usize = keys.iter().map(|k| own_version(&st, k, txn).bytes(k)).sum();
             st.kept_bytes += bytes;
         }
         self.purge(&mut st);
@@ -200,13 +231,14 @@ impl VersionStore {
         debug_assert!(!st.seq_of.contains_key(&txn), "txn {txn} aborted after its commit");
         for key in st.keys_of.remove(&txn).unwrap_or_default() {
             let vs = st.by_key.get_mut(&key).expect("a key of the txn has versions");
-            let v = vs.pop_back().expect("the txn's version is the newest");
+            let v = vs.pop().expect("the txn's version is the newest");
             assert!(v.txn == txn, "txn {txn}'s version of a key is not the newest");
             if vs.is_empty() {
                 st.by_key.remove(&key);
             }
         }
-        self.keys.store(st.by_key.len(), Ordering::Release);
+        st.untracked.remove(&txn);
+        self.note_busy(&st);
     }
 
     /// Begin a snapshot: returns its read_seq.
@@ -242,7 +274,7 @@ impl VersionStore {
         // The fast path: no versions at all. A version is added only under
         // the exclusive tree latch, which the caller's shared hold excludes,
         // and removed only once no open snapshot needs it.
-        if self.keys.load(Ordering::Acquire) == 0 {
+        if self.busy.load(Ordering::Acquire) == 0 {
             return match read_seq < self.expired_below.load(Ordering::Acquire) {
                 true => Err(Error::SnapshotTooOld { cap_bytes: self.cap_bytes }),
                 false => Ok(Seen::Tree),
@@ -250,6 +282,7 @@ impl VersionStore {
         }
         let st = self.state.lock();
         check_alive(&st, read_seq, self.cap_bytes)?;
+        self.check_untracked(&st, read_seq, (Bound::Included(key), Bound::Included(key)))?;
         Ok(match st.by_key.get(key) {
             Some(vs) => seen_in(&st, vs, read_seq),
             None => Seen::Tree,
@@ -267,11 +300,12 @@ impl VersionStore {
         read_seq: u64,
         range: (Bound<&[u8]>, Bound<&[u8]>),
     ) -> Result<Vec<(Box<[u8]>, Before)>> {
-        if self.keys.load(Ordering::Acquire) == 0 {
+        if self.busy.load(Ordering::Acquire) == 0 {
             return self.seen(read_seq, &[]).map(|_| Vec::new());
         }
         let st = self.state.lock();
         check_alive(&st, read_seq, self.cap_bytes)?;
+        self.check_untracked(&st, read_seq, range)?;
         let mut out = Vec::new();
         if st.by_key.is_empty() || range_is_empty(range) {
             return Ok(out);
@@ -282,6 +316,20 @@ impl VersionStore {
             }
         }
         Ok(out)
+    }
+
+    /// Fail if a transaction the snapshot must not see changed keys in
+    /// `range` without keeping their versions.
+    fn check_untracked(&self, st: &State, read_seq: u64, range: (Bound<&[u8]>, Bound<&[u8]>)) -> Result<()> {
+        for (txn, (lo, hi)) in &st.untracked {
+            let visible = st.seq_of.get(txn).is_some_and(|&seq| seq <= read_seq);
+            let overlaps = !range_is_empty((range.0, Bound::Included(&**hi)))
+                && !range_is_empty((Bound::Included(&**lo), range.1));
+            if !visible && overlaps {
+                return Err(Error::SnapshotTooOld { cap_bytes: self.cap_bytes });
+            }
+        }
+        Ok(())
     }
 
     /// The oldest Update record a kept version reads its value from: the log
@@ -337,10 +385,11 @@ impl VersionStore {
             }
             st.by_seq.remove(&seq);
             st.seq_of.remove(&txn);
+            st.untracked.remove(&txn);
             for key in st.keys_of.remove(&txn).unwrap_or_default() {
                 let vs = st.by_key.get_mut(&key).expect("a key of the txn has versions");
                 // Commit order is per-key order: the oldest version is this one.
-                let v = vs.pop_front().expect("the txn's version");
+                let v = vs.remove(0);
                 assert!(v.txn == txn, "versions of a key out of commit order");
                 let bytes = v.before.bytes(&key);
                 if vs.is_empty() {
@@ -349,8 +398,28 @@ impl VersionStore {
                 st.kept_bytes = st.kept_bytes.saturating_sub(bytes);
             }
         }
-        self.keys.store(st.by_key.len(), Ordering::Release);
+        self.note_busy(st);
     }
+}
+
+/// `txn` changed too many keys: keep only their range, drop its versions.
+fn untrack(st: &mut State, txn: TxnId) {
+    let keys = st.keys_of.remove(&txn).unwrap_or_default();
+    let (mut lo, mut hi) = (keys[0].clone(), keys[0].clone());
+    for key in keys {
+        let vs = st.by_key.get_mut(&key).expect("a key of the txn has versions");
+        let v = vs.pop().expect("the txn's version is the newest");
+        assert!(v.txn == txn, "txn {txn}'s version of a key is not the newest");
+        if vs.is_empty() {
+            st.by_key.remove(&key);
+        }
+        if key < lo {
+            lo = key;
+        } else if key > hi {
+            hi = key;
+        }
+    }
+    st.untracked.insert(txn, (lo, hi));
 }
 
 /// The version of `key` made by `txn`.
@@ -360,7 +429,7 @@ fn own_version<'a>(st: &'a State, key: &[u8], txn: TxnId) -> &'a Before {
 }
 
 /// What a snapshot at `read_seq` sees given a key's versions.
-fn seen_in(st: &State, vs: &VecDeque<Version>, read_seq: u64) -> Seen {
+fn seen_in(st: &State, vs: &[Version], read_seq: u64) -> Seen {
     for v in vs {
         match st.seq_of.get(&v.txn) {
             Some(&seq) if seq <= read_seq => continue,
@@ -410,7 +479,7 @@ mod tests {
 
     #[test]
     fn a_snapshot_sees_the_state_at_its_begin() {
-        let vs = VersionStore::new(1 << 20);
+        let vs = VersionStore::new(1 << 20, 0);
         let (t1, t2) = (TxnId(1), TxnId(2));
         let s0 = vs.begin_snapshot();
         vs.note_change(t1, &change(b"a", None, 100));
@@ -438,7 +507,7 @@ mod tests {
 
     #[test]
     fn versions_go_when_no_snapshot_needs_them() {
-        let vs = VersionStore::new(1 << 20);
+        let vs = VersionStore::new(1 << 20, 0);
         vs.note_change(TxnId(1), &change(b"k", None, 100));
         assert_eq!(vs.stats().keys, 1);
         vs.publish_commit(TxnId(1));
@@ -456,8 +525,44 @@ mod tests {
     }
 
     #[test]
+    fn a_transaction_of_many_keys_keeps_only_their_range() {
+        let vs = VersionStore::new(1 << 20, 3);
+        let before = vs.begin_snapshot();
+        let t = TxnId(1);
+        for k in [b"m1", b"m2", b"m3", b"m0", b"m9"] {
+            vs.note_change(t, &change(k, None, 100));
+        }
+        assert_eq!(vs.stats().keys, 0, "versions dropped past 3 keys");
+        let during = vs.begin_snapshot();
+        for s in [before, during] {
+            assert!(matches!(vs.seen(s, b"m5"), Err(Error::SnapshotTooOld { .. })));
+            assert!(vs.seen_in_range(s, (Bound::Included(b"a"), Bound::Excluded(b"m0"))).unwrap().is_empty());
+            assert!(vs.seen_in_range(s, (Bound::Excluded(b"m9"), Bound::Unbounded)).unwrap().is_empty());
+            assert!(vs.seen_in_range(s, (Bound::Unbounded, Bound::Included(b"m0"))).is_err());
+            assert_eq!(vs.seen(s, b"z").unwrap(), Seen::Tree);
+        }
+        vs.publish_commit(t);
+        let after = vs.begin_snapshot();
+        assert_eq!(vs.seen(after, b"m5").unwrap(), Seen::Tree);
+        assert!(vs.seen(during, b"m5").is_err(), "still must not see it");
+        vs.end_snapshot(before);
+        vs.end_snapshot(during);
+        vs.end_snapshot(after);
+        assert_eq!(vs.busy.load(Ordering::Relaxed), 0);
+        // Rolled back: its range goes with it.
+        vs.note_change(TxnId(2), &change(b"a", None, 200));
+        for k in [b"b", b"c", b"d"] {
+            vs.note_change(TxnId(2), &change(k, None, 200));
+        }
+        let s = vs.begin_snapshot();
+        assert!(vs.seen(s, b"b").is_err());
+        vs.forget_aborted(TxnId(2));
+        assert_eq!(vs.seen(s, b"b").unwrap(), Seen::Tree);
+    }
+
+    #[test]
     fn past_the_cap_the_oldest_snapshot_expires_and_writers_go_on() {
-        let vs = VersionStore::new(10_000);
+        let vs = VersionStore::new(10_000, 0);
         let old = vs.begin_snapshot();
         let mut newer = 0;
         for i in 0..100u64 {
