@@ -64,6 +64,8 @@ impl TxnEnv<'_> {
             for change in ctx.take_changes() {
                 self.versions.note_change(id, &change);
             }
+            // The chain only grows, and a change appended after `start`.
+            debug_assert!(ctx.last_lsn >= before && (ctx.last_lsn == before || ctx.last_lsn >= start));
             if ctx.last_lsn != before {
                 let mut t = self.txns.lock();
                 let e = t.get_mut(id)?;
@@ -92,7 +94,9 @@ impl TxnEnv<'_> {
             let mut t = self.txns.lock();
             let e = t.get_mut(id)?;
             let (commit, end) = (body == Body::Commit, body == Body::End);
+            assert!(!e.committed || end, "txn {id} wrote {body:?} after its commit");
             let lsn = TxnCtx::new(id, e.last_lsn).log_outcome(self.wal, body)?;
+            debug_assert!(lsn > e.last_lsn, "an outcome record precedes the transaction's last record");
             e.last_lsn = lsn;
             e.undo_next_lsn = lsn;
             if commit {
