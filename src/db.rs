@@ -34,15 +34,19 @@ use crate::buffer::BufferPool;
 use crate::error::{Error, Result};
 use crate::failstop::FailStop;
 use crate::options::{Durability, Options};
-use crate::page::{self};
+use crate::page::{self, LeafCell};
 use crate::recovery::{self, Checkpointer, OpenParams, RecoveryReport, Sources};
 use crate::storage::{FsStorage, ProcessStorage, Storage, StorageFile};
 use crate::txn::lock::{LockManager, LockMode};
+use crate::txn::versions::VersionStore;
 use crate::txn::{lock_key, SharedTxnTable, TxnEnv};
 use crate::types::{AtomicLsn, Lsn, TxnEntry, TxnId};
 use crate::wal::{Body, Wal};
 
 mod background;
+mod snapshot;
+
+pub use snapshot::{Snapshot, SnapshotScan};
 #[cfg(test)]
 mod fail_stop_tests;
 
@@ -69,6 +73,8 @@ pub(crate) struct Inner {
     locks: LockManager,
     next_txn_id: AtomicU64,
     fpi_horizon: AtomicLsn,
+    /// The versions read-only snapshots see (`txn::versions`).
+    versions: VersionStore,
     ckpt: Checkpointer,
     /// Held for the whole of a compaction: one at a time.
     compacting: Mutex<()>,
@@ -162,6 +168,15 @@ pub struct Stats {
     /// Open transactions holding more than `Options::long_txn_log_bytes` of
     /// log (from their first record to the end of the log).
     pub long_txns: u64,
+    /// Read-only snapshots open now.
+    pub snapshots_open: u64,
+    /// Keys with versions kept for snapshots or open transactions.
+    pub snapshot_version_keys: u64,
+    /// Bytes of committed versions held for open snapshots (capped by
+    /// `Options::snapshot_cap_bytes`).
+    pub snapshot_held_bytes: u64,
+    /// Snapshots expired past the cap since open.
+    pub snapshots_expired: u64,
 }
 
 impl Db {
@@ -209,6 +224,40 @@ impl Db {
         let id = TxnId(self.inner.next_txn_id.fetch_add(1, Ordering::Relaxed));
         self.inner.txns.lock().active_txns.insert(id, TxnEntry::new(id));
         Ok(Txn { inner: self.inner.clone(), id, locks: Vec::new(), exclusive: false, holds_locks: false, ended: false })
+    }
+
+    /// Begin a read-only snapshot: it sees every transaction whose `commit()`
+    /// returned before this call, none that began committing after it
+    /// returned, each all or nothing, for `get` and `scan`, however long it
+    /// is held and whatever commits, splits, merges and checkpoints happen
+    /// meanwhile. It takes no key locks, never waits for a transaction and
+    /// never makes one wait (a read waits at most for the tree latch held
+    /// for one tree operation). Many may be open at once, from many threads.
+    ///
+    /// Multi-version reads from before-images (see `Options::snapshot_cap_bytes`
+    /// for what an old snapshot costs and when it expires).
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("ariesdb-doc-snap-{}", std::process::id()));
+    /// # let _ = std::fs::remove_dir_all(&dir);
+    /// let db = ariesdb::Db::open(&dir)?;
+    /// let mut tx = db.begin()?;
+    /// tx.put(b"k", b"old")?;
+    /// tx.commit()?;
+    /// let snap = db.begin_read()?;
+    /// let mut tx = db.begin()?;
+    /// tx.put(b"k", b"new")?;
+    /// tx.commit()?;
+    /// assert_eq!(snap.get(b"k")?, Some(b"old".to_vec()));
+    /// assert_eq!(db.begin_read()?.get(b"k")?, Some(b"new".to_vec()));
+    /// # drop(snap); db.close()?; let _ = std::fs::remove_dir_all(&dir);
+    /// # Ok::<(), ariesdb::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `Error::Failed` or `Error::Closed` once the database stopped or closed.
+    pub fn begin_read(&self) -> Result<Snapshot> {
+        Snapshot::begin(self.inner.clone())
     }
 
     /// Take a fuzzy checkpoint now; transactions keep running.
@@ -357,6 +406,7 @@ impl Inner {
             locks: LockManager::with_fail_stop(r.stop.clone()),
             next_txn_id: AtomicU64::new(r.next_txn_id.get()),
             fpi_horizon: AtomicLsn::new(fpi_horizon),
+            versions: VersionStore::new(opts.snapshot_cap_bytes, opts.lock_escalation_keys),
             ckpt: Checkpointer::new(r.master_file, r.master.checkpoint_lsn),
             compacting: Mutex::new(()),
             stop: r.stop,
@@ -429,6 +479,7 @@ impl Inner {
             wal: &self.wal,
             txns: &self.txns,
             fpi_horizon: &self.fpi_horizon,
+            versions: &self.versions,
         }
     }
 
@@ -497,6 +548,7 @@ impl Inner {
 
     fn stats(&self) -> Stats {
         let end = self.wal.end_lsn();
+        let v = self.versions.stats();
         let held: Vec<u64> = self
             .txns
             .lock()
@@ -529,6 +581,10 @@ impl Inner {
             lock_escalations: self.counters.lock_escalations.load(Ordering::Relaxed),
             log_held_by_oldest_txn_bytes: held.iter().copied().max().unwrap_or(0),
             long_txns: held.iter().filter(|&&h| h > self.opts.long_txn_log_bytes).count() as u64,
+            snapshots_open: v.snapshots as u64,
+            snapshot_version_keys: v.keys as u64,
+            snapshot_held_bytes: v.kept_bytes as u64,
+            snapshots_expired: v.expired,
         }
     }
 }
@@ -662,16 +718,27 @@ impl Txn {
 
     /// Entries in `range`, in ascending key order. Each key returned is locked
     /// (shared) until the transaction ends.
+    ///
+    /// # Errors
+    /// `Error::TxnEnded` if the transaction has ended; errors of later
+    /// batches (a lock wait's `Error::Deadlock`, I/O) come from the iterator.
     pub fn scan<R: RangeBounds<[u8]>>(&mut self, range: R) -> Result<Scan<'_>> {
+        self.scan_in(range, false)
+    }
+
+    /// Entries in `range`, in descending key order, locked as by `scan`.
+    ///
+    /// # Errors
+    /// As `scan`.
+    pub fn scan_rev<R: RangeBounds<[u8]>>(&mut self, range: R) -> Result<Scan<'_>> {
+        self.scan_in(range, true)
+    }
+
+    fn scan_in<R: RangeBounds<[u8]>>(&mut self, range: R, reverse: bool) -> Result<Scan<'_>> {
         self.check_active()?;
-        let own = |b: Bound<&[u8]>| match b {
-            Bound::Included(k) => Bound::Included(k.to_vec()),
-            Bound::Excluded(k) => Bound::Excluded(k.to_vec()),
-            Bound::Unbounded => Bound::Unbounded,
-        };
-        let next = own(range.start_bound());
-        let end = own(range.end_bound());
-        Ok(Scan { txn: self, next, end, buf: VecDeque::new(), done: false })
+        let lo = range.start_bound().map(|k| k.to_vec());
+        let hi = range.end_bound().map(|k| k.to_vec());
+        Ok(Scan { txn: self, lo, hi, reverse, buf: VecDeque::new(), done: false })
     }
 
     /// A point to roll back to later.
@@ -710,6 +777,9 @@ impl Txn {
                 let r = self.inner.wal.flush_to(lsn);
                 self.inner.guard(r)?;
             }
+            // Acknowledged: snapshots begun from now on see it. Before the
+            // locks go, so that per key versions stay in commit order.
+            self.inner.versions.publish_commit(self.id);
         }
         self.inner.locks.release_all(self.id, &self.locks);
         self.locks.clear();
@@ -743,6 +813,8 @@ impl Txn {
                 let env = self.inner.txn_env();
                 env.log_txn_record(self.id, Body::Abort)?;
                 env.rollback_to(self.id, Lsn::NONE)?;
+                // The tree holds the before-images again.
+                self.inner.versions.forget_aborted(self.id);
                 env.log_txn_record(self.id, Body::End)?;
             } else {
                 self.inner.txns.lock().active_txns.remove(&self.id);
@@ -772,11 +844,14 @@ impl Drop for Txn {
     }
 }
 
-/// An iterator over a range of entries, in ascending key order.
+/// An iterator over a range of entries, in ascending (`Txn::scan`) or
+/// descending (`Txn::scan_rev`) key order; the range left to read shrinks
+/// from the start (ascending) or the end (descending).
 pub struct Scan<'t> {
     txn: &'t mut Txn,
-    next: Bound<Vec<u8>>,
-    end: Bound<Vec<u8>>,
+    lo: Bound<Vec<u8>>,
+    hi: Bound<Vec<u8>>,
+    reverse: bool,
     buf: VecDeque<(Vec<u8>, Vec<u8>)>,
     done: bool,
 }
@@ -790,6 +865,14 @@ fn as_ref(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
 }
 
 impl Scan<'_> {
+    /// The bound the scan moves: the start ascending, the end descending.
+    fn near_bound(&mut self) -> &mut Bound<Vec<u8>> {
+        match self.reverse {
+            false => &mut self.lo,
+            true => &mut self.hi,
+        }
+    }
+
     fn fill(&mut self) -> Result<()> {
         loop {
             self.txn.check_active()?;
@@ -800,7 +883,7 @@ impl Scan<'_> {
                 let tree = inner.tree();
                 self.txn.holds_locks = true;
                 let (id, locks, buf) = (self.txn.id, &mut self.txn.locks, &mut self.buf);
-                let r = tree.scan(as_ref(&self.next), as_ref(&self.end), |k, cell| {
+                let visit = |k: &[u8], cell: &LeafCell<'_>| {
                     let lk = lock_key(k);
                     match inner.locks.try_lock(id, lk, LockMode::Shared)? {
                         None => {
@@ -812,21 +895,29 @@ impl Scan<'_> {
                     }
                     buf.push_back((k.to_vec(), tree.read_value(cell)?));
                     Ok(buf.len() < SCAN_BATCH)
-                });
+                };
+                let (lo, hi) = (as_ref(&self.lo), as_ref(&self.hi));
+                let r = match self.reverse {
+                    false => tree.scan(lo, hi, visit),
+                    true => tree.scan_rev(lo, hi, visit),
+                };
                 inner.guard_read(r)?;
             }
             let r = self.txn.escalate_if_needed();
             self.txn.deadlock_rolls_back(r)?;
             if let Some(k) = blocked {
                 self.txn.lock(&k, LockMode::Shared)?;
-                self.next = Bound::Included(k);
+                *self.near_bound() = Bound::Included(k);
                 if self.buf.is_empty() {
                     continue;
                 }
                 return Ok(());
             }
             match self.buf.back() {
-                Some((k, _)) if self.buf.len() >= SCAN_BATCH => self.next = Bound::Excluded(k.clone()),
+                Some((k, _)) if self.buf.len() >= SCAN_BATCH => {
+                    let k = k.clone();
+                    *self.near_bound() = Bound::Excluded(k);
+                }
                 _ => self.done = true,
             }
             return Ok(());

@@ -75,6 +75,21 @@ pub enum Error {
     #[error("the transaction has already ended")]
     TxnEnded,
 
+    /// This read-only snapshot needs versions that are not kept: it was held
+    /// while more than `cap_bytes` of changes committed after its begin
+    /// piled up for it (`Options::snapshot_cap_bytes`), or it reads keys in
+    /// the range of a transaction it must not see that changed more keys than
+    /// `Options::lock_escalation_keys` (such a transaction keeps no versions).
+    /// Memory and the log stay bounded and writers never wait instead.
+    /// Begin a new snapshot (after that transaction ends) and retry.
+    #[error(
+        "the snapshot can no longer be read: it needs older versions than are kept          (snapshot_cap_bytes {cap_bytes}, or a transaction changing more keys than lock_escalation_keys);          begin a new one"
+    )]
+    SnapshotTooOld {
+        /// The cap that was reached.
+        cap_bytes: usize,
+    },
+
     /// Every frame of the buffer pool is pinned; raise `buffer_pool_pages`.
     #[error("all {frames} buffer pool frames are pinned; raise Options::buffer_pool_pages")]
     BufferPoolFull {
@@ -180,10 +195,11 @@ impl fmt::Display for StopCause {
 }
 
 impl Error {
-    /// True when retrying the same transaction may succeed: deadlocks. Never
-    /// for I/O errors or corruption.
+    /// True when retrying may succeed: a deadlock (retry the transaction),
+    /// an expired snapshot (begin a new one). Never for I/O errors or
+    /// corruption.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::Deadlock)
+        matches!(self, Error::Deadlock | Error::SnapshotTooOld { .. })
     }
 
     /// Shorthand for a corruption error.

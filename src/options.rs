@@ -38,6 +38,7 @@ pub struct Options {
     pub(crate) background_writer: bool,
     pub(crate) lock_escalation_keys: usize,
     pub(crate) long_txn_log_bytes: u64,
+    pub(crate) snapshot_cap_bytes: usize,
 }
 
 impl Default for Options {
@@ -51,6 +52,7 @@ impl Default for Options {
             background_writer: true,
             lock_escalation_keys: 5000,
             long_txn_log_bytes: 64 << 20,
+            snapshot_cap_bytes: 64 << 20,
         }
     }
 }
@@ -117,6 +119,26 @@ impl Options {
     /// restart recovery reads and undoes from there.
     pub fn long_txn_log_bytes(mut self, bytes: u64) -> Options {
         self.long_txn_log_bytes = bytes;
+        self
+    }
+
+    /// How much the open read-only snapshots (`Db::begin_read`) may hold
+    /// back, in bytes (default 64 MiB): the versions of keys changed by
+    /// transactions that committed after the oldest open snapshot began,
+    /// counted as key plus value plus about 48 bytes each. Values up to 256
+    /// bytes are held in memory; larger ones are read back from the log,
+    /// which is then kept from their record on (so the cap also bounds the
+    /// log a snapshot holds back, to within the log written between). Past
+    /// the cap the oldest snapshots expire: their next call returns
+    /// `Error::SnapshotTooOld` (retryable: begin a new snapshot). Writers
+    /// never wait for snapshots. A transaction still open keeps a version of
+    /// each key it changed (about the key plus 150 bytes, plus values up to
+    /// 256 bytes) until it ends, up to `lock_escalation_keys` keys; past
+    /// that it keeps only the range of keys it changed, and a snapshot that
+    /// must not see it fails with `Error::SnapshotTooOld` when it reads in
+    /// that range.
+    pub fn snapshot_cap_bytes(mut self, bytes: usize) -> Options {
+        self.snapshot_cap_bytes = bytes;
         self
     }
 

@@ -22,8 +22,32 @@ use crate::error::Result;
 use crate::types::{Lsn, TxnId};
 use crate::wal::{Body, KeyUndo, PagePart, RecordHeader, Wal};
 
+/// A key change logged as an Update: what the version store needs to keep
+/// the key's value from before it (see `txn::versions`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyChange {
+    /// The Update record; its undo part holds the old value.
+    pub lsn: Lsn,
+    /// The key.
+    pub key: Vec<u8>,
+    /// The old value: None if the key did not exist.
+    pub old: Option<OldValue>,
+}
+
+/// A key's old value as the version store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OldValue {
+    /// Small enough to copy (at most `SMALL_OLD_VALUE` bytes).
+    Small(Vec<u8>),
+    /// Larger: only its length; the bytes stay in the Update record.
+    Large(usize),
+}
+
+/// Old values up to this many bytes are copied into `KeyChange`.
+pub const SMALL_OLD_VALUE: usize = 256;
+
 /// The transaction a change is logged for, and its `prev_lsn` chain.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct TxnCtx {
     /// The transaction (0: a system record outside any transaction).
     pub txn_id: TxnId,
@@ -32,12 +56,15 @@ pub struct TxnCtx {
     /// When set, the change is a compensation: it is logged as a CLR with this
     /// `undo_next_lsn` instead of as an Update.
     pub compensating: Option<Lsn>,
+    /// The key changes logged as Updates since the caller last took them
+    /// (`take_changes`); compensations are not listed.
+    changes: Vec<KeyChange>,
 }
 
 impl TxnCtx {
     /// The chain of `txn_id`, whose newest record is `last_lsn` (0: none yet).
     pub fn new(txn_id: TxnId, last_lsn: Lsn) -> TxnCtx {
-        TxnCtx { txn_id, last_lsn, compensating: None }
+        TxnCtx { txn_id, last_lsn, compensating: None, changes: Vec::new() }
     }
 
     fn header(&self, undo_next_lsn: Lsn) -> RecordHeader {
@@ -59,11 +86,25 @@ impl TxnCtx {
                 assert!(undo_next_lsn < self.last_lsn || self.last_lsn.is_none(), "a CLR must point back");
                 pool.log_and_apply(&self.header(undo_next_lsn), &Body::Clr { parts }, fpi_horizon)?
             }
-            None => pool.log_and_apply(&self.header(Lsn::NONE), &Body::Update { parts, undo }, fpi_horizon)?,
+            None => {
+                let old = undo.old.as_deref().map(|v| match v.len() <= SMALL_OLD_VALUE {
+                    true => OldValue::Small(v.to_vec()),
+                    false => OldValue::Large(v.len()),
+                });
+                let key = undo.key.clone();
+                let lsn = pool.log_and_apply(&self.header(Lsn::NONE), &Body::Update { parts, undo }, fpi_horizon)?;
+                self.changes.push(KeyChange { lsn, key, old });
+                lsn
+            }
         };
         debug_assert!(lsn > self.last_lsn);
         self.last_lsn = lsn;
         Ok(())
+    }
+
+    /// The key changes logged as Updates since the last call.
+    pub fn take_changes(&mut self) -> Vec<KeyChange> {
+        std::mem::take(&mut self.changes)
     }
 
     /// Log a redo-only record and apply its page parts.

@@ -158,24 +158,17 @@ impl Session for AriesSession<'_> {
         t.0.commit()?;
         Ok(())
     }
+    /// Reads run in a read-only snapshot (`Db::begin_read`), as redb's and
+    /// SQLite's readers do: no key locks.
     fn read(&mut self, ops: &mut dyn FnMut(&mut dyn Reader) -> Res<()>) -> Res<()> {
-        let mut t = AriesTxn(self.0.begin()?);
-        ops(&mut t)?;
-        t.0.commit()?;
-        Ok(())
+        let mut s = AriesRead(self.0.begin_read()?);
+        ops(&mut s)
     }
 }
 
-impl Writer for AriesTxn {
-    fn put(&mut self, k: &[u8], v: &[u8]) -> Res<()> {
-        Ok(self.0.put(k, v)?)
-    }
-    fn delete(&mut self, k: &[u8]) -> Res<bool> {
-        Ok(self.0.delete(k)?)
-    }
-}
+struct AriesRead(ariesdb::Snapshot);
 
-impl Reader for AriesTxn {
+impl Reader for AriesRead {
     fn get(&mut self, k: &[u8], out: &mut Vec<u8>) -> Res<bool> {
         match self.0.get(k)? {
             Some(v) => {
@@ -193,6 +186,15 @@ impl Reader for AriesTxn {
             count += 1;
         }
         Ok(count)
+    }
+}
+
+impl Writer for AriesTxn {
+    fn put(&mut self, k: &[u8], v: &[u8]) -> Res<()> {
+        Ok(self.0.put(k, v)?)
+    }
+    fn delete(&mut self, k: &[u8]) -> Res<bool> {
+        Ok(self.0.delete(k)?)
     }
 }
 

@@ -94,6 +94,17 @@ pub(crate) fn child_at(b: &[u8], pos: usize) -> PageId {
     }
 }
 
+/// Which leaf a descent looks for.
+#[derive(Clone, Copy)]
+enum Target<'k> {
+    /// The leaf whose key range holds this key.
+    Covering(&'k [u8]),
+    /// The first leaf.
+    Leftmost,
+    /// The last leaf.
+    Rightmost,
+}
+
 /// Position of the child that covers `key`.
 pub(crate) fn child_pos_for(b: &[u8], key: &[u8]) -> usize {
     match page::search(b, key) {
@@ -118,10 +129,29 @@ impl<'a> BTree<'a> {
     /// Descend from the root to the leaf that covers `key` (or the leftmost leaf
     /// when `key` is None).
     pub(crate) fn find_leaf(&self, key: Option<&[u8]>) -> Result<Path> {
+        self.descend(match key {
+            Some(k) => Target::Covering(k),
+            None => Target::Leftmost,
+        })
+    }
+
+    /// Descend from the root to the leaf `target` names.
+    fn descend(&self, target: Target<'_>) -> Result<Path> {
         let meta = self.meta()?;
-        let mut path = Path { nodes: Vec::with_capacity(8), child_pos: Vec::with_capacity(8) };
-        let mut pid = meta.root;
-        let mut expect_level: Option<u32> = None;
+        let path = Path { nodes: Vec::with_capacity(8), child_pos: Vec::with_capacity(8) };
+        self.descend_from(&meta, path, meta.root, None, target)
+    }
+
+    /// Descend from `pid` (at `expect_level`, the end of `path`) to the leaf
+    /// `target` names.
+    fn descend_from(
+        &self,
+        meta: &Meta,
+        mut path: Path,
+        mut pid: PageId,
+        mut expect_level: Option<u32>,
+        target: Target<'_>,
+    ) -> Result<Path> {
         loop {
             if path.nodes.len() >= MAX_DEPTH {
                 return Err(corrupt("tree deeper than any real tree: a cycle of pages"));
@@ -144,9 +174,10 @@ impl<'a> BTree<'a> {
                     if level == 0 || expect_level.is_some_and(|l| l != level) {
                         return Err(corrupt(format!("inner page {pid} has level {level}")));
                     }
-                    let pos = match key {
-                        Some(k) => child_pos_for(&g, k),
-                        None => 0,
+                    let pos = match target {
+                        Target::Covering(k) => child_pos_for(&g, k),
+                        Target::Leftmost => 0,
+                        Target::Rightmost => g.slot_count(),
                     };
                     path.child_pos.push(pos);
                     pid = child_at(&g, pos);
@@ -226,6 +257,85 @@ impl<'a> BTree<'a> {
             )));
         }
         Ok(pages)
+    }
+
+    /// The leaf before the one `path` leads to, by the same inner pages: up
+    /// to the lowest level where the path did not take the first child, one
+    /// child left, then down the last children. None: it was the first leaf.
+    fn prev_leaf(&self, meta: &Meta, path: &Path) -> Result<Option<Path>> {
+        let Some(level) = path.child_pos.iter().rposition(|&p| p > 0) else { return Ok(None) };
+        let pos = path.child_pos[level] - 1;
+        let (child, child_level) = {
+            let h = self.pool.fetch(path.nodes[level])?;
+            let g = h.read();
+            (child_at(&g, pos), g.aux().checked_sub(1))
+        };
+        let mut up = Path { nodes: path.nodes[..=level].to_vec(), child_pos: path.child_pos[..level].to_vec() };
+        up.child_pos.push(pos);
+        self.descend_from(meta, up, child, child_level, Target::Rightmost).map(Some)
+    }
+
+    /// Visit entries in descending key order from `end` down to `start`,
+    /// until `visit` returns false. Leaves link only to the right, so each
+    /// leaf is reached by its own descent: the leaf below the smallest key of
+    /// the one just visited.
+    ///
+    /// # Errors
+    /// `Error::Corruption` for a damaged tree (a descent that does not move
+    /// left ends it rather than loop); an I/O error.
+    pub fn scan_rev(
+        &self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        mut visit: impl FnMut(&[u8], &LeafCell<'_>) -> Result<bool>,
+    ) -> Result<()> {
+        let meta = self.meta()?;
+        let mut path = self.descend(match end {
+            Bound::Included(k) | Bound::Excluded(k) => Target::Covering(k),
+            Bound::Unbounded => Target::Rightmost,
+        })?;
+        let mut first = true;
+        let mut prev_first: Option<Vec<u8>> = None;
+        for _ in 0..=meta.page_count {
+            let h = self.pool.fetch(path.leaf())?;
+            let g = h.read();
+            if g.page_type() != Some(PageType::Leaf) {
+                return Err(corrupt(format!(
+                    "page {} of type {:?} where a leaf was expected",
+                    path.leaf(),
+                    g.page_type()
+                )));
+            }
+            let hi = match (first, end) {
+                (true, Bound::Included(k)) => page::search(&g, k).map_or_else(|i| i, |i| i + 1),
+                (true, Bound::Excluded(k)) => page::search(&g, k).unwrap_or_else(|i| i),
+                _ => g.slot_count(),
+            };
+            first = false;
+            for slot in (0..hi).rev() {
+                let c = LeafCell::parse(page::cell(&g, slot));
+                if prev_first.as_deref().is_some_and(|p| c.key >= p) {
+                    return Err(corrupt(format!("leaf {} holds keys out of order with the next leaf", path.leaf())));
+                }
+                let before_start = match start {
+                    Bound::Included(s) => c.key < s,
+                    Bound::Excluded(s) => c.key <= s,
+                    Bound::Unbounded => false,
+                };
+                if before_start || !visit(c.key, &c)? {
+                    return Ok(());
+                }
+            }
+            if g.slot_count() > 0 {
+                prev_first = Some(page::cell_key(&g, 0).to_vec());
+            }
+            drop(g);
+            match self.prev_leaf(&meta, &path)? {
+                Some(p) => path = p,
+                None => return Ok(()),
+            }
+        }
+        Err(corrupt("a reverse scan visited more leaves than the file has pages"))
     }
 
     /// Visit entries in key order from `start`, until `end` or until `visit`

@@ -133,7 +133,10 @@ impl Checkpointer {
         };
         assert!(begin > st.last_begin, "a checkpoint begins after the previous one");
         let redo_start = dirty_pages.iter().map(|&(_, l)| l).min().unwrap_or(begin).min(begin);
+        // Kept: what redo and undo need, and the Update records whose old
+        // values open snapshots read (`txn::versions`).
         let keep_from = active_txns.iter().map(|e| e.first_lsn).min().unwrap_or(begin).min(redo_start);
+        let keep_from = s.env.versions.oldest_logged_lsn().map_or(keep_from, |l| l.min(keep_from));
         assert!(keep_from <= begin, "log truncation past the checkpoint's begin");
         let data = CheckpointData {
             begin_lsn: begin,

@@ -94,6 +94,8 @@ pub fn recover(storage: Arc<dyn Storage>, opts: &OpenParams) -> Result<Recovered
 
     let t = Instant::now();
     let analysis = run_analysis(&segments, &master, known_end)?;
+    // The log reaches at least the checkpoint the master record names.
+    assert!(analysis.end.end_lsn() >= master.checkpoint_lsn, "the log ends before its checkpoint");
     report.analysis_us = micros(t);
     report.end_lsn = analysis.end.end_lsn().get();
     report.records_analyzed = analysis.end.records;
@@ -110,6 +112,8 @@ pub fn recover(storage: Arc<dyn Storage>, opts: &OpenParams) -> Result<Recovered
 
     let t = Instant::now();
     redo(&pool, &segments, &analysis, &mut report)?;
+    // Redo started at or before the checkpoint and read up to the end.
+    assert!(report.redo_start_lsn <= report.end_lsn, "redo began past the end of the log: {report:?}");
     report.redo_us = micros(t);
 
     let tree = BTree::new(&pool, master.checkpoint_lsn);

@@ -43,6 +43,7 @@ fn redo_part(
     debug_assert!(same_record || !h.is_valid() || part.op.defines_page() || g.page_lsn() < rec.lsn);
     page::apply(&mut g, part.page_id, &part.op)?;
     page::set_page_lsn(&mut g, rec.lsn);
+    debug_assert!(g.page_lsn() == rec.lsn && g.fpi_lsn() <= rec.lsn);
     if part.op.defines_page() {
         page::set_fpi_lsn(&mut g, rec.lsn);
         h.set_valid();
@@ -59,10 +60,14 @@ pub fn redo(pool: &BufferPool, segments: &Segments, a: &Analysis, report: &mut R
     pool.set_recovery_mode(true);
     // Analysis found the end: redo stops there without looking past it again.
     let end_lsn = a.end.end_lsn();
+    let mut prev = Lsn::NONE;
     let end = reader::scan(segments, redo_start, Lsn::NONE, Some(end_lsn), |rec| {
         if rec.lsn >= end_lsn {
             return Ok(());
         }
+        // Repeating history: in log order, never before redo's start.
+        assert!(rec.lsn > prev && rec.lsn >= redo_start, "redo out of log order at LSN {}", rec.lsn);
+        prev = rec.lsn;
         let mut applied: Vec<PageId> = Vec::new();
         for part in rec.body.parts() {
             match a.dirty_pages.get(&part.page_id) {

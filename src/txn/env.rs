@@ -9,9 +9,12 @@
 //!   lock, taken inside the latch (latch, then table: the checkpoint's order).
 //! - An outcome record is appended and the entry changed under the table
 //!   lock, so a checkpoint's copy of the table agrees with its begin record.
+//! - Every key change a transaction makes is noted in the version store
+//!   (`VersionStore::note_change`) in the latch hold that made it.
 //! - No log flush under either: after releasing them, a caller flushes the log
 //!   if its buffer passed `wal::BUFFER_FLUSH_BYTES` (`Wal::flush_if_over`).
 
+use super::versions::VersionStore;
 use super::SharedTxnTable;
 use crate::btree::{BTree, TreeLatch, TxnCtx, CHANGE_HEADROOM_PAGES};
 use crate::buffer::BufferPool;
@@ -32,6 +35,8 @@ pub struct TxnEnv<'a> {
     pub txns: &'a SharedTxnTable,
     /// The full-page-image horizon (the latest checkpoint's begin).
     pub fpi_horizon: &'a AtomicLsn,
+    /// The versions read-only snapshots see.
+    pub versions: &'a VersionStore,
 }
 
 impl TxnEnv<'_> {
@@ -54,6 +59,13 @@ impl TxnEnv<'_> {
             let mut ctx = TxnCtx::new(id, self.txns.lock().get(id)?.last_lsn);
             let before = ctx.last_lsn;
             let r = f(&BTree::new(self.pool, self.fpi_horizon.load()), &mut ctx);
+            // In the same latch hold as the changes: a snapshot never sees a
+            // change without its version.
+            for change in ctx.take_changes() {
+                self.versions.note_change(id, &change);
+            }
+            // The chain only grows, and a change appended after `start`.
+            debug_assert!(ctx.last_lsn >= before && (ctx.last_lsn == before || ctx.last_lsn >= start));
             if ctx.last_lsn != before {
                 let mut t = self.txns.lock();
                 let e = t.get_mut(id)?;
@@ -82,7 +94,9 @@ impl TxnEnv<'_> {
             let mut t = self.txns.lock();
             let e = t.get_mut(id)?;
             let (commit, end) = (body == Body::Commit, body == Body::End);
+            assert!(!e.committed || end, "txn {id} wrote {body:?} after its commit");
             let lsn = TxnCtx::new(id, e.last_lsn).log_outcome(self.wal, body)?;
+            debug_assert!(lsn > e.last_lsn, "an outcome record precedes the transaction's last record");
             e.last_lsn = lsn;
             e.undo_next_lsn = lsn;
             if commit {

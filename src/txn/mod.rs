@@ -29,6 +29,7 @@
 mod env;
 pub mod lock;
 mod rollback;
+pub mod versions;
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};

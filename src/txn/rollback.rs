@@ -24,6 +24,7 @@ use crate::wal::{Body, LogRecord, Wal};
 /// One step of a rollback: look at the record at `cur`, undo it if it is an
 /// Update (logging a CLR), and return the next LSN to look at (0: done).
 pub fn undo_step(tree: &BTree<'_>, wal: &Wal, ctx: &mut TxnCtx, cur: Lsn) -> Result<Lsn> {
+    debug_assert!(ctx.compensating.is_none(), "a rollback step begins outside a compensation");
     let rec: LogRecord = wal.read_record(cur)?;
     if rec.txn_id != ctx.txn_id {
         return Err(Error::corruption(
@@ -44,6 +45,8 @@ pub fn undo_step(tree: &BTree<'_>, wal: &Wal, ctx: &mut TxnCtx, cur: Lsn) -> Res
             };
             ctx.compensating = None;
             result?;
+            // The CLR just logged follows everything it compensates.
+            debug_assert!(ctx.last_lsn > cur, "a CLR precedes the record it compensates");
             Ok(rec.prev_lsn)
         }
         Body::Clr { .. } => {
@@ -70,7 +73,10 @@ impl TxnEnv<'_> {
                 if cur <= target {
                     return Ok(true);
                 }
-                next = Some(undo_step(tree, self.wal, ctx, cur)?);
+                let after = undo_step(tree, self.wal, ctx, cur)?;
+                // Each step moves back along the chain: a rollback ends.
+                assert!(after < cur, "rollback of txn {id} went forward: {after} after {cur}");
+                next = Some(after);
                 Ok(false)
             })?;
             if done {
