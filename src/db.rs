@@ -59,6 +59,7 @@ struct Counters {
     commits: AtomicU64,
     aborts: AtomicU64,
     deadlocks: AtomicU64,
+    lock_timeouts: AtomicU64,
     lock_escalations: AtomicU64,
 }
 
@@ -109,10 +110,14 @@ pub struct Db {
 pub struct Stats {
     /// Transactions committed.
     pub commits: u64,
-    /// Transactions rolled back (including deadlock victims).
+    /// Transactions rolled back (including deadlock victims and lock
+    /// timeouts).
     pub aborts: u64,
     /// Deadlocks detected.
     pub deadlocks: u64,
+    /// Lock waits that lasted longer than `Options::lock_timeout` (each
+    /// rolled its transaction back).
+    pub lock_timeouts: u64,
     /// Checkpoints completed.
     pub checkpoints: u64,
     /// fsyncs of the log.
@@ -403,7 +408,7 @@ impl Inner {
             pool: r.pool,
             tree_latch: TreeLatch::new(),
             txns: SharedTxnTable::new(r.txns),
-            locks: LockManager::with_fail_stop(r.stop.clone()),
+            locks: LockManager::with_fail_stop(r.stop.clone(), opts.lock_timeout),
             next_txn_id: AtomicU64::new(r.next_txn_id.get()),
             fpi_horizon: AtomicLsn::new(fpi_horizon),
             versions: VersionStore::new(opts.snapshot_cap_bytes, opts.lock_escalation_keys),
@@ -441,13 +446,15 @@ impl Inner {
     }
 
     /// Fail-stop for write paths: any error except the caller's own mistakes
-    /// (sizes, arguments, deadlock, ended transaction) stops the database.
+    /// (sizes, arguments, deadlock, lock timeout, ended transaction) stops
+    /// the database.
     fn guard<T>(&self, r: Result<T>) -> Result<T> {
         if let Err(e) = &r {
             match e {
                 Error::TooLarge { .. }
                 | Error::InvalidArgument(_)
                 | Error::Deadlock
+                | Error::LockTimeout { .. }
                 | Error::TxnEnded
                 | Error::Closed => {}
                 _ => self.fail(e),
@@ -563,6 +570,7 @@ impl Inner {
             commits: self.counters.commits.load(Ordering::Relaxed),
             aborts: self.counters.aborts.load(Ordering::Relaxed),
             deadlocks: self.counters.deadlocks.load(Ordering::Relaxed),
+            lock_timeouts: self.counters.lock_timeouts.load(Ordering::Relaxed),
             checkpoints: self.ckpt.count(),
             wal_syncs: w.syncs.load(Ordering::Relaxed),
             wal_flushes: w.flushes.load(Ordering::Relaxed),
@@ -598,6 +606,13 @@ pub struct Savepoint {
 }
 
 /// A transaction. Dropping it without `commit` rolls it back.
+///
+/// Its reads and writes lock keys until it ends (strict two-phase locking),
+/// waiting for conflicting transactions. A wait that would close a cycle
+/// (`Error::Deadlock`) or that lasts longer than `Options::lock_timeout`
+/// (`Error::LockTimeout`) rolls the transaction back before the call returns
+/// the error; it is then ended (every later call returns `Error::TxnEnded`)
+/// and can be retried from the start (`Error::is_retryable`).
 pub struct Txn {
     inner: Arc<Inner>,
     id: TxnId,
@@ -633,8 +648,9 @@ impl Txn {
         self.inner.check_ok()
     }
 
-    /// Take `mode` on `key`, waiting for other holders. A deadlock rolls this
-    /// transaction back and returns `Error::Deadlock`.
+    /// Take `mode` on `key`, waiting for other holders. A deadlock or a wait
+    /// past `Options::lock_timeout` rolls this transaction back and returns
+    /// `Error::Deadlock` or `Error::LockTimeout`.
     fn lock(&mut self, key: &[u8], mode: LockMode) -> Result<()> {
         let k = lock_key(key);
         self.holds_locks = true;
@@ -645,7 +661,7 @@ impl Txn {
             }
             self.escalate_if_needed()
         });
-        self.deadlock_rolls_back(r)
+        self.lock_failure_rolls_back(r)
     }
 
     /// Past `Options::lock_escalation_keys` key locks, trade them for one lock
@@ -668,20 +684,38 @@ impl Txn {
         Ok(())
     }
 
-    /// A deadlock rolls this transaction back and returns `Error::Deadlock`.
-    fn deadlock_rolls_back(&mut self, r: Result<()>) -> Result<()> {
-        match r {
-            Ok(()) => Ok(()),
-            Err(Error::Deadlock) => {
-                self.inner.counters.deadlocks.fetch_add(1, Ordering::Relaxed);
-                self.abort_inner()?;
-                Err(Error::Deadlock)
-            }
-            Err(e) => Err(e),
-        }
+    /// A deadlock or a lock timeout rolls this transaction back (it is then
+    /// ended: later calls return `Error::TxnEnded`) and returns the error;
+    /// an error of the rollback itself is returned instead.
+    fn lock_failure_rolls_back(&mut self, r: Result<()>) -> Result<()> {
+        let counter = match &r {
+            Ok(()) => return Ok(()),
+            Err(Error::Deadlock) => &self.inner.counters.deadlocks,
+            Err(Error::LockTimeout { .. }) => &self.inner.counters.lock_timeouts,
+            Err(_) => return r,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.abort_inner()?;
+        debug_assert!(self.ended && !self.holds_locks);
+        r
     }
 
-    /// Insert or overwrite.
+    /// Insert or overwrite. Takes the key's exclusive lock, held until the
+    /// transaction ends, waiting while another transaction holds the key.
+    ///
+    /// # Errors
+    /// - `Error::TooLarge` for a key or value past the limits,
+    ///   `Error::InvalidArgument` for an empty key; the transaction stays
+    ///   open.
+    /// - `Error::Deadlock` if waiting for the lock would close a cycle, and
+    ///   `Error::LockTimeout` if the wait lasted longer than
+    ///   `Options::lock_timeout`: both retryable; this transaction has then
+    ///   been rolled back, and every later call on it returns
+    ///   `Error::TxnEnded`.
+    /// - `Error::TxnEnded` once the transaction has ended; `Error::Failed` or
+    ///   `Error::Closed` once the database stopped or closed (a lock wait is
+    ///   interrupted by either); an I/O error of the change stops the
+    ///   database.
     pub fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
         self.check_active()?;
         check_key(key)?;
@@ -696,17 +730,76 @@ impl Txn {
         self.inner.guard(r)
     }
 
-    /// Read a key; sees this transaction's own writes.
+    /// Read a key; sees this transaction's own writes. Takes the key's
+    /// shared lock, held until the transaction ends, waiting while another
+    /// transaction writes the key. To read a key and then write it, use
+    /// `get_for_update`: two transactions that both `get` a key and then
+    /// `put` it wait for each other, and one fails with `Error::Deadlock`.
+    ///
+    /// # Errors
+    /// - `Error::InvalidArgument` for an empty key, `Error::TooLarge` for a
+    ///   key past the limit; the transaction stays open.
+    /// - `Error::Deadlock` if waiting for the lock would close a cycle, and
+    ///   `Error::LockTimeout` if the wait lasted longer than
+    ///   `Options::lock_timeout` (as when another transaction driven from
+    ///   this same thread holds the key exclusively): both retryable; this
+    ///   transaction has then been rolled back, and every later call on it
+    ///   returns `Error::TxnEnded`.
+    /// - `Error::TxnEnded` once the transaction has ended; `Error::Failed` or
+    ///   `Error::Closed` once the database stopped or closed;
+    ///   `Error::Corruption` for a damaged page.
     pub fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.read(key, LockMode::Shared)
+    }
+
+    /// Read a key to write it back: like `get`, but takes the key's
+    /// exclusive lock at once, as `put` would. A read-modify-write
+    /// (read a balance, write it back changed) then never upgrades a shared
+    /// lock: two transactions doing it on the same key run one after the
+    /// other instead of deadlocking. The lock is held until the transaction
+    /// ends, whether or not it writes the key, and it makes every other
+    /// transaction's `get` of the key wait (read-only snapshots do not).
+    /// Transactions that take several keys this way can still deadlock if
+    /// they take them in different orders; take them in one order (sorted,
+    /// say) to avoid it.
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("ariesdb-doc-gfu-{}", std::process::id()));
+    /// # let _ = std::fs::remove_dir_all(&dir);
+    /// let db = ariesdb::Db::open(&dir)?;
+    /// let mut tx = db.begin()?;
+    /// let n = tx.get_for_update(b"counter")?.map_or(0, |v| v[0]);
+    /// tx.put(b"counter", &[n + 1])?;
+    /// tx.commit()?;
+    /// # db.close()?; let _ = std::fs::remove_dir_all(&dir);
+    /// # Ok::<(), ariesdb::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As `get`: `Error::Deadlock` and `Error::LockTimeout` (retryable) roll
+    /// this transaction back, and every later call on it returns
+    /// `Error::TxnEnded`; a bad key leaves it open; `Error::Failed`,
+    /// `Error::Closed`, `Error::Corruption` as for `get`.
+    pub fn get_for_update(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.read(key, LockMode::Exclusive)
+    }
+
+    /// Take `mode` on `key`, then read it.
+    fn read(&mut self, key: &[u8], mode: LockMode) -> Result<Option<Vec<u8>>> {
         self.check_active()?;
         check_key(key)?;
-        self.lock(key, LockMode::Shared)?;
+        self.lock(key, mode)?;
         self.inner.check_ok()?;
         let r = self.inner.read_latch().and_then(|_r| self.inner.tree().get(key));
         self.inner.guard_read(r)
     }
 
-    /// Remove a key; true if it existed.
+    /// Remove a key; true if it existed. Locks the key as `put` does.
+    ///
+    /// # Errors
+    /// As `put`: `Error::Deadlock` and `Error::LockTimeout` (retryable) roll
+    /// this transaction back, and every later call on it returns
+    /// `Error::TxnEnded`.
     pub fn delete(&mut self, key: &[u8]) -> Result<bool> {
         self.check_active()?;
         check_key(key)?;
@@ -720,8 +813,12 @@ impl Txn {
     /// (shared) until the transaction ends.
     ///
     /// # Errors
-    /// `Error::TxnEnded` if the transaction has ended; errors of later
-    /// batches (a lock wait's `Error::Deadlock`, I/O) come from the iterator.
+    /// `Error::TxnEnded` once the transaction has ended, `Error::Failed` or
+    /// `Error::Closed` once the database stopped or closed. The scan's items
+    /// may be errors too: a lock wait for a key the scan reaches fails with
+    /// `Error::Deadlock` or `Error::LockTimeout` as in `get` (the transaction
+    /// is rolled back, the scan ends, and later calls return
+    /// `Error::TxnEnded`).
     pub fn scan<R: RangeBounds<[u8]>>(&mut self, range: R) -> Result<Scan<'_>> {
         self.scan_in(range, false)
     }
@@ -904,7 +1001,7 @@ impl Scan<'_> {
                 inner.guard_read(r)?;
             }
             let r = self.txn.escalate_if_needed();
-            self.txn.deadlock_rolls_back(r)?;
+            self.txn.lock_failure_rolls_back(r)?;
             if let Some(k) = blocked {
                 self.txn.lock(&k, LockMode::Shared)?;
                 *self.near_bound() = Bound::Included(k);

@@ -5,6 +5,7 @@
 //! here only describe what went wrong, the policy lives in `db.rs`.
 
 use std::fmt;
+use std::time::Duration;
 
 /// Everything that can go wrong in ariesdb.
 #[non_exhaustive]
@@ -29,6 +30,20 @@ pub enum Error {
     /// rolled back. Retry it.
     #[error("deadlock: this transaction was rolled back; retry it")]
     Deadlock,
+
+    /// A lock wait lasted longer than `Options::lock_timeout`: another
+    /// transaction held a conflicting lock all that time (perhaps one driven
+    /// from the same thread, which can never release it meanwhile). This
+    /// transaction has been rolled back, as a deadlock victim is. Retry it;
+    /// if transactions are expected to hold locks that long, raise the timeout.
+    #[error(
+        "lock wait timed out after {waited:?} (Options::lock_timeout): this transaction was rolled back; \
+         retry it, or raise lock_timeout if other transactions hold their locks that long"
+    )]
+    LockTimeout {
+        /// How long the call waited before it gave up (at least the timeout).
+        waited: Duration,
+    },
 
     /// A key or value is larger than the limits.
     #[error("{what} is {len} bytes; the limit is {max}")]
@@ -195,11 +210,11 @@ impl fmt::Display for StopCause {
 }
 
 impl Error {
-    /// True when retrying may succeed: a deadlock (retry the transaction),
-    /// an expired snapshot (begin a new one). Never for I/O errors or
-    /// corruption.
+    /// True when retrying may succeed: a deadlock or a lock wait that timed
+    /// out (retry the transaction), an expired snapshot (begin a new one).
+    /// Never for I/O errors or corruption.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::Deadlock | Error::SnapshotTooOld { .. })
+        matches!(self, Error::Deadlock | Error::LockTimeout { .. } | Error::SnapshotTooOld { .. })
     }
 
     /// Shorthand for a corruption error.
@@ -216,8 +231,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn retryable_only_for_deadlock() {
+    fn retryable_only_for_deadlocks_and_lock_timeouts() {
         assert!(Error::Deadlock.is_retryable());
+        let timeout = Error::LockTimeout { waited: Duration::from_millis(250) };
+        assert!(timeout.is_retryable());
+        assert!(timeout.to_string().contains("250ms") && timeout.to_string().contains("retry"), "{timeout}");
         assert!(!Error::Io(std::io::Error::other("x")).is_retryable());
         assert!(!Error::corruption("wal", "bad").is_retryable());
     }

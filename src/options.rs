@@ -1,7 +1,10 @@
 //! Options for opening a database.
 
+use std::time::Duration;
+
 use crate::error::{Error, Result};
 use crate::page::{MAX_PAGE_SIZE, MIN_PAGE_SIZE};
+use crate::txn::lock::DEFAULT_LOCK_TIMEOUT;
 
 /// The smallest `wal_segment_bytes` accepted (64 KiB): below it a busy log
 /// makes files, directory syncs and per-segment fsyncs by the hundreds for
@@ -39,6 +42,7 @@ pub struct Options {
     pub(crate) lock_escalation_keys: usize,
     pub(crate) long_txn_log_bytes: u64,
     pub(crate) snapshot_cap_bytes: usize,
+    pub(crate) lock_timeout: Duration,
 }
 
 impl Default for Options {
@@ -53,6 +57,7 @@ impl Default for Options {
             lock_escalation_keys: 5000,
             long_txn_log_bytes: 64 << 20,
             snapshot_cap_bytes: 64 << 20,
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
         }
     }
 }
@@ -142,6 +147,22 @@ impl Options {
         self
     }
 
+    /// The longest a read-write transaction's call waits for key locks
+    /// held by other transactions (default 10 seconds; any `Duration`, to
+    /// the nanosecond, above zero; `Duration::MAX` waits without limit).
+    /// A `get`, `get_for_update`, `put`, `delete` or scan step whose lock
+    /// waits last longer in all fails with `Error::LockTimeout` (retryable),
+    /// and its transaction is rolled back, as a deadlock victim is; counted
+    /// in `Stats::lock_timeouts`. Deadlocks are still detected at once,
+    /// whatever the timeout; the timeout ends the waits no cycle explains:
+    /// a holder that stays open, or two conflicting transactions driven from
+    /// one thread (which would otherwise hang). Read-only snapshots take no
+    /// locks and never wait.
+    pub fn lock_timeout(mut self, timeout: Duration) -> Options {
+        self.lock_timeout = timeout;
+        self
+    }
+
     /// Refuse settings that make no sense, with the reason.
     ///
     /// # Errors
@@ -169,6 +190,13 @@ impl Options {
                  or dirty that many frames at once",
                 self.buffer_pool_pages
             )));
+        }
+        if self.lock_timeout.is_zero() {
+            return Err(Error::InvalidArgument(
+                "lock_timeout must be more than zero: a zero timeout would fail every lock wait, \
+                 even one for a transaction about to commit (Duration::MAX waits without limit)"
+                    .into(),
+            ));
         }
         if let Some(s) = self.wal_segment_bytes {
             if !(MIN_WAL_SEGMENT_BYTES..=MAX_WAL_SEGMENT_BYTES).contains(&s) {

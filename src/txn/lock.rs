@@ -24,6 +24,13 @@
 //!   closed by the edge being added now (holders change only by grants, and a
 //!   transaction granted a lock is no longer waiting), so the transaction that
 //!   closes it always sees it, and becomes the victim (`Error::Deadlock`).
+//! - Every wait is bounded: a `lock` call whose waits (for the root's
+//!   intention, then for the key) last longer in all than the manager's
+//!   timeout (`Options::lock_timeout`) leaves the queue and the waits-for
+//!   graph and fails with `Error::LockTimeout`; the transaction's other locks
+//!   are untouched. Leaving only removes edges, so it never closes a cycle
+//!   and detection at each new wait stays complete; the waiters it was ahead
+//!   of are woken, as one of them may now be grantable.
 //! - One mutex guards the whole table; waiting uses a per-manager condvar.
 //! - Fail-stop: once the database has stopped (the shared `FailStop`), every
 //!   request and every wait ends with `Error::Failed` carrying the first
@@ -33,6 +40,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
@@ -45,6 +53,38 @@ use crate::types::TxnId;
 /// The lock id of the root (the whole key space). `crate::txn::lock_key`
 /// never returns it.
 pub const ROOT: u64 = u64::MAX;
+
+/// How long one `lock` call may wait, unless set (`Options::lock_timeout`).
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// When a `lock` call began, and when its waits must end.
+#[derive(Clone, Copy)]
+struct Deadline {
+    start: Instant,
+    /// None: no limit (a timeout too long to add to `start`).
+    at: Option<Instant>,
+}
+
+impl Deadline {
+    fn after(limit: Duration) -> Deadline {
+        let start = Instant::now();
+        Deadline { start, at: start.checked_add(limit) }
+    }
+
+    fn passed(&self) -> bool {
+        self.at.is_some_and(|at| Instant::now() >= at)
+    }
+
+    /// Wait on `cv` until notified or until the deadline.
+    fn wait(&self, cv: &Condvar, t: &mut parking_lot::MutexGuard<'_, Table>) {
+        match self.at {
+            Some(at) => {
+                let _ = cv.wait_until(t, at);
+            }
+            None => cv.wait(t),
+        }
+    }
+}
 
 /// Lock modes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -180,6 +220,8 @@ pub struct LockManager {
     table: Arc<Mutex<Table>>,
     cv: Arc<Condvar>,
     stop: Arc<FailStop>,
+    /// The longest one `lock` call waits in all.
+    timeout: Duration,
 }
 
 impl Default for LockManager {
@@ -189,13 +231,17 @@ impl Default for LockManager {
 }
 
 impl LockManager {
-    /// An empty lock table with a fail-stop state of its own.
+    /// An empty lock table with a fail-stop state of its own and the
+    /// default timeout.
     pub fn new() -> LockManager {
-        LockManager::with_fail_stop(FailStop::new())
+        LockManager::with_fail_stop(FailStop::new(), DEFAULT_LOCK_TIMEOUT)
     }
 
-    /// An empty lock table that refuses work once `stop` has stopped.
-    pub fn with_fail_stop(stop: Arc<FailStop>) -> LockManager {
+    /// An empty lock table that refuses work once `stop` has stopped, and
+    /// whose `lock` calls wait at most `timeout` in all (a timeout too long
+    /// to add to the clock means no limit).
+    pub fn with_fail_stop(stop: Arc<FailStop>, timeout: Duration) -> LockManager {
+        assert!(!timeout.is_zero(), "a lock timeout of zero (Options::validate refuses it)");
         let (table, cv) = (Arc::new(Mutex::new(Table::default())), Arc::new(Condvar::new()));
         let (t, c) = (Arc::downgrade(&table), Arc::downgrade(&cv));
         stop.on_stop(move || {
@@ -206,7 +252,7 @@ impl LockManager {
                 c.notify_all();
             }
         });
-        LockManager { table, cv, stop }
+        LockManager { table, cv, stop, timeout }
     }
 
     /// Acquire `mode` (Shared or Exclusive) on `key` for `txn`, first its
@@ -214,32 +260,36 @@ impl LockManager {
     /// Ok(true): a key lock newly acquired (record it for release, and for
     /// escalation); Ok(false): nothing new to record (already held, possibly
     /// upgraded, or covered by the root lock). Err(Deadlock): waiting would
-    /// close a cycle; `txn`'s other locks are untouched.
+    /// close a cycle; Err(LockTimeout): the waits lasted longer than the
+    /// timeout in all; either way `txn`'s other locks are untouched (an
+    /// intention granted on the root stays, released with the rest).
     pub fn lock(&self, txn: TxnId, key: u64, mode: LockMode) -> Result<bool> {
         debug_assert!(key != ROOT && matches!(mode, Shared | Exclusive));
+        let deadline = Deadline::after(self.timeout);
         let mut t = self.table.lock();
         let root = t.keys.get(&ROOT).and_then(|kl| kl.held_by(txn));
         if root.is_some_and(|r| r.covers(mode)) {
             return Ok(false);
         }
         if !root.is_some_and(|r| r.covers(mode.intention())) {
-            self.lock_one(&mut t, txn, ROOT, mode.intention())?;
+            self.lock_one(&mut t, txn, ROOT, mode.intention(), deadline)?;
             // S plus IX is X on the root: that covers the key too.
             if t.keys.get(&ROOT).and_then(|kl| kl.held_by(txn)).is_some_and(|r| r.covers(mode)) {
                 return Ok(false);
             }
         }
-        self.lock_one(&mut t, txn, key, mode)
+        self.lock_one(&mut t, txn, key, mode, deadline)
     }
 
     /// Escalate: take `mode` (Shared if every key lock of `txn` is Shared,
     /// else Exclusive) on the root, waiting for other holders, then release
-    /// `txn`'s key locks in `keys`. Err(Deadlock) as for `lock` (the key locks
-    /// are then still held).
+    /// `txn`'s key locks in `keys`. Err(Deadlock) and Err(LockTimeout) as for
+    /// `lock` (the key locks are then still held).
     #[cfg(test)]
     pub fn escalate(&self, txn: TxnId, keys: &[u64], mode: LockMode) -> Result<()> {
+        let deadline = Deadline::after(self.timeout);
         let mut t = self.table.lock();
-        self.lock_one(&mut t, txn, ROOT, mode)?;
+        self.lock_one(&mut t, txn, ROOT, mode, deadline)?;
         Self::release_keys(&mut t, txn, keys);
         drop(t);
         self.cv.notify_all();
@@ -269,6 +319,7 @@ impl LockManager {
         txn: TxnId,
         key: u64,
         mode: LockMode,
+        deadline: Deadline,
     ) -> Result<bool> {
         self.stop.check()?;
         if let Some(r) = Self::try_grant(t, txn, key, mode) {
@@ -291,7 +342,7 @@ impl LockManager {
             return Err(Error::Deadlock);
         }
         loop {
-            self.cv.wait(t);
+            deadline.wait(&self.cv, t);
             if let Some(cause) = self.stop.cause() {
                 Self::dequeue(t, txn, key);
                 return Err(Error::Failed { cause });
@@ -306,6 +357,14 @@ impl LockManager {
                 // Others queued behind may now be grantable (shared after shared).
                 self.cv.notify_all();
                 return Ok(newly);
+            }
+            if deadline.passed() {
+                Self::dequeue(t, txn, key);
+                // Those queued behind may now be grantable.
+                self.cv.notify_all();
+                let waited = deadline.start.elapsed();
+                debug_assert!(waited >= self.timeout);
+                return Err(Error::LockTimeout { waited });
             }
             // The graph may have changed while waiting (a new waiter can only
             // close a cycle through us by waiting itself, and then it detects
@@ -400,7 +459,6 @@ impl LockManager {
 mod tests {
     use super::*;
     use std::sync::{mpsc, Arc, Barrier};
-    use std::time::Duration;
 
     #[test]
     fn shared_locks_coexist_exclusive_waits() {
@@ -597,6 +655,91 @@ mod tests {
             .collect();
         let victims = hs.into_iter().map(|h| h.join().unwrap()).filter(|v| *v).count();
         assert_eq!(victims, 1);
+        assert!(m.is_empty());
+    }
+
+    fn timed(limit: Duration) -> Arc<LockManager> {
+        Arc::new(LockManager::with_fail_stop(FailStop::new(), limit))
+    }
+
+    #[test]
+    fn a_wait_past_the_timeout_fails_and_leaves_the_queue_and_the_graph() {
+        let limit = Duration::from_millis(150);
+        let m = timed(limit);
+        m.lock(TxnId(1), 7, Exclusive).unwrap();
+        m.lock(TxnId(2), 8, Exclusive).unwrap();
+        let began = Instant::now();
+        let r = m.lock(TxnId(2), 7, Shared);
+        let took = began.elapsed();
+        assert!(matches!(r, Err(Error::LockTimeout { waited }) if waited >= limit && waited <= took), "{r:?}");
+        assert!(took >= limit && took < Duration::from_secs(30), "{took:?}");
+        {
+            let t = m.table.lock();
+            assert!(t.waiting.is_empty(), "the timed-out waiter left the waits-for graph");
+            assert!(t.keys.get(&7).is_some_and(|kl| kl.queue.is_empty()), "and the queue");
+        }
+        // Txn 2 keeps key 8. Txn 1 waiting for it closes no cycle (txn 2
+        // waits for nothing now): no deadlock, granted once txn 2 is gone.
+        let m2 = m.clone();
+        let h = std::thread::spawn(move || m2.lock(TxnId(1), 8, Exclusive));
+        std::thread::sleep(Duration::from_millis(20));
+        m.release_all(TxnId(2), &[8]);
+        let r = h.join().unwrap();
+        assert!(matches!(r, Ok(true) | Err(Error::LockTimeout { .. })), "{r:?}");
+        m.release_all(TxnId(1), &[7, 8]);
+        assert!(m.is_empty());
+    }
+
+    #[test]
+    fn a_timed_out_waiter_lets_those_queued_behind_it_in() {
+        let m = timed(Duration::from_millis(500));
+        m.lock(TxnId(1), 5, Shared).unwrap();
+        let spawn = |txn: TxnId, mode: LockMode| {
+            let m = m.clone();
+            std::thread::spawn(move || m.lock(txn, 5, mode))
+        };
+        let writer = spawn(TxnId(2), Exclusive);
+        std::thread::sleep(Duration::from_millis(50));
+        // Queued behind the writer (FIFO), though compatible with txn 1.
+        let reader = spawn(TxnId(3), Shared);
+        assert!(matches!(writer.join().unwrap(), Err(Error::LockTimeout { .. })));
+        assert!(reader.join().unwrap().unwrap(), "the reader is granted once the writer gave up");
+        for t in 1..=3 {
+            m.release_all(TxnId(t), &[5]);
+        }
+        assert!(m.is_empty());
+    }
+
+    #[test]
+    fn waits_for_the_root_time_out_too() {
+        let m = timed(Duration::from_millis(100));
+        m.lock(TxnId(1), 1, Exclusive).unwrap();
+        m.lock(TxnId(2), 2, Exclusive).unwrap();
+        // An escalation waiting for the other's intention lock.
+        let r = m.escalate(TxnId(2), &[2], Exclusive);
+        assert!(matches!(r, Err(Error::LockTimeout { .. })), "{r:?}");
+        assert_eq!(m.try_lock(TxnId(3), 2, Shared).unwrap(), None, "txn 2 still holds its key");
+        m.release_all(TxnId(2), &[2]);
+        m.release_all(TxnId(3), &[]);
+        // A key lock waiting for its intention behind an escalated writer.
+        m.escalate(TxnId(1), &[1], Exclusive).unwrap();
+        let r = m.lock(TxnId(2), 2, Shared);
+        assert!(matches!(r, Err(Error::LockTimeout { .. })), "{r:?}");
+        m.release_all(TxnId(1), &[]);
+        m.release_all(TxnId(2), &[]);
+        assert!(m.is_empty());
+    }
+
+    #[test]
+    fn a_timeout_too_long_for_the_clock_waits_without_limit() {
+        let m = timed(Duration::MAX);
+        m.lock(TxnId(1), 3, Exclusive).unwrap();
+        let m2 = m.clone();
+        let h = std::thread::spawn(move || m2.lock(TxnId(2), 3, Exclusive));
+        std::thread::sleep(Duration::from_millis(50));
+        m.release_all(TxnId(1), &[3]);
+        assert!(h.join().unwrap().unwrap());
+        m.release_all(TxnId(2), &[3]);
         assert!(m.is_empty());
     }
 
