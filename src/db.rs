@@ -39,7 +39,7 @@ use crate::recovery::{self, Checkpointer, OpenParams, RecoveryReport, Sources};
 use crate::storage::{FsStorage, ProcessStorage, Storage, StorageFile};
 use crate::txn::lock::{LockManager, LockMode};
 use crate::txn::versions::VersionStore;
-use crate::txn::{lock_key, SharedTxnTable, TxnEnv};
+use crate::txn::{lock, lock_key, next_key_lock, SharedTxnTable, TxnEnv};
 use crate::types::{AtomicLsn, Lsn, TxnEntry, TxnId};
 use crate::wal::{Body, Wal};
 
@@ -652,7 +652,25 @@ impl Txn {
     /// past `Options::lock_timeout` rolls this transaction back and returns
     /// `Error::Deadlock` or `Error::LockTimeout`.
     fn lock(&mut self, key: &[u8], mode: LockMode) -> Result<()> {
-        let k = lock_key(key);
+        self.lock_id(lock_key(key), mode)
+    }
+
+    /// Wait until no other transaction holds a lock on `k` that conflicts
+    /// with an exclusive one, keeping nothing: the instant-duration lock an
+    /// insert takes on its next key (ARIES/KVL), so that it never enters a
+    /// gap a scan or a delete has locked.
+    fn lock_instant(&mut self, k: u64) -> Result<()> {
+        self.holds_locks = true;
+        let r = self.inner.locks.lock(self.id, k, LockMode::Exclusive).map(|newly| {
+            if newly {
+                self.inner.locks.release_one(self.id, k);
+            }
+        });
+        self.lock_failure_rolls_back(r)
+    }
+
+    /// Take `mode` on lock id `k` until the transaction ends.
+    fn lock_id(&mut self, k: u64, mode: LockMode) -> Result<()> {
         self.holds_locks = true;
         let r = self.inner.locks.lock(self.id, k, mode).and_then(|newly| {
             if newly {
@@ -723,11 +741,30 @@ impl Txn {
             return Err(Error::TooLarge { what: "value", len: value.len(), max: MAX_VALUE_LEN });
         }
         self.lock(key, LockMode::Exclusive)?;
-        // The Db may have been closed or dropped while this waited.
-        self.inner.check_ok()?;
         let overflow_pages = value.len().div_ceil(page::overflow_capacity(self.inner.page_size));
-        let r = self.inner.txn_env().with_txn_ctx(self.id, overflow_pages, |tree, ctx| tree.put(ctx, key, value));
-        self.inner.guard(r)
+        let (id, inner) = (self.id, self.inner.clone());
+        loop {
+            // The Db may have been closed or dropped while this waited.
+            inner.check_ok()?;
+            // An insert enters the gap before its next key: it waits for a
+            // scan or delete holding that key's lock (instant duration).
+            let r = inner.txn_env().with_txn_ctx(id, overflow_pages, |tree, ctx| {
+                let (exists, next) = tree.key_and_next(key)?;
+                if !exists {
+                    let nk = next_key_lock(next.as_deref());
+                    match inner.locks.try_lock(id, nk, LockMode::Exclusive)? {
+                        None => return Ok(Some(nk)),
+                        Some(true) => inner.locks.release_one(id, nk),
+                        Some(false) => {}
+                    }
+                }
+                tree.put(ctx, key, value).map(|()| None)
+            });
+            match inner.guard(r)? {
+                None => return Ok(()),
+                Some(nk) => self.lock_instant(nk)?,
+            }
+        }
     }
 
     /// Read a key; sees this transaction's own writes. Takes the key's
@@ -804,9 +841,38 @@ impl Txn {
         self.check_active()?;
         check_key(key)?;
         self.lock(key, LockMode::Exclusive)?;
-        self.inner.check_ok()?;
-        let r = self.inner.txn_env().with_txn_ctx(self.id, 0, |tree, ctx| tree.delete(ctx, key));
-        self.inner.guard(r)
+        let (id, inner) = (self.id, self.inner.clone());
+        loop {
+            inner.check_ok()?;
+            // A delete locks its next key to the end of the transaction
+            // (exclusive: a scan cannot pass the gap it opens until it
+            // ends); a delete of a missing key reads the gap (shared).
+            let mut taken = None;
+            let r = inner.txn_env().with_txn_ctx(id, 0, |tree, ctx| {
+                let (exists, next) = tree.key_and_next(key)?;
+                let nk = next_key_lock(next.as_deref());
+                let mode = if exists { LockMode::Exclusive } else { LockMode::Shared };
+                match inner.locks.try_lock(id, nk, mode)? {
+                    None => return Ok(Err((nk, mode))),
+                    Some(newly) => taken = newly.then_some((nk, mode)),
+                }
+                match exists {
+                    true => tree.delete(ctx, key).map(Ok),
+                    false => Ok(Ok(false)),
+                }
+            });
+            let r = inner.guard(r)?;
+            if let Some((nk, mode)) = taken {
+                self.locks.push(nk);
+                self.exclusive |= mode == LockMode::Exclusive;
+                let r = self.escalate_if_needed();
+                self.lock_failure_rolls_back(r)?;
+            }
+            match r {
+                Ok(existed) => return Ok(existed),
+                Err((nk, mode)) => self.lock_id(nk, mode)?,
+            }
+        }
     }
 
     /// Entries in `range`, in ascending key order. Each key returned is locked
@@ -835,7 +901,7 @@ impl Txn {
         self.check_active()?;
         let lo = range.start_bound().map(|k| k.to_vec());
         let hi = range.end_bound().map(|k| k.to_vec());
-        Ok(Scan { txn: self, lo, hi, reverse, buf: VecDeque::new(), done: false })
+        Ok(Scan { txn: self, lo, hi, reverse, end_locked: false, buf: VecDeque::new(), done: false })
     }
 
     /// A point to roll back to later.
@@ -949,6 +1015,8 @@ pub struct Scan<'t> {
     lo: Bound<Vec<u8>>,
     hi: Bound<Vec<u8>>,
     reverse: bool,
+    /// The first key after the range is locked (next-key locking).
+    end_locked: bool,
     buf: VecDeque<(Vec<u8>, Vec<u8>)>,
     done: bool,
 }
@@ -970,41 +1038,96 @@ impl Scan<'_> {
         }
     }
 
+    /// The lock id of the first key after the range (`hi` as given): the
+    /// next-key lock that guards the gap between the range's last key and
+    /// the end of the range.
+    fn end_lock(&self, tree: &BTree<'_>) -> Result<u64> {
+        let from = match as_ref(&self.hi) {
+            Bound::Included(k) => Bound::Excluded(k),
+            Bound::Excluded(k) => Bound::Included(k),
+            Bound::Unbounded => return Ok(lock::END_OF_KEYS),
+        };
+        let mut next = None;
+        tree.scan(from, Bound::Unbounded, |k, _| {
+            next = Some(k.to_vec());
+            Ok(false)
+        })?;
+        Ok(next_key_lock(next.as_deref()))
+    }
+
+    /// Try the shared lock on the first key after the range, under the
+    /// latch: None once held, else the lock id to wait for.
+    fn try_end_lock(&mut self, inner: &Inner, tree: &BTree<'_>) -> Result<Option<u64>> {
+        let nk = inner.guard_read(self.end_lock(tree))?;
+        match inner.locks.try_lock(self.txn.id, nk, LockMode::Shared)? {
+            None => Ok(Some(nk)),
+            Some(newly) => {
+                if newly {
+                    self.txn.locks.push(nk);
+                }
+                self.end_locked = true;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Read the next batch, locking (shared, to the end of the transaction)
+    /// each key returned and the first key after the range (next-key
+    /// locking, ARIES/KVL): an insert into the range then needs a lock this
+    /// scan holds, and so does a delete of a key in it (whose next key the
+    /// deleter locks). A lock that is not granted at once is waited for
+    /// without the tree latch, and the scan then reads again from just after
+    /// what it has returned: what changed meanwhile is seen.
     fn fill(&mut self) -> Result<()> {
         loop {
             self.txn.check_active()?;
-            let mut blocked: Option<Vec<u8>> = None;
+            let mut blocked: Option<u64> = None;
             {
                 let inner = self.txn.inner.clone();
                 let _r = inner.guard_read(inner.read_latch())?;
                 let tree = inner.tree();
                 self.txn.holds_locks = true;
-                let (id, locks, buf) = (self.txn.id, &mut self.txn.locks, &mut self.buf);
-                let visit = |k: &[u8], cell: &LeafCell<'_>| {
-                    let lk = lock_key(k);
-                    match inner.locks.try_lock(id, lk, LockMode::Shared)? {
-                        None => {
-                            blocked = Some(k.to_vec());
-                            return Ok(false);
+                let id = self.txn.id;
+                // Descending, the lock after the range comes first.
+                if self.reverse && !self.end_locked {
+                    blocked = self.try_end_lock(&inner, &tree)?;
+                }
+                if blocked.is_none() {
+                    let (locks, buf) = (&mut self.txn.locks, &mut self.buf);
+                    let visit = |k: &[u8], cell: &LeafCell<'_>| {
+                        let lk = lock_key(k);
+                        match inner.locks.try_lock(id, lk, LockMode::Shared)? {
+                            None => {
+                                blocked = Some(lk);
+                                return Ok(false);
+                            }
+                            Some(true) => locks.push(lk),
+                            Some(false) => {}
                         }
-                        Some(true) => locks.push(lk),
-                        Some(false) => {}
-                    }
-                    buf.push_back((k.to_vec(), tree.read_value(cell)?));
-                    Ok(buf.len() < SCAN_BATCH)
-                };
-                let (lo, hi) = (as_ref(&self.lo), as_ref(&self.hi));
-                let r = match self.reverse {
-                    false => tree.scan(lo, hi, visit),
-                    true => tree.scan_rev(lo, hi, visit),
-                };
-                inner.guard_read(r)?;
+                        buf.push_back((k.to_vec(), tree.read_value(cell)?));
+                        Ok(buf.len() < SCAN_BATCH)
+                    };
+                    let (lo, hi) = (as_ref(&self.lo), as_ref(&self.hi));
+                    let r = match self.reverse {
+                        false => tree.scan(lo, hi, visit),
+                        true => tree.scan_rev(lo, hi, visit),
+                    };
+                    inner.guard_read(r)?;
+                }
+                // Ascending, the lock after the range comes last.
+                let at_end = blocked.is_none() && self.buf.len() < SCAN_BATCH;
+                if !self.reverse && at_end && !self.end_locked {
+                    blocked = self.try_end_lock(&inner, &tree)?;
+                }
             }
             let r = self.txn.escalate_if_needed();
             self.txn.lock_failure_rolls_back(r)?;
-            if let Some(k) = blocked {
-                self.txn.lock(&k, LockMode::Shared)?;
-                *self.near_bound() = Bound::Included(k);
+            if let Some(lk) = blocked {
+                self.txn.lock_id(lk, LockMode::Shared)?;
+                if let Some((k, _)) = self.buf.back() {
+                    let k = k.clone();
+                    *self.near_bound() = Bound::Excluded(k);
+                }
                 if self.buf.is_empty() {
                     continue;
                 }

@@ -202,6 +202,46 @@ impl<'a> BTree<'a> {
         }
     }
 
+    /// Whether `key` is in the tree, and the smallest key above it (None:
+    /// nothing above it): the key next-key locking locks. One descent, and
+    /// the next leaf when `key` would be the last of its own.
+    ///
+    /// # Errors
+    /// `Error::Corruption` for a damaged tree; an I/O error.
+    pub fn key_and_next(&self, key: &[u8]) -> Result<(bool, Option<Vec<u8>>)> {
+        let meta = self.meta()?;
+        let path = self.find_leaf(Some(key))?;
+        let mut pid = path.leaf();
+        let (exists, mut at) = {
+            let h = self.pool.fetch(pid)?;
+            let g = h.read();
+            match page::search(&g, key) {
+                Ok(i) => (true, i + 1),
+                Err(i) => (false, i),
+            }
+        };
+        // Past the end of this leaf: the first key of the next non-empty one.
+        for _ in 0..=meta.page_count {
+            let h = self.pool.fetch(pid)?;
+            let g = h.read();
+            if g.page_type() != Some(PageType::Leaf) {
+                return Err(corrupt(format!("leaf chain reaches page {pid} of type {:?}", g.page_type())));
+            }
+            if at < g.slot_count() {
+                return Ok((exists, Some(page::cell_key(&g, at).to_vec())));
+            }
+            pid = g.link();
+            if pid.is_none() {
+                return Ok((exists, None));
+            }
+            if !meta.holds(pid) {
+                return Err(corrupt(format!("leaf link to page {pid} outside the file")));
+            }
+            at = 0;
+        }
+        Err(corrupt("leaf chain loops"))
+    }
+
     /// The value of a leaf cell, following its overflow chain if any.
     pub(crate) fn read_value(&self, c: &LeafCell<'_>) -> Result<Vec<u8>> {
         if let Some(v) = c.inline {

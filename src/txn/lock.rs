@@ -54,6 +54,11 @@ use crate::types::TxnId;
 /// never returns it.
 pub const ROOT: u64 = u64::MAX;
 
+/// The lock id of the end of the key space: the "next key" of the last key,
+/// for next-key locking (a scan that reaches the end, an insert or delete
+/// past the last key). `crate::txn::lock_key` never returns it.
+pub const END_OF_KEYS: u64 = u64::MAX - 1;
+
 /// How long one `lock` call may wait, unless set (`Options::lock_timeout`).
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -420,6 +425,16 @@ impl LockManager {
                 t.keys.remove(&key);
             }
         }
+    }
+
+    /// Release one key lock `txn` holds, keeping its others and its
+    /// intention on the root: the end of an instant-duration lock.
+    pub fn release_one(&self, txn: TxnId, key: u64) {
+        debug_assert!(key != ROOT);
+        let mut t = self.table.lock();
+        Self::release_keys(&mut t, txn, &[key]);
+        drop(t);
+        self.cv.notify_all();
     }
 
     fn release_keys(t: &mut Table, txn: TxnId, keys: &[u64]) {

@@ -63,12 +63,19 @@ impl TxnTable {
     }
 }
 
-/// A stable 64-bit hash of a key, for the lock table. Never `lock::ROOT`.
+/// A stable 64-bit hash of a key, for the lock table. Never `lock::ROOT` or
+/// `lock::END_OF_KEYS`.
 pub fn lock_key(key: &[u8]) -> u64 {
     // std's SipHash with fixed keys: deterministic across runs.
     let mut h = std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().build_hasher();
     h.write(key);
-    h.finish().min(lock::ROOT - 1)
+    h.finish().min(lock::END_OF_KEYS - 1)
+}
+
+/// The lock id of the key after a key (next-key locking, ARIES/KVL): that
+/// key's own lock id, or the end of the key space when there is none.
+pub fn next_key_lock(next: Option<&[u8]>) -> u64 {
+    next.map_or(lock::END_OF_KEYS, lock_key)
 }
 
 /// The transaction table behind its lock, shared by the facade, the
