@@ -87,15 +87,23 @@ fn run(seed: u64, page_size: usize, pool: usize, steps: usize) -> usize {
     let n_keys = r.gen_range(40..400);
     let keys = universe(&mut r, n_keys);
     let mut model = Model::new();
-    // Two lanes on disjoint halves of the key universe: they never wait.
+    // Two lanes on the two halves of the sorted key universe, with a key
+    // between them that neither changes: the next-key locks a lane takes
+    // (the key after one it inserts or deletes) stay in its half or land on
+    // that key, so one thread driving both never waits for itself.
+    let mid = keys.len() / 2;
+    let mut t = db.begin().unwrap();
+    t.put(&keys[mid], b"between the lanes").unwrap();
+    t.commit().unwrap();
+    model.insert(keys[mid].clone(), b"between the lanes".to_vec());
     let mut lanes: Vec<Option<Lane>> = vec![None, None];
     let mut ops = 0;
     for step in 0..steps {
         let ctx = format!("seed {seed}, {page_size} B pages, pool {pool}, step {step}");
         let l = r.gen_range(0..2usize);
-        let pick = |r: &mut StdRng| {
-            let i = r.gen_range(0..(keys.len() - l).div_ceil(2)) * 2 + l;
-            keys[i].clone()
+        let pick = |r: &mut StdRng| match l {
+            0 => keys[r.gen_range(0..mid)].clone(),
+            _ => keys[r.gen_range(mid + 1..keys.len())].clone(),
         };
         let roll = r.gen_range(0..100);
         if lanes[l].is_none() && roll < 90 {
