@@ -1,0 +1,575 @@
+//! The read-write transaction of the facade: `Txn` (strict two-phase key
+//! locks, next-key locking for scans, rollback on a deadlock or a lock
+//! timeout), its savepoints and its scans. The work on the engine goes
+//! through `txn::TxnEnv` (`Inner::txn_env`); the version store hears of
+//! commits and rollbacks here (see `txn::versions`).
+
+use std::collections::VecDeque;
+use std::ops::{Bound, RangeBounds};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::{as_ref, check_key, Inner, SCAN_BATCH};
+use crate::btree::{BTree, MAX_VALUE_LEN};
+use crate::error::{Error, Result};
+use crate::options::Durability;
+use crate::page::{self, LeafCell};
+use crate::txn::lock::LockMode;
+use crate::txn::{lock, lock_key, next_key_lock};
+use crate::types::{Lsn, TxnId};
+use crate::wal::Body;
+
+/// A partial rollback point of a transaction. A plain value: it does not
+/// borrow the transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Savepoint {
+    txn_id: TxnId,
+    lsn: Lsn,
+}
+
+/// A transaction. Dropping it without `commit` rolls it back.
+///
+/// Its reads and writes lock keys until it ends (strict two-phase locking),
+/// waiting for conflicting transactions. A wait that would close a cycle
+/// (`Error::Deadlock`) or that lasts longer than `Options::lock_timeout`
+/// (`Error::LockTimeout`) rolls the transaction back before the call returns
+/// the error; it is then ended (every later call returns `Error::TxnEnded`)
+/// and can be retried from the start (`Error::is_retryable`).
+pub struct Txn {
+    inner: Arc<Inner>,
+    id: TxnId,
+    /// Key locks newly taken (for release, and counted for escalation).
+    locks: Vec<u64>,
+    /// Some key lock was taken in Exclusive mode (escalation takes X then).
+    exclusive: bool,
+    /// The lock table may hold locks of this transaction (a key or the root).
+    holds_locks: bool,
+    ended: bool,
+}
+
+impl Txn {
+    /// A transaction `id` that has written nothing and holds no lock.
+    pub(super) fn new(inner: Arc<Inner>, id: TxnId) -> Txn {
+        Txn { inner, id, locks: Vec::new(), exclusive: false, holds_locks: false, ended: false }
+    }
+
+    /// This transaction's id.
+    pub fn id(&self) -> u64 {
+        self.id.get()
+    }
+
+    fn check_active(&self) -> Result<()> {
+        if self.ended {
+            return Err(Error::TxnEnded);
+        }
+        self.inner.check_ok()
+    }
+
+    /// Take `mode` on `key`, waiting for other holders. A deadlock or a wait
+    /// past `Options::lock_timeout` rolls this transaction back and returns
+    /// `Error::Deadlock` or `Error::LockTimeout`.
+    fn lock(&mut self, key: &[u8], mode: LockMode) -> Result<()> {
+        self.lock_id(lock_key(key), mode)
+    }
+
+    /// Wait until no other transaction holds a lock on `k` that conflicts
+    /// with an exclusive one, keeping nothing: the instant-duration lock an
+    /// insert takes on its next key (ARIES/KVL), so that it never enters a
+    /// gap a scan or a delete has locked.
+    fn lock_instant(&mut self, k: u64) -> Result<()> {
+        self.holds_locks = true;
+        let r = self.inner.locks.lock(self.id, k, LockMode::Exclusive).map(|newly| {
+            if newly {
+                self.inner.locks.release_one(self.id, k);
+            }
+        });
+        self.lock_failure_rolls_back(r)
+    }
+
+    /// Take `mode` on lock id `k` until the transaction ends.
+    fn lock_id(&mut self, k: u64, mode: LockMode) -> Result<()> {
+        self.holds_locks = true;
+        let r = self.inner.locks.lock(self.id, k, mode).and_then(|newly| {
+            if newly {
+                self.locks.push(k);
+                self.exclusive |= mode == LockMode::Exclusive;
+            }
+            self.escalate_if_needed()
+        });
+        self.lock_failure_rolls_back(r)
+    }
+
+    /// Past `Options::lock_escalation_keys` key locks, trade them for one lock
+    /// on the whole key space (Shared if all were Shared, else Exclusive), so
+    /// the lock table stays bounded whatever the number of keys touched.
+    /// Only when that lock is granted at once: escalation never makes this
+    /// transaction wait for others that hold no key it asked for (two such
+    /// transactions driven from one thread would otherwise hang). While
+    /// others hold locks, the key locks stay and the next lock retries.
+    fn escalate_if_needed(&mut self) -> Result<()> {
+        let limit = self.inner.opts.lock_escalation_keys;
+        if limit == 0 || self.locks.len() <= limit {
+            return Ok(());
+        }
+        let mode = if self.exclusive { LockMode::Exclusive } else { LockMode::Shared };
+        if self.inner.locks.try_escalate(self.id, &self.locks, mode)? {
+            self.locks = Vec::new();
+            self.inner.counters.lock_escalations.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// A deadlock or a lock timeout rolls this transaction back (it is then
+    /// ended: later calls return `Error::TxnEnded`) and returns the error;
+    /// an error of the rollback itself is returned instead.
+    fn lock_failure_rolls_back(&mut self, r: Result<()>) -> Result<()> {
+        let counter = match &r {
+            Ok(()) => return Ok(()),
+            Err(Error::Deadlock) => &self.inner.counters.deadlocks,
+            Err(Error::LockTimeout { .. }) => &self.inner.counters.lock_timeouts,
+            Err(_) => return r,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.abort_inner()?;
+        debug_assert!(self.ended && !self.holds_locks);
+        r
+    }
+
+    /// Insert or overwrite. Takes the key's exclusive lock, held until the
+    /// transaction ends, waiting while another transaction holds the key.
+    ///
+    /// # Errors
+    /// - `Error::TooLarge` for a key or value past the limits,
+    ///   `Error::InvalidArgument` for an empty key; the transaction stays
+    ///   open.
+    /// - `Error::Deadlock` if waiting for the lock would close a cycle, and
+    ///   `Error::LockTimeout` if the wait lasted longer than
+    ///   `Options::lock_timeout`: both retryable; this transaction has then
+    ///   been rolled back, and every later call on it returns
+    ///   `Error::TxnEnded`.
+    /// - `Error::TxnEnded` once the transaction has ended; `Error::Failed` or
+    ///   `Error::Closed` once the database stopped or closed (a lock wait is
+    ///   interrupted by either); an I/O error of the change stops the
+    ///   database.
+    pub fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.check_active()?;
+        check_key(key)?;
+        if value.len() > MAX_VALUE_LEN {
+            return Err(Error::TooLarge { what: "value", len: value.len(), max: MAX_VALUE_LEN });
+        }
+        self.lock(key, LockMode::Exclusive)?;
+        let overflow_pages = value.len().div_ceil(page::overflow_capacity(self.inner.page_size));
+        let (id, inner) = (self.id, self.inner.clone());
+        loop {
+            // The Db may have been closed or dropped while this waited.
+            inner.check_ok()?;
+            // An insert enters the gap before its next key: it waits for a
+            // scan or delete holding that key's lock (instant duration).
+            let r = inner.txn_env().with_txn_ctx(id, overflow_pages, |tree, ctx| {
+                let (exists, next) = tree.key_and_next(key)?;
+                if !exists {
+                    let nk = next_key_lock(next.as_deref());
+                    match inner.locks.try_lock(id, nk, LockMode::Exclusive)? {
+                        None => return Ok(Some(nk)),
+                        Some(true) => inner.locks.release_one(id, nk),
+                        Some(false) => {}
+                    }
+                }
+                tree.put(ctx, key, value).map(|()| None)
+            });
+            match inner.guard(r)? {
+                None => return Ok(()),
+                Some(nk) => self.lock_instant(nk)?,
+            }
+        }
+    }
+
+    /// Read a key; sees this transaction's own writes. Takes the key's
+    /// shared lock, held until the transaction ends, waiting while another
+    /// transaction writes the key. To read a key and then write it, use
+    /// `get_for_update`: two transactions that both `get` a key and then
+    /// `put` it wait for each other, and one fails with `Error::Deadlock`.
+    ///
+    /// # Errors
+    /// - `Error::InvalidArgument` for an empty key, `Error::TooLarge` for a
+    ///   key past the limit; the transaction stays open.
+    /// - `Error::Deadlock` if waiting for the lock would close a cycle, and
+    ///   `Error::LockTimeout` if the wait lasted longer than
+    ///   `Options::lock_timeout` (as when another transaction driven from
+    ///   this same thread holds the key exclusively): both retryable; this
+    ///   transaction has then been rolled back, and every later call on it
+    ///   returns `Error::TxnEnded`.
+    /// - `Error::TxnEnded` once the transaction has ended; `Error::Failed` or
+    ///   `Error::Closed` once the database stopped or closed;
+    ///   `Error::Corruption` for a damaged page.
+    pub fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.read(key, LockMode::Shared)
+    }
+
+    /// Read a key to write it back: like `get`, but takes the key's
+    /// exclusive lock at once, as `put` would. A read-modify-write
+    /// (read a balance, write it back changed) then never upgrades a shared
+    /// lock: two transactions doing it on the same key run one after the
+    /// other instead of deadlocking. The lock is held until the transaction
+    /// ends, whether or not it writes the key, and it makes every other
+    /// transaction's `get` of the key wait (read-only snapshots do not).
+    /// Transactions that take several keys this way can still deadlock if
+    /// they take them in different orders; take them in one order (sorted,
+    /// say) to avoid it.
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("ariesdb-doc-gfu-{}", std::process::id()));
+    /// # let _ = std::fs::remove_dir_all(&dir);
+    /// let db = ariesdb::Db::open(&dir)?;
+    /// let mut tx = db.begin()?;
+    /// let n = tx.get_for_update(b"counter")?.map_or(0, |v| v[0]);
+    /// tx.put(b"counter", &[n + 1])?;
+    /// tx.commit()?;
+    /// # db.close()?; let _ = std::fs::remove_dir_all(&dir);
+    /// # Ok::<(), ariesdb::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As `get`: `Error::Deadlock` and `Error::LockTimeout` (retryable) roll
+    /// this transaction back, and every later call on it returns
+    /// `Error::TxnEnded`; a bad key leaves it open; `Error::Failed`,
+    /// `Error::Closed`, `Error::Corruption` as for `get`.
+    pub fn get_for_update(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.read(key, LockMode::Exclusive)
+    }
+
+    /// Take `mode` on `key`, then read it.
+    fn read(&mut self, key: &[u8], mode: LockMode) -> Result<Option<Vec<u8>>> {
+        self.check_active()?;
+        check_key(key)?;
+        self.lock(key, mode)?;
+        self.inner.check_ok()?;
+        let r = self.inner.read_latch().and_then(|_r| self.inner.tree().get(key));
+        self.inner.guard_read(r)
+    }
+
+    /// Remove a key; true if it existed. Locks the key as `put` does.
+    ///
+    /// # Errors
+    /// As `put`: `Error::Deadlock` and `Error::LockTimeout` (retryable) roll
+    /// this transaction back, and every later call on it returns
+    /// `Error::TxnEnded`.
+    pub fn delete(&mut self, key: &[u8]) -> Result<bool> {
+        self.check_active()?;
+        check_key(key)?;
+        self.lock(key, LockMode::Exclusive)?;
+        let (id, inner) = (self.id, self.inner.clone());
+        loop {
+            inner.check_ok()?;
+            // A delete locks its next key to the end of the transaction
+            // (exclusive: a scan cannot pass the gap it opens until it
+            // ends); a delete of a missing key reads the gap (shared).
+            let mut taken = None;
+            let r = inner.txn_env().with_txn_ctx(id, 0, |tree, ctx| {
+                let (exists, next) = tree.key_and_next(key)?;
+                let nk = next_key_lock(next.as_deref());
+                let mode = if exists { LockMode::Exclusive } else { LockMode::Shared };
+                match inner.locks.try_lock(id, nk, mode)? {
+                    None => return Ok(Err((nk, mode))),
+                    Some(newly) => taken = newly.then_some((nk, mode)),
+                }
+                match exists {
+                    true => tree.delete(ctx, key).map(Ok),
+                    false => Ok(Ok(false)),
+                }
+            });
+            let r = inner.guard(r)?;
+            if let Some((nk, mode)) = taken {
+                self.locks.push(nk);
+                self.exclusive |= mode == LockMode::Exclusive;
+                let r = self.escalate_if_needed();
+                self.lock_failure_rolls_back(r)?;
+            }
+            match r {
+                Ok(existed) => return Ok(existed),
+                Err((nk, mode)) => self.lock_id(nk, mode)?,
+            }
+        }
+    }
+
+    /// Entries in `range`, in ascending key order. Each key returned is locked
+    /// (shared) until the transaction ends.
+    ///
+    /// # Errors
+    /// `Error::TxnEnded` once the transaction has ended, `Error::Failed` or
+    /// `Error::Closed` once the database stopped or closed. The scan's items
+    /// may be errors too: a lock wait for a key the scan reaches fails with
+    /// `Error::Deadlock` or `Error::LockTimeout` as in `get` (the transaction
+    /// is rolled back, the scan ends, and later calls return
+    /// `Error::TxnEnded`).
+    pub fn scan<R: RangeBounds<[u8]>>(&mut self, range: R) -> Result<Scan<'_>> {
+        self.scan_in(range, false)
+    }
+
+    /// Entries in `range`, in descending key order, locked as by `scan`.
+    ///
+    /// # Errors
+    /// As `scan`.
+    pub fn scan_rev<R: RangeBounds<[u8]>>(&mut self, range: R) -> Result<Scan<'_>> {
+        self.scan_in(range, true)
+    }
+
+    fn scan_in<R: RangeBounds<[u8]>>(&mut self, range: R, reverse: bool) -> Result<Scan<'_>> {
+        self.check_active()?;
+        let lo = range.start_bound().map(|k| k.to_vec());
+        let hi = range.end_bound().map(|k| k.to_vec());
+        Ok(Scan { txn: self, lo, hi, reverse, end_locked: false, buf: VecDeque::new(), done: false })
+    }
+
+    /// A point to roll back to later.
+    pub fn savepoint(&mut self) -> Result<Savepoint> {
+        self.check_active()?;
+        let lsn = self.inner.txns.lock().get(self.id)?.last_lsn;
+        Ok(Savepoint { txn_id: self.id, lsn })
+    }
+
+    /// Undo everything done after `sp`, keep what came before. Locks stay held.
+    pub fn rollback_to(&mut self, sp: &Savepoint) -> Result<()> {
+        self.check_active()?;
+        if sp.txn_id != self.id {
+            return Err(Error::InvalidArgument(format!(
+                "savepoint of transaction {} used in transaction {}",
+                sp.txn_id, self.id
+            )));
+        }
+        let r = self.inner.txn_env().rollback_to(self.id, sp.lsn);
+        self.inner.guard(r)
+    }
+
+    /// Commit. With `Durability::Immediate` this returns after the commit is on
+    /// stable storage.
+    pub fn commit(mut self) -> Result<()> {
+        self.check_active()?;
+        self.ended = true;
+        let wrote = !self.inner.txns.lock().get(self.id)?.last_lsn.is_none();
+        if wrote {
+            let r = self.inner.txn_env().log_txn_record(self.id, Body::Commit);
+            let lsn = self.inner.guard(r)?;
+            // Pairs with the fence in `Db::drop`: a commit whose record the
+            // drop's flush may have missed sees `closed` and flushes itself.
+            std::sync::atomic::fence(Ordering::SeqCst);
+            if self.inner.opts.durability == Durability::Immediate || self.inner.closed.load(Ordering::SeqCst) {
+                let r = self.inner.wal.flush_to(lsn);
+                self.inner.guard(r)?;
+            }
+            // Acknowledged: snapshots begun from now on see it. Before the
+            // locks go, so that per key versions stay in commit order.
+            self.inner.versions.publish_commit(self.id);
+        }
+        self.inner.locks.release_all(self.id, &self.locks);
+        self.locks.clear();
+        self.holds_locks = false;
+        if wrote {
+            let r = self.inner.txn_env().log_txn_record(self.id, Body::End);
+            self.inner.guard(r)?;
+            // Keep the log bounded when commits outpace the background
+            // thread. The commit itself is done: a failed checkpoint stops
+            // the database (later calls say why) but does not undo it.
+            let r = self.inner.checkpoint_if_due();
+            let _ = self.inner.guard(r);
+        } else {
+            self.inner.txns.lock().active_txns.remove(&self.id);
+        }
+        self.inner.counters.commits.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Roll back and end the transaction.
+    pub fn abort(mut self) -> Result<()> {
+        self.check_active()?;
+        self.abort_inner()
+    }
+
+    fn abort_inner(&mut self) -> Result<()> {
+        self.ended = true;
+        let wrote = self.inner.txns.lock().get(self.id).map(|e| !e.last_lsn.is_none()).unwrap_or(false);
+        let r = (|| {
+            if wrote {
+                let env = self.inner.txn_env();
+                env.log_txn_record(self.id, Body::Abort)?;
+                env.rollback_to(self.id, Lsn::NONE)?;
+                // The tree holds the before-images again.
+                self.inner.versions.forget_aborted(self.id);
+                env.log_txn_record(self.id, Body::End)?;
+            } else {
+                self.inner.txns.lock().active_txns.remove(&self.id);
+            }
+            Ok(())
+        })();
+        self.inner.locks.release_all(self.id, &self.locks);
+        self.locks.clear();
+        self.holds_locks = false;
+        self.inner.counters.aborts.fetch_add(1, Ordering::Relaxed);
+        self.inner.guard(r)
+    }
+}
+
+impl Drop for Txn {
+    fn drop(&mut self) {
+        if !self.ended && self.inner.check_ok().is_ok() {
+            let _ = self.abort_inner();
+        }
+        // Whatever happened (a failed commit, a stopped database), a dropped
+        // transaction holds no locks.
+        if self.holds_locks {
+            self.inner.locks.release_all(self.id, &self.locks);
+            self.locks.clear();
+            self.holds_locks = false;
+        }
+    }
+}
+
+/// An iterator over a range of entries, in ascending (`Txn::scan`) or
+/// descending (`Txn::scan_rev`) key order; the range left to read shrinks
+/// from the start (ascending) or the end (descending).
+pub struct Scan<'t> {
+    txn: &'t mut Txn,
+    lo: Bound<Vec<u8>>,
+    hi: Bound<Vec<u8>>,
+    reverse: bool,
+    /// The first key after the range is locked (next-key locking).
+    end_locked: bool,
+    buf: VecDeque<(Vec<u8>, Vec<u8>)>,
+    done: bool,
+}
+
+impl Scan<'_> {
+    /// The bound the scan moves: the start ascending, the end descending.
+    fn near_bound(&mut self) -> &mut Bound<Vec<u8>> {
+        match self.reverse {
+            false => &mut self.lo,
+            true => &mut self.hi,
+        }
+    }
+
+    /// The lock id of the first key after the range (`hi` as given): the
+    /// next-key lock that guards the gap between the range's last key and
+    /// the end of the range.
+    fn end_lock(&self, tree: &BTree<'_>) -> Result<u64> {
+        let from = match as_ref(&self.hi) {
+            Bound::Included(k) => Bound::Excluded(k),
+            Bound::Excluded(k) => Bound::Included(k),
+            Bound::Unbounded => return Ok(lock::END_OF_KEYS),
+        };
+        let mut next = None;
+        tree.scan(from, Bound::Unbounded, |k, _| {
+            next = Some(k.to_vec());
+            Ok(false)
+        })?;
+        Ok(next_key_lock(next.as_deref()))
+    }
+
+    /// Try the shared lock on the first key after the range, under the
+    /// latch: None once held, else the lock id to wait for.
+    fn try_end_lock(&mut self, inner: &Inner, tree: &BTree<'_>) -> Result<Option<u64>> {
+        let nk = inner.guard_read(self.end_lock(tree))?;
+        match inner.locks.try_lock(self.txn.id, nk, LockMode::Shared)? {
+            None => Ok(Some(nk)),
+            Some(newly) => {
+                if newly {
+                    self.txn.locks.push(nk);
+                }
+                self.end_locked = true;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Read the next batch, locking (shared, to the end of the transaction)
+    /// each key returned and the first key after the range (next-key
+    /// locking, ARIES/KVL): an insert into the range then needs a lock this
+    /// scan holds, and so does a delete of a key in it (whose next key the
+    /// deleter locks). A lock that is not granted at once is waited for
+    /// without the tree latch, and the scan then reads again from just after
+    /// what it has returned: what changed meanwhile is seen.
+    fn fill(&mut self) -> Result<()> {
+        loop {
+            self.txn.check_active()?;
+            let mut blocked: Option<u64> = None;
+            {
+                let inner = self.txn.inner.clone();
+                let _r = inner.guard_read(inner.read_latch())?;
+                let tree = inner.tree();
+                self.txn.holds_locks = true;
+                let id = self.txn.id;
+                // Descending, the lock after the range comes first.
+                if self.reverse && !self.end_locked {
+                    blocked = self.try_end_lock(&inner, &tree)?;
+                }
+                if blocked.is_none() {
+                    let (locks, buf) = (&mut self.txn.locks, &mut self.buf);
+                    let visit = |k: &[u8], cell: &LeafCell<'_>| {
+                        let lk = lock_key(k);
+                        match inner.locks.try_lock(id, lk, LockMode::Shared)? {
+                            None => {
+                                blocked = Some(lk);
+                                return Ok(false);
+                            }
+                            Some(true) => locks.push(lk),
+                            Some(false) => {}
+                        }
+                        buf.push_back((k.to_vec(), tree.read_value(cell)?));
+                        Ok(buf.len() < SCAN_BATCH)
+                    };
+                    let (lo, hi) = (as_ref(&self.lo), as_ref(&self.hi));
+                    let r = match self.reverse {
+                        false => tree.scan(lo, hi, visit),
+                        true => tree.scan_rev(lo, hi, visit),
+                    };
+                    inner.guard_read(r)?;
+                }
+                // Ascending, the lock after the range comes last.
+                let at_end = blocked.is_none() && self.buf.len() < SCAN_BATCH;
+                if !self.reverse && at_end && !self.end_locked {
+                    blocked = self.try_end_lock(&inner, &tree)?;
+                }
+            }
+            let r = self.txn.escalate_if_needed();
+            self.txn.lock_failure_rolls_back(r)?;
+            if let Some(lk) = blocked {
+                self.txn.lock_id(lk, LockMode::Shared)?;
+                if let Some((k, _)) = self.buf.back() {
+                    let k = k.clone();
+                    *self.near_bound() = Bound::Excluded(k);
+                }
+                if self.buf.is_empty() {
+                    continue;
+                }
+                return Ok(());
+            }
+            match self.buf.back() {
+                Some((k, _)) if self.buf.len() >= SCAN_BATCH => {
+                    let k = k.clone();
+                    *self.near_bound() = Bound::Excluded(k);
+                }
+                _ => self.done = true,
+            }
+            return Ok(());
+        }
+    }
+}
+
+impl Iterator for Scan<'_> {
+    type Item = Result<(Vec<u8>, Vec<u8>)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Some(item) = self.buf.pop_front() {
+            return Some(Ok(item));
+        }
+        if self.done {
+            return None;
+        }
+        match self.fill() {
+            Ok(()) => self.buf.pop_front().map(Ok),
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
