@@ -191,3 +191,27 @@ fn scans_always_count_the_same_number_of_keys_while_keys_move() {
     assert!(moved > 0, "no key moved");
     assert_eq!(db.begin_read().unwrap().scan(..).unwrap().count() as u32, N);
 }
+
+/// Keys and gaps have separate locks: an insert next to another
+/// transaction's uncommitted insert does not wait for it, nor does a read
+/// of another key; an insert into a gap a scan read does.
+#[test]
+fn inserts_next_to_uncommitted_inserts_do_not_wait() {
+    let db = Db::open_with(new_sim(32), Options::default().lock_timeout(Duration::from_millis(500))).unwrap();
+    let mut a = db.begin().unwrap();
+    a.put(b"m", b"a").unwrap();
+    // One thread drives both: a wait would end in the timeout.
+    let mut b = db.begin().unwrap();
+    b.put(b"l", b"b").unwrap();
+    b.put(b"z", b"b").unwrap();
+    assert_eq!(b.get(b"n").unwrap(), None);
+    b.commit().unwrap();
+    a.commit().unwrap();
+    // But a scan's gap is guarded.
+    let mut s = db.begin().unwrap();
+    assert_eq!(keys_of(&mut s, (Bound::Included(b"a"), Bound::Excluded(b"y")), false).len(), 2);
+    let mut c = db.begin().unwrap();
+    let e = c.put(b"p", b"c").unwrap_err();
+    assert!(matches!(e, Error::LockTimeout { .. }), "{e:?}");
+    s.commit().unwrap();
+}

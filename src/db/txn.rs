@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::options::Durability;
 use crate::page::{self, LeafCell};
 use crate::txn::lock::LockMode;
-use crate::txn::{lock, lock_key, next_key_lock};
+use crate::txn::{gap_lock, lock, lock_key};
 use crate::types::{Lsn, TxnId};
 use crate::wal::Body;
 
@@ -74,8 +74,8 @@ impl Txn {
 
     /// Wait until no other transaction holds a lock on `k` that conflicts
     /// with an exclusive one, keeping nothing: the instant-duration lock an
-    /// insert takes on its next key (ARIES/KVL), so that it never enters a
-    /// gap a scan or a delete has locked.
+    /// insert takes on the gap it enters (ARIES/KVL), so that it never enters
+    /// a gap a scan or a delete has locked.
     fn lock_instant(&mut self, k: u64) -> Result<()> {
         self.holds_locks = true;
         let r = self.inner.locks.lock(self.id, k, LockMode::Exclusive).map(|newly| {
@@ -168,7 +168,7 @@ impl Txn {
             let r = inner.txn_env().with_txn_ctx(id, overflow_pages, |tree, ctx| {
                 let (exists, next) = tree.key_and_next(key)?;
                 if !exists {
-                    let nk = next_key_lock(next.as_deref());
+                    let nk = gap_lock(next.as_deref());
                     match inner.locks.try_lock(id, nk, LockMode::Exclusive)? {
                         None => return Ok(Some(nk)),
                         Some(true) => inner.locks.release_one(id, nk),
@@ -261,13 +261,14 @@ impl Txn {
         let (id, inner) = (self.id, self.inner.clone());
         loop {
             inner.check_ok()?;
-            // A delete locks its next key to the end of the transaction
-            // (exclusive: a scan cannot pass the gap it opens until it
-            // ends); a delete of a missing key reads the gap (shared).
+            // A delete locks the gap before its next key, which it widens, to
+            // the end of the transaction (exclusive: a scan cannot pass it
+            // until the delete ends); a delete of a missing key reads the
+            // gap (shared).
             let mut taken = None;
             let r = inner.txn_env().with_txn_ctx(id, 0, |tree, ctx| {
                 let (exists, next) = tree.key_and_next(key)?;
-                let nk = next_key_lock(next.as_deref());
+                let nk = gap_lock(next.as_deref());
                 let mode = if exists { LockMode::Exclusive } else { LockMode::Shared };
                 match inner.locks.try_lock(id, nk, mode)? {
                     None => return Ok(Err((nk, mode))),
@@ -432,7 +433,7 @@ pub struct Scan<'t> {
     lo: Bound<Vec<u8>>,
     hi: Bound<Vec<u8>>,
     reverse: bool,
-    /// The first key after the range is locked (next-key locking).
+    /// The gap at the end of the range is locked (next-key locking).
     end_locked: bool,
     buf: VecDeque<(Vec<u8>, Vec<u8>)>,
     done: bool,
@@ -447,9 +448,9 @@ impl Scan<'_> {
         }
     }
 
-    /// The lock id of the first key after the range (`hi` as given): the
-    /// next-key lock that guards the gap between the range's last key and
-    /// the end of the range.
+    /// The lock id of the gap before the first key after the range (`hi` as
+    /// given): the gap between the range's last key and the end of the
+    /// range.
     fn end_lock(&self, tree: &BTree<'_>) -> Result<u64> {
         let from = match as_ref(&self.hi) {
             Bound::Included(k) => Bound::Excluded(k),
@@ -461,10 +462,10 @@ impl Scan<'_> {
             next = Some(k.to_vec());
             Ok(false)
         })?;
-        Ok(next_key_lock(next.as_deref()))
+        Ok(gap_lock(next.as_deref()))
     }
 
-    /// Try the shared lock on the first key after the range, under the
+    /// Try the shared lock on the gap at the end of the range, under the
     /// latch: None once held, else the lock id to wait for.
     fn try_end_lock(&mut self, inner: &Inner, tree: &BTree<'_>) -> Result<Option<u64>> {
         let nk = inner.guard_read(self.end_lock(tree))?;
@@ -481,10 +482,10 @@ impl Scan<'_> {
     }
 
     /// Read the next batch, locking (shared, to the end of the transaction)
-    /// each key returned and the first key after the range (next-key
-    /// locking, ARIES/KVL): an insert into the range then needs a lock this
-    /// scan holds, and so does a delete of a key in it (whose next key the
-    /// deleter locks). A lock that is not granted at once is waited for
+    /// each key returned, the gap before it, and the gap at the end of the
+    /// range (next-key locking, ARIES/KVL): an insert into the range then
+    /// needs a lock this scan holds, and so does a delete of a key in it
+    /// (which locks the gap it widens). A lock that is not granted at once is waited for
     /// without the tree latch, and the scan then reads again from just after
     /// what it has returned: what changed meanwhile is seen.
     fn fill(&mut self) -> Result<()> {
@@ -504,14 +505,16 @@ impl Scan<'_> {
                 if blocked.is_none() {
                     let (locks, buf) = (&mut self.txn.locks, &mut self.buf);
                     let visit = |k: &[u8], cell: &LeafCell<'_>| {
-                        let lk = lock_key(k);
-                        match inner.locks.try_lock(id, lk, LockMode::Shared)? {
-                            None => {
-                                blocked = Some(lk);
-                                return Ok(false);
+                        // The key, and the gap before it.
+                        for lk in [lock_key(k), gap_lock(Some(k))] {
+                            match inner.locks.try_lock(id, lk, LockMode::Shared)? {
+                                None => {
+                                    blocked = Some(lk);
+                                    return Ok(false);
+                                }
+                                Some(true) => locks.push(lk),
+                                Some(false) => {}
                             }
-                            Some(true) => locks.push(lk),
-                            Some(false) => {}
                         }
                         buf.push_back((k.to_vec(), tree.read_value(cell)?));
                         Ok(buf.len() < SCAN_BATCH)

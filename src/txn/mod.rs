@@ -72,10 +72,23 @@ pub fn lock_key(key: &[u8]) -> u64 {
     h.finish().min(lock::END_OF_KEYS - 1)
 }
 
-/// The lock id of the key after a key (next-key locking, ARIES/KVL): that
-/// key's own lock id, or the end of the key space when there is none.
-pub fn next_key_lock(next: Option<&[u8]>) -> u64 {
-    next.map_or(lock::END_OF_KEYS, lock_key)
+/// The lock id of the gap before `next` (next-key locking, ARIES/KVL): the
+/// keys between `next`'s predecessor and `next`, or, when `next` is None,
+/// after the last key. A key has two locks: its own (`lock_key`: reads and
+/// writes of the key) and its gap's (inserts into the gap, scans over it,
+/// deletes that widen it), so that an insert waits for a scan or a delete of
+/// the gap but not for an uncommitted insert next to it.
+pub fn gap_lock(next: Option<&[u8]>) -> u64 {
+    match next {
+        None => lock::END_OF_KEYS,
+        Some(k) => {
+            let mut h =
+                std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().build_hasher();
+            h.write(b"gap before");
+            h.write(k);
+            h.finish().min(lock::END_OF_KEYS - 1)
+        }
+    }
 }
 
 /// The transaction table behind its lock, shared by the facade, the
