@@ -98,7 +98,7 @@ pub enum Error {
     /// Memory and the log stay bounded and writers never wait instead.
     /// Begin a new snapshot (after that transaction ends) and retry.
     #[error(
-        "the snapshot can no longer be read: it needs older versions than are kept          (snapshot_cap_bytes {cap_bytes}, or a transaction changing more keys than lock_escalation_keys);          begin a new one"
+        "the snapshot can no longer be read: it needs older versions than are kept (snapshot_cap_bytes {cap_bytes}, or a transaction changing more keys than lock_escalation_keys); begin a new one"
     )]
     SnapshotTooOld {
         /// The cap that was reached.

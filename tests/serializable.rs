@@ -215,3 +215,29 @@ fn inserts_next_to_uncommitted_inserts_do_not_wait() {
     assert!(matches!(e, Error::LockTimeout { .. }), "{e:?}");
     s.commit().unwrap();
 }
+
+/// Deleting the key just after a scanned range must wait for the scan:
+/// otherwise the gap the scan locked merges into the next one, and an insert
+/// into the range passes under the next key's gap lock (a phantom a new
+/// user found: scan [b, d) over a, c, e, g; delete e; insert cc).
+#[test]
+fn deleting_the_key_after_a_scanned_range_waits_for_the_scan() {
+    for reverse in [false, true] {
+        let db = Db::open_with(new_sim(33), Options::default().lock_timeout(Duration::from_millis(300))).unwrap();
+        let mut setup = db.begin().unwrap();
+        for k in [b"a", b"c", b"e", b"g"] {
+            setup.put(k, b"v").unwrap();
+        }
+        setup.commit().unwrap();
+        let mut a = db.begin().unwrap();
+        let range = (Bound::Included(&b"b"[..]), Bound::Excluded(&b"d"[..]));
+        let first = keys_of(&mut a, range, reverse);
+        let mut b = db.begin().unwrap();
+        let e = b.delete(b"e").unwrap_err();
+        assert!(matches!(e, Error::LockTimeout { .. }), "reverse {reverse}: {e:?}");
+        let mut c = db.begin().unwrap();
+        assert!(c.put(b"cc", b"x").is_err(), "reverse {reverse}: an insert into the scanned range");
+        assert_eq!(keys_of(&mut a, range, reverse), first, "reverse {reverse}: a phantom");
+        a.commit().unwrap();
+    }
+}

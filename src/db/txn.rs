@@ -448,37 +448,40 @@ impl Scan<'_> {
         }
     }
 
-    /// The lock id of the gap before the first key after the range (`hi` as
-    /// given): the gap between the range's last key and the end of the
-    /// range.
-    fn end_lock(&self, tree: &BTree<'_>) -> Result<u64> {
+    /// The locks at the end of the range (`hi` as given): the gap before the
+    /// first key after it, and that key itself, since deleting the key
+    /// would merge the gap into the next one and let an insert into the
+    /// range pass under another lock (ARIES/KVL locks the next key whole).
+    /// Past the last key: the end marker.
+    fn end_locks(&self, tree: &BTree<'_>) -> Result<Vec<u64>> {
         let from = match as_ref(&self.hi) {
             Bound::Included(k) => Bound::Excluded(k),
             Bound::Excluded(k) => Bound::Included(k),
-            Bound::Unbounded => return Ok(lock::END_OF_KEYS),
+            Bound::Unbounded => return Ok(vec![lock::END_OF_KEYS]),
         };
         let mut next = None;
         tree.scan(from, Bound::Unbounded, |k, _| {
             next = Some(k.to_vec());
             Ok(false)
         })?;
-        Ok(gap_lock(next.as_deref()))
+        Ok(match next {
+            Some(k) => vec![gap_lock(Some(&k)), lock_key(&k)],
+            None => vec![lock::END_OF_KEYS],
+        })
     }
 
-    /// Try the shared lock on the gap at the end of the range, under the
-    /// latch: None once held, else the lock id to wait for.
+    /// Try the shared locks at the end of the range, under the latch: None
+    /// once all are held, else a lock id to wait for.
     fn try_end_lock(&mut self, inner: &Inner, tree: &BTree<'_>) -> Result<Option<u64>> {
-        let nk = inner.guard_read(self.end_lock(tree))?;
-        match inner.locks.try_lock(self.txn.id, nk, LockMode::Shared)? {
-            None => Ok(Some(nk)),
-            Some(newly) => {
-                if newly {
-                    self.txn.locks.push(nk);
-                }
-                self.end_locked = true;
-                Ok(None)
+        for lk in inner.guard_read(self.end_locks(tree))? {
+            match inner.locks.try_lock(self.txn.id, lk, LockMode::Shared)? {
+                None => return Ok(Some(lk)),
+                Some(true) => self.txn.locks.push(lk),
+                Some(false) => {}
             }
         }
+        self.end_locked = true;
+        Ok(None)
     }
 
     /// Read the next batch, locking (shared, to the end of the transaction)
