@@ -117,9 +117,9 @@ impl Snapshot {
     }
 
     fn expired_or(&self, e: Error) -> Error {
-        match self.inner.versions.seen(self.read_seq, &[]) {
+        match self.inner.versions.check_alive(self.read_seq) {
             Err(expired) => expired,
-            Ok(_) => e,
+            Ok(()) => e,
         }
     }
 }

@@ -107,8 +107,6 @@ struct State {
     last_seq: u64,
     /// Open snapshots: how many began at each read_seq.
     snapshots: BTreeMap<u64, usize>,
-    /// Snapshots with a read_seq below this have expired.
-    expired_below: u64,
     /// Bytes of committed versions kept for snapshots.
     kept_bytes: usize,
     /// How many snapshots expired so far.
@@ -126,7 +124,8 @@ pub struct VersionStore {
     /// mutex: a reader that finds it 0 under the shared tree latch reads the
     /// tree without asking.
     busy: AtomicUsize,
-    /// `state.expired_below`, readable without the mutex.
+    /// Snapshots with a read_seq below this have expired. Written only
+    /// under the state mutex; read with or without it.
     expired_below: AtomicU64,
 }
 
@@ -246,7 +245,7 @@ impl VersionStore {
         let mut st = self.state.lock();
         let seq = st.last_seq;
         // Expiry follows commits after the expired snapshot's begin.
-        debug_assert!(seq >= st.expired_below, "a new snapshot would begin expired");
+        debug_assert!(seq >= self.expired_below.load(Ordering::Acquire), "a new snapshot would begin expired");
         *st.snapshots.entry(seq).or_default() += 1;
         seq
     }
@@ -254,7 +253,7 @@ impl VersionStore {
     /// End the snapshot that began at `read_seq`.
     pub fn end_snapshot(&self, read_seq: u64) {
         let mut st = self.state.lock();
-        if read_seq < st.expired_below {
+        if self.check_alive(read_seq).is_err() {
             return; // already forgotten when it expired
         }
         let n = st.snapshots.get_mut(&read_seq).expect("an open snapshot is registered");
@@ -265,6 +264,17 @@ impl VersionStore {
         self.purge(&mut st);
     }
 
+    /// Fail if the snapshot at `read_seq` has expired.
+    ///
+    /// # Errors
+    /// `Error::SnapshotTooOld` once it has.
+    pub fn check_alive(&self, read_seq: u64) -> Result<()> {
+        match read_seq < self.expired_below.load(Ordering::Acquire) {
+            true => Err(Error::SnapshotTooOld { cap_bytes: self.cap_bytes }),
+            false => Ok(()),
+        }
+    }
+
     /// What the snapshot at `read_seq` sees for `key`. Call under the shared
     /// tree latch, with the tree read in the same hold.
     ///
@@ -273,15 +283,15 @@ impl VersionStore {
     pub fn seen(&self, read_seq: u64, key: &[u8]) -> Result<Seen> {
         // The fast path: no versions at all. A version is added only under
         // the exclusive tree latch, which the caller's shared hold excludes,
-        // and removed only once no open snapshot needs it.
+        // and removed only once no open snapshot needs it. `busy` is read
+        // before the expiry: a purge that emptied the store for an expired
+        // snapshot published the expiry first.
         if self.busy.load(Ordering::Acquire) == 0 {
-            return match read_seq < self.expired_below.load(Ordering::Acquire) {
-                true => Err(Error::SnapshotTooOld { cap_bytes: self.cap_bytes }),
-                false => Ok(Seen::Tree),
-            };
+            return self.check_alive(read_seq).map(|()| Seen::Tree);
         }
         let st = self.state.lock();
-        check_alive(&st, read_seq, self.cap_bytes)?;
+        // Under the mutex, which expiry and purges hold.
+        self.check_alive(read_seq)?;
         self.check_untracked(&st, read_seq, (Bound::Included(key), Bound::Included(key)))?;
         Ok(match st.by_key.get(key) {
             Some(vs) => seen_in(&st, vs, read_seq),
@@ -301,10 +311,10 @@ impl VersionStore {
         range: (Bound<&[u8]>, Bound<&[u8]>),
     ) -> Result<Vec<(Box<[u8]>, Before)>> {
         if self.busy.load(Ordering::Acquire) == 0 {
-            return self.seen(read_seq, &[]).map(|_| Vec::new());
+            return self.check_alive(read_seq).map(|()| Vec::new());
         }
         let st = self.state.lock();
-        check_alive(&st, read_seq, self.cap_bytes)?;
+        self.check_alive(read_seq)?;
         self.check_untracked(&st, read_seq, range)?;
         let mut out = Vec::new();
         if st.by_key.is_empty() || range_is_empty(range) {
@@ -371,8 +381,7 @@ impl VersionStore {
                 return;
             }
             let (oldest, n) = st.snapshots.pop_first().expect("kept bytes imply an open snapshot");
-            st.expired_below = oldest + 1;
-            self.expired_below.store(st.expired_below, Ordering::Release);
+            self.expired_below.store(oldest + 1, Ordering::Release);
             st.expired += n as u64;
         }
     }
@@ -447,13 +456,6 @@ fn range_is_empty((lo, hi): (Bound<&[u8]>, Bound<&[u8]>)) -> bool {
         | (Bound::Excluded(a), Bound::Included(b))
         | (Bound::Excluded(a), Bound::Excluded(b)) => a >= b,
         _ => false,
-    }
-}
-
-fn check_alive(st: &State, read_seq: u64, cap_bytes: usize) -> Result<()> {
-    match read_seq < st.expired_below {
-        true => Err(Error::SnapshotTooOld { cap_bytes }),
-        false => Ok(()),
     }
 }
 
