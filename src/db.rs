@@ -576,7 +576,7 @@ impl Inner {
             wal_flushes: w.flushes.load(Ordering::Relaxed),
             wal_bytes_written: w.bytes_written.load(Ordering::Relaxed),
             wal_disk_bytes: self.wal.disk_bytes(),
-            cache_hits: p.hits.load(Ordering::Relaxed),
+            cache_hits: self.pool.hits(),
             cache_misses: p.misses.load(Ordering::Relaxed),
             evictions: p.evictions.load(Ordering::Relaxed),
             pages_written: p.pages_written.load(Ordering::Relaxed),

@@ -139,21 +139,28 @@ impl<'a> BTree<'a> {
     fn descend(&self, target: Target<'_>) -> Result<Path> {
         let meta = self.meta()?;
         let path = Path { nodes: Vec::with_capacity(8), child_pos: Vec::with_capacity(8) };
-        self.descend_from(&meta, path, meta.root, None, target)
+        self.descend_from(&meta, path, meta.root, None, target, true, |path, _| Ok(path))
     }
 
     /// Descend from `pid` (at `expect_level`, the end of `path`) to the leaf
-    /// `target` names.
-    fn descend_from(
+    /// `target` names, and give the path and the leaf's bytes (still
+    /// latched) to `at_leaf`. With `track` false the pages passed are not
+    /// added to `path` (a point lookup needs no path).
+    #[allow(clippy::too_many_arguments)]
+    fn descend_from<T>(
         &self,
         meta: &Meta,
         mut path: Path,
         mut pid: PageId,
         mut expect_level: Option<u32>,
         target: Target<'_>,
-    ) -> Result<Path> {
+        track: bool,
+        at_leaf: impl FnOnce(Path, &[u8]) -> Result<T>,
+    ) -> Result<T> {
+        let mut depth = path.nodes.len();
         loop {
-            if path.nodes.len() >= MAX_DEPTH {
+            depth += 1;
+            if depth > MAX_DEPTH {
                 return Err(corrupt("tree deeper than any real tree: a cycle of pages"));
             }
             if !meta.holds(pid) {
@@ -161,13 +168,15 @@ impl<'a> BTree<'a> {
             }
             let h = self.pool.fetch(pid)?;
             let g = h.read();
-            path.nodes.push(pid);
+            if track {
+                path.nodes.push(pid);
+            }
             match g.page_type() {
                 Some(PageType::Leaf) => {
                     if expect_level.is_some_and(|l| l != 0) {
                         return Err(corrupt(format!("leaf {pid} where level {expect_level:?} was expected")));
                     }
-                    return Ok(path);
+                    return at_leaf(path, &g);
                 }
                 Some(PageType::Inner) => {
                     let level = g.aux();
@@ -179,7 +188,9 @@ impl<'a> BTree<'a> {
                         Target::Leftmost => 0,
                         Target::Rightmost => g.slot_count(),
                     };
-                    path.child_pos.push(pos);
+                    if track {
+                        path.child_pos.push(pos);
+                    }
                     pid = child_at(&g, pos);
                     expect_level = Some(level - 1);
                 }
@@ -190,16 +201,18 @@ impl<'a> BTree<'a> {
 
     /// Point lookup.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        let path = self.find_leaf(Some(key))?;
-        let h = self.pool.fetch(path.leaf())?;
-        let g = h.read();
-        match page::search(&g, key) {
-            Ok(slot) => {
-                let c = LeafCell::parse(page::cell(&g, slot));
-                Ok(Some(self.read_value(&c)?))
+        let meta = self.meta()?;
+        let path = Path { nodes: Vec::new(), child_pos: Vec::new() };
+        // The leaf is searched in the descent's own latch hold.
+        self.descend_from(&meta, path, meta.root, None, Target::Covering(key), false, |_, g| {
+            match page::search(g, key) {
+                Ok(slot) => {
+                    let c = LeafCell::parse(page::cell(g, slot));
+                    Ok(Some(self.read_value(&c)?))
+                }
+                Err(_) => Ok(None),
             }
-            Err(_) => Ok(None),
-        }
+        })
     }
 
     /// Whether `key` is in the tree, and the smallest key above it (None:
@@ -312,7 +325,7 @@ impl<'a> BTree<'a> {
         };
         let mut up = Path { nodes: path.nodes[..=level].to_vec(), child_pos: path.child_pos[..level].to_vec() };
         up.child_pos.push(pos);
-        self.descend_from(meta, up, child, child_level, Target::Rightmost).map(Some)
+        self.descend_from(meta, up, child, child_level, Target::Rightmost, true, |path, _| Ok(path)).map(Some)
     }
 
     /// Visit entries in descending key order from `end` down to `start`,

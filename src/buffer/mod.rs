@@ -9,8 +9,16 @@
 //! Invariants:
 //! - `write_page` is the only code that writes a data page, and it first makes
 //!   the log durable through the page's `page_lsn` (the write-ahead rule).
-//! - A frame's pin count is raised only under the table lock, so a frame with
-//!   pin count 0 seen under that lock can be evicted.
+//! - The page table is split in `TABLE_SHARDS` shards by page id, each behind
+//!   its own reader-writer lock, so that fetches of different pages (and hits
+//!   on the same page) do not serialize on one lock.
+//! - A frame's pin count is raised only while its page's shard lock is held
+//!   (shared is enough for a hit), or by the compare-and-swap from 0 to 1 with
+//!   which an eviction claims the frame, under that shard's exclusive lock.
+//!   So a claimed frame has no other pinner, and no hit can pin it until its
+//!   new page is mapped.
+//! - A frame's page id changes only while the shard of the page it gets is
+//!   held exclusively and the frame is claimed (pinned once, by the loader).
 //! - `rec_lsn` of a dirty frame is at or before the first log record whose
 //!   effect the stored page lacks, and at a record that fully defines the page
 //!   (a full image or an init), so redo from `rec_lsn` can rebuild a torn page.
@@ -25,10 +33,11 @@
 //!   is applied), so `can_evict_without_log_flush` never undercounts them.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use parking_lot::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::error::{Error, Result};
 use crate::failstop::FailStop;
@@ -78,16 +87,45 @@ enum Victim {
     Dirty(usize),
 }
 
-struct Table {
-    map: HashMap<PageId, usize>,
-    hand: usize,
+/// Shards of the page table (a power of two).
+const TABLE_SHARDS: usize = 64;
+
+/// A hasher for page ids: one multiply, with the high bits folded into the
+/// low ones (a shard's ids share their low bits, and the map indexes its
+/// buckets by the hash's low bits).
+#[derive(Default)]
+struct PageIdHasher(u64);
+
+impl Hasher for PageIdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u32(u32::from(b));
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        let h = (self.0 ^ u64::from(n)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.0 = h ^ (h >> 29);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type PageMap = HashMap<PageId, usize, BuildHasherDefault<PageIdHasher>>;
+
+/// One shard of the page table: page id -> frame index, for the pages whose
+/// id is congruent to the shard's index. Aligned so that two shards never
+/// share a cache line.
+#[repr(align(128))]
+struct Shard {
+    map: RwLock<PageMap>,
+    /// Fetches of this shard's pages served from the pool.
+    hits: AtomicU64,
 }
 
 /// Counters for stats.
 #[derive(Debug, Default)]
 pub struct PoolCounters {
-    /// Fetches served from the pool.
-    pub hits: AtomicU64,
     /// Fetches that read the page from storage.
     pub misses: AtomicU64,
     /// Frames reused for another page.
@@ -107,7 +145,10 @@ pub struct BufferPool {
     wal: Arc<Wal>,
     page_size: usize,
     frames: Box<[Frame]>,
-    table: Mutex<Table>,
+    /// The page table, in shards (see the invariants above).
+    shards: Box<[Shard]>,
+    /// CLOCK's hand (taken modulo the frame count).
+    hand: AtomicUsize,
     recovery_mode: AtomicBool,
     /// The database's fail-stop state.
     stop: Arc<FailStop>,
@@ -167,7 +208,9 @@ impl PageHandle<'_> {
 impl Drop for PageHandle<'_> {
     fn drop(&mut self) {
         let f = self.frame();
-        f.refbit.store(true, Ordering::Relaxed);
+        if !f.refbit.load(Ordering::Relaxed) {
+            f.refbit.store(true, Ordering::Relaxed);
+        }
         let before = f.pin.fetch_sub(1, Ordering::AcqRel);
         debug_assert!(before > 0, "unpin of an unpinned frame");
     }
@@ -199,7 +242,16 @@ impl BufferPool {
             file,
             wal,
             page_size,
-            table: Mutex::new(Table { map: HashMap::with_capacity(frames.len() * 2), hand: 0 }),
+            shards: (0..TABLE_SHARDS)
+                .map(|_| Shard {
+                    map: RwLock::new(PageMap::with_capacity_and_hasher(
+                        frames.len() * 2 / TABLE_SHARDS + 1,
+                        Default::default(),
+                    )),
+                    hits: AtomicU64::new(0),
+                })
+                .collect(),
+            hand: AtomicUsize::new(0),
             frames,
             recovery_mode: AtomicBool::new(false),
             stop,
@@ -278,29 +330,47 @@ impl BufferPool {
         self.fetch_inner(page_id, false)
     }
 
+    /// The shard of the page table that maps `page_id`.
+    fn shard(&self, page_id: PageId) -> &Shard {
+        &self.shards[page_id.get() as usize % TABLE_SHARDS]
+    }
+
+    /// Fetches served from the pool, summed over the shards.
+    pub fn hits(&self) -> u64 {
+        self.shards.iter().map(|s| s.hits.load(Ordering::Relaxed)).sum()
+    }
+
     fn fetch_inner(&self, page_id: PageId, read: bool) -> Result<PageHandle<'_>> {
         self.stop.check()?;
         if page_id == page::MASTER_PAGE || page_id == NO_PAGE {
             return Err(Error::corruption("btree", format!("reference to page {page_id}")));
         }
+        let shard = self.shard(page_id);
         // Each round either finds the page, claims a clean frame, or cleans one
         // dirty frame; the bound only guards against a pool where every frame
         // stays pinned.
         for _ in 0..2 * self.frames.len() + 8 {
-            let mut t = self.table.lock();
-            if let Some(&idx) = t.map.get(&page_id) {
+            // A hit needs the shard only shared.
+            if let Some(&idx) = shard.map.read().get(&page_id) {
                 self.frames[idx].pin.fetch_add(1, Ordering::AcqRel);
-                drop(t);
-                self.counters.hits.fetch_add(1, Ordering::Relaxed);
+                shard.hits.fetch_add(1, Ordering::Relaxed);
                 return self.finish_hit(PageHandle { pool: self, idx }, page_id, read);
             }
-            match self.pick_victim(&mut t)? {
-                Victim::Clean(idx) => return self.load(t, idx, page_id, read),
+            let mut map = shard.map.write();
+            if let Some(&idx) = map.get(&page_id) {
+                // Loaded by another thread meanwhile.
+                self.frames[idx].pin.fetch_add(1, Ordering::AcqRel);
+                drop(map);
+                shard.hits.fetch_add(1, Ordering::Relaxed);
+                return self.finish_hit(PageHandle { pool: self, idx }, page_id, read);
+            }
+            match self.pick_victim(page_id, &mut map)? {
+                Victim::Clean(idx) => return self.load(map, idx, page_id, read),
                 Victim::Dirty(idx) => {
-                    // Write it back without holding the table lock (the write
-                    // may have to wait for a log fsync), then look again.
-                    self.frames[idx].pin.fetch_add(1, Ordering::AcqRel);
-                    drop(t);
+                    // Claimed (pinned) by pick_victim. Write it back without
+                    // holding the shard (the write may have to wait for a
+                    // log fsync), then look again.
+                    drop(map);
                     let h = PageHandle { pool: self, idx };
                     if h.is_dirty() && self.write_page(&self.frames[idx], true)? {
                         self.counters.eviction_log_waits.fetch_add(1, Ordering::Relaxed);
@@ -316,6 +386,11 @@ impl BufferPool {
     /// A pinned frame that already held the page: wait for a load in
     /// progress (the loader holds the write latch), then check it.
     fn finish_hit<'a>(&'a self, h: PageHandle<'a>, page_id: PageId, read: bool) -> Result<PageHandle<'a>> {
+        // The common case: loaded and valid. `valid` is cleared before the
+        // page is mapped and set only once its read succeeded.
+        if h.is_valid() && self.frames[h.idx].page_id() == page_id {
+            return Ok(h);
+        }
         drop(h.read());
         if self.frames[h.idx].page_id() != page_id {
             return Err(Error::Io(std::io::Error::other(format!("reading page {page_id} failed in another thread"))));
@@ -331,41 +406,36 @@ impl BufferPool {
         Ok(h)
     }
 
-    /// Claim clean frame `idx` for `page_id` and read the page into it. The
-    /// frame is mapped and latched before the table lock is released, so
-    /// other fetchers of the page wait for the read on the latch.
+    /// Read `page_id` into frame `idx`, claimed (pinned once) by
+    /// `pick_victim` and unmapped. The frame is mapped and latched before
+    /// the shard (`map`, held exclusively) is released, so other fetchers of
+    /// the page wait for the read on the latch.
     fn load<'a>(
         &'a self,
-        mut t: parking_lot::MutexGuard<'_, Table>,
+        mut map: RwLockWriteGuard<'_, PageMap>,
         idx: usize,
         page_id: PageId,
         read: bool,
     ) -> Result<PageHandle<'a>> {
         let f = &self.frames[idx];
-        let old = f.page_id();
-        if old != NO_PAGE {
-            t.map.remove(&old);
-            self.counters.evictions.fetch_add(1, Ordering::Relaxed);
-        }
-        debug_assert_eq!(f.pin.load(Ordering::Acquire), 0);
-        f.pin.store(1, Ordering::Release);
+        debug_assert_eq!(f.pin.load(Ordering::Acquire), 1);
         f.set_page_id(page_id);
         f.dirty.store(false, Ordering::Release);
         f.valid.store(false, Ordering::Release);
         f.set_rec_lsn(Lsn::NONE);
-        // Uncontended: nobody holds a latch on an unpinned frame.
+        // Uncontended: nobody holds a latch on a claimed frame.
         let mut d = f.data.write();
-        t.map.insert(page_id, idx);
-        drop(t);
+        map.insert(page_id, idx);
+        drop(map);
         let h = PageHandle { pool: self, idx };
         let state = if read {
             self.counters.misses.fetch_add(1, Ordering::Relaxed);
             match self.read_page(page_id, &mut d) {
                 Ok(s) => s,
                 Err(e) => {
-                    let mut t = self.table.lock();
-                    if t.map.get(&page_id) == Some(&idx) {
-                        t.map.remove(&page_id);
+                    let mut map = self.shard(page_id).map.write();
+                    if map.get(&page_id) == Some(&idx) {
+                        map.remove(&page_id);
                     }
                     f.set_page_id(NO_PAGE);
                     return Err(e);
@@ -397,33 +467,87 @@ impl BufferPool {
         }
     }
 
-    /// CLOCK: the next unpinned frame without its reference bit. A dirty
-    /// frame whose changes are not yet durable in the log is passed over once
-    /// (writing it would need a log fsync first) and taken only if nothing
-    /// better turns up. Called with the table lock; does no I/O.
-    fn pick_victim(&self, t: &mut Table) -> Result<Victim> {
+    /// CLOCK: the next unpinned frame without its reference bit, pinned for
+    /// the caller. A clean victim is claimed (its pin raised from 0 to 1 by a
+    /// compare-and-swap) and unmapped; a dirty one stays mapped, for the
+    /// caller to write back before it looks again. A dirty frame whose changes
+    /// are not yet durable in the log is passed over once (writing it would
+    /// need a log fsync first) and taken only if nothing better turns up.
+    ///
+    /// `own` is the shard of `page_id`, held exclusively; the shard of
+    /// another frame's page is only tried, never waited for, so two fetchers
+    /// cannot deadlock on each other's shards. Does no I/O.
+    fn pick_victim(&self, page_id: PageId, own: &mut PageMap) -> Result<Victim> {
         let n = self.frames.len();
         let durable = self.wal.durable_lsn();
-        let mut needs_log_flush = None;
+        let own_shard = page_id.get() as usize % TABLE_SHARDS;
+        // A dirty frame ahead of the durable log, pinned in case nothing
+        // better turns up.
+        let mut needs_log_flush: Option<usize> = None;
+        let unpin_fallback = |fallback: Option<usize>| {
+            if let Some(i) = fallback {
+                self.frames[i].pin.fetch_sub(1, Ordering::AcqRel);
+            }
+        };
         for _ in 0..2 * n + 1 {
-            let idx = t.hand;
-            t.hand = (t.hand + 1) % n;
+            let idx = self.hand.fetch_add(1, Ordering::Relaxed) % n;
             let f = &self.frames[idx];
             if f.pin.load(Ordering::Acquire) > 0 || f.refbit.swap(false, Ordering::Relaxed) {
                 continue;
             }
-            let dirty = f.page_id() != NO_PAGE && f.dirty.load(Ordering::Acquire) && f.valid.load(Ordering::Acquire);
-            if !dirty {
-                return Ok(Victim::Clean(idx));
+            let old = f.page_id();
+            if old == NO_PAGE {
+                // No shard to hold: the claim alone excludes other evictors.
+                if f.pin.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                    if f.page_id() == NO_PAGE {
+                        unpin_fallback(needs_log_flush);
+                        return Ok(Victim::Clean(idx));
+                    }
+                    // Taken and loaded by another thread meanwhile.
+                    f.pin.fetch_sub(1, Ordering::AcqRel);
+                }
+                continue;
             }
-            // Unpinned, so no latch is held: try_read does not wait.
-            let ahead = f.data.try_read().is_none_or(|g| g.page_lsn() >= durable);
-            if !ahead {
+            let mut other_guard;
+            let map: &mut PageMap = if old.get() as usize % TABLE_SHARDS == own_shard {
+                &mut *own
+            } else {
+                match self.shard(old).map.try_write() {
+                    Some(g) => {
+                        other_guard = g;
+                        &mut other_guard
+                    }
+                    None => continue,
+                }
+            };
+            // With `old`'s shard held exclusively, no hit can pin the frame
+            // and its page cannot change; check it still holds `old`.
+            if f.page_id() != old || map.get(&old) != Some(&idx) {
+                continue;
+            }
+            let dirty = f.dirty.load(Ordering::Acquire) && f.valid.load(Ordering::Acquire);
+            if dirty {
+                // Unpinned, so no latch is held: try_read does not wait.
+                let ahead = f.data.try_read().is_none_or(|g| g.page_lsn() >= durable);
+                if ahead {
+                    if needs_log_flush.is_none()
+                        && f.pin.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire).is_ok()
+                    {
+                        needs_log_flush = Some(idx);
+                    }
+                    continue;
+                }
+            }
+            if f.pin.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire).is_err() {
+                continue;
+            }
+            unpin_fallback(needs_log_flush);
+            if dirty {
                 return Ok(Victim::Dirty(idx));
             }
-            if needs_log_flush.is_none() {
-                needs_log_flush = Some(idx);
-            }
+            map.remove(&old);
+            self.counters.evictions.fetch_add(1, Ordering::Relaxed);
+            return Ok(Victim::Clean(idx));
         }
         needs_log_flush.map(Victim::Dirty).ok_or(Error::BufferPoolFull { frames: n })
     }
@@ -456,7 +580,8 @@ impl BufferPool {
 
     /// The dirty page table: (page, rec_lsn) of every dirty frame.
     pub fn dirty_pages(&self) -> Vec<(PageId, Lsn)> {
-        let _t = self.table.lock();
+        // Every shard held shared: no frame changes page meanwhile.
+        let _shards: Vec<_> = self.shards.iter().map(|s| s.map.read()).collect();
         self.frames.iter().filter(|f| f.dirty.load(Ordering::Acquire)).map(|f| (f.page_id(), f.rec_lsn())).collect()
     }
 
@@ -475,13 +600,16 @@ impl BufferPool {
             }
             let f = &self.frames[idx];
             {
-                let t = self.table.lock();
                 let pid = f.page_id();
-                let eligible = pid != NO_PAGE
+                if pid == NO_PAGE {
+                    continue;
+                }
+                let map = self.shard(pid).map.read();
+                let eligible = f.page_id() == pid
                     && f.dirty.load(Ordering::Acquire)
                     && f.valid.load(Ordering::Acquire)
                     && f.rec_lsn() < older_than;
-                if !eligible || t.map.get(&pid) != Some(&idx) {
+                if !eligible || map.get(&pid) != Some(&idx) {
                     continue;
                 }
                 f.pin.fetch_add(1, Ordering::AcqRel);

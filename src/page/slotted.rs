@@ -258,10 +258,19 @@ impl<'a> LeafCell<'a> {
 
 /// Key of cell `i` on a leaf or inner page.
 pub fn cell_key(b: &[u8], i: usize) -> &[u8] {
-    let c = cell(b, i);
-    let key_len = get_u16(c, 0) as usize;
-    let hdr = if b.page_type() == Some(PageType::Leaf) { LEAF_CELL_HEADER } else { INNER_CELL_HEADER };
-    &c[hdr..hdr + key_len]
+    key_at(b, b.page_type() == Some(PageType::Leaf), i)
+}
+
+/// The key of cell `i` of a leaf (`leaf`) or inner page: the bytes
+/// `cell_key` gives, without working out the whole cell's length (a page
+/// that passed `check_layout` holds the whole cell; any other page at worst
+/// panics on the bounds check, never reads past it).
+#[inline]
+fn key_at(b: &[u8], leaf: bool, i: usize) -> &[u8] {
+    let off = slot_offset(b, i);
+    let key_len = get_u16(b, off) as usize;
+    let start = off + if leaf { LEAF_CELL_HEADER } else { INNER_CELL_HEADER };
+    &b[start..start + key_len]
 }
 
 /// Child page of inner cell `i`.
@@ -280,9 +289,10 @@ pub fn encode_inner(key: &[u8], child: PageId, out: &mut Vec<u8>) {
 /// Binary search for `key` among the cells: Ok(slot) if present, Err(insertion slot).
 pub fn search(b: &[u8], key: &[u8]) -> std::result::Result<usize, usize> {
     let (mut lo, mut hi) = (0usize, b.slot_count());
+    let leaf = b.page_type() == Some(PageType::Leaf);
     while lo < hi {
         let mid = (lo + hi) / 2;
-        match cell_key(b, mid).cmp(key) {
+        match key_at(b, leaf, mid).cmp(key) {
             std::cmp::Ordering::Less => lo = mid + 1,
             std::cmp::Ordering::Greater => hi = mid,
             std::cmp::Ordering::Equal => return Ok(mid),
