@@ -241,3 +241,42 @@ fn deleting_the_key_after_a_scanned_range_waits_for_the_scan() {
         a.commit().unwrap();
     }
 }
+
+/// A deletes b and does not commit; C deletes c, the key after b. C must
+/// wait for A: deleting c merges the gap before c, which A's delete locked,
+/// into the gap before d, and a scan would then pass over the uncommitted
+/// delete of b (and see b again, a phantom, once A aborts). Both directions.
+#[test]
+fn deleting_the_key_after_an_uncommitted_delete_waits_for_it() {
+    for reverse in [false, true] {
+        let db = db_with(4); // k0000, k0010, k0020, k0030
+        let mut a = db.begin().unwrap();
+        assert!(a.delete(&k(10)).unwrap());
+        let (tx_granted, rx_granted) = mpsc::channel();
+        let c = {
+            let db = db.clone();
+            std::thread::spawn(move || {
+                let mut c = db.begin().unwrap();
+                assert!(c.delete(&k(20)).unwrap());
+                tx_granted.send(()).unwrap();
+                c.commit().unwrap();
+            })
+        };
+        assert!(
+            rx_granted.recv_timeout(Duration::from_millis(300)).is_err(),
+            "the delete of the next key did not wait for the uncommitted delete"
+        );
+        a.abort().unwrap();
+        c.join().unwrap();
+        let mut s = db.begin().unwrap();
+        let first = keys_of(&mut s, (Bound::Unbounded, Bound::Unbounded), reverse);
+        let second = keys_of(&mut s, (Bound::Unbounded, Bound::Unbounded), reverse);
+        assert_eq!(first, second);
+        let mut want = vec![k(0), k(10), k(30)];
+        if reverse {
+            want.reverse();
+        }
+        assert_eq!(first, want);
+        s.commit().unwrap();
+    }
+}

@@ -263,16 +263,27 @@ impl Txn {
             inner.check_ok()?;
             // A delete locks the gap before its next key, which it widens, to
             // the end of the transaction (exclusive: a scan cannot pass it
-            // until the delete ends); a delete of a missing key reads the
-            // gap (shared).
-            let mut taken = None;
+            // until the delete ends), and the gap before the key itself,
+            // which it merges into that one: a lock another transaction held
+            // there would otherwise guard nothing once the delete commits
+            // (delete b, then another transaction deletes c and commits: b's
+            // lock on the gap before c no longer stands between a scan and
+            // the uncommitted delete of b). A delete of a missing key only
+            // reads the gap it would be in (shared).
+            let mut taken: Vec<(u64, LockMode)> = Vec::new();
             let r = inner.txn_env().with_txn_ctx(id, 0, |tree, ctx| {
                 let (exists, next) = tree.key_and_next(key)?;
                 let nk = gap_lock(next.as_deref());
-                let mode = if exists { LockMode::Exclusive } else { LockMode::Shared };
-                match inner.locks.try_lock(id, nk, mode)? {
-                    None => return Ok(Err((nk, mode))),
-                    Some(newly) => taken = newly.then_some((nk, mode)),
+                let wanted = match exists {
+                    true => vec![(nk, LockMode::Exclusive), (gap_lock(Some(key)), LockMode::Exclusive)],
+                    false => vec![(nk, LockMode::Shared)],
+                };
+                for (lk, mode) in wanted {
+                    match inner.locks.try_lock(id, lk, mode)? {
+                        None => return Ok(Err((lk, mode))),
+                        Some(true) => taken.push((lk, mode)),
+                        Some(false) => {}
+                    }
                 }
                 match exists {
                     true => tree.delete(ctx, key).map(Ok),
@@ -280,9 +291,11 @@ impl Txn {
                 }
             });
             let r = inner.guard(r)?;
-            if let Some((nk, mode)) = taken {
-                self.locks.push(nk);
-                self.exclusive |= mode == LockMode::Exclusive;
+            if !taken.is_empty() {
+                for (lk, mode) in taken {
+                    self.locks.push(lk);
+                    self.exclusive |= mode == LockMode::Exclusive;
+                }
                 let r = self.escalate_if_needed();
                 self.lock_failure_rolls_back(r)?;
             }
