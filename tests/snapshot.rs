@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use ariesdb::storage::Fault;
 use ariesdb::{Db, Error, Options, Snapshot};
 use common::*;
-use rand::Rng;
+use rand::{Rng, SeedableRng};
 
 /// Everything the snapshot sees, by a full scan, and key by key.
 fn snapshot_state(snap: &Snapshot, expect: &Model, ctx: &str) {
@@ -352,4 +352,55 @@ fn a_snapshot_overlapping_a_huge_transaction_fails_only_in_its_range() {
     assert_eq!(after.scan(..).unwrap().count(), 502);
     drop((before, during));
     assert_eq!(db.stats().snapshot_version_keys, 0);
+}
+
+/// A scan interleaved, entry by entry, with commits on the same thread: some
+/// change the leaf the scan is in (it must start again from its next key),
+/// most change other leaves (it goes on where it stopped). Both the lending
+/// `next_entry` and the iterator give exactly the state at begin.
+#[test]
+fn a_scan_interleaved_with_commits_reads_the_state_at_its_begin() {
+    let db = Db::open_with(new_sim(77), opts()).unwrap();
+    let mut state = Model::new();
+    let mut tx = db.begin().unwrap();
+    for i in 0..600u32 {
+        let v = format!("v{i}").repeat(1 + (i % 50) as usize).into_bytes();
+        tx.put(&key_at(i), &v).unwrap();
+        state.insert(key_at(i), v);
+    }
+    tx.commit().unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(77);
+    for lending in [true, false] {
+        let snap = db.begin_read().unwrap();
+        let expect = state.clone();
+        let mut got = Model::new();
+        let mut scan = snap.scan(..).unwrap();
+        loop {
+            let entry = if lending {
+                scan.next_entry().unwrap().map(|(k, v)| (k.to_vec(), v.to_vec()))
+            } else {
+                scan.next().map(|x| x.unwrap())
+            };
+            let Some((k, v)) = entry else { break };
+            got.insert(k, v);
+            // A commit between entries: an insert, an update (now and then
+            // into overflow pages) or a delete anywhere in the key space.
+            let i = rng.gen_range(0..800u32);
+            let mut tx = db.begin().unwrap();
+            match rng.gen_range(0..3) {
+                0 => {
+                    tx.delete(&key_at(i)).unwrap();
+                    state.remove(&key_at(i));
+                }
+                _ => {
+                    let v = vec![b'n'; if rng.gen_bool(0.05) { 5000 } else { 40 }];
+                    tx.put(&key_at(i), &v).unwrap();
+                    state.insert(key_at(i), v);
+                }
+            }
+            tx.commit().unwrap();
+        }
+        assert_eq!(got.len(), expect.len(), "lending {lending}: entries");
+        assert!(got == expect, "lending {lending}: the scan differs from the state at begin");
+    }
 }

@@ -179,10 +179,12 @@ impl Reader for AriesRead {
         }
     }
     fn scan(&mut self, start: Bound<&[u8]>, n: usize, f: &mut dyn FnMut(&[u8], &[u8])) -> Res<usize> {
+        // Entries lent from the scan's buffer, as redb's guards lend pages.
+        let mut scan = self.0.scan((start, Bound::Unbounded))?;
         let mut count = 0;
-        for item in self.0.scan((start, Bound::Unbounded))?.take(n) {
-            let (k, v) = item?;
-            f(&k, &v);
+        while count < n {
+            let Some((k, v)) = scan.next_entry()? else { break };
+            f(k, v);
             count += 1;
         }
         Ok(count)

@@ -139,7 +139,7 @@ impl<'a> BTree<'a> {
     fn descend(&self, target: Target<'_>) -> Result<Path> {
         let meta = self.meta()?;
         let path = Path { nodes: Vec::with_capacity(8), child_pos: Vec::with_capacity(8) };
-        self.descend_from(&meta, path, meta.root, None, target, true, |path, _| Ok(path))
+        self.descend_from(&meta, path, meta.root, None, target, true, |path, _, _| Ok(path))
     }
 
     /// Descend from `pid` (at `expect_level`, the end of `path`) to the leaf
@@ -155,7 +155,7 @@ impl<'a> BTree<'a> {
         mut expect_level: Option<u32>,
         target: Target<'_>,
         track: bool,
-        at_leaf: impl FnOnce(Path, &[u8]) -> Result<T>,
+        at_leaf: impl FnOnce(Path, PageId, &[u8]) -> Result<T>,
     ) -> Result<T> {
         let mut depth = path.nodes.len();
         loop {
@@ -176,7 +176,7 @@ impl<'a> BTree<'a> {
                     if expect_level.is_some_and(|l| l != 0) {
                         return Err(corrupt(format!("leaf {pid} where level {expect_level:?} was expected")));
                     }
-                    return at_leaf(path, &g);
+                    return at_leaf(path, pid, &g);
                 }
                 Some(PageType::Inner) => {
                     let level = g.aux();
@@ -204,7 +204,7 @@ impl<'a> BTree<'a> {
         let meta = self.meta()?;
         let path = Path { nodes: Vec::new(), child_pos: Vec::new() };
         // The leaf is searched in the descent's own latch hold.
-        self.descend_from(&meta, path, meta.root, None, Target::Covering(key), false, |_, g| {
+        self.descend_from(&meta, path, meta.root, None, Target::Covering(key), false, |_, _, g| {
             match page::search(g, key) {
                 Ok(slot) => {
                     let c = LeafCell::parse(page::cell(g, slot));
@@ -257,31 +257,41 @@ impl<'a> BTree<'a> {
 
     /// The value of a leaf cell, following its overflow chain if any.
     pub(crate) fn read_value(&self, c: &LeafCell<'_>) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.read_value_into(c, &mut out)?;
+        Ok(out)
+    }
+
+    /// Append the value of leaf cell `c` to `out` (inline, or from its
+    /// overflow chain, checked for type and length).
+    pub(crate) fn read_value_into(&self, c: &LeafCell<'_>, out: &mut Vec<u8>) -> Result<()> {
         if let Some(v) = c.inline {
-            return Ok(v.to_vec());
+            out.extend_from_slice(v);
+            return Ok(());
         }
         let first = c.overflow.expect("overflow cell");
         if c.val_len > MAX_VALUE_LEN {
             return Err(corrupt(format!("value of {} bytes", c.val_len)));
         }
-        let mut out = Vec::with_capacity(c.val_len);
+        out.reserve(c.val_len);
+        let base = out.len();
         for pid in self.overflow_chain(first, c.val_len)? {
             let h = self.pool.fetch(pid)?;
             let g = h.read();
             let data = page::overflow_data(&g);
-            if out.len() + data.len() > c.val_len {
+            if out.len() - base + data.len() > c.val_len {
                 return Err(corrupt(format!("overflow chain at page {pid} longer than its value")));
             }
             out.extend_from_slice(data);
         }
-        if out.len() != c.val_len {
+        if out.len() - base != c.val_len {
             return Err(corrupt(format!(
                 "overflow chain from page {first} holds {} of {} bytes",
-                out.len(),
+                out.len() - base,
                 c.val_len
             )));
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Page ids of an overflow chain of a value of `val_len` bytes, checked for
@@ -325,7 +335,7 @@ impl<'a> BTree<'a> {
         };
         let mut up = Path { nodes: path.nodes[..=level].to_vec(), child_pos: path.child_pos[..level].to_vec() };
         up.child_pos.push(pos);
-        self.descend_from(meta, up, child, child_level, Target::Rightmost, true, |path, _| Ok(path)).map(Some)
+        self.descend_from(meta, up, child, child_level, Target::Rightmost, true, |path, _, _| Ok(path)).map(Some)
     }
 
     /// Visit entries in descending key order from `end` down to `start`,
@@ -397,48 +407,139 @@ impl<'a> BTree<'a> {
         &self,
         start: Bound<&[u8]>,
         end: Bound<&[u8]>,
-        mut visit: impl FnMut(&[u8], &LeafCell<'_>) -> Result<bool>,
+        visit: impl FnMut(&[u8], &LeafCell<'_>) -> Result<bool>,
     ) -> Result<()> {
-        let start_key = match start {
-            Bound::Included(k) | Bound::Excluded(k) => Some(k),
-            Bound::Unbounded => None,
-        };
+        self.scan_from(ScanStart::Key(start), end, visit).map(|_| ())
+    }
+
+    /// As `scan`, from a key bound or from where an earlier scan stopped;
+    /// says where this one stopped, so that the next can go on from there
+    /// without a descent.
+    ///
+    /// # Errors
+    /// `Error::Corruption` for a damaged tree; an I/O error.
+    pub fn scan_from(
+        &self,
+        start: ScanStart<'_>,
+        end: Bound<&[u8]>,
+        mut visit: impl FnMut(&[u8], &LeafCell<'_>) -> Result<bool>,
+    ) -> Result<ScanEnd> {
         let meta = self.meta()?;
-        let mut pid = self.find_leaf(start_key)?.leaf();
-        let mut first = true;
-        let mut hops = 0u64;
-        while !pid.is_none() {
-            hops += 1;
-            if hops > meta.page_count as u64 || !meta.holds(pid) {
-                return Err(corrupt("leaf chain loops or leaves the file"));
+        let first = match start {
+            ScanStart::Key(bound) => {
+                let key = match bound {
+                    Bound::Included(k) | Bound::Excluded(k) => Target::Covering(k),
+                    Bound::Unbounded => Target::Leftmost,
+                };
+                let path = Path { nodes: Vec::new(), child_pos: Vec::new() };
+                // The first leaf is read in the descent's own latch hold.
+                self.descend_from(&meta, path, meta.root, None, key, false, |_, pid, g| {
+                    let from = match bound {
+                        Bound::Included(k) => page::search(g, k).unwrap_or_else(|i| i),
+                        Bound::Excluded(k) => page::search(g, k).map_or_else(|i| i, |i| i + 1),
+                        Bound::Unbounded => 0,
+                    };
+                    self.visit_leaf(pid, g, from, end, &mut visit)
+                })?
+            }
+            ScanStart::At(pos) => {
+                if !meta.holds(pos.page_id) {
+                    return Ok(ScanEnd::Stale);
+                }
+                let h = self.pool.fetch(pos.page_id)?;
+                let g = h.read();
+                if g.page_type() != Some(PageType::Leaf) || g.page_lsn() != pos.page_lsn || pos.slot > g.slot_count() {
+                    return Ok(ScanEnd::Stale);
+                }
+                self.visit_leaf(pos.page_id, &g, pos.slot, end, &mut visit)?
+            }
+        };
+        let mut pid = match first {
+            LeafStep::Next(pid) => pid,
+            LeafStep::End(e) => return Ok(e),
+        };
+        for _ in 0..=meta.page_count {
+            if pid.is_none() {
+                return Ok(ScanEnd::Done);
+            }
+            if !meta.holds(pid) {
+                return Err(corrupt(format!("leaf link to page {pid} outside the file")));
             }
             let h = self.pool.fetch(pid)?;
             let g = h.read();
             if g.page_type() != Some(PageType::Leaf) {
                 return Err(corrupt(format!("leaf chain reaches page {pid} of type {:?}", g.page_type())));
             }
-            let from = match (first, start) {
-                (true, Bound::Included(k)) => page::search(&g, k).unwrap_or_else(|i| i),
-                (true, Bound::Excluded(k)) => match page::search(&g, k) {
-                    Ok(i) => i + 1,
-                    Err(i) => i,
-                },
-                _ => 0,
-            };
-            first = false;
-            for slot in from..g.slot_count() {
-                let c = LeafCell::parse(page::cell(&g, slot));
-                let past_end = match end {
-                    Bound::Included(e) => c.key > e,
-                    Bound::Excluded(e) => c.key >= e,
-                    Bound::Unbounded => false,
-                };
-                if past_end || !visit(c.key, &c)? {
-                    return Ok(());
-                }
+            match self.visit_leaf(pid, &g, 0, end, &mut visit)? {
+                LeafStep::Next(next) => pid = next,
+                LeafStep::End(e) => return Ok(e),
             }
-            pid = g.link();
         }
-        Ok(())
+        Err(corrupt("leaf chain loops: longer than the file has pages"))
     }
+
+    /// Visit leaf `pid` (latched, bytes `g`) from `from` on, up to `end`.
+    fn visit_leaf(
+        &self,
+        pid: PageId,
+        g: &[u8],
+        from: usize,
+        end: Bound<&[u8]>,
+        visit: &mut impl FnMut(&[u8], &LeafCell<'_>) -> Result<bool>,
+    ) -> Result<LeafStep> {
+        for slot in from..g.slot_count() {
+            let c = LeafCell::parse(page::cell(g, slot));
+            let past_end = match end {
+                Bound::Included(e) => c.key > e,
+                Bound::Excluded(e) => c.key >= e,
+                Bound::Unbounded => false,
+            };
+            if past_end {
+                return Ok(LeafStep::End(ScanEnd::Done));
+            }
+            if !visit(c.key, &c)? {
+                let pos = LeafPos { page_id: pid, page_lsn: g.page_lsn(), slot };
+                return Ok(LeafStep::End(ScanEnd::Stopped(pos)));
+            }
+        }
+        Ok(LeafStep::Next(g.link()))
+    }
+}
+
+/// Where a forward scan starts.
+#[derive(Clone, Copy, Debug)]
+pub enum ScanStart<'k> {
+    /// At the first key within this bound.
+    Key(Bound<&'k [u8]>),
+    /// Where an earlier scan stopped, if that leaf has not changed since.
+    At(LeafPos),
+}
+
+/// An entry's place in a leaf as the leaf was at `page_lsn`: valid while
+/// the page's LSN is unchanged, since every change of a page sets it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeafPos {
+    /// The leaf.
+    pub page_id: PageId,
+    /// Its LSN when the position was taken.
+    pub page_lsn: Lsn,
+    /// The entry's slot.
+    pub slot: usize,
+}
+
+/// How a forward scan ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScanEnd {
+    /// At `end` or past the last key.
+    Done,
+    /// `visit` refused the entry at this position.
+    Stopped(LeafPos),
+    /// `ScanStart::At` named a leaf that has changed since: start again from a key.
+    Stale,
+}
+
+/// After one leaf: go on to the next (`PageId::NONE`: none), or stop.
+enum LeafStep {
+    Next(PageId),
+    End(ScanEnd),
 }

@@ -8,11 +8,11 @@
 //! be held in memory are read back from the log after the latch is
 //! released.
 
-use std::collections::VecDeque;
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
 use super::{as_ref, check_key, Inner, SCAN_BATCH};
+use crate::btree::{LeafPos, ScanEnd, ScanStart};
 use crate::error::{Error, Result};
 use crate::page::LeafCell;
 use crate::txn::versions::{Before, Seen};
@@ -88,7 +88,16 @@ impl Snapshot {
         self.inner.check_ok()?;
         let lo = range.start_bound().map(|k| k.to_vec());
         let hi = range.end_bound().map(|k| k.to_vec());
-        Ok(SnapshotScan { snap: self, lo, hi, reverse, buf: VecDeque::new(), done: false })
+        Ok(SnapshotScan {
+            snap: self,
+            lo,
+            hi,
+            reverse,
+            resume: None,
+            batch: Batch::default(),
+            from_tree: Vec::new(),
+            done: false,
+        })
     }
 
     /// The value a before-image stands for.
@@ -130,27 +139,100 @@ impl Drop for Snapshot {
     }
 }
 
-/// An entry read in a batch: its value, or where to find it once the latch
-/// is released.
-enum Pending {
-    Ready(Vec<u8>),
-    Logged(Lsn, usize),
+/// The entries of one batch: their bytes in one buffer, each entry the
+/// ranges of its key and of its value in it (one allocation per batch, not
+/// two per entry).
+#[derive(Default)]
+struct Batch {
+    bytes: Vec<u8>,
+    /// Per entry: key start, key end, value start, value end.
+    entries: Vec<[usize; 4]>,
+    /// The next entry to hand out.
+    next: usize,
+}
+
+impl Batch {
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.entries.clear();
+        self.next = 0;
+    }
+    fn key(&self, e: &[usize; 4]) -> &[u8] {
+        &self.bytes[e[0]..e[1]]
+    }
+    /// The next entry, if any is left.
+    fn take(&mut self) -> Option<(&[u8], &[u8])> {
+        let e = *self.entries.get(self.next)?;
+        self.next += 1;
+        Some((&self.bytes[e[0]..e[1]], &self.bytes[e[2]..e[3]]))
+    }
+}
+
+/// A value the merge could not place in the batch under the latch: the
+/// before-image at `lsn` (`len` bytes) of entry `entry`, read from the log
+/// once the latch is released.
+struct LoggedValue {
+    entry: usize,
+    lsn: Lsn,
+    len: usize,
 }
 
 /// An iterator over a snapshot's entries in a range, in ascending
 /// (`Snapshot::scan`) or descending (`Snapshot::scan_rev`) key order. Reads
 /// in batches, one latch hold each; the range left to read shrinks from the
-/// start (ascending) or the end (descending).
+/// start (ascending) or the end (descending). An ascending scan goes on
+/// from the leaf where the last batch stopped when that leaf has not
+/// changed since, without a descent from the root.
+///
+/// Besides `Iterator` (an owned key and value per entry), `next_entry`
+/// lends each entry without copying it out of the scan's buffer.
 pub struct SnapshotScan<'s> {
     snap: &'s Snapshot,
     lo: Bound<Vec<u8>>,
     hi: Bound<Vec<u8>>,
     reverse: bool,
-    buf: VecDeque<(Vec<u8>, Vec<u8>)>,
+    /// Ascending scans: where the last batch stopped in the tree.
+    resume: Option<LeafPos>,
+    batch: Batch,
+    /// Tree entries of the batch being read (kept for its allocation).
+    from_tree: Vec<[usize; 4]>,
     done: bool,
 }
 
+impl std::fmt::Debug for SnapshotScan<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnapshotScan")
+            .field("read_seq", &self.snap.read_seq)
+            .field("reverse", &self.reverse)
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}
+
 impl SnapshotScan<'_> {
+    /// The next entry, borrowed from the scan until the next call: the same
+    /// entries in the same order as the iterator, without an allocation per
+    /// entry.
+    ///
+    /// # Errors
+    /// As `Snapshot::get`. After an error the scan is over (`Ok(None)`).
+    pub fn next_entry(&mut self) -> Result<Option<(&[u8], &[u8])>> {
+        loop {
+            if self.batch.next < self.batch.entries.len() {
+                return Ok(self.batch.take());
+            }
+            if self.done {
+                return Ok(None);
+            }
+            // A batch may be empty (every entry deleted for the snapshot):
+            // read on.
+            if let Err(e) = self.fill() {
+                self.done = true;
+                return Err(e);
+            }
+        }
+    }
+
     /// Read the next batch (stopping the database on an I/O error).
     fn fill(&mut self) -> Result<()> {
         let r = self.fill_batch();
@@ -163,46 +245,71 @@ impl SnapshotScan<'_> {
         let snap = self.snap;
         let inner = &snap.inner;
         inner.check_ok()?;
-        let mut batch: Vec<(Vec<u8>, Pending)> = Vec::new();
-        let mut resume: Option<Vec<u8>> = None;
+        self.batch.clear();
+        let mut from_tree = std::mem::take(&mut self.from_tree);
+        from_tree.clear();
+        let mut resume_key: Option<Vec<u8>> = None;
+        let mut logged: Vec<LoggedValue> = Vec::new();
         {
             let _r = inner.read_latch()?;
             let tree = inner.tree();
-            let mut from_tree: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-            let take = |k: &[u8], cell: &LeafCell<'_>| {
+            let bytes = &mut self.batch.bytes;
+            let mut take = |k: &[u8], cell: &LeafCell<'_>| {
                 if from_tree.len() == SCAN_BATCH {
-                    resume = Some(k.to_vec());
+                    resume_key = Some(k.to_vec());
                     return Ok(false);
                 }
-                from_tree.push((k.to_vec(), tree.read_value(cell)?));
+                let ks = bytes.len();
+                bytes.extend_from_slice(k);
+                let vs = bytes.len();
+                tree.read_value_into(cell, bytes)?;
+                from_tree.push([ks, vs, vs, bytes.len()]);
                 Ok(true)
             };
             let (lo, hi) = (as_ref(&self.lo), as_ref(&self.hi));
-            match self.reverse {
-                false => tree.scan(lo, hi, take)?,
-                true => tree.scan_rev(lo, hi, take)?,
+            if self.reverse {
+                tree.scan_rev(lo, hi, &mut take)?;
+            } else {
+                let start = match self.resume.take() {
+                    Some(pos) => ScanStart::At(pos),
+                    None => ScanStart::Key(lo),
+                };
+                let mut end = tree.scan_from(start, hi, &mut take)?;
+                if end == ScanEnd::Stale {
+                    end = tree.scan_from(ScanStart::Key(lo), hi, &mut take)?;
+                }
+                if let ScanEnd::Stopped(pos) = end {
+                    self.resume = Some(pos);
+                }
             }
             // The interval this batch covers: up to the first key left for
             // the next batch, else to the far end of the range.
-            let interval = match (&resume, self.reverse) {
+            let interval = match (&resume_key, self.reverse) {
                 (None, _) => (lo, hi),
                 (Some(k), false) => (lo, Bound::Excluded(k.as_slice())),
                 (Some(k), true) => (Bound::Excluded(k.as_slice()), hi),
             };
             let mut changed = inner.versions.seen_in_range(snap.read_seq, interval)?;
-            if self.reverse {
-                changed.reverse();
+            if changed.is_empty() {
+                std::mem::swap(&mut self.batch.entries, &mut from_tree);
+            } else {
+                if self.reverse {
+                    changed.reverse();
+                }
+                merge(&from_tree, changed, self.reverse, &mut self.batch, &mut logged);
             }
-            merge(from_tree, changed, self.reverse, &mut batch);
         }
-        for (k, p) in batch {
-            let v = match p {
-                Pending::Ready(v) => v,
-                Pending::Logged(lsn, len) => snap.read_logged(&k, lsn, len)?,
-            };
-            self.buf.push_back((k, v));
+        self.from_tree = from_tree;
+        for l in logged {
+            let key = self.batch.key(&self.batch.entries[l.entry]).to_vec();
+            let v = snap.read_logged(&key, l.lsn, l.len)?;
+            let vs = self.batch.bytes.len();
+            self.batch.bytes.extend_from_slice(&v);
+            let e = &mut self.batch.entries[l.entry];
+            e[2] = vs;
+            e[3] = vs + v.len();
         }
-        match (resume, self.reverse) {
+        match (resume_key, self.reverse) {
             (Some(k), false) => self.lo = Bound::Included(k),
             (Some(k), true) => self.hi = Bound::Included(k),
             (None, _) => self.done = true,
@@ -211,37 +318,52 @@ impl SnapshotScan<'_> {
     }
 }
 
-/// Merge a batch of tree entries with the keys whose snapshot view differs
-/// from the tree (both in the scan's order: descending if `reverse`) into
-/// what the snapshot sees.
+/// Merge a batch of tree entries (in `batch.bytes`) with the keys whose
+/// snapshot view differs from the tree (both in the scan's order:
+/// descending if `reverse`) into what the snapshot sees, in
+/// `batch.entries`. Before-images held in memory are appended to
+/// `batch.bytes`; those in the log are listed in `logged`.
 fn merge(
-    from_tree: Vec<(Vec<u8>, Vec<u8>)>,
+    from_tree: &[[usize; 4]],
     changed: Vec<(Box<[u8]>, Before)>,
     reverse: bool,
-    out: &mut Vec<(Vec<u8>, Pending)>,
+    batch: &mut Batch,
+    logged: &mut Vec<LoggedValue>,
 ) {
-    let mut tree = from_tree.into_iter().peekable();
+    let mut tree = from_tree.iter().copied().peekable();
     let mut changed = changed.into_iter().peekable();
     loop {
         let take_tree = match (tree.peek(), changed.peek()) {
             (None, None) => return,
             (Some(_), None) => true,
             (None, Some(_)) => false,
-            (Some((tk, _)), Some((ck, _))) => tk.as_slice() != &**ck && (tk.as_slice() < &**ck) != reverse,
+            (Some(e), Some((ck, _))) => {
+                let tk = batch.key(e);
+                tk != &**ck && (tk < &**ck) != reverse
+            }
         };
         if take_tree {
-            let (k, v) = tree.next().expect("peeked");
-            out.push((k, Pending::Ready(v)));
+            let e = tree.next().expect("peeked");
+            batch.entries.push(e);
             continue;
         }
         let (k, before) = changed.next().expect("peeked");
-        if tree.peek().is_some_and(|(tk, _)| tk.as_slice() == &*k) {
+        if tree.peek().is_some_and(|e| batch.key(e) == &*k) {
             tree.next(); // the snapshot sees the before-image, not this
         }
+        let ks = batch.bytes.len();
+        batch.bytes.extend_from_slice(&k);
+        let ke = batch.bytes.len();
         match before {
-            Before::Absent => {}
-            Before::Value(v) => out.push((k.into_vec(), Pending::Ready(v.to_vec()))),
-            Before::Logged { lsn, len } => out.push((k.into_vec(), Pending::Logged(lsn, len))),
+            Before::Absent => batch.bytes.truncate(ks),
+            Before::Value(v) => {
+                batch.bytes.extend_from_slice(&v);
+                batch.entries.push([ks, ke, ke, batch.bytes.len()]);
+            }
+            Before::Logged { lsn, len } => {
+                logged.push(LoggedValue { entry: batch.entries.len(), lsn, len });
+                batch.entries.push([ks, ke, ke, ke]);
+            }
         }
     }
 }
@@ -250,19 +372,10 @@ impl Iterator for SnapshotScan<'_> {
     type Item = Result<(Vec<u8>, Vec<u8>)>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            if let Some(item) = self.buf.pop_front() {
-                return Some(Ok(item));
-            }
-            if self.done {
-                return None;
-            }
-            // A batch may be empty (every entry deleted for the snapshot):
-            // read on.
-            if let Err(e) = self.fill() {
-                self.done = true;
-                return Some(Err(e));
-            }
+        match self.next_entry() {
+            Ok(Some((k, v))) => Some(Ok((k.to_vec(), v.to_vec()))),
+            Ok(None) => None,
+            Err(e) => Some(Err(e)),
         }
     }
 }
