@@ -94,6 +94,25 @@ pub(crate) fn child_at(b: &[u8], pos: usize) -> PageId {
     }
 }
 
+/// What a descent needs of the meta page: the root, and the page count
+/// that bounds every page id it follows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Shape {
+    pub root: PageId,
+    pub page_count: u32,
+}
+
+impl Shape {
+    fn of(meta: &Meta) -> Shape {
+        Shape { root: meta.root, page_count: meta.page_count }
+    }
+
+    /// True if `pid` may hold a tree page (as `Meta::holds`).
+    pub fn holds(&self, pid: PageId) -> bool {
+        pid > META_PAGE && pid.get() < self.page_count
+    }
+}
+
 /// Which leaf a descent looks for.
 #[derive(Clone, Copy)]
 enum Target<'k> {
@@ -126,6 +145,26 @@ impl<'a> BTree<'a> {
         Meta::read(&g)
     }
 
+    /// The root and page count, from the pool's cache of the meta page
+    /// (no fetch) when it is known. Call with the tree latch held, as for
+    /// any read of the tree.
+    pub(crate) fn shape(&self) -> Result<Shape> {
+        let shape = match self.pool.meta_shape() {
+            Some((root, page_count)) => Shape { root, page_count },
+            None => {
+                let meta = self.meta()?;
+                self.pool.fill_meta_shape(&meta);
+                Shape::of(&meta)
+            }
+        };
+        #[cfg(debug_assertions)]
+        {
+            let meta = self.meta()?;
+            assert_eq!(shape, Shape::of(&meta), "the cached meta shape differs from the meta page");
+        }
+        Ok(shape)
+    }
+
     /// Descend from the root to the leaf that covers `key` (or the leftmost leaf
     /// when `key` is None).
     pub(crate) fn find_leaf(&self, key: Option<&[u8]>) -> Result<Path> {
@@ -137,7 +176,7 @@ impl<'a> BTree<'a> {
 
     /// Descend from the root to the leaf `target` names.
     fn descend(&self, target: Target<'_>) -> Result<Path> {
-        let meta = self.meta()?;
+        let meta = self.shape()?;
         let path = Path { nodes: Vec::with_capacity(8), child_pos: Vec::with_capacity(8) };
         self.descend_from(&meta, path, meta.root, None, target, true, |path, _, _| Ok(path))
     }
@@ -149,7 +188,7 @@ impl<'a> BTree<'a> {
     #[allow(clippy::too_many_arguments)]
     fn descend_from<T>(
         &self,
-        meta: &Meta,
+        meta: &Shape,
         mut path: Path,
         mut pid: PageId,
         mut expect_level: Option<u32>,
@@ -201,7 +240,7 @@ impl<'a> BTree<'a> {
 
     /// Point lookup.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        let meta = self.meta()?;
+        let meta = self.shape()?;
         let path = Path { nodes: Vec::new(), child_pos: Vec::new() };
         // The leaf is searched in the descent's own latch hold.
         self.descend_from(&meta, path, meta.root, None, Target::Covering(key), false, |_, _, g| {
@@ -222,7 +261,7 @@ impl<'a> BTree<'a> {
     /// # Errors
     /// `Error::Corruption` for a damaged tree; an I/O error.
     pub fn key_and_next(&self, key: &[u8]) -> Result<(bool, Option<Vec<u8>>)> {
-        let meta = self.meta()?;
+        let meta = self.shape()?;
         let path = self.find_leaf(Some(key))?;
         let mut pid = path.leaf();
         let (exists, mut at) = {
@@ -325,7 +364,7 @@ impl<'a> BTree<'a> {
     /// The leaf before the one `path` leads to, by the same inner pages: up
     /// to the lowest level where the path did not take the first child, one
     /// child left, then down the last children. None: it was the first leaf.
-    fn prev_leaf(&self, meta: &Meta, path: &Path) -> Result<Option<Path>> {
+    fn prev_leaf(&self, meta: &Shape, path: &Path) -> Result<Option<Path>> {
         let Some(level) = path.child_pos.iter().rposition(|&p| p > 0) else { return Ok(None) };
         let pos = path.child_pos[level] - 1;
         let (child, child_level) = {
@@ -352,7 +391,7 @@ impl<'a> BTree<'a> {
         end: Bound<&[u8]>,
         mut visit: impl FnMut(&[u8], &LeafCell<'_>) -> Result<bool>,
     ) -> Result<()> {
-        let meta = self.meta()?;
+        let meta = self.shape()?;
         let mut path = self.descend(match end {
             Bound::Included(k) | Bound::Excluded(k) => Target::Covering(k),
             Bound::Unbounded => Target::Rightmost,
@@ -424,7 +463,7 @@ impl<'a> BTree<'a> {
         end: Bound<&[u8]>,
         mut visit: impl FnMut(&[u8], &LeafCell<'_>) -> Result<bool>,
     ) -> Result<ScanEnd> {
-        let meta = self.meta()?;
+        let meta = self.shape()?;
         let first = match start {
             ScanStart::Key(bound) => {
                 let key = match bound {

@@ -28,6 +28,11 @@
 //!   `sync`, `log_and_apply`) refuses with `Error::Failed` once the database
 //!   has stopped (the shared `FailStop`); an I/O error of writing or syncing
 //!   the data file stops it.
+//! - `meta_shape` caches the meta page's root and page count for readers
+//!   (0: not known). Every change of the meta page in normal operation
+//!   (`log_and_apply`) publishes the new values while the page is still
+//!   latched; redo only forgets them (`forget_meta_shape`); a reader fills
+//!   an unknown cache only by a compare-and-swap from 0.
 //! - A frame whose last change is not yet durable in the log is counted in
 //!   `changed_in_epoch` for its flush epoch (`note_change`, before the change
 //!   is applied), so `can_evict_without_log_flush` never undercounts them.
@@ -156,8 +161,20 @@ pub struct BufferPool {
     /// `epoch << 32 | count`: the frames whose last change may not be durable
     /// are the ones counted for the epochs from `done` to `taken`.
     changed_in_epoch: [AtomicU64; 4],
+    /// The meta page's root and page count, `root << 32 | page_count`
+    /// (0: not known; the root is never page 0).
+    meta_shape: AtomicU64,
     /// Counters.
     pub counters: PoolCounters,
+}
+
+/// `meta_shape`'s packing of a meta page's root and page count.
+/// (0, "not known", for a meta page without a root).
+fn pack_meta_shape(meta: &page::Meta) -> u64 {
+    if meta.root.is_none() {
+        return 0;
+    }
+    u64::from(meta.root.get()) << 32 | u64::from(meta.page_count)
 }
 
 /// A page pinned and latched for writing during `log_and_apply`.
@@ -256,6 +273,7 @@ impl BufferPool {
             recovery_mode: AtomicBool::new(false),
             stop,
             changed_in_epoch: Default::default(),
+            meta_shape: AtomicU64::new(0),
             counters: PoolCounters::default(),
         }
     }
@@ -328,6 +346,26 @@ impl BufferPool {
     /// its stored image is not read.
     pub fn fetch_new(&self, page_id: PageId) -> Result<PageHandle<'_>> {
         self.fetch_inner(page_id, false)
+    }
+
+    /// The meta page's root and page count, if known (see `meta_shape`).
+    pub fn meta_shape(&self) -> Option<(PageId, u32)> {
+        match self.meta_shape.load(Ordering::Acquire) {
+            0 => None,
+            v => Some((PageId((v >> 32) as u32), v as u32)),
+        }
+    }
+
+    /// Fill an unknown meta shape from a meta page just read (a change
+    /// published meanwhile wins).
+    pub fn fill_meta_shape(&self, meta: &page::Meta) {
+        let v = pack_meta_shape(meta);
+        let _ = self.meta_shape.compare_exchange(0, v, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    /// Forget the meta shape: redo changed the meta page.
+    pub fn forget_meta_shape(&self) {
+        self.meta_shape.store(0, Ordering::Release);
     }
 
     /// The shard of the page table that maps `page_id`.
@@ -689,6 +727,12 @@ impl BufferPool {
     fn apply_part(h: &PageHandle<'_>, g: &mut [u8], part: &PagePart, lsn: Lsn) -> Result<()> {
         h.pool.note_change(h.frame());
         page::apply(g, part.page_id, &part.op)?;
+        if part.page_id == page::META_PAGE {
+            // Published while the page is latched (and the writer holds the
+            // tree latch): readers never see the page and the cache differ.
+            let v = page::Meta::read(g).map_or(0, |m| pack_meta_shape(&m));
+            h.pool.meta_shape.store(v, Ordering::Release);
+        }
         page::set_page_lsn(g, lsn);
         if part.op.defines_page() {
             page::set_fpi_lsn(g, lsn);

@@ -42,6 +42,9 @@ fn redo_part(
     // record to one page (or a page rebuilt from scratch).
     debug_assert!(same_record || !h.is_valid() || part.op.defines_page() || g.page_lsn() < rec.lsn);
     page::apply(&mut g, part.page_id, &part.op)?;
+    if part.page_id == page::META_PAGE {
+        pool.forget_meta_shape();
+    }
     page::set_page_lsn(&mut g, rec.lsn);
     debug_assert!(g.page_lsn() == rec.lsn && g.fpi_lsn() <= rec.lsn);
     if part.op.defines_page() {
