@@ -90,19 +90,13 @@ pub enum Error {
     #[error("the transaction has already ended")]
     TxnEnded,
 
-    /// This read-only snapshot needs versions that are not kept: it was held
-    /// while more than `cap_bytes` of changes committed after its begin
-    /// piled up for it (`Options::snapshot_cap_bytes`), or it reads keys in
-    /// the range of a transaction it must not see that changed more keys than
-    /// `Options::lock_escalation_keys` (such a transaction keeps no versions).
-    /// Memory and the log stay bounded and writers never wait instead.
-    /// Begin a new snapshot (after that transaction ends) and retry.
-    #[error(
-        "the snapshot can no longer be read: it needs older versions than are kept (snapshot_cap_bytes {cap_bytes}, or a transaction changing more keys than lock_escalation_keys); begin a new one"
-    )]
+    /// This read-only snapshot needs versions that are not kept (`cause`
+    /// says which): memory and the log stay bounded and writers never wait
+    /// instead. Begin a new snapshot and retry.
+    #[error("the snapshot can no longer be read: {cause}; begin a new snapshot")]
     SnapshotTooOld {
-        /// The cap that was reached.
-        cap_bytes: usize,
+        /// Why the versions it needs are gone.
+        cause: SnapshotTooOld,
     },
 
     /// Every frame of the buffer pool is pinned; raise `buffer_pool_pages`.
@@ -205,6 +199,42 @@ impl fmt::Display for StopCause {
             StopCause::Other { message } => {
                 write!(f, "{message}; open the database again to recover")
             }
+        }
+    }
+}
+
+/// Why a read-only snapshot can no longer be read (`Error::SnapshotTooOld`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SnapshotTooOld {
+    /// It was held while more than `cap_bytes` of versions committed after
+    /// its begin piled up for it (`Options::snapshot_cap_bytes`).
+    CapReached {
+        /// The cap, in bytes.
+        cap_bytes: usize,
+    },
+    /// It reads keys in the range of a transaction it must not see (still
+    /// open, or committed after its begin) that changed more than
+    /// `escalation_keys` keys (`Options::lock_escalation_keys`): such a
+    /// transaction keeps no versions of its keys.
+    LargeTransaction {
+        /// The number of keys past which a transaction keeps no versions.
+        escalation_keys: usize,
+    },
+}
+
+impl fmt::Display for SnapshotTooOld {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SnapshotTooOld::CapReached { cap_bytes } => write!(
+                f,
+                "more than snapshot_cap_bytes ({cap_bytes} bytes) of changes committed since it began and were kept for it"
+            ),
+            SnapshotTooOld::LargeTransaction { escalation_keys } => write!(
+                f,
+                "it reads keys that a transaction it must not see changed, and that transaction changed more than \
+                 lock_escalation_keys ({escalation_keys}) keys, so it kept no older versions"
+            ),
         }
     }
 }

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use ariesdb::storage::Fault;
-use ariesdb::{Db, Error, Options, Snapshot};
+use ariesdb::{Db, Error, Options, Snapshot, SnapshotTooOld};
 use common::*;
 use rand::{Rng, SeedableRng};
 
@@ -238,7 +238,12 @@ fn a_snapshot_held_past_the_cap_expires_with_a_retryable_error() {
         assert!(round != 9, "never expired");
     }
     let e = old.get(&key_at(1)).unwrap_err();
-    assert!(matches!(e, Error::SnapshotTooOld { .. }) && e.is_retryable(), "{e:?}");
+    assert!(
+        matches!(e, Error::SnapshotTooOld { cause: SnapshotTooOld::CapReached { cap_bytes } } if cap_bytes == cap)
+            && e.is_retryable(),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("snapshot_cap_bytes"), "{e}");
     assert!(old.scan(..).unwrap().next().unwrap().is_err());
     assert!(db.stats().snapshot_held_bytes as usize <= cap, "{:?}", db.stats());
     let new = db.begin_read().unwrap();
@@ -343,7 +348,11 @@ fn a_snapshot_overlapping_a_huge_transaction_fails_only_in_its_range() {
         assert_eq!(s.get(b"a-outside").unwrap(), Some(b"1".to_vec()));
         assert_eq!(s.get(b"z-outside").unwrap(), Some(b"1".to_vec()));
         let e = s.get(&key_at(250)).unwrap_err();
-        assert!(matches!(e, Error::SnapshotTooOld { .. }) && e.is_retryable(), "{e:?}");
+        assert!(
+            matches!(e, Error::SnapshotTooOld { cause: SnapshotTooOld::LargeTransaction { .. } }) && e.is_retryable(),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("lock_escalation_keys"), "{e}");
         assert!(s.scan(..).unwrap().any(|x| x.is_err()));
     }
     big.commit().unwrap();

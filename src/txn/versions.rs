@@ -37,7 +37,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SnapshotTooOld};
 use crate::txn_log::{KeyChange, OldValue};
 use crate::types::{Lsn, TxnId};
 
@@ -270,7 +270,7 @@ impl VersionStore {
     /// `Error::SnapshotTooOld` once it has.
     pub fn check_alive(&self, read_seq: u64) -> Result<()> {
         match read_seq < self.expired_below.load(Ordering::Acquire) {
-            true => Err(Error::SnapshotTooOld { cap_bytes: self.cap_bytes }),
+            true => Err(Error::SnapshotTooOld { cause: SnapshotTooOld::CapReached { cap_bytes: self.cap_bytes } }),
             false => Ok(()),
         }
     }
@@ -336,7 +336,9 @@ impl VersionStore {
             let overlaps = !range_is_empty((range.0, Bound::Included(&**hi)))
                 && !range_is_empty((Bound::Included(&**lo), range.1));
             if !visible && overlaps {
-                return Err(Error::SnapshotTooOld { cap_bytes: self.cap_bytes });
+                return Err(Error::SnapshotTooOld {
+                    cause: SnapshotTooOld::LargeTransaction { escalation_keys: self.escalate_keys },
+                });
             }
         }
         Ok(())
