@@ -22,8 +22,19 @@ fn snapshot_state(snap: &Snapshot, expect: &Model, ctx: &str) {
     let got: Model = snap.scan(..).unwrap().map(|x| x.unwrap()).collect();
     assert_eq!(got.len(), expect.len(), "{ctx}: scan length");
     assert!(got == *expect, "{ctx}: scan differs from the state at begin");
+    let mut buf = b"left over".to_vec();
     for (k, v) in expect.iter().step_by(7) {
         assert_eq!(snap.get(k).unwrap().as_ref(), Some(v), "{ctx}: get {}", String::from_utf8_lossy(k));
+        assert!(snap.get_into(k, &mut buf).unwrap(), "{ctx}: get_into {}", String::from_utf8_lossy(k));
+        assert_eq!(&buf, v, "{ctx}: get_into {}", String::from_utf8_lossy(k));
+    }
+    // Keys the snapshot must not see (deleted since, or never there).
+    for i in (0..2000u32).step_by(13) {
+        let k = key_at(i);
+        if !expect.contains_key(&k) {
+            assert_eq!(snap.get(&k).unwrap(), None, "{ctx}: get {}", String::from_utf8_lossy(&k));
+            assert!(!snap.get_into(&k, &mut buf).unwrap(), "{ctx}: get_into {}", String::from_utf8_lossy(&k));
+        }
     }
     // A sub-range, and keys the snapshot must not see.
     let lo = b"k000100".to_vec();

@@ -169,14 +169,9 @@ impl Session for AriesSession<'_> {
 struct AriesRead(ariesdb::Snapshot);
 
 impl Reader for AriesRead {
+    /// Into the caller's buffer, as the peers' readers copy into it.
     fn get(&mut self, k: &[u8], out: &mut Vec<u8>) -> Res<bool> {
-        match self.0.get(k)? {
-            Some(v) => {
-                *out = v;
-                Ok(true)
-            }
-            None => Ok(false),
-        }
+        Ok(self.0.get_into(k, out)?)
     }
     fn scan(&mut self, start: Bound<&[u8]>, n: usize, f: &mut dyn FnMut(&[u8], &[u8])) -> Res<usize> {
         // Entries lent from the scan's buffer, as redb's guards lend pages.

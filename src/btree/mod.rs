@@ -240,6 +240,13 @@ impl<'a> BTree<'a> {
 
     /// Point lookup.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let mut out = Vec::new();
+        Ok(self.get_into(key, &mut out)?.then_some(out))
+    }
+
+    /// Point lookup into `out` (cleared first): true if `key` is present.
+    pub fn get_into(&self, key: &[u8], out: &mut Vec<u8>) -> Result<bool> {
+        out.clear();
         let meta = self.shape()?;
         let path = Path { nodes: Vec::new(), child_pos: Vec::new() };
         // The leaf is searched in the descent's own latch hold.
@@ -247,9 +254,10 @@ impl<'a> BTree<'a> {
             match page::search(g, key) {
                 Ok(slot) => {
                     let c = LeafCell::parse(page::cell(g, slot));
-                    Ok(Some(self.read_value(&c)?))
+                    self.read_value_into(&c, out)?;
+                    Ok(true)
                 }
-                Err(_) => Ok(None),
+                Err(_) => Ok(false),
             }
         })
     }
