@@ -116,7 +116,7 @@ impl Hasher for PageIdHasher {
     }
 }
 
-type PageMap = HashMap<PageId, usize, BuildHasherDefault<PageIdHasher>>;
+type PageMap = HashMap<PageId, u32, BuildHasherDefault<PageIdHasher>>;
 
 /// One shard of the page table: page id -> frame index, for the pages whose
 /// id is congruent to the shard's index. Aligned so that two shards never
@@ -243,6 +243,7 @@ impl BufferPool {
         frames: usize,
         stop: Arc<FailStop>,
     ) -> BufferPool {
+        assert!(u32::try_from(frames).is_ok(), "frame indices are kept as u32");
         let frames: Box<[Frame]> = (0..frames)
             .map(|_| Frame {
                 page_id: AtomicU32::new(NO_PAGE.get()),
@@ -388,14 +389,23 @@ impl BufferPool {
         // dirty frame; the bound only guards against a pool where every frame
         // stays pinned.
         for _ in 0..2 * self.frames.len() + 8 {
-            // A hit needs the shard only shared.
-            if let Some(&idx) = shard.map.read().get(&page_id) {
-                self.frames[idx].pin.fetch_add(1, Ordering::AcqRel);
+            // A hit needs the shard only shared, and only to pin the frame:
+            // the shard is released before any wait for the page's latch
+            // (a loader that fails takes the shard while latching the page).
+            let hit = {
+                let map = shard.map.read();
+                map.get(&page_id).map(|&idx| {
+                    let idx = idx as usize;
+                    self.frames[idx].pin.fetch_add(1, Ordering::AcqRel);
+                    idx
+                })
+            };
+            if let Some(idx) = hit {
                 shard.hits.fetch_add(1, Ordering::Relaxed);
                 return self.finish_hit(PageHandle { pool: self, idx }, page_id, read);
             }
             let mut map = shard.map.write();
-            if let Some(&idx) = map.get(&page_id) {
+            if let Some(idx) = map.get(&page_id).map(|&i| i as usize) {
                 // Loaded by another thread meanwhile.
                 self.frames[idx].pin.fetch_add(1, Ordering::AcqRel);
                 drop(map);
@@ -463,7 +473,7 @@ impl BufferPool {
         f.set_rec_lsn(Lsn::NONE);
         // Uncontended: nobody holds a latch on a claimed frame.
         let mut d = f.data.write();
-        map.insert(page_id, idx);
+        map.insert(page_id, idx as u32);
         drop(map);
         let h = PageHandle { pool: self, idx };
         let state = if read {
@@ -472,7 +482,7 @@ impl BufferPool {
                 Ok(s) => s,
                 Err(e) => {
                     let mut map = self.shard(page_id).map.write();
-                    if map.get(&page_id) == Some(&idx) {
+                    if map.get(&page_id) == Some(&(idx as u32)) {
                         map.remove(&page_id);
                     }
                     f.set_page_id(NO_PAGE);
@@ -560,7 +570,7 @@ impl BufferPool {
             };
             // With `old`'s shard held exclusively, no hit can pin the frame
             // and its page cannot change; check it still holds `old`.
-            if f.page_id() != old || map.get(&old) != Some(&idx) {
+            if f.page_id() != old || map.get(&old) != Some(&(idx as u32)) {
                 continue;
             }
             let dirty = f.dirty.load(Ordering::Acquire) && f.valid.load(Ordering::Acquire);
@@ -647,7 +657,7 @@ impl BufferPool {
                     && f.dirty.load(Ordering::Acquire)
                     && f.valid.load(Ordering::Acquire)
                     && f.rec_lsn() < older_than;
-                if !eligible || map.get(&pid) != Some(&idx) {
+                if !eligible || map.get(&pid) != Some(&(idx as u32)) {
                     continue;
                 }
                 f.pin.fetch_add(1, Ordering::AcqRel);
