@@ -280,3 +280,69 @@ fn deleting_the_key_after_an_uncommitted_delete_waits_for_it() {
         s.commit().unwrap();
     }
 }
+
+/// A inserts k0030 and does not commit; C deletes k0010, the key before it,
+/// and does not commit; A rolls back (as a deadlock victim would), which
+/// removes k0030 without a lock. A scan must still wait for C's uncommitted
+/// delete. It used to pass over it: C had locked the gap before k0030, and
+/// the rollback merged that gap into the one before k0050, which nobody
+/// locked (the mixed concurrency test found it: an audit missed a key whose
+/// delete was later rolled back). Both scan directions, C aborting or
+/// committing.
+#[test]
+fn a_scan_waits_for_a_delete_whose_next_key_was_an_insert_rolled_back() {
+    for (reverse, commit) in [(false, false), (true, false), (false, true), (true, true)] {
+        let db = db_with(0);
+        let mut setup = db.begin().unwrap();
+        for i in [0, 10, 50] {
+            setup.put(&k(i), b"v").unwrap();
+        }
+        setup.commit().unwrap();
+        let mut a = db.begin().unwrap();
+        a.put(&k(30), b"uncommitted").unwrap();
+        let (tx_deleted, rx_deleted) = mpsc::channel();
+        let (tx_end, rx_end) = mpsc::channel::<()>();
+        let c = {
+            let db = db.clone();
+            std::thread::spawn(move || {
+                let mut c = db.begin().unwrap();
+                assert!(c.delete(&k(10)).unwrap());
+                tx_deleted.send(()).unwrap();
+                rx_end.recv().unwrap();
+                if commit {
+                    c.commit().unwrap();
+                } else {
+                    c.abort().unwrap();
+                }
+            })
+        };
+        // C's delete may wait for A's insert; give it the time to get
+        // through if it does not.
+        let early = rx_deleted.recv_timeout(Duration::from_millis(300)).is_ok();
+        a.abort().unwrap();
+        if !early {
+            rx_deleted.recv().unwrap();
+        }
+        let (tx_scanned, rx_scanned) = mpsc::channel();
+        let s = {
+            let db = db.clone();
+            std::thread::spawn(move || {
+                let mut s = db.begin().unwrap();
+                let got = keys_of(&mut s, (Bound::Unbounded, Bound::Unbounded), reverse);
+                tx_scanned.send(()).unwrap();
+                s.commit().unwrap();
+                got
+            })
+        };
+        let passed = rx_scanned.recv_timeout(Duration::from_millis(300)).is_ok();
+        tx_end.send(()).unwrap();
+        c.join().unwrap();
+        let got = s.join().unwrap();
+        assert!(!passed, "reverse {reverse} commit {commit}: a scan passed over an uncommitted delete: {got:?}");
+        let mut want = if commit { vec![k(0), k(50)] } else { vec![k(0), k(10), k(50)] };
+        if reverse {
+            want.reverse();
+        }
+        assert_eq!(got, want, "reverse {reverse} commit {commit}");
+    }
+}

@@ -73,12 +73,14 @@ impl Txn {
     }
 
     /// Wait until no other transaction holds a lock on `k` that conflicts
-    /// with an exclusive one, keeping nothing: the instant-duration lock an
-    /// insert takes on the gap it enters (ARIES/KVL), so that it never enters
-    /// a gap a scan or a delete has locked.
-    fn lock_instant(&mut self, k: u64) -> Result<()> {
+    /// with `mode`, keeping nothing: an instant-duration lock. An insert
+    /// takes one, exclusive, on the gap it enters (ARIES/KVL), so that it
+    /// never enters a gap a scan or a delete has locked; a delete takes one,
+    /// shared, on the key after it, so that it never locks the gap before an
+    /// uncommitted insert (see `delete`).
+    fn lock_instant(&mut self, k: u64, mode: LockMode) -> Result<()> {
         self.holds_locks = true;
-        let r = self.inner.locks.lock(self.id, k, LockMode::Exclusive).map(|newly| {
+        let r = self.inner.locks.lock(self.id, k, mode).map(|newly| {
             if newly {
                 self.inner.locks.release_one(self.id, k);
             }
@@ -179,7 +181,7 @@ impl Txn {
             });
             match inner.guard(r)? {
                 None => return Ok(()),
-                Some(nk) => self.lock_instant(nk)?,
+                Some(nk) => self.lock_instant(nk, LockMode::Exclusive)?,
             }
         }
     }
@@ -270,9 +272,27 @@ impl Txn {
             // lock on the gap before c no longer stands between a scan and
             // the uncommitted delete of b). A delete of a missing key only
             // reads the gap it would be in (shared).
+            //
+            // First, the next key must not be another transaction's
+            // uncommitted insert: the rollback of that insert would remove
+            // the key without a lock, merging the gap locked here into the
+            // one after it, and a scan would then pass over this uncommitted
+            // delete under that gap's lock (found by the mixed concurrency
+            // test). So the delete waits for any writer of the next key
+            // (shared, instant duration). Once the next key is committed,
+            // only a delete can remove it, and that delete needs the
+            // exclusive lock on the gap before it, held here.
             let mut taken: Vec<(u64, LockMode)> = Vec::new();
             let r = inner.txn_env().with_txn_ctx(id, 0, |tree, ctx| {
                 let (exists, next) = tree.key_and_next(key)?;
+                if let (true, Some(n)) = (exists, next.as_deref()) {
+                    let nk = lock_key(n);
+                    match inner.locks.try_lock(id, nk, LockMode::Shared)? {
+                        None => return Ok(Err((nk, LockMode::Shared, true))),
+                        Some(true) => inner.locks.release_one(id, nk),
+                        Some(false) => {}
+                    }
+                }
                 let nk = gap_lock(next.as_deref());
                 let wanted = match exists {
                     true => vec![(nk, LockMode::Exclusive), (gap_lock(Some(key)), LockMode::Exclusive)],
@@ -280,7 +300,7 @@ impl Txn {
                 };
                 for (lk, mode) in wanted {
                     match inner.locks.try_lock(id, lk, mode)? {
-                        None => return Ok(Err((lk, mode))),
+                        None => return Ok(Err((lk, mode, false))),
                         Some(true) => taken.push((lk, mode)),
                         Some(false) => {}
                     }
@@ -301,7 +321,8 @@ impl Txn {
             }
             match r {
                 Ok(existed) => return Ok(existed),
-                Err((nk, mode)) => self.lock_id(nk, mode)?,
+                Err((lk, mode, true)) => self.lock_instant(lk, mode)?,
+                Err((lk, mode, false)) => self.lock_id(lk, mode)?,
             }
         }
     }
