@@ -113,6 +113,25 @@ impl Shape {
     }
 }
 
+/// The key after a position in a leaf, as far as that leaf knows it.
+pub(crate) enum NextKey {
+    /// This key, in the same leaf.
+    Key(Vec<u8>),
+    /// The first key from this leaf on (the right sibling; none at the end).
+    After(PageId),
+}
+
+impl NextKey {
+    /// The key at slot `at` of leaf `g`, or past its end.
+    pub(crate) fn at(g: &[u8], at: usize) -> NextKey {
+        if at < g.slot_count() {
+            NextKey::Key(page::cell_key(g, at).to_vec())
+        } else {
+            NextKey::After(g.link())
+        }
+    }
+}
+
 /// Which leaf a descent looks for.
 #[derive(Clone, Copy)]
 enum Target<'k> {
@@ -262,42 +281,30 @@ impl<'a> BTree<'a> {
         })
     }
 
-    /// Whether `key` is in the tree, and the smallest key above it (None:
-    /// nothing above it): the key next-key locking locks. One descent, and
-    /// the next leaf when `key` would be the last of its own.
-    ///
-    /// # Errors
-    /// `Error::Corruption` for a damaged tree; an I/O error.
-    pub fn key_and_next(&self, key: &[u8]) -> Result<(bool, Option<Vec<u8>>)> {
-        let meta = self.shape()?;
-        let path = self.find_leaf(Some(key))?;
-        let mut pid = path.leaf();
-        let (exists, mut at) = {
-            let h = self.pool.fetch(pid)?;
-            let g = h.read();
-            match page::search(&g, key) {
-                Ok(i) => (true, i + 1),
-                Err(i) => (false, i),
-            }
+    /// The key a `NextKey` stands for: past the end of its leaf, the first
+    /// key of the next non-empty leaf.
+    pub(crate) fn resolve_next(&self, next: NextKey) -> Result<Option<Vec<u8>>> {
+        let mut pid = match next {
+            NextKey::Key(k) => return Ok(Some(k)),
+            NextKey::After(link) => link,
         };
-        // Past the end of this leaf: the first key of the next non-empty one.
+        let meta = self.shape()?;
         for _ in 0..=meta.page_count {
+            if pid.is_none() {
+                return Ok(None);
+            }
+            if !meta.holds(pid) {
+                return Err(corrupt(format!("leaf link to page {pid} outside the file")));
+            }
             let h = self.pool.fetch(pid)?;
             let g = h.read();
             if g.page_type() != Some(PageType::Leaf) {
                 return Err(corrupt(format!("leaf chain reaches page {pid} of type {:?}", g.page_type())));
             }
-            if at < g.slot_count() {
-                return Ok((exists, Some(page::cell_key(&g, at).to_vec())));
+            if g.slot_count() > 0 {
+                return Ok(Some(page::cell_key(&g, 0).to_vec()));
             }
             pid = g.link();
-            if pid.is_none() {
-                return Ok((exists, None));
-            }
-            if !meta.holds(pid) {
-                return Err(corrupt(format!("leaf link to page {pid} outside the file")));
-            }
-            at = 0;
         }
         Err(corrupt("leaf chain loops"))
     }

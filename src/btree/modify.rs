@@ -29,13 +29,28 @@ impl BTree<'_> {
     /// Insert or overwrite `key`: one Update (or CLR) record holding the leaf
     /// change, the value's overflow pages, and any split it causes.
     pub fn put(&self, ctx: &mut TxnCtx, key: &[u8], value: &[u8]) -> Result<()> {
+        self.put_gated(ctx, key, value, |_, _| Ok(true)).map(|_| ())
+    }
+
+    /// As `put`, but first asks `gate` with what the descent found: whether
+    /// the key exists, and for a key that does not, the key after it (None
+    /// at the end; for an existing key, None), the one an insert's
+    /// next-key lock names. If `gate` says no, nothing changes and the
+    /// result is false. One descent serves both.
+    pub fn put_gated(
+        &self,
+        ctx: &mut TxnCtx,
+        key: &[u8],
+        value: &[u8],
+        gate: impl FnOnce(bool, Option<&[u8]>) -> Result<bool>,
+    ) -> Result<bool> {
         assert!(!key.is_empty() && key.len() <= MAX_KEY_LEN && value.len() <= MAX_VALUE_LEN);
         let page_size = self.pool.page_size();
         let inline = LEAF_CELL_HEADER + key.len() + value.len() <= self.max_inline_cell();
         let cell_len = LEAF_CELL_HEADER + key.len() + if inline { value.len() } else { 4 };
         let path = self.find_leaf(Some(key))?;
         let leaf = path.leaf();
-        let (slot, old, free, used) = {
+        let (slot, old, free, used, next) = {
             let h = self.pool.fetch(leaf)?;
             let g = h.read();
             let free = page::free_space(&g);
@@ -48,11 +63,18 @@ impl BTree<'_> {
                         None => vec![],
                     };
                     let old_len = page::cell(&g, s).len();
-                    (Ok(s), Some((self.read_value(&c)?, old_chain, old_len)), free, used)
+                    (Ok(s), Some((self.read_value(&c)?, old_chain, old_len)), free, used, None)
                 }
-                Err(s) => (Err(s), None, free, used),
+                Err(s) => (Err(s), None, free, used, Some(NextKey::at(&g, s))),
             }
         };
+        let next = match next {
+            Some(n) => self.resolve_next(n)?,
+            None => None,
+        };
+        if !gate(slot.is_ok(), next.as_deref())? {
+            return Ok(false);
+        }
         let mut alloc = PageAllocator::new(self.meta()?);
         let (cell, chain_parts) = self.leaf_cell(key, value, inline, &mut alloc)?;
         debug_assert_eq!(cell.len(), cell_len);
@@ -91,7 +113,8 @@ impl BTree<'_> {
             plan.fix_up(&path, path.nodes.len() - 1, i)?;
             plan.finish(&mut parts);
         }
-        self.log_key_change(ctx, parts, KeyUndo { key: key.to_vec(), old: old_value })
+        self.log_key_change(ctx, parts, KeyUndo { key: key.to_vec(), old: old_value })?;
+        Ok(true)
     }
 
     /// The leaf cell for `key` and `value`, and, for a value that is not
@@ -124,21 +147,46 @@ impl BTree<'_> {
     /// Remove `key`; false if it was not there (nothing is logged then). One
     /// record holds the leaf change and any merge or redistribution it causes.
     pub fn delete(&self, ctx: &mut TxnCtx, key: &[u8]) -> Result<bool> {
+        self.delete_gated(ctx, key, |_, _| Ok(true)).map(|r| r == Some(true))
+    }
+
+    /// As `delete`, but first asks `gate` with what the descent found:
+    /// whether the key exists, and the key after it (None at the end), the
+    /// ones a delete's next-key locks name. None if `gate` says no (nothing
+    /// changes), else whether the key existed. One descent serves both.
+    pub fn delete_gated(
+        &self,
+        ctx: &mut TxnCtx,
+        key: &[u8],
+        gate: impl FnOnce(bool, Option<&[u8]>) -> Result<bool>,
+    ) -> Result<Option<bool>> {
         let page_size = self.pool.page_size();
         let path = self.find_leaf(Some(key))?;
         let leaf = path.leaf();
-        let (slot, value, chain, used_after) = {
+        // What the delete needs, read in one hold of the leaf's latch: the
+        // slot, old value, overflow chain and fill after, if the key is there.
+        let (found, next) = {
             let h = self.pool.fetch(leaf)?;
             let g = h.read();
-            let Ok(s) = page::search(&g, key) else { return Ok(false) };
-            let c = LeafCell::parse(page::cell(&g, s));
-            let chain = match c.overflow {
-                Some(first) => self.overflow_chain(first, c.val_len)?,
-                None => vec![],
-            };
-            let used = page::usable_space(page_size) - page::free_space(&g);
-            (s, self.read_value(&c)?, chain, used - page::cell(&g, s).len() - 2)
+            match page::search(&g, key) {
+                Ok(s) => {
+                    let c = LeafCell::parse(page::cell(&g, s));
+                    let chain = match c.overflow {
+                        Some(first) => self.overflow_chain(first, c.val_len)?,
+                        None => vec![],
+                    };
+                    let used = page::usable_space(page_size) - page::free_space(&g);
+                    let used_after = used - page::cell(&g, s).len() - 2;
+                    (Some((s, self.read_value(&c)?, chain, used_after)), NextKey::at(&g, s + 1))
+                }
+                Err(s) => (None, NextKey::at(&g, s)),
+            }
         };
+        let next = self.resolve_next(next)?;
+        if !gate(found.is_some(), next.as_deref())? {
+            return Ok(None);
+        }
+        let Some((slot, value, chain, used_after)) = found else { return Ok(Some(false)) };
         let mut alloc = PageAllocator::new(self.meta()?);
         for pid in chain {
             alloc.free(pid);
@@ -155,7 +203,7 @@ impl BTree<'_> {
             plan.finish(&mut parts);
         }
         self.log_key_change(ctx, parts, KeyUndo { key: key.to_vec(), old: Some(value) })?;
-        Ok(true)
+        Ok(Some(true))
     }
 
     /// Log a CLR that changes nothing: the compensation found the key already

@@ -168,16 +168,22 @@ impl Txn {
             // An insert enters the gap before its next key: it waits for a
             // scan or delete holding that key's lock (instant duration).
             let r = inner.txn_env().with_txn_ctx(id, overflow_pages, |tree, ctx| {
-                let (exists, next) = tree.key_and_next(key)?;
-                if !exists {
-                    let nk = gap_lock(next.as_deref());
-                    match inner.locks.try_lock(id, nk, LockMode::Exclusive)? {
-                        None => return Ok(Some(nk)),
-                        Some(true) => inner.locks.release_one(id, nk),
-                        Some(false) => {}
+                let mut blocked = None;
+                tree.put_gated(ctx, key, value, |exists, next| {
+                    if !exists {
+                        let nk = gap_lock(next);
+                        match inner.locks.try_lock(id, nk, LockMode::Exclusive)? {
+                            None => {
+                                blocked = Some(nk);
+                                return Ok(false);
+                            }
+                            Some(true) => inner.locks.release_one(id, nk),
+                            Some(false) => {}
+                        }
                     }
-                }
-                tree.put(ctx, key, value).map(|()| None)
+                    Ok(true)
+                })?;
+                Ok(blocked)
             });
             match inner.guard(r)? {
                 None => return Ok(()),
@@ -284,31 +290,41 @@ impl Txn {
             // exclusive lock on the gap before it, held here.
             let mut taken: Vec<(u64, LockMode)> = Vec::new();
             let r = inner.txn_env().with_txn_ctx(id, 0, |tree, ctx| {
-                let (exists, next) = tree.key_and_next(key)?;
-                if let (true, Some(n)) = (exists, next.as_deref()) {
-                    let nk = lock_key(n);
-                    match inner.locks.try_lock(id, nk, LockMode::Shared)? {
-                        None => return Ok(Err((nk, LockMode::Shared, true))),
-                        Some(true) => inner.locks.release_one(id, nk),
-                        Some(false) => {}
+                let mut blocked = None;
+                let done = tree.delete_gated(ctx, key, |exists, next| {
+                    if let (true, Some(n)) = (exists, next) {
+                        let nk = lock_key(n);
+                        match inner.locks.try_lock(id, nk, LockMode::Shared)? {
+                            None => {
+                                blocked = Some((nk, LockMode::Shared, true));
+                                return Ok(false);
+                            }
+                            Some(true) => inner.locks.release_one(id, nk),
+                            Some(false) => {}
+                        }
                     }
-                }
-                let nk = gap_lock(next.as_deref());
-                let wanted = match exists {
-                    true => vec![(nk, LockMode::Exclusive), (gap_lock(Some(key)), LockMode::Exclusive)],
-                    false => vec![(nk, LockMode::Shared)],
-                };
-                for (lk, mode) in wanted {
-                    match inner.locks.try_lock(id, lk, mode)? {
-                        None => return Ok(Err((lk, mode, false))),
-                        Some(true) => taken.push((lk, mode)),
-                        Some(false) => {}
+                    let nk = gap_lock(next);
+                    let wanted = match exists {
+                        true => vec![(nk, LockMode::Exclusive), (gap_lock(Some(key)), LockMode::Exclusive)],
+                        false => vec![(nk, LockMode::Shared)],
+                    };
+                    for (lk, mode) in wanted {
+                        match inner.locks.try_lock(id, lk, mode)? {
+                            None => {
+                                blocked = Some((lk, mode, false));
+                                return Ok(false);
+                            }
+                            Some(true) => taken.push((lk, mode)),
+                            Some(false) => {}
+                        }
                     }
-                }
-                match exists {
-                    true => tree.delete(ctx, key).map(Ok),
-                    false => Ok(Ok(false)),
-                }
+                    Ok(true)
+                })?;
+                Ok(match (done, blocked) {
+                    (Some(existed), _) => Ok(existed),
+                    (None, Some(b)) => Err(b),
+                    (None, None) => unreachable!("the gate refuses only when blocked"),
+                })
             });
             let r = inner.guard(r)?;
             if !taken.is_empty() {
