@@ -500,7 +500,9 @@ impl Inner {
     }
 
     /// A checkpoint if the log has grown by `checkpoint_interval_bytes` since
-    /// the last one began (`Checkpointer::take_if_due`).
+    /// the last one began, or a release checkpoint if log the last one kept
+    /// for an open transaction or a snapshot is no longer held
+    /// (`Checkpointer::take_if_due`).
     fn checkpoint_if_due(&self) -> Result<()> {
         self.ckpt.take_if_due(&self.ckpt_sources(), self.opts.checkpoint_interval_bytes)
     }

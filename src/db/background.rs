@@ -1,6 +1,7 @@
 //! The background writer: a thread that, every 20 ms, keeps the log durable
 //! close behind its end, writes back a batch of dirty pages and takes a
-//! checkpoint when one is due.
+//! checkpoint when one is due (also when log held by a transaction or a
+//! snapshot that has ended can go).
 //!
 //! Invariants:
 //! - It holds only a `Weak` reference between ticks, so it never keeps a

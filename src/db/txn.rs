@@ -456,7 +456,14 @@ impl Txn {
         self.locks.clear();
         self.holds_locks = false;
         self.inner.counters.aborts.fetch_add(1, Ordering::Relaxed);
-        self.inner.guard(r)
+        self.inner.guard(r)?;
+        if wrote {
+            // As after a commit: the log this transaction held may go now.
+            // The rollback is done whatever happens.
+            let r = self.inner.checkpoint_if_due();
+            let _ = self.inner.guard(r);
+        }
+        Ok(())
     }
 }
 

@@ -15,6 +15,14 @@
 //! - The truncation point is at or below the checkpoint's begin (asserted):
 //!   analysis starts there, redo at the smallest rec_lsn, undo at the oldest
 //!   open transaction's first record, all at or above the truncation point.
+//! - Log is removed only by a checkpoint, after its master record is written.
+//!   A checkpoint is due when the log has grown by the interval since the
+//!   last one began; a release checkpoint (no write-back first) when the last
+//!   one kept log below what redo needs only for holders (an open
+//!   transaction, a snapshot's logged before-image) and enough of them have
+//!   gone since that a checkpoint now would remove a segment
+//!   (`holder_gone`): the log a large transaction held goes when it ends,
+//!   not one interval of later log after.
 //! - The master record is written only after the end record is durable and
 //!   the data file synced, and its sequence only grows (`MasterFile`).
 //! - One checkpoint at a time (`state`'s mutex).
@@ -38,6 +46,17 @@ struct State {
     last_begin: Lsn,
 }
 
+/// What the last checkpoint's truncation kept, for `holder_gone`.
+#[derive(Clone, Copy)]
+struct Kept {
+    /// The truncation point: the log was kept from here.
+    from: Lsn,
+    /// What recovery from that checkpoint needs besides open transactions
+    /// and snapshot versions: `min(begin, smallest rec_lsn)`. Below it, the
+    /// log was kept only for those holders.
+    needed_from: Lsn,
+}
+
 /// What a checkpoint reads and writes besides its own state: the engine's
 /// shared parts, borrowed for one checkpoint.
 pub struct Sources<'a> {
@@ -55,6 +74,11 @@ pub struct Checkpointer {
     state: Mutex<State>,
     /// `state.last_begin`, readable without the mutex (committers check it).
     begin: AtomicLsn,
+    /// The last checkpoint's `Kept`, written under the state mutex, readable
+    /// without it (a hint there: the two may come from two checkpoints; the
+    /// check is repeated under the mutex).
+    kept_from: AtomicLsn,
+    needed_from: AtomicLsn,
     /// Checkpoints completed.
     count: AtomicU64,
 }
@@ -66,6 +90,8 @@ impl Checkpointer {
         Checkpointer {
             state: Mutex::new(State { master, last_begin }),
             begin: AtomicLsn::new(last_begin),
+            kept_from: AtomicLsn::new(Lsn::NONE),
+            needed_from: AtomicLsn::new(Lsn::NONE),
             count: AtomicU64::new(0),
         }
     }
@@ -81,27 +107,39 @@ impl Checkpointer {
     /// An I/O error of the log, the data file or the master record.
     pub fn take(&self, s: &Sources<'_>) -> Result<()> {
         let mut st = self.state.lock();
-        self.take_locked(s, &mut st)
+        self.take_locked(s, &mut st, true)
     }
 
     /// With a non-zero `interval`: if the log has grown by the interval since
     /// the last checkpoint began, take a checkpoint now, or, if another thread
-    /// is taking one, wait for it and check again. Called by committers and by
-    /// the background thread, so the log stays within about twice the
-    /// interval (plus what open transactions still need) however fast commits
-    /// come.
+    /// is taking one, wait for it and check again. Called by committers, by
+    /// transactions that rolled back and by the background thread, so the log
+    /// stays within about twice the interval (plus what open transactions and
+    /// snapshots still need) however fast commits come.
+    ///
+    /// Also, if log the last checkpoint kept only for open transactions or
+    /// snapshots is no longer held (`holder_gone`), take a release checkpoint:
+    /// one without the write-back of its first step, which costs a few syncs
+    /// rather than the pages dirtied since the previous checkpoint, so the end
+    /// of a large transaction can take it at once; the log it held goes then,
+    /// not one interval of later log after.
     ///
     /// # Errors
     /// As `take`.
     pub fn take_if_due(&self, s: &Sources<'_>, interval: u64) -> Result<()> {
-        if interval == 0 || s.env.wal.end_lsn().saturating_sub(self.begin.load()) < interval {
+        let grown = |begin: Lsn| s.env.wal.end_lsn().saturating_sub(begin) >= interval;
+        let kept = || Kept { from: self.kept_from.load(), needed_from: self.needed_from.load() };
+        if interval == 0 || !(grown(self.begin.load()) || holder_gone(s, kept())) {
             return Ok(());
         }
         let mut st = self.state.lock();
-        if s.env.wal.end_lsn().saturating_sub(st.last_begin) < interval {
-            return Ok(());
+        if grown(st.last_begin) {
+            self.take_locked(s, &mut st, true)
+        } else if holder_gone(s, kept()) {
+            self.take_locked(s, &mut st, false)
+        } else {
+            Ok(())
         }
-        self.take_locked(s, &mut st)
     }
 
     /// After the closing checkpoint, with nothing appended since and the log
@@ -117,10 +155,17 @@ impl Checkpointer {
         Ok(())
     }
 
-    fn take_locked(&self, s: &Sources<'_>, st: &mut State) -> Result<()> {
-        // Write back pages dirty since before the previous checkpoint began, so
-        // that redo start, and with it the log, stays bounded.
-        s.env.pool.flush_dirty(st.last_begin, usize::MAX)?;
+    /// A checkpoint; `write_back`: first write back the pages dirty since
+    /// before the previous checkpoint began, so that redo start, and with it
+    /// the log, stays bounded. Without it (a release checkpoint, `take_if_due`)
+    /// the smallest rec_lsn is still at or past the previous checkpoint's: a
+    /// page dirty then has kept its rec_lsn, and a page dirtied since has a
+    /// later one. The next checkpoint with the write-back writes back what
+    /// was dirty before this one began, so the bound holds from then on.
+    fn take_locked(&self, s: &Sources<'_>, st: &mut State, write_back: bool) -> Result<()> {
+        if write_back {
+            s.env.pool.flush_dirty(st.last_begin, usize::MAX)?;
+        }
         let (begin, active_txns, dirty_pages) = {
             // Both are no-flush zones: the begin record is only appended;
             // the end record's flush comes after they are released.
@@ -135,8 +180,9 @@ impl Checkpointer {
         let redo_start = dirty_pages.iter().map(|&(_, l)| l).min().unwrap_or(begin).min(begin);
         // Kept: what redo and undo need, and the Update records whose old
         // values open snapshots read (`txn::versions`).
-        let keep_from = active_txns.iter().map(|e| e.first_lsn).min().unwrap_or(begin).min(redo_start);
-        let keep_from = s.env.versions.oldest_logged_lsn().map_or(keep_from, |l| l.min(keep_from));
+        let held = active_txns.iter().map(|e| e.first_lsn).min().unwrap_or(Lsn::MAX);
+        let held = s.env.versions.oldest_logged_lsn().map_or(held, |l| l.min(held));
+        let keep_from = held.min(redo_start);
         assert!(keep_from <= begin, "log truncation past the checkpoint's begin");
         let data = CheckpointData {
             begin_lsn: begin,
@@ -153,6 +199,36 @@ impl Checkpointer {
         self.begin.store(begin);
         self.count.fetch_add(1, Ordering::Relaxed);
         s.env.wal.truncate_before(keep_from)?;
+        self.kept_from.store(keep_from);
+        self.needed_from.store(redo_start);
         Ok(())
     }
+}
+
+/// The last checkpoint kept log below what recovery needs besides holders
+/// (`kept.needed_from`) for holders (open transactions, snapshot versions
+/// read from the log), and those of them that are gone since leave at least
+/// one segment that a checkpoint now would remove. A new checkpoint's
+/// truncation point is at least `min(kept.needed_from, oldest holder now)`,
+/// with or without its write-back: its begin comes later, and every page
+/// dirty now was dirty at the last checkpoint, with the rec_lsn it had then,
+/// or was dirtied since, with a later one.
+/// Holders only move forward (a new transaction or version starts at the end
+/// of the log), so once a checkpoint has removed what this found, this is
+/// false again until another holder goes: no checkpoint follows another for
+/// nothing.
+fn holder_gone(s: &Sources<'_>, kept: Kept) -> bool {
+    if kept.from >= kept.needed_from {
+        return false; // kept for no holder (also before the first checkpoint)
+    }
+    let txns = {
+        let t = s.env.txns.lock();
+        t.active_txns.values().filter(|e| !e.first_lsn.is_none()).map(|e| e.first_lsn).min()
+    };
+    let free_to = txns.map_or(kept.needed_from, |l| l.min(kept.needed_from));
+    if free_to <= kept.from {
+        return false; // the oldest holder is still open: the common case, cheap
+    }
+    let free_to = s.env.versions.oldest_logged_lsn().map_or(free_to, |l| l.min(free_to));
+    free_to > kept.from && s.env.wal.would_truncate_before(free_to)
 }

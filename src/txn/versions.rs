@@ -109,6 +109,11 @@ struct State {
     snapshots: BTreeMap<u64, usize>,
     /// Bytes of committed versions kept for snapshots.
     kept_bytes: usize,
+    /// The LSNs of the `Before::Logged` versions in `by_key`, each with its
+    /// count: the log must be kept from the first (`oldest_logged_lsn`,
+    /// asked by every checkpoint and, while a past checkpoint was held back,
+    /// by committers, so not a walk of every version).
+    logged: BTreeMap<Lsn, usize>,
     /// How many snapshots expired so far.
     expired: u64,
 }
@@ -189,6 +194,7 @@ impl VersionStore {
             debug_assert!(vs.iter().all(|v| st.seq_of.contains_key(&v.txn)), "two open writers of one key");
         }
         let version = Version { txn, before: Before::of(change) };
+        note_logged(&mut st, &version.before, true);
         let key: Box<[u8]> = key.into();
         let changed = st.keys_of.entry(txn).or_default();
         changed.push(key.clone());
@@ -235,6 +241,7 @@ impl VersionStore {
             if vs.is_empty() {
                 st.by_key.remove(&key);
             }
+            note_logged(&mut st, &v.before, false);
         }
         st.untracked.remove(&txn);
         self.note_busy(&st);
@@ -348,14 +355,19 @@ impl VersionStore {
     /// must be kept from there.
     pub fn oldest_logged_lsn(&self) -> Option<Lsn> {
         let st = self.state.lock();
-        st.by_key
-            .values()
-            .flatten()
-            .filter_map(|v| match v.before {
-                Before::Logged { lsn, .. } => Some(lsn),
-                _ => None,
-            })
-            .min()
+        debug_assert_eq!(
+            st.logged.keys().next().copied(),
+            st.by_key
+                .values()
+                .flatten()
+                .filter_map(|v| match v.before {
+                    Before::Logged { lsn, .. } => Some(lsn),
+                    _ => None,
+                })
+                .min(),
+            "the logged versions' index agrees with the versions"
+        );
+        st.logged.keys().next().copied()
     }
 
     /// Counters.
@@ -406,6 +418,7 @@ impl VersionStore {
                 if vs.is_empty() {
                     st.by_key.remove(&key);
                 }
+                note_logged(st, &v.before, false);
                 st.kept_bytes = st.kept_bytes.saturating_sub(bytes);
             }
         }
@@ -424,6 +437,7 @@ fn untrack(st: &mut State, txn: TxnId) {
         if vs.is_empty() {
             st.by_key.remove(&key);
         }
+        note_logged(st, &v.before, false);
         if key < lo {
             lo = key;
         } else if key > hi {
@@ -431,6 +445,21 @@ fn untrack(st: &mut State, txn: TxnId) {
         }
     }
     st.untracked.insert(txn, (lo, hi));
+}
+
+/// A version was added to (`added`) or removed from `by_key`: keep `logged`
+/// in step.
+fn note_logged(st: &mut State, before: &Before, added: bool) {
+    let Before::Logged { lsn, .. } = *before else { return };
+    if added {
+        *st.logged.entry(lsn).or_default() += 1;
+    } else {
+        let n = st.logged.get_mut(&lsn).expect("a logged version is indexed");
+        *n -= 1;
+        if *n == 0 {
+            st.logged.remove(&lsn);
+        }
+    }
 }
 
 /// The version of `key` made by `txn`.
@@ -562,6 +591,28 @@ mod tests {
         assert!(vs.seen(s, b"b").is_err());
         vs.forget_aborted(TxnId(2));
         assert_eq!(vs.seen(s, b"b").unwrap(), Seen::Tree);
+    }
+
+    #[test]
+    fn the_oldest_logged_before_image_follows_every_way_a_version_goes() {
+        let vs = VersionStore::new(1 << 20, 2);
+        let long = [9u8; 1000];
+        let s = vs.begin_snapshot();
+        vs.note_change(TxnId(1), &change(b"a", Some(&long), 100));
+        vs.note_change(TxnId(1), &change(b"b", Some(b"short"), 110));
+        vs.publish_commit(TxnId(1)); // kept for s
+        vs.note_change(TxnId(2), &change(b"a", Some(&long), 200));
+        assert_eq!(vs.oldest_logged_lsn(), Some(Lsn(100)));
+        vs.forget_aborted(TxnId(2)); // rolled back
+        vs.note_change(TxnId(3), &change(b"c", Some(&long), 300));
+        vs.note_change(TxnId(3), &change(b"d", Some(&long), 310));
+        assert_eq!(vs.oldest_logged_lsn(), Some(Lsn(100)));
+        vs.end_snapshot(s); // txn 1's versions go
+        assert_eq!(vs.oldest_logged_lsn(), Some(Lsn(300)));
+        vs.note_change(TxnId(3), &change(b"e", Some(&long), 320)); // past 2 keys: untracked
+        assert_eq!(vs.oldest_logged_lsn(), None);
+        vs.publish_commit(TxnId(3));
+        assert_eq!(vs.stats().keys, 0);
     }
 
     #[test]

@@ -492,6 +492,11 @@ impl Wal {
         Ok(doomed.len())
     }
 
+    /// True if `truncate_before(keep_from)` would remove a segment (no I/O).
+    pub fn would_truncate_before(&self, keep_from: Lsn) -> bool {
+        self.segments.second_start().is_some_and(|s| s <= keep_from)
+    }
+
     /// Bytes held by segment files (for the bounded-log check and stats; no I/O).
     pub fn disk_bytes(&self) -> u64 {
         self.segments.disk_bytes()

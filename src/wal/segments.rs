@@ -105,6 +105,11 @@ impl Segments {
         self.state.lock().lens.keys().copied().collect()
     }
 
+    /// Start LSN of the second segment (where the first one ends), if any.
+    pub fn second_start(&self) -> Option<Lsn> {
+        self.state.lock().lens.keys().nth(1).copied()
+    }
+
     /// Start LSNs of the segments starting after `lsn`, ascending.
     pub fn starts_after(&self, lsn: Lsn) -> Vec<Lsn> {
         self.state.lock().lens.range(lsn + 1..).map(|(&s, _)| s).collect()
