@@ -42,9 +42,11 @@ use crate::types::{AtomicLsn, Lsn, TxnEntry, TxnId};
 use crate::wal::Wal;
 
 mod background;
+mod backup;
 mod snapshot;
 mod txn;
 
+pub use backup::BackupReport;
 pub use snapshot::{Snapshot, SnapshotScan};
 pub use txn::{Savepoint, Scan, Txn};
 #[cfg(test)]
@@ -185,21 +187,77 @@ pub struct Stats {
 }
 
 impl Db {
-    /// Open (or create) the database in directory `path` on real files.
+    /// Open (or create) the database in directory `path` on real files. A
+    /// missing directory is created, and a directory without a database gets
+    /// a new empty one: to open only a database that exists, use
+    /// `Db::open_existing`.
     pub fn open(path: impl AsRef<Path>) -> Result<Db> {
         Db::open_path_with(path, Options::default())
     }
 
     /// Open the database in directory `path` with options.
     pub fn open_path_with(path: impl AsRef<Path>, opts: Options) -> Result<Db> {
+        let storage = lock_dir(path.as_ref())?;
+        Db::open_with(Arc::new(storage), opts)
+    }
+
+    /// Open the database that already exists in directory `path`, with default
+    /// options: as `Db::open`, except that a missing directory, or one that
+    /// holds no database, is an error instead of a new empty database. Use it
+    /// wherever a mistyped path must not quietly start an empty database.
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("ariesdb-doc-existing-{}", std::process::id()));
+    /// # let _ = std::fs::remove_dir_all(&dir);
+    /// let err = ariesdb::Db::open_existing(&dir).err().expect("no database there");
+    /// assert!(matches!(err, ariesdb::Error::NotFound { .. }));
+    /// assert!(!dir.exists()); // nothing was created
+    /// ariesdb::Db::open(&dir)?.close()?; // creates it
+    /// ariesdb::Db::open_existing(&dir)?.close()?;
+    /// # let _ = std::fs::remove_dir_all(&dir);
+    /// # Ok::<(), ariesdb::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As `Db::open_existing_with`.
+    pub fn open_existing(path: impl AsRef<Path>) -> Result<Db> {
+        Db::open_existing_with(path, Options::default())
+    }
+
+    /// Open the database that already exists in directory `path`, with
+    /// options (`Options::page_size` does not apply: an existing database
+    /// keeps its own). Nothing is created when there is no database: not the
+    /// directory, not a file in it.
+    ///
+    /// A database is a directory holding the data file (`DATA_FILE`,
+    /// `data.db`). It is looked for before the directory is locked, and
+    /// again once it is (a data file removed in between is reported, not
+    /// recreated; the `LOCK` file is then left in the directory).
+    ///
+    /// # Errors
+    /// `Error::NotFound` if `path` does not exist, is not a directory, or
+    /// holds no data file; `Error::Locked` if another `Db` has it open; then
+    /// as `Db::open_with` (recovery's `Error::Corruption`, I/O errors, an
+    /// `Error::InvalidArgument` for options out of bounds).
+    pub fn open_existing_with(path: impl AsRef<Path>, opts: Options) -> Result<Db> {
         let path = path.as_ref();
-        let storage = FsStorage::new(path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::WouldBlock {
-                Error::Locked { path: path.display().to_string() }
-            } else {
-                Error::Io(e)
+        let not_found = |reason| Error::NotFound { path: path.display().to_string(), reason };
+        match std::fs::metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(not_found("the directory does not exist"))
             }
-        })?;
+            Err(e) => return Err(Error::Io(e)),
+            Ok(m) if !m.is_dir() => return Err(not_found("it is not a directory")),
+            Ok(_) => {}
+        }
+        let no_data = || not_found("the directory holds no data.db");
+        if !path.join(DATA_FILE).try_exists()? {
+            return Err(no_data());
+        }
+        let storage = lock_dir(path)?;
+        if !storage.list()?.iter().any(|n| n == DATA_FILE) {
+            return Err(no_data());
+        }
         Db::open_with(Arc::new(storage), opts)
     }
 
@@ -597,6 +655,17 @@ impl Inner {
             snapshots_expired: v.expired,
         }
     }
+}
+
+/// The directory `path` on real files, created if missing, and locked.
+fn lock_dir(path: &Path) -> Result<FsStorage> {
+    FsStorage::new(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::WouldBlock {
+            Error::Locked { path: path.display().to_string() }
+        } else {
+            Error::Io(e)
+        }
+    })
 }
 
 fn check_key(key: &[u8]) -> Result<()> {

@@ -81,6 +81,18 @@ pub enum Error {
         cause: StopCause,
     },
 
+    /// `Db::open_existing` found no database at `path`: the directory does
+    /// not exist, is not a directory, or holds no data file. Nothing was
+    /// created. Check the path; `Db::open` creates a new database.
+    #[error("no ariesdb database at {path}: {reason} (nothing was created; check the path, or use Db::open to create a database)")]
+    NotFound {
+        /// The directory asked for.
+        path: String,
+        /// What is missing: `"the directory does not exist"`, `"it is not a
+        /// directory"`, or `"the directory holds no data.db"`.
+        reason: &'static str,
+    },
+
     /// The `Db` was closed.
     #[error("the database is closed")]
     Closed,

@@ -47,7 +47,7 @@ mod wal;
 use std::ops::Bound;
 
 pub use btree::{CheckReport, MAX_KEY_LEN, MAX_VALUE_LEN};
-pub use db::{Db, Savepoint, Scan, Snapshot, SnapshotScan, Stats, Txn, DATA_FILE};
+pub use db::{BackupReport, Db, Savepoint, Scan, Snapshot, SnapshotScan, Stats, Txn, DATA_FILE};
 pub use error::{Error, Result, SnapshotTooOld, StopCause};
 pub use options::{Durability, Options, MAX_WAL_SEGMENT_BYTES, MIN_BUFFER_POOL_PAGES, MIN_WAL_SEGMENT_BYTES};
 pub use recovery::RecoveryReport;

@@ -1,0 +1,385 @@
+//! Online backup (`Db::backup`) and `Db::open_existing`, on real directories.
+//!
+//! A backup taken while writer threads move money between accounts must be a
+//! database that opens, passes `check()`, keeps the total, and holds exactly
+//! the transfers of one instant: replaying the markers it holds from the
+//! initial balances gives every balance it holds. A backup of a quiet
+//! database equals it. A destination that holds anything is refused, and a
+//! failed backup leaves nothing behind.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use ariesdb::{Db, Error, Options, SnapshotTooOld};
+use common::*;
+use rand::Rng;
+
+const ACCOUNTS: u32 = 50;
+const START: u64 = 1000;
+/// Filler entries, so the copy takes long enough for writers to commit meanwhile.
+const FILLER: u32 = 8000;
+
+/// A fresh directory under the system temp dir, removed on drop.
+struct Tmp(PathBuf);
+
+impl Tmp {
+    fn new(tag: &str) -> Tmp {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let p = std::env::temp_dir().join(format!("ariesdb-backup-{tag}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&p).unwrap();
+        Tmp(p)
+    }
+    fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Tmp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn acct(i: u32) -> Vec<u8> {
+    format!("acct:{i:03}").into_bytes()
+}
+
+fn balance(v: &[u8]) -> u64 {
+    u64::from_le_bytes(v.try_into().expect("8 bytes"))
+}
+
+/// Accounts, filler entries (some with values long enough for overflow
+/// pages), and filler entries deleted again.
+fn setup(db: &Db) {
+    let mut tx = db.begin().unwrap();
+    for i in 0..ACCOUNTS {
+        tx.put(&acct(i), &START.to_le_bytes()).unwrap();
+    }
+    tx.commit().unwrap();
+    for chunk in 0..FILLER / 1000 {
+        let mut tx = db.begin().unwrap();
+        for i in chunk * 1000..(chunk + 1) * 1000 {
+            let len = if i % 500 == 7 { 9000 } else { 40 + (i % 90) as usize };
+            tx.put(format!("fill:{i:06}").as_bytes(), &vec![(i % 251) as u8; len]).unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    let mut tx = db.begin().unwrap();
+    for i in (0..FILLER).step_by(13) {
+        assert!(tx.delete(format!("fill:{i:06}").as_bytes()).unwrap());
+    }
+    tx.commit().unwrap();
+}
+
+/// One transfer with a marker `xfer:T:N` = from, to, amount; Ok(true) if committed.
+fn transfer(db: &Db, rng: &mut rand::rngs::StdRng, marker: &[u8]) -> Result<bool, Error> {
+    let (a, b) = (rng.gen_range(0..ACCOUNTS), rng.gen_range(0..ACCOUNTS));
+    if a == b {
+        return Ok(false);
+    }
+    let amount = rng.gen_range(1..50u64);
+    let mut tx = db.begin()?;
+    let ba = balance(&tx.get_for_update(&acct(a))?.expect("account"));
+    let bb = balance(&tx.get_for_update(&acct(b))?.expect("account"));
+    if ba < amount {
+        tx.abort()?;
+        return Ok(false);
+    }
+    tx.put(&acct(a), &(ba - amount).to_le_bytes())?;
+    tx.put(&acct(b), &(bb + amount).to_le_bytes())?;
+    let mut m = Vec::with_capacity(16);
+    m.extend_from_slice(&a.to_le_bytes());
+    m.extend_from_slice(&b.to_le_bytes());
+    m.extend_from_slice(&amount.to_le_bytes());
+    tx.put(marker, &m)?;
+    if rng.gen_bool(0.1) {
+        tx.abort()?;
+        return Ok(false);
+    }
+    tx.commit()?;
+    Ok(true)
+}
+
+/// Run transfer threads until `stop`; the markers acknowledged, in order.
+fn writers(db: &Db, threads: u64, stop: &AtomicBool, acked: &Mutex<Vec<Vec<u8>>>, started: &AtomicU64) {
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            s.spawn(move || {
+                let mut rng = rng(77 + t);
+                let mut n = 0u64;
+                while !stop.load(Ordering::Acquire) {
+                    let marker = format!("xfer:{t}:{n:06}").into_bytes();
+                    n += 1;
+                    match transfer(db, &mut rng, &marker) {
+                        Ok(true) => {
+                            acked.lock().unwrap().push(marker);
+                            started.fetch_add(1, Ordering::Release);
+                        }
+                        Ok(false) => {}
+                        Err(e) if e.is_retryable() => {}
+                        Err(e) => panic!("transfer failed: {e}"),
+                    }
+                }
+            });
+        }
+    });
+}
+
+/// The copy's state is one instant of the bank: the total is kept, and the
+/// balances are what the markers it holds give from the initial balances.
+fn check_bank(m: &Model) -> BTreeSet<Vec<u8>> {
+    // Replayed in key order, not commit order: a balance may dip below zero
+    // on the way.
+    let mut bal = vec![START as i64; ACCOUNTS as usize];
+    let mut markers = BTreeSet::new();
+    for (k, v) in m.range(b"xfer:".to_vec()..b"xfer;".to_vec()) {
+        let a = u32::from_le_bytes(v[0..4].try_into().unwrap()) as usize;
+        let b = u32::from_le_bytes(v[4..8].try_into().unwrap()) as usize;
+        let amount = balance(&v[8..16]) as i64;
+        bal[a] -= amount;
+        bal[b] += amount;
+        markers.insert(k.clone());
+    }
+    let mut total = 0;
+    for i in 0..ACCOUNTS {
+        let got = balance(m.get(&acct(i)).expect("every account is in the copy"));
+        assert_eq!(got as i64, bal[i as usize], "account {i}: the copy's balance is not what its transfers give");
+        total += got;
+    }
+    assert_eq!(total, START * ACCOUNTS as u64, "money created or destroyed in the copy");
+    markers
+}
+
+/// Every entry the database holds, read through a snapshot.
+fn contents(db: &Db) -> Model {
+    let snap = db.begin_read().unwrap();
+    snap.scan(..).unwrap().map(|r| r.unwrap()).collect()
+}
+
+/// The names in a directory.
+fn names(dir: &Path) -> BTreeSet<String> {
+    std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect()
+}
+
+/// Every file of a directory with its contents.
+fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap())
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn backup_of_a_quiet_database_equals_it() {
+    let t = Tmp::new("quiet");
+    let db = Db::open(t.join("live")).unwrap();
+    setup(&db);
+    // Writers ran and stopped: the copy must equal the database exactly.
+    let stop = AtomicBool::new(false);
+    let (acked, started) = (Mutex::new(Vec::new()), AtomicU64::new(0));
+    std::thread::scope(|s| {
+        s.spawn(|| writers(&db, 3, &stop, &acked, &started));
+        while started.load(Ordering::Acquire) < 100 {
+            std::thread::yield_now();
+        }
+        stop.store(true, Ordering::Release);
+    });
+    // A transaction left open is not in the copy.
+    let mut open_tx = db.begin().unwrap();
+    open_tx.put(b"uncommitted", b"x").unwrap();
+    let expected = contents(&db);
+    let report = db.backup(t.join("copy")).unwrap();
+    open_tx.abort().unwrap();
+    assert_eq!(report.entries, expected.len() as u64);
+    assert_eq!(report.bytes, expected.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum::<u64>());
+    assert!(report.transactions >= expected.len() as u64 / 1000, "{report:?}");
+    assert_eq!(names(&t.0), BTreeSet::from(["live".to_string(), "copy".to_string()]), "a staging directory was left");
+    db.close().unwrap();
+
+    let copy = Db::open_existing(t.join("copy")).unwrap();
+    assert_eq!(copy.recovery_report().redone, 0, "the copy was not closed cleanly");
+    let r = copy.check_report().unwrap();
+    assert_eq!(r.keys, expected.len() as u64);
+    let got = read_all(&copy).unwrap();
+    assert!(got == expected, "the copy differs from the database");
+    assert!(!got.contains_key(&b"uncommitted"[..]));
+    let markers = check_bank(&got);
+    assert_eq!(markers, acked.into_inner().unwrap().into_iter().collect::<BTreeSet<_>>());
+    copy.close().unwrap();
+}
+
+#[test]
+fn backup_under_concurrent_transfers_is_one_instant() {
+    let t = Tmp::new("live");
+    let db = Db::open_path_with(t.join("live"), Options::default().durability(ariesdb::Durability::Eventual)).unwrap();
+    setup(&db);
+    let stop = AtomicBool::new(false);
+    let (acked, started) = (Mutex::new(Vec::new()), AtomicU64::new(0));
+    let (before, during, report) = std::thread::scope(|s| {
+        s.spawn(|| writers(&db, 3, &stop, &acked, &started));
+        while started.load(Ordering::Acquire) < 50 {
+            std::thread::yield_now();
+        }
+        let before: BTreeSet<Vec<u8>> = acked.lock().unwrap().iter().cloned().collect();
+        let at_start = started.load(Ordering::Acquire);
+        let report = db.backup(t.join("copy")).unwrap();
+        let during = started.load(Ordering::Acquire) - at_start;
+        stop.store(true, Ordering::Release);
+        (before, during, report)
+    });
+    let all: BTreeSet<Vec<u8>> = acked.into_inner().unwrap().into_iter().collect();
+    eprintln!("{report:?}; {during} transfers committed during the backup");
+    assert!(during > 0, "no transfer committed while the backup ran: the test tested nothing");
+    let live = read_all(&db).unwrap();
+    assert_eq!(check_bank(&live), all);
+    db.close().unwrap();
+
+    let copy = Db::open_existing(t.join("copy")).unwrap();
+    copy.check().unwrap();
+    let got = read_all(&copy).unwrap();
+    assert_eq!(report.entries, got.len() as u64);
+    let markers = check_bank(&got);
+    // Every transfer acknowledged before the backup began is in it, and only
+    // committed ones are.
+    assert!(markers.is_superset(&before), "the copy lacks transfers acknowledged before the backup");
+    assert!(markers.is_subset(&all), "the copy holds a transfer that never committed");
+    // Every other entry is the database's own (the filler never changes).
+    for (k, v) in got.iter().filter(|(k, _)| k.starts_with(b"fill:")) {
+        assert_eq!(live.get(k), Some(v), "filler {:?}", String::from_utf8_lossy(k));
+    }
+    let filler = |m: &Model| m.keys().filter(|k| k.starts_with(b"fill:")).count();
+    assert_eq!(filler(&got), filler(&live));
+    assert_eq!(got.len(), ACCOUNTS as usize + filler(&live) + markers.len(), "the copy holds unknown keys");
+    copy.close().unwrap();
+}
+
+#[test]
+fn an_expired_snapshot_fails_the_backup_and_leaves_nothing() {
+    let t = Tmp::new("expired");
+    // A cap that the first commit during the copy exceeds.
+    let db = Db::open_path_with(t.join("live"), Options::default().snapshot_cap_bytes(64)).unwrap();
+    setup(&db);
+    let stop = AtomicBool::new(false);
+    let (acked, started) = (Mutex::new(Vec::new()), AtomicU64::new(0));
+    let dest = t.join("backups").join("copy");
+    let r = std::thread::scope(|s| {
+        s.spawn(|| writers(&db, 2, &stop, &acked, &started));
+        while started.load(Ordering::Acquire) < 10 {
+            std::thread::yield_now();
+        }
+        let r = db.backup(&dest);
+        stop.store(true, Ordering::Release);
+        r
+    });
+    match r {
+        Err(e @ Error::SnapshotTooOld { cause: SnapshotTooOld::CapReached { .. } }) => assert!(e.is_retryable()),
+        other => panic!("expected SnapshotTooOld, got {other:?}"),
+    }
+    // Neither the copy, nor its staging directory, nor the parent made for it.
+    assert_eq!(names(&t.0), BTreeSet::from(["live".to_string()]));
+    // The database goes on, and a quiet backup succeeds.
+    check_bank(&read_all(&db).unwrap());
+    db.backup(&dest).unwrap();
+    db.close().unwrap();
+    Db::open_existing(&dest).unwrap().close().unwrap();
+}
+
+#[test]
+fn backup_refuses_a_destination_that_holds_anything() {
+    let t = Tmp::new("refuse");
+    let db = Db::open(t.join("live")).unwrap();
+    let mut tx = db.begin().unwrap();
+    tx.put(b"k", b"v").unwrap();
+    tx.commit().unwrap();
+    // An existing database: refused, untouched.
+    let other = Db::open(t.join("other")).unwrap();
+    let mut tx = other.begin().unwrap();
+    tx.put(b"mine", b"1").unwrap();
+    tx.commit().unwrap();
+    other.close().unwrap();
+    let before = files(&t.join("other"));
+    let e = db.backup(t.join("other")).unwrap_err();
+    assert!(matches!(e, Error::InvalidArgument(_)) && e.to_string().contains("already holds"), "{e}");
+    assert_eq!(files(&t.join("other")), before);
+    // Backing up onto itself is the same case.
+    assert!(matches!(db.backup(t.join("live")), Err(Error::InvalidArgument(_))));
+    // A directory with anything in it, and a file: refused, untouched.
+    std::fs::create_dir(t.join("notes")).unwrap();
+    std::fs::write(t.join("notes").join("a.txt"), b"keep").unwrap();
+    let e = db.backup(t.join("notes")).unwrap_err();
+    assert!(matches!(e, Error::InvalidArgument(_)) && e.to_string().contains("not empty"), "{e}");
+    assert_eq!(files(&t.join("notes")), vec![("a.txt".to_string(), b"keep".to_vec())]);
+    std::fs::write(t.join("file"), b"f").unwrap();
+    assert!(matches!(db.backup(t.join("file")), Err(Error::InvalidArgument(_))));
+    assert!(matches!(db.backup("/"), Err(Error::InvalidArgument(_))));
+    assert_eq!(
+        names(&t.0),
+        ["file", "live", "notes", "other"].into_iter().map(String::from).collect::<BTreeSet<_>>(),
+        "a refused backup created something"
+    );
+    // An empty directory is fine: it becomes the copy.
+    std::fs::create_dir(t.join("empty")).unwrap();
+    let r = db.backup(t.join("empty")).unwrap();
+    assert_eq!((r.entries, r.bytes, r.transactions), (1, 2, 1));
+    db.close().unwrap();
+    let copy = Db::open_existing(t.join("empty")).unwrap();
+    assert_eq!(read_all(&copy).unwrap().into_iter().collect::<Vec<_>>(), vec![(b"k".to_vec(), b"v".to_vec())]);
+    copy.close().unwrap();
+}
+
+#[test]
+fn backup_of_an_empty_database_is_an_empty_database() {
+    let t = Tmp::new("empty-db");
+    let db = Db::open_path_with(t.join("live"), Options::default().page_size(8192)).unwrap();
+    let r = db.backup(t.join("copy")).unwrap();
+    assert_eq!((r.entries, r.bytes, r.transactions), (0, 0, 0));
+    db.close().unwrap();
+    let copy = Db::open_existing(t.join("copy")).unwrap();
+    assert!(read_all(&copy).unwrap().is_empty());
+    copy.close().unwrap();
+    // It kept the page size: the data file is a whole number of 8 KiB pages.
+    assert_eq!(std::fs::metadata(t.join("copy").join(ariesdb::DATA_FILE)).unwrap().len() % 8192, 0);
+}
+
+#[test]
+fn open_existing_refuses_what_is_not_a_database_and_creates_nothing() {
+    let t = Tmp::new("existing");
+    let missing = t.join("no-such-dir");
+    let e = Db::open_existing(&missing).err().expect("no database there");
+    assert!(
+        matches!(&e, Error::NotFound { path, reason } if path == &missing.display().to_string()
+        && reason.contains("does not exist")),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("nothing was created"), "{e}");
+    assert!(!missing.exists());
+    // An empty directory: refused, and still empty (no LOCK file either).
+    std::fs::create_dir(t.join("empty")).unwrap();
+    let e = Db::open_existing_with(t.join("empty"), Options::default()).err().expect("no database there");
+    assert!(matches!(&e, Error::NotFound { reason, .. } if reason.contains("data.db")), "{e:?}");
+    assert!(names(&t.join("empty")).is_empty());
+    // A file.
+    std::fs::write(t.join("file"), b"x").unwrap();
+    assert!(matches!(Db::open_existing(t.join("file")), Err(Error::NotFound { .. })));
+    assert!(!e.is_retryable());
+    // A database opens, with what it holds.
+    let db = Db::open(t.join("db")).unwrap();
+    let mut tx = db.begin().unwrap();
+    tx.put(b"k", b"v").unwrap();
+    tx.commit().unwrap();
+    // Open elsewhere: locked, as for Db::open.
+    assert!(matches!(Db::open_existing(t.join("db")), Err(Error::Locked { .. })));
+    db.close().unwrap();
+    let db = Db::open_existing(t.join("db")).unwrap();
+    assert_eq!(db.begin_read().unwrap().get(b"k").unwrap(), Some(b"v".to_vec()));
+    db.close().unwrap();
+}
