@@ -1,5 +1,6 @@
-//! get, put, delete, scan, checkpoint, compact: each opens the database,
-//! does one transaction or one operation, and closes it cleanly.
+//! get, put, delete, scan, checkpoint, compact, backup: each opens the
+//! database, does one transaction or one operation, and closes it cleanly.
+//! All but put open only a database that exists (`Db::open_existing`).
 
 use std::io::Write;
 use std::ops::Bound;
@@ -7,11 +8,11 @@ use std::path::Path;
 
 use ariesdb::DATA_FILE;
 
-use crate::util::{open, parse_bytes, show, size, CliError};
+use crate::util::{open, open_or_create, parse_bytes, show, size, CliError};
 
 pub fn get(dir: &Path, key: &str, hex: bool) -> Result<(), CliError> {
     let key = parse_bytes(key, hex, "key")?;
-    let db = open(dir, false)?;
+    let db = open(dir)?;
     let mut tx = db.begin()?;
     let v = tx.get(&key)?;
     tx.commit()?;
@@ -28,7 +29,7 @@ pub fn get(dir: &Path, key: &str, hex: bool) -> Result<(), CliError> {
 pub fn put(dir: &Path, key: &str, value: &str, hex: bool) -> Result<(), CliError> {
     let key = parse_bytes(key, hex, "key")?;
     let value = parse_bytes(value, hex, "value")?;
-    let db = open(dir, true)?;
+    let db = open_or_create(dir)?;
     let mut tx = db.begin()?;
     tx.put(&key, &value)?;
     tx.commit()?;
@@ -38,7 +39,7 @@ pub fn put(dir: &Path, key: &str, value: &str, hex: bool) -> Result<(), CliError
 
 pub fn delete(dir: &Path, key: &str, hex: bool) -> Result<(), CliError> {
     let key = parse_bytes(key, hex, "key")?;
-    let db = open(dir, false)?;
+    let db = open(dir)?;
     let mut tx = db.begin()?;
     let existed = tx.delete(&key)?;
     tx.commit()?;
@@ -86,7 +87,7 @@ pub fn scan(dir: &Path, a: ScanArgs) -> Result<(), CliError> {
             }
         }
     }
-    let db = open(dir, false)?;
+    let db = open(dir)?;
     let mut rows: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
     {
         let mut tx = db.begin()?;
@@ -117,7 +118,7 @@ pub fn scan(dir: &Path, a: ScanArgs) -> Result<(), CliError> {
 }
 
 pub fn checkpoint(dir: &Path) -> Result<(), CliError> {
-    let db = open(dir, false)?;
+    let db = open(dir)?;
     let r = db.recovery_report();
     if r.losers > 0 || r.redone > 0 {
         println!("opening ran recovery: {} page changes redone, {} transactions rolled back", r.redone, r.losers);
@@ -130,10 +131,25 @@ pub fn checkpoint(dir: &Path) -> Result<(), CliError> {
 
 pub fn compact(dir: &Path) -> Result<(), CliError> {
     let before = std::fs::metadata(dir.join(DATA_FILE)).map(|m| m.len()).unwrap_or(0);
-    let db = open(dir, false)?;
+    let db = open(dir)?;
     let pages = db.compact()?;
     db.close()?;
     let after = std::fs::metadata(dir.join(DATA_FILE))?.len();
     println!("{DATA_FILE}: {} before, {} after ({pages} pages)", size(before), size(after));
+    Ok(())
+}
+
+pub fn backup(dir: &Path, dest: &Path) -> Result<(), CliError> {
+    let db = open(dir)?;
+    let r = db.backup(dest)?;
+    db.close()?;
+    println!(
+        "{}: a copy of {} with {} entries ({} of keys and values, {} transactions); it was closed cleanly",
+        dest.display(),
+        dir.display(),
+        r.entries,
+        size(r.bytes),
+        r.transactions
+    );
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! `ariesdb`: the command-line tool of the ariesdb storage engine.
 //!
-//! A crash-and-recover demo, key-value commands, a log dump, and check/stats
-//! that inspect a copy of the directory. Uses only the library's public API
+//! A crash-and-recover demo, key-value commands, a log dump, check/stats
+//! that inspect a copy of the directory, and backup. Uses only the library's public API
 //! (and `ariesdb::internals` for the log decoder). See docs/cli.md.
 
 mod demo;
@@ -20,7 +20,8 @@ use util::CliError;
 const EXIT_CODES: &str = "\
 Exit codes:
   0  success
-  1  any other error (I/O, invalid argument, a failed verification)
+  1  any other error (I/O, invalid argument such as a backup DEST that is
+     not empty, a failed verification)
   2  usage error (unknown command or option, missing argument)
   3  the directory does not exist, or holds no ariesdb database
   4  the directory is in use by another process (its LOCK file is held)
@@ -175,6 +176,16 @@ enum Cmd {
         /// The database directory.
         dir: PathBuf,
     },
+    /// Copy the database into a new database at DEST, from one consistent
+    /// snapshot (Db::backup, which an application calls while it runs). DEST
+    /// must not exist or be an empty directory; the copy is built beside it
+    /// and renamed to DEST when complete, so DEST never holds a partial copy.
+    Backup {
+        /// The database directory.
+        dir: PathBuf,
+        /// Where the copy goes: a new path, or an empty directory.
+        dest: PathBuf,
+    },
 }
 
 fn run(cli: Cli) -> Result<(), CliError> {
@@ -196,6 +207,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Cmd::Stats { dir } => inspect::stats(&dir),
         Cmd::Checkpoint { dir } => kv::checkpoint(&dir),
         Cmd::Compact { dir } => kv::compact(&dir),
+        Cmd::Backup { dir, dest } => kv::backup(&dir, &dest),
     }
 }
 

@@ -45,6 +45,7 @@ impl From<Error> for CliError {
             Error::Locked { path } => CliError::Locked(format!(
                 "{path} is in use by another process (its LOCK file is held); close that process first"
             )),
+            Error::NotFound { path, reason } => missing(Path::new(&path), reason),
             Error::Corruption { file, detail } => CliError::Damage(format!("damage found in {file}: {detail}")),
             e => CliError::Other(e.to_string()),
         }
@@ -99,28 +100,41 @@ pub fn parse_bytes(s: &str, hex: bool, what: &str) -> Result<Vec<u8>, CliError> 
         .collect()
 }
 
-/// The directory must exist (Db::open would create it); unless `allow_new`,
-/// it must hold a database.
+/// Exit 3, in the words of the library's `Error::NotFound`.
+fn missing(dir: &Path, reason: &str) -> CliError {
+    CliError::Missing(format!(
+        "no ariesdb database at {}: {reason} (nothing was created; check the path)",
+        dir.display()
+    ))
+}
+
+/// For the commands that do not open the directory through
+/// `Db::open_existing`: it must exist (`Db::open` would create it) and,
+/// unless `allow_new`, hold a database.
 pub fn require_db(dir: &Path, allow_new: bool) -> Result<(), CliError> {
     if !dir.exists() {
-        return Err(CliError::Missing(format!(
-            "{} does not exist (no database was created; check the path)",
-            dir.display()
-        )));
+        return Err(missing(dir, "the directory does not exist"));
     }
     if !dir.is_dir() {
-        return Err(CliError::Missing(format!("{} is not a directory", dir.display())));
+        return Err(missing(dir, "it is not a directory"));
     }
     if !allow_new && !dir.join(DATA_FILE).exists() {
-        return Err(CliError::Missing(format!("{} holds no ariesdb database (no {DATA_FILE})", dir.display())));
+        return Err(missing(dir, "the directory holds no data.db"));
     }
     Ok(())
 }
 
-/// Open an existing database for reading and writing (runs recovery if the
-/// last shutdown was not clean).
-pub fn open(dir: &Path, allow_new: bool) -> Result<Db, CliError> {
-    require_db(dir, allow_new)?;
+/// Open the database in `dir` for reading and writing (runs recovery if the
+/// last shutdown was not clean). There must be one: `Db::open_existing`
+/// creates nothing, and its `Error::NotFound` is exit 3.
+pub fn open(dir: &Path) -> Result<Db, CliError> {
+    Ok(Db::open_existing(dir)?)
+}
+
+/// Open the database in `dir`, creating one if the directory (which must
+/// exist) holds none.
+pub fn open_or_create(dir: &Path) -> Result<Db, CliError> {
+    require_db(dir, true)?;
     Ok(Db::open_path_with(dir, Options::default())?)
 }
 

@@ -150,17 +150,86 @@ fn check_and_stats_change_no_byte() {
 fn missing_directory_is_exit_3_and_creates_nothing() {
     let t = Tmp::new("missing");
     let nowhere = t.0.join("no-such-dir");
-    for args in [vec!["get", "k"], vec!["put", "k", "v"], vec!["scan"], vec!["check"], vec!["stats"], vec!["waldump"]] {
+    let dest = t.0.join("copy");
+    let dest = dest.to_str().unwrap();
+    let all = [
+        vec!["get", "k"],
+        vec!["put", "k", "v"],
+        vec!["delete", "k"],
+        vec!["scan"],
+        vec!["checkpoint"],
+        vec!["compact"],
+        vec!["backup", dest],
+        vec!["check"],
+        vec!["stats"],
+        vec!["waldump"],
+    ];
+    for args in &all {
         let o = run_in(&nowhere, args[0], &args[1..]);
-        assert_eq!(code(&o), 3, "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
-        assert!(String::from_utf8_lossy(&o.stderr).contains("does not exist"));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(code(&o), 3, "{args:?}: {err}");
+        assert!(
+            err.contains(&format!("no ariesdb database at {}: the directory does not exist", nowhere.display()))
+                && err.contains("nothing was created"),
+            "{args:?}: {err}"
+        );
     }
     assert!(!nowhere.exists());
-    // An existing directory without a database: 3 too, except for put.
+    // An existing directory without a database: 3 too, except for put (and
+    // waldump, which reads whatever log is there); nothing is created in it.
     let empty = t.0.join("empty");
     std::fs::create_dir(&empty).unwrap();
-    assert_eq!(code(&run_in(&empty, "get", &["k"])), 3);
-    assert_eq!(code(&run_in(&empty, "check", &[])), 3);
+    for args in all.iter().filter(|a| a[0] != "put" && a[0] != "waldump") {
+        let o = run_in(&empty, args[0], &args[1..]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(code(&o), 3, "{args:?}: {err}");
+        assert!(err.contains("holds no data.db"), "{args:?}: {err}");
+    }
+    assert_eq!(std::fs::read_dir(&empty).unwrap().count(), 0, "a refused command created a file");
+    assert_eq!(
+        std::fs::read_dir(&t.0).unwrap().count(),
+        1,
+        "a refused command created something beside the directory (a backup destination?)"
+    );
+}
+
+#[test]
+fn backup_makes_a_copy_that_passes_check() {
+    let t = Tmp::new("backup");
+    let db = small_db(&t);
+    let copy = t.0.join("backups").join("copy");
+    let out = ok(run(&["backup", db.to_str().unwrap(), copy.to_str().unwrap()]));
+    assert!(out.contains("with 5 entries") && out.contains("closed cleanly"), "{out}");
+    let c = ok(run_in(&copy, "check", &[]));
+    assert!(c.contains("check passed") && c.contains("keys              5"), "{c}");
+    assert!(ok(run_in(&copy, "stats", &[])).contains("recovery pending: no"));
+    assert_eq!(ok(run_in(&copy, "scan", &[])), ok(run_in(&db, "scan", &[])));
+    assert_eq!(ok(run_in(&copy, "get", &["cherry"])), "dark red\n");
+    // Only the copy beside the source: no staging directory left.
+    let mut names: Vec<String> = std::fs::read_dir(t.0.join("backups"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["copy"]);
+    // A destination that holds a database, or anything: exit 1, untouched.
+    let before = snapshot(&copy);
+    let o = run(&["backup", db.to_str().unwrap(), copy.to_str().unwrap()]);
+    assert_eq!(code(&o), 1);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("already holds an ariesdb database"), "{o:?}");
+    assert_eq!(snapshot(&copy), before);
+    let notes = t.0.join("notes");
+    std::fs::create_dir(&notes).unwrap();
+    std::fs::write(notes.join("a.txt"), b"mine").unwrap();
+    let o = run(&["backup", db.to_str().unwrap(), notes.to_str().unwrap()]);
+    assert_eq!(code(&o), 1);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not empty"), "{o:?}");
+    assert_eq!(snapshot(&notes).len(), 1);
+    // The source is in use: exit 4, as for every command that opens it.
+    let open = ariesdb::Db::open_existing(&db).unwrap();
+    assert_eq!(code(&run(&["backup", db.to_str().unwrap(), t.0.join("other").to_str().unwrap()])), 4);
+    open.close().unwrap();
+    assert!(!t.0.join("other").exists());
 }
 
 #[test]
@@ -205,7 +274,7 @@ fn usage_errors_are_exit_2() {
     assert_eq!(code(&run(&["frobnicate"])), 2);
     assert_eq!(code(&run(&["get"])), 2);
     let help = ok(run(&["--help"]));
-    for word in ["demo", "waldump", "check", "stats", "Exit codes", "COPY"] {
+    for word in ["demo", "waldump", "check", "stats", "Exit codes", "COPY", "backup", "DEST"] {
         assert!(help.contains(word), "--help lacks {word}");
     }
 }
