@@ -51,6 +51,8 @@ pub use snapshot::{Snapshot, SnapshotScan};
 pub use txn::{Savepoint, Scan, Txn};
 #[cfg(test)]
 mod fail_stop_tests;
+#[cfg(test)]
+mod pool_race_tests;
 
 pub use crate::recovery::DATA_FILE;
 /// Entries a scan reads per batch under the tree latch.

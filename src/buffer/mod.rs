@@ -92,6 +92,10 @@ enum Victim {
     Dirty(usize),
 }
 
+/// Times a fetch looks for a victim again after finding every frame pinned
+/// (`BufferPool::fetch_inner`).
+const FULL_RETRIES: usize = 4;
+
 /// Shards of the page table (a power of two).
 const TABLE_SHARDS: usize = 64;
 
@@ -388,6 +392,7 @@ impl BufferPool {
         // Each round either finds the page, claims a clean frame, or cleans one
         // dirty frame; the bound only guards against a pool where every frame
         // stays pinned.
+        let mut full_retries = 0;
         for _ in 0..2 * self.frames.len() + 8 {
             // A hit needs the shard only shared, and only to pin the frame:
             // the shard is released before any wait for the page's latch
@@ -412,7 +417,19 @@ impl BufferPool {
                 shard.hits.fetch_add(1, Ordering::Relaxed);
                 return self.finish_hit(PageHandle { pool: self, idx }, page_id, read);
             }
-            match self.pick_victim(page_id, &mut map)? {
+            let victim = match self.pick_victim(page_id, &mut map) {
+                // Concurrent fetchers pin and unpin frames while CLOCK
+                // looks at them one by one, so "every frame pinned" is not
+                // a snapshot: look again a few times before giving up.
+                Err(Error::BufferPoolFull { .. }) if full_retries < FULL_RETRIES => {
+                    full_retries += 1;
+                    drop(map);
+                    std::thread::yield_now();
+                    continue;
+                }
+                r => r?,
+            };
+            match victim {
                 Victim::Clean(idx) => return self.load(map, idx, page_id, read),
                 Victim::Dirty(idx) => {
                     // Claimed (pinned) by pick_victim. Write it back without
@@ -522,6 +539,13 @@ impl BufferPool {
     /// are not yet durable in the log is passed over once (writing it would
     /// need a log fsync first) and taken only if nothing better turns up.
     ///
+    /// The hand is shared with concurrent evictions, so `2n + 1` turns of it
+    /// need not give this caller two looks at every frame: another evictor
+    /// may take each frame whose reference bit this one cleared, and set it
+    /// again by its own unpin. So before it reports `BufferPoolFull`, one
+    /// sweep of its own tries every frame, reference bit or not: the pool is
+    /// full only if every frame is pinned (or its shard busy) then.
+    ///
     /// `own` is the shard of `page_id`, held exclusively; the shard of
     /// another frame's page is only tried, never waited for, so two fetchers
     /// cannot deadlock on each other's shards. Does no I/O.
@@ -532,72 +556,96 @@ impl BufferPool {
         // A dirty frame ahead of the durable log, pinned in case nothing
         // better turns up.
         let mut needs_log_flush: Option<usize> = None;
+        for _ in 0..2 * n + 1 {
+            let idx = self.hand.fetch_add(1, Ordering::Relaxed) % n;
+            if let Some(v) = self.try_claim(idx, own_shard, own, durable, &mut needs_log_flush, true) {
+                return Ok(v);
+            }
+        }
+        if needs_log_flush.is_none() {
+            for idx in 0..n {
+                if let Some(v) = self.try_claim(idx, own_shard, own, durable, &mut needs_log_flush, false) {
+                    return Ok(v);
+                }
+            }
+        }
+        needs_log_flush.map(Victim::Dirty).ok_or(Error::BufferPoolFull { frames: n })
+    }
+
+    /// One look of `pick_victim` at frame `idx`: the frame claimed, or None.
+    /// With `refbit`, a set reference bit is cleared and the frame passed
+    /// over (CLOCK's second chance).
+    fn try_claim(
+        &self,
+        idx: usize,
+        own_shard: usize,
+        own: &mut PageMap,
+        durable: Lsn,
+        needs_log_flush: &mut Option<usize>,
+        refbit: bool,
+    ) -> Option<Victim> {
         let unpin_fallback = |fallback: Option<usize>| {
             if let Some(i) = fallback {
                 self.frames[i].pin.fetch_sub(1, Ordering::AcqRel);
             }
         };
-        for _ in 0..2 * n + 1 {
-            let idx = self.hand.fetch_add(1, Ordering::Relaxed) % n;
-            let f = &self.frames[idx];
-            if f.pin.load(Ordering::Acquire) > 0 || f.refbit.swap(false, Ordering::Relaxed) {
-                continue;
+        let f = &self.frames[idx];
+        if f.pin.load(Ordering::Acquire) > 0 || (refbit && f.refbit.swap(false, Ordering::Relaxed)) {
+            return None;
+        }
+        let old = f.page_id();
+        if old == NO_PAGE {
+            // No shard to hold: the claim alone excludes other evictors.
+            if f.pin.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                if f.page_id() == NO_PAGE {
+                    unpin_fallback(needs_log_flush.take());
+                    return Some(Victim::Clean(idx));
+                }
+                // Taken and loaded by another thread meanwhile.
+                f.pin.fetch_sub(1, Ordering::AcqRel);
             }
-            let old = f.page_id();
-            if old == NO_PAGE {
-                // No shard to hold: the claim alone excludes other evictors.
-                if f.pin.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire).is_ok() {
-                    if f.page_id() == NO_PAGE {
-                        unpin_fallback(needs_log_flush);
-                        return Ok(Victim::Clean(idx));
-                    }
-                    // Taken and loaded by another thread meanwhile.
+            return None;
+        }
+        let mut other_guard;
+        let map: &mut PageMap = if old.get() as usize % TABLE_SHARDS == own_shard {
+            own
+        } else {
+            other_guard = self.shard(old).map.try_write()?;
+            &mut other_guard
+        };
+        // With `old`'s shard held exclusively, no hit can pin the frame
+        // and its page cannot change; check it still holds `old`.
+        if f.page_id() != old || map.get(&old) != Some(&(idx as u32)) {
+            return None;
+        }
+        // Claim first, then read `dirty`: a pinner that dirtied the page
+        // and unpinned since the check above is seen by the claim (whose
+        // compare-and-swap reads from its unpin), and no one can dirty a
+        // claimed frame. (Read before the claim, `dirty` could be stale.)
+        if f.pin.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire).is_err() {
+            return None;
+        }
+        let dirty = f.dirty.load(Ordering::Acquire) && f.valid.load(Ordering::Acquire);
+        if dirty {
+            // Claimed: a latch still held is being let go (`log_and_apply`
+            // unpins before it unlatches); try_read does not wait for it.
+            let ahead = f.data.try_read().is_none_or(|g| g.page_lsn() >= durable);
+            if ahead {
+                if needs_log_flush.is_none() {
+                    *needs_log_flush = Some(idx);
+                } else {
                     f.pin.fetch_sub(1, Ordering::AcqRel);
                 }
-                continue;
+                return None;
             }
-            let mut other_guard;
-            let map: &mut PageMap = if old.get() as usize % TABLE_SHARDS == own_shard {
-                &mut *own
-            } else {
-                match self.shard(old).map.try_write() {
-                    Some(g) => {
-                        other_guard = g;
-                        &mut other_guard
-                    }
-                    None => continue,
-                }
-            };
-            // With `old`'s shard held exclusively, no hit can pin the frame
-            // and its page cannot change; check it still holds `old`.
-            if f.page_id() != old || map.get(&old) != Some(&(idx as u32)) {
-                continue;
-            }
-            let dirty = f.dirty.load(Ordering::Acquire) && f.valid.load(Ordering::Acquire);
-            if dirty {
-                // Unpinned, so no latch is held: try_read does not wait.
-                let ahead = f.data.try_read().is_none_or(|g| g.page_lsn() >= durable);
-                if ahead {
-                    if needs_log_flush.is_none()
-                        && f.pin.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire).is_ok()
-                    {
-                        needs_log_flush = Some(idx);
-                    }
-                    continue;
-                }
-            }
-            if f.pin.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire).is_err() {
-                continue;
-            }
-            unpin_fallback(needs_log_flush);
-            if dirty {
-                return Ok(Victim::Dirty(idx));
-            }
-            map.remove(&old);
-            self.counters.evictions.fetch_add(1, Ordering::Relaxed);
-            return Ok(Victim::Clean(idx));
         }
-        needs_log_flush.map(Victim::Dirty).ok_or(Error::BufferPoolFull { frames: n })
+        unpin_fallback(needs_log_flush.take());
+        if dirty {
+            return Some(Victim::Dirty(idx));
+        }
+        map.remove(&old);
+        self.counters.evictions.fetch_add(1, Ordering::Relaxed);
+        Some(Victim::Clean(idx))
     }
 
     /// Write a dirty frame back to the data file. THE WRITE-AHEAD RULE: the log
@@ -630,7 +678,18 @@ impl BufferPool {
     pub fn dirty_pages(&self) -> Vec<(PageId, Lsn)> {
         // Every shard held shared: no frame changes page meanwhile.
         let _shards: Vec<_> = self.shards.iter().map(|s| s.map.read()).collect();
-        self.frames.iter().filter(|f| f.dirty.load(Ordering::Acquire)).map(|f| (f.page_id(), f.rec_lsn())).collect()
+        // A write-back (`write_page`, which needs no tree latch) clears
+        // `dirty` and then `rec_lsn`: read `rec_lsn` first, so a frame read
+        // as dirty has the rec_lsn it had while dirty, never NONE (a NONE
+        // would make redo start before the log). A frame whose rec_lsn reads
+        // as NONE was already written back.
+        self.frames
+            .iter()
+            .filter_map(|f| {
+                let rec_lsn = f.rec_lsn();
+                (!rec_lsn.is_none() && f.dirty.load(Ordering::Acquire)).then(|| (f.page_id(), rec_lsn))
+            })
+            .collect()
     }
 
     /// Write back dirty pages whose rec_lsn is below `older_than` (all of them

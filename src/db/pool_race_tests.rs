@@ -1,0 +1,140 @@
+//! Review tests for the sharded page table: stress runs (`REVIEW_SECS` per
+//! case, 4 by default) that failed before the fixes of the review commit.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::Db;
+use crate::error::Error;
+use crate::options::Options;
+use crate::storage::SimStorage;
+use crate::types::{Lsn, PageId};
+
+fn opts() -> Options {
+    Options::default()
+        .buffer_pool_pages(crate::MIN_BUFFER_POOL_PAGES)
+        .background_writer(false)
+        .checkpoint_interval_bytes(0)
+}
+
+/// A database of a few hundred pages, everything written back.
+fn filled() -> Db {
+    let db = Db::open_with(Arc::new(SimStorage::new(7)), opts()).unwrap();
+    let mut tx = db.begin().unwrap();
+    for i in 0..3000u32 {
+        tx.put(format!("key{i:06}").as_bytes(), &[i as u8; 200]).unwrap();
+    }
+    tx.commit().unwrap();
+    db.inner.wal.flush_all().unwrap();
+    db.inner.pool.flush_dirty(Lsn::MAX, usize::MAX).unwrap();
+    db
+}
+
+/// Readers only: `pinned` frames stay pinned by one thread, `threads`
+/// threads fetch and unpin one page at a time. At most `pinned + threads`
+/// frames are ever pinned, fewer than the pool's 24, so BufferPoolFull is
+/// spurious.
+fn spurious_full(pinned: usize, threads: usize, secs: u64) -> (u64, u64) {
+    let db = filled();
+    let inner = &db.inner;
+    let page_count = inner.tree().meta().unwrap().page_count;
+    assert!(page_count > 100, "{page_count}");
+    let _r = inner.tree_latch.for_read(&inner.pool, &inner.wal).unwrap();
+    let held: Vec<_> = (0..pinned as u32).map(|i| inner.pool.fetch(PageId(2 + 2 * i)).unwrap()).collect();
+    let fulls = AtomicU64::new(0);
+    let fetches = AtomicU64::new(0);
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for t in 0..threads as u64 {
+            let (fulls, fetches, stop) = (&fulls, &fetches, &stop);
+            s.spawn(move || {
+                let _r = inner.tree_latch.for_read(&inner.pool, &inner.wal).unwrap();
+                let mut x = 0x9E37_79B9_7F4A_7C15u64.wrapping_mul(t + 1);
+                while !stop.load(Ordering::Relaxed) {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let pid = PageId(2 + (x % u64::from(page_count - 2)) as u32);
+                    fetches.fetch_add(1, Ordering::Relaxed);
+                    match inner.pool.fetch(pid) {
+                        Ok(h) => drop(h),
+                        Err(Error::BufferPoolFull { .. }) => {
+                            fulls.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            });
+        }
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(secs) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    drop(held);
+    (fulls.into_inner(), fetches.into_inner())
+}
+
+#[test]
+fn readers_get_no_spurious_buffer_pool_full() {
+    let secs = std::env::var("REVIEW_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(4);
+    let mut bad = Vec::new();
+    for (pinned, threads) in [(16, 3), (18, 2), (20, 2)] {
+        let (fulls, fetches) = spurious_full(pinned, threads, secs);
+        eprintln!("pinned {pinned}, {threads} threads: {fulls} BufferPoolFull in {fetches} fetches");
+        if fulls > 0 {
+            bad.push(format!(
+                "pinned {pinned}, {threads} threads: {fulls} spurious BufferPoolFull in {fetches} fetches"
+            ));
+        }
+    }
+    assert!(bad.is_empty(), "{bad:?}");
+}
+
+/// A checkpoint's dirty page table (taken under the tree latch) while a
+/// write-back runs without it: no entry may have rec_lsn NONE (redo would
+/// start at LSN 0, before the log).
+#[test]
+fn dirty_page_table_never_has_rec_lsn_none() {
+    let secs = std::env::var("REVIEW_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(4);
+    let db = Db::open_with(Arc::new(SimStorage::new(9)), opts().buffer_pool_pages(256)).unwrap();
+    let inner = &db.inner;
+    let stop = AtomicBool::new(false);
+    let nones = AtomicU64::new(0);
+    let tables = AtomicU64::new(0);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut i = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                let mut tx = db.begin().unwrap();
+                for _ in 0..20 {
+                    i = i.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                    tx.put(format!("k{:05}", i % 20000).as_bytes(), &[1u8; 60]).unwrap();
+                }
+                tx.commit().unwrap();
+            }
+        });
+        s.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                inner.pool.flush_dirty(Lsn::MAX, usize::MAX).unwrap();
+            }
+        });
+        s.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                let _w = inner.tree_latch.exclusive();
+                let d = inner.pool.dirty_pages();
+                tables.fetch_add(1, Ordering::Relaxed);
+                if d.iter().any(|&(_, l)| l.is_none()) {
+                    nones.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+        std::thread::sleep(Duration::from_secs(secs));
+        stop.store(true, Ordering::Relaxed);
+    });
+    let (nones, tables) = (nones.into_inner(), tables.into_inner());
+    eprintln!("{nones} dirty page tables with rec_lsn NONE of {tables}");
+    assert_eq!(nones, 0, "{nones} dirty page tables with rec_lsn NONE of {tables}");
+}
