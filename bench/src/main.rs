@@ -29,7 +29,8 @@ usage: ariesdb-bench [--quick] [--engines a,b,c] [--workloads W1,W2,...] [--dir 
   --engines      any of ariesdb,sqlite,redb,ariesdb-eventual,sqlite-normal,redb-none (default: all)
   --workloads    any of W1,W2,W3,W4,W4x2,W5,W6,W7,W8,W8c (default: all; W2-W7 need the W1 load, which
                  always runs before them)
-  --dir DIR      make the run's fresh directory inside DIR (default: ./bench-data); removed at the end
+  --dir DIR      make the run's fresh directory inside DIR, which must exist (default: ./bench-data, made if
+                 missing); removed at the end
   --cache-mib    cache budget of every engine in MiB (default 1024)
   --json FILE    also write every result as one JSON object per line to FILE
   --json-stdout  also print the JSON lines on stdout, after the table
@@ -75,7 +76,13 @@ fn parse_args(argv: &[String]) -> Res<Args> {
             "--engines" => a.engines = val()?.split(',').map(|s| s.trim().to_string()).collect(),
             "--workloads" => a.workloads = val()?.split(',').map(|s| s.trim().to_string()).collect(),
             "--dir" => a.dir = Some(PathBuf::from(val()?)),
-            "--cache-mib" => a.cache_mib = val()?.parse()?,
+            "--cache-mib" => {
+                let v = val()?;
+                a.cache_mib = match v.parse() {
+                    Ok(n) if n > 0 => n,
+                    _ => return Err(format!("--cache-mib needs a whole number of MiB above 0, not {v:?}").into()),
+                };
+            }
             "--json" => a.json = Some(PathBuf::from(val()?)),
             "--engine" => a.engine = val()?,
             "--committed" => a.committed = val()?.parse()?,
@@ -87,14 +94,20 @@ fn parse_args(argv: &[String]) -> Res<Args> {
             other => return Err(format!("unknown argument {other:?}\n{USAGE}").into()),
         }
     }
-    for e in &a.engines {
+    for (i, e) in a.engines.iter().enumerate() {
         if !engines::ALL.contains(&e.as_str()) {
             return Err(format!("unknown engine {e:?}; known: {}", engines::ALL.join(",")).into());
         }
+        if a.engines[..i].contains(e) {
+            return Err(format!("engine {e:?} named twice in --engines").into());
+        }
     }
-    for w in &a.workloads {
+    for (i, w) in a.workloads.iter().enumerate() {
         if !WORKLOADS.contains(&w.as_str()) {
             return Err(format!("unknown workload {w:?}; known: {}", WORKLOADS.join(",")).into());
+        }
+        if a.workloads[..i].contains(w) {
+            return Err(format!("workload {w:?} named twice in --workloads").into());
         }
     }
     Ok(a)
@@ -265,6 +278,11 @@ fn parent(a: &Args) -> Res<()> {
     let base = a.dir.clone().unwrap_or_else(|| PathBuf::from("bench-data"));
     let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
     let run_dir = base.join(format!("run-{stamp}-{}", std::process::id()));
+    // --dir names a directory that exists (a typo should not make a tree of
+    // new ones); the default ./bench-data is made if missing.
+    if a.dir.is_some() && !base.is_dir() {
+        return Err(format!("--dir {}: no such directory", base.display()).into());
+    }
     std::fs::create_dir_all(&run_dir)?;
     let run_dir = run_dir.canonicalize()?;
     eprintln!(
