@@ -109,8 +109,19 @@ pub struct Db {
     bg: Option<JoinHandle<()>>,
 }
 
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db")
+            .field("page_size", &self.inner.page_size)
+            .field("stopped", &self.inner.check_ok().is_err())
+            .field("background_writer", &self.bg.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 /// Counters since the database was opened.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Stats {
     /// Transactions committed.
     pub commits: u64,
@@ -211,7 +222,7 @@ impl Db {
     /// ```
     /// # let dir = std::env::temp_dir().join(format!("ariesdb-doc-existing-{}", std::process::id()));
     /// # let _ = std::fs::remove_dir_all(&dir);
-    /// let err = ariesdb::Db::open_existing(&dir).err().expect("no database there");
+    /// let err = ariesdb::Db::open_existing(&dir).expect_err("no database there");
     /// assert!(matches!(err, ariesdb::Error::NotFound { .. }));
     /// assert!(!dir.exists()); // nothing was created
     /// ariesdb::Db::open(&dir)?.close()?; // creates it

@@ -20,6 +20,7 @@ pub const MIN_BUFFER_POOL_PAGES: usize = crate::btree::CHANGE_HEADROOM_PAGES;
 
 /// When `commit()` returns relative to the log reaching stable storage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Durability {
     /// `commit()` returns after the commit record is on stable storage.
     /// Concurrent committers share fsyncs (group commit).

@@ -399,3 +399,26 @@ fn reverse_scans_return_descending_keys_within_their_bounds() {
     let got: Vec<Vec<u8>> = snap.scan_rev(..).unwrap().map(|x| x.unwrap().0).collect();
     assert!(got.iter().eq(model.iter().rev()), "snapshot: {} keys", got.len());
 }
+
+/// Every handle a user holds prints something useful with `{:?}`.
+#[test]
+fn public_handles_implement_debug() {
+    let db = Db::open_with(new_sim(5), Options::default()).unwrap();
+    let shown = format!("{db:?}");
+    assert!(
+        shown.starts_with("Db {") && shown.contains("page_size: 4096") && shown.contains("stopped: false"),
+        "{shown}"
+    );
+    let mut tx = db.begin().unwrap();
+    tx.put(b"k", b"v").unwrap();
+    let shown = format!("{tx:?}");
+    assert!(shown.starts_with("Txn {") && shown.contains("ended: false"), "{shown}");
+    let shown = format!("{:?}", tx.scan(..).unwrap());
+    assert!(shown.starts_with("Scan {") && shown.contains("reverse: false"), "{shown}");
+    tx.commit().unwrap();
+    let snap = db.begin_read().unwrap();
+    assert!(format!("{snap:?}").starts_with("Snapshot {"));
+    assert!(format!("{:?}", snap.scan_rev(..).unwrap()).contains("reverse: true"));
+    assert!(format!("{:?}", db.stats()).starts_with("Stats {"));
+    assert!(format!("{:?}", db.recovery_report()).starts_with("RecoveryReport {"));
+}

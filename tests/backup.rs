@@ -354,7 +354,7 @@ fn backup_of_an_empty_database_is_an_empty_database() {
 fn open_existing_refuses_what_is_not_a_database_and_creates_nothing() {
     let t = Tmp::new("existing");
     let missing = t.join("no-such-dir");
-    let e = Db::open_existing(&missing).err().expect("no database there");
+    let e = Db::open_existing(&missing).expect_err("no database there");
     assert!(
         matches!(&e, Error::NotFound { path, reason } if path == &missing.display().to_string()
         && reason.contains("does not exist")),
@@ -364,7 +364,7 @@ fn open_existing_refuses_what_is_not_a_database_and_creates_nothing() {
     assert!(!missing.exists());
     // An empty directory: refused, and still empty (no LOCK file either).
     std::fs::create_dir(t.join("empty")).unwrap();
-    let e = Db::open_existing_with(t.join("empty"), Options::default()).err().expect("no database there");
+    let e = Db::open_existing_with(t.join("empty"), Options::default()).expect_err("no database there");
     assert!(matches!(&e, Error::NotFound { reason, .. } if reason.contains("data.db")), "{e:?}");
     assert!(names(&t.join("empty")).is_empty());
     // A file.

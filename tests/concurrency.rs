@@ -137,7 +137,7 @@ fn concurrent_transfers_on_real_files() {
     assert_eq!(sum, START * ACCOUNTS as u64);
     assert_eq!(markers, acked.len());
     eprintln!("{} transfers committed, {deadlocks} deadlocks retried, {:?}", acked.len(), db.stats());
-    Arc::try_unwrap(db).ok().expect("no other owner").close().unwrap();
+    Arc::try_unwrap(db).expect("no other owner").close().unwrap();
     let db = Db::open(&dir).unwrap();
     assert_eq!(total(&db), (sum, markers));
     drop(db);

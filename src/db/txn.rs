@@ -47,6 +47,16 @@ pub struct Txn {
     ended: bool,
 }
 
+impl std::fmt::Debug for Txn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Txn")
+            .field("id", &self.id.get())
+            .field("ended", &self.ended)
+            .field("locks_taken", &self.locks.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Txn {
     /// A transaction `id` that has written nothing and holds no lock.
     pub(super) fn new(inner: Arc<Inner>, id: TxnId) -> Txn {
@@ -494,6 +504,16 @@ pub struct Scan<'t> {
     end_locked: bool,
     buf: VecDeque<(Vec<u8>, Vec<u8>)>,
     done: bool,
+}
+
+impl std::fmt::Debug for Scan<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scan")
+            .field("txn", &self.txn.id.get())
+            .field("reverse", &self.reverse)
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Scan<'_> {

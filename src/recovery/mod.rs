@@ -36,6 +36,7 @@ pub use undo::undo;
 
 /// What the last open did (see `Db::recovery_report`).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RecoveryReport {
     /// Begin LSN of the checkpoint recovery started from (0: none). An LSN
     /// is a byte position in the log stream.
