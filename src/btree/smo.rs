@@ -232,6 +232,10 @@ pub(crate) struct Plan<'t, 'p> {
     usable: usize,
     pub alloc: PageAllocator,
     nodes: Vec<Node>,
+    /// One-cell inserts into parents that took a split's separator without
+    /// being loaded (`insert_into_unloaded_parent`); such a page is never
+    /// loaded into the plan afterwards.
+    unloaded: Vec<PagePart>,
     /// How to cut the first leaf split of the plan.
     pub bias: SplitBias,
 }
@@ -239,7 +243,15 @@ pub(crate) struct Plan<'t, 'p> {
 impl<'t, 'p> Plan<'t, 'p> {
     pub fn new(tree: &'t BTree<'p>, alloc: PageAllocator) -> Plan<'t, 'p> {
         let page_size = tree.pool.page_size();
-        Plan { tree, page_size, usable: page::usable_space(page_size), alloc, nodes: Vec::new(), bias: SplitBias::Even }
+        Plan {
+            tree,
+            page_size,
+            usable: page::usable_space(page_size),
+            alloc,
+            nodes: Vec::new(),
+            unloaded: Vec::new(),
+            bias: SplitBias::Even,
+        }
     }
 
     pub fn node(&mut self, idx: usize) -> &mut Node {
@@ -257,6 +269,10 @@ impl<'t, 'p> Plan<'t, 'p> {
         if !self.alloc.meta.holds(pid) {
             return Err(corrupt(format!("child pointer to page {pid} outside the file")));
         }
+        assert!(
+            !self.unloaded.iter().any(|p| p.page_id == pid),
+            "page {pid} patched without being loaded, then loaded: the patch would be lost"
+        );
         let h = self.tree.pool.fetch(pid)?;
         let g = h.read();
         let ty = match g.page_type() {
@@ -386,9 +402,51 @@ impl<'t, 'p> Plan<'t, 'p> {
             self.alloc.meta.root = self.nodes[root].pid;
             return Ok(None);
         }
+        if self.insert_into_unloaded_parent(path, depth, &sep_cell)? {
+            return Ok(None);
+        }
         let (p, pos) = self.parent_of(path, depth)?;
         self.nodes[p].insert(pos, sep_cell);
         Ok(Some(p))
+    }
+
+    /// A split's common case: the parent of the node at `path.nodes[depth]`
+    /// is not in the plan yet and has room for the separator. It then takes
+    /// the separator as a one-cell insert without its cells being loaded
+    /// (loading copies every cell of an inner page, most of a split's cost),
+    /// and the fix-up ends there: a parent that only gained a cell and is
+    /// not over-full meets the shape bounds it met before. False (nothing
+    /// done) otherwise; checks what `parent_of` checks.
+    fn insert_into_unloaded_parent(&mut self, path: &Path, depth: usize, sep_cell: &[u8]) -> Result<bool> {
+        let (parent, child) = (path.nodes[depth - 1], path.nodes[depth]);
+        if self.nodes.iter().any(|n| n.pid == parent && !n.freed) || self.unloaded.iter().any(|p| p.page_id == parent) {
+            return Ok(false);
+        }
+        let level = self.nodes.iter().find(|n| n.pid == child && !n.freed).map_or(0, |n| n.level) + 1;
+        if !self.alloc.meta.holds(parent) {
+            return Err(corrupt(format!("child pointer to page {parent} outside the file")));
+        }
+        let h = self.tree.pool.fetch(parent)?;
+        let g = h.read();
+        if g.page_type() != Some(PageType::Inner) || g.aux() != level {
+            return Err(corrupt(format!(
+                "page {parent} of type {:?}, level {} where level {level} was expected",
+                g.page_type(),
+                g.aux()
+            )));
+        }
+        let pos = path.child_pos[depth - 1];
+        if pos > g.slot_count() || child_at(&g, pos) != child {
+            return Err(corrupt(format!("inner page {parent} does not point at page {child} at {pos}")));
+        }
+        // Bytes of cells and slots now: what `Node::used` would count.
+        let used_now = page::usable_space(self.page_size) - page::free_space(&g);
+        if used_now + footprint(sep_cell) > self.usable {
+            return Ok(false);
+        }
+        self.unloaded
+            .push(PagePart { page_id: parent, op: PageOp::Insert { slot: pos as u16, cell: sep_cell.to_vec() } });
+        Ok(true)
     }
 
     /// Merge an under-full node with a sibling under the same parent, or, if
@@ -490,6 +548,7 @@ impl<'t, 'p> Plan<'t, 'p> {
                 }),
             }
         }
+        parts.extend(self.unloaded);
         self.alloc.finish(parts);
     }
 }
