@@ -56,15 +56,7 @@ impl BTree<'_> {
             let free = page::free_space(&g);
             let used = page::usable_space(page_size) - free;
             match page::search(&g, key) {
-                Ok(s) => {
-                    let c = LeafCell::parse(page::cell(&g, s));
-                    let old_chain = match c.overflow {
-                        Some(first) => self.overflow_chain(first, c.val_len)?,
-                        None => vec![],
-                    };
-                    let old_len = page::cell(&g, s).len();
-                    (Ok(s), Some((self.read_value(&c)?, old_chain, old_len)), free, used, None)
-                }
+                Ok(s) => (Ok(s), Some(self.old_cell(&g, s)?), free, used, None),
                 Err(s) => (Err(s), None, free, used, Some(NextKey::at(&g, s))),
             }
         };
@@ -115,6 +107,18 @@ impl BTree<'_> {
         }
         self.log_key_change(ctx, parts, KeyUndo { key: key.to_vec(), old: old_value })?;
         Ok(true)
+    }
+
+    /// What a change of leaf cell `slot` of `g` replaces: the old value, its
+    /// overflow chain (pages to free), and the cell's length.
+    fn old_cell(&self, g: &[u8], slot: usize) -> Result<(Vec<u8>, Vec<PageId>, usize)> {
+        let bytes = page::cell(g, slot);
+        let c = LeafCell::parse(bytes);
+        let chain = match c.overflow {
+            Some(first) => self.overflow_chain(first, c.val_len)?,
+            None => vec![],
+        };
+        Ok((self.read_value(&c)?, chain, bytes.len()))
     }
 
     /// The leaf cell for `key` and `value`, and, for a value that is not
@@ -170,14 +174,9 @@ impl BTree<'_> {
             let g = h.read();
             match page::search(&g, key) {
                 Ok(s) => {
-                    let c = LeafCell::parse(page::cell(&g, s));
-                    let chain = match c.overflow {
-                        Some(first) => self.overflow_chain(first, c.val_len)?,
-                        None => vec![],
-                    };
+                    let (value, chain, cell_len) = self.old_cell(&g, s)?;
                     let used = page::usable_space(page_size) - page::free_space(&g);
-                    let used_after = used - page::cell(&g, s).len() - 2;
-                    (Some((s, self.read_value(&c)?, chain, used_after)), NextKey::at(&g, s + 1))
+                    (Some((s, value, chain, used - cell_len - 2)), NextKey::at(&g, s + 1))
                 }
                 Err(s) => (None, NextKey::at(&g, s)),
             }
