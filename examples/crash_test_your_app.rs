@@ -19,20 +19,20 @@ fn move_stock(db: &Db, from: u32, to: u32, qty: u64) -> ariesdb::Result<bool> {
     let mut tx = db.begin()?;
     let key = |b: u32| format!("bin:{b:02}").into_bytes();
     let get = |v: Option<Vec<u8>>| v.map(|v| u64::from_le_bytes(v.try_into().unwrap_or([0; 8]))).unwrap_or(0);
-    let have = get(tx.get(&key(from))?);
+    let have = get(tx.get(key(from))?);
     if have < qty {
         tx.abort()?;
         return Ok(false);
     }
-    let other = get(tx.get(&key(to))?);
-    tx.put(&key(from), &(have - qty).to_le_bytes())?;
-    tx.put(&key(to), &(other + qty).to_le_bytes())?;
+    let other = get(tx.get(key(to))?);
+    tx.put(key(from), (have - qty).to_le_bytes())?;
+    tx.put(key(to), (other + qty).to_le_bytes())?;
     tx.commit()?;
     Ok(true)
 }
 
 fn total(db: &Db) -> ariesdb::Result<u64> {
-    let mut tx = db.begin()?;
+    let tx = db.begin()?;
     let mut sum = 0;
     for item in tx.scan(ariesdb::range(b"bin:", b"bin;"))? {
         let (_, v) = item?;
@@ -50,7 +50,7 @@ fn main() {
         let db = Db::open_with(sim.clone(), opts.clone()).expect("open");
         let mut tx = db.begin().unwrap();
         for b in 0..20u32 {
-            tx.put(format!("bin:{b:02}").as_bytes(), &100u64.to_le_bytes()).unwrap();
+            tx.put(format!("bin:{b:02}").as_bytes(), 100u64.to_le_bytes()).unwrap();
         }
         tx.commit().unwrap();
         // Cut the power at a storage call chosen by the seed.

@@ -18,7 +18,7 @@ fn main() -> Result<(), ariesdb::Error> {
 
     let mut tx = db.begin()?;
     let runs = tx.get(b"demo:runs")?.map(|v| u64::from_le_bytes(v.try_into().unwrap_or([0; 8]))).unwrap_or(0) + 1;
-    tx.put(b"demo:runs", &runs.to_le_bytes())?;
+    tx.put(b"demo:runs", runs.to_le_bytes())?;
     for i in 0..1000u32 {
         tx.put(format!("account:{i:04}").as_bytes(), format!("{}", 100 + i).as_bytes())?;
     }
@@ -39,7 +39,7 @@ fn main() -> Result<(), ariesdb::Error> {
     tx.abort()?;
     println!("aborted a transaction that deleted account:0001 (existed: {loser})");
 
-    let mut tx = db.begin()?;
+    let tx = db.begin()?;
     let first: Vec<_> = tx.scan(range(b"account:0000", b"account:0003"))?.collect::<Result<_, _>>()?;
     for (k, v) in &first {
         println!("  {} = {}", String::from_utf8_lossy(k), String::from_utf8_lossy(v));

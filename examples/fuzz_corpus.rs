@@ -61,12 +61,12 @@ fn build(case: u32) -> Arc<SimStorage> {
         let key = |i: u32| format!("{}{i:05}", "p".repeat(900)).into_bytes();
         let mut tx = db.begin().unwrap();
         for i in 0..40 {
-            tx.put(&key(i), &[i as u8; 60]).unwrap();
+            tx.put(key(i), [i as u8; 60]).unwrap();
         }
         tx.commit().unwrap();
         let mut tx = db.begin().unwrap();
         for i in 0..36 {
-            tx.delete(&key(i)).unwrap();
+            tx.delete(key(i)).unwrap();
         }
         tx.commit().unwrap();
         if case == 7 {

@@ -30,7 +30,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             for j in i..(i + per_txn).min(KEYS) {
                 // A fixed permutation: keys arrive in random order, so leaves split everywhere.
                 let key = format!("key{:010}", j.wrapping_mul(2_654_435_761));
-                tx.put(key.as_bytes(), &[7u8; 100])?;
+                tx.put(key.as_bytes(), [7u8; 100])?;
             }
             tx.commit()?;
             i += per_txn;

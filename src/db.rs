@@ -25,6 +25,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 
@@ -300,6 +301,67 @@ impl Db {
         let id = TxnId(self.inner.next_txn_id.fetch_add(1, Ordering::Relaxed));
         self.inner.txns.lock().active_txns.insert(id, TxnEntry::new(id));
         Ok(Txn::new(self.inner.clone(), id))
+    }
+
+    /// Run `f` in a transaction and commit it, running it again (in a new
+    /// transaction, after a short randomized pause: 1 ms doubling to at most
+    /// 128 ms) when a deadlock or a lock timeout rolled the transaction back,
+    /// up to `Options::transaction_attempts` times in all (default 10).
+    /// `f` may return any error type that an `ariesdb::Error` converts into;
+    /// an error of `f` that is not such a rollback rolls the transaction
+    /// back and is returned at once. Whether `f` returned the deadlock
+    /// error or swallowed it, the transaction is retried: what counts is
+    /// that it was rolled back. `f` may run more than once, so it should
+    /// not have effects outside the transaction.
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("ariesdb-doc-transaction-{}", std::process::id()));
+    /// # let _ = std::fs::remove_dir_all(&dir);
+    /// let db = ariesdb::Db::open(&dir)?;
+    /// let balance = db.transaction(|tx| {
+    ///     let old = tx.get_for_update("alice")?.map_or(0, |v| u64::from_le_bytes(v.try_into().unwrap()));
+    ///     tx.put("alice", (old + 10).to_le_bytes())?;
+    ///     Ok::<_, ariesdb::Error>(old + 10)
+    /// })?;
+    /// assert_eq!(balance, 10);
+    /// # db.close()?; let _ = std::fs::remove_dir_all(&dir);
+    /// # Ok::<(), ariesdb::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// The error of `f` (the transaction then rolled back); `Error::Deadlock`
+    /// or `Error::LockTimeout` after the last attempt; the errors of `begin`
+    /// and `Txn::commit`, converted into `E`.
+    pub fn transaction<T, E, F>(&self, mut f: F) -> std::result::Result<T, E>
+    where
+        F: FnMut(&mut Txn) -> std::result::Result<T, E>,
+        E: From<Error>,
+    {
+        let attempts = self.inner.opts.transaction_attempts.max(1);
+        let mut pause = Duration::from_millis(1);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut tx = self.begin()?;
+            let out = f(&mut tx);
+            let cause = match tx.rolled_back() {
+                None => {
+                    let v = out?;
+                    tx.commit()?;
+                    return Ok(v);
+                }
+                Some(cause) => cause,
+            };
+            drop(tx);
+            if attempt >= attempts {
+                return match out {
+                    Err(e) => Err(e),
+                    Ok(_) => Err(cause.error().into()),
+                };
+            }
+            std::thread::sleep(jitter(pause));
+            pause = (pause * 2).min(Duration::from_millis(128));
+        }
     }
 
     /// Begin a read-only snapshot: it sees every transaction whose `commit()`
@@ -681,6 +743,16 @@ fn lock_dir(path: &Path) -> Result<FsStorage> {
     })
 }
 
+/// A pause between half and all of `pause`, drawn from the clock and the
+/// thread, so that transactions that collided do not retry in step.
+fn jitter(pause: Duration) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    let frac = (h.finish() % 1024) as u32;
+    pause / 2 + pause / 2 * frac / 1024
+}
+
 fn check_key(key: &[u8]) -> Result<()> {
     if key.is_empty() {
         return Err(Error::InvalidArgument("keys must not be empty".into()));
@@ -689,6 +761,88 @@ fn check_key(key: &[u8]) -> Result<()> {
         return Err(Error::TooLarge { what: "key", len: key.len(), max: MAX_KEY_LEN });
     }
     Ok(())
+}
+
+/// A range of keys for `scan_range` and `scan_range_rev` of `Txn` and
+/// `Snapshot`: the standard range types (`a..b`, `a..=b`, `a..`, `..b`,
+/// `..=b`, `..`) and pairs of `Bound`, over any key type that is
+/// `AsRef<[u8]>` (`&str`, `String`, `&[u8]`, `Vec<u8>`, byte string
+/// literals, arrays). Each range type has one implementation, so the key
+/// type is never ambiguous (`std::ops::RangeBounds` would be, for byte
+/// string literals). A pair of two `Bound::Unbounded` names no key type:
+/// write `..`.
+pub trait KeyRange {
+    /// The start and end bounds, as byte strings.
+    fn key_bounds(&self) -> (Bound<&[u8]>, Bound<&[u8]>);
+}
+
+macro_rules! key_range {
+    ($($t:ty => |$r:ident| $e:expr;)*) => {$(
+        impl<K: AsRef<[u8]>> KeyRange for $t {
+            fn key_bounds(&self) -> (Bound<&[u8]>, Bound<&[u8]>) {
+                let $r = self;
+                $e
+            }
+        }
+    )*};
+}
+
+key_range! {
+    std::ops::Range<K> => |r| (Bound::Included(r.start.as_ref()), Bound::Excluded(r.end.as_ref()));
+    std::ops::RangeInclusive<K> => |r| (Bound::Included(r.start().as_ref()), Bound::Included(r.end().as_ref()));
+    std::ops::RangeFrom<K> => |r| (Bound::Included(r.start.as_ref()), Bound::Unbounded);
+    std::ops::RangeTo<K> => |r| (Bound::Unbounded, Bound::Excluded(r.end.as_ref()));
+    std::ops::RangeToInclusive<K> => |r| (Bound::Unbounded, Bound::Included(r.end.as_ref()));
+    (Bound<K>, Bound<K>) => |r| (r.0.as_ref().map(|k| k.as_ref()), r.1.as_ref().map(|k| k.as_ref()));
+}
+
+impl KeyRange for std::ops::RangeFull {
+    fn key_bounds(&self) -> (Bound<&[u8]>, Bound<&[u8]>) {
+        (Bound::Unbounded, Bound::Unbounded)
+    }
+}
+
+/// The bounds of `range` as owned keys.
+fn owned_bounds(range: &impl KeyRange) -> (Bound<Vec<u8>>, Bound<Vec<u8>>) {
+    let (lo, hi) = range.key_bounds();
+    (lo.map(<[u8]>::to_vec), hi.map(<[u8]>::to_vec))
+}
+
+/// The range of the keys that start with `prefix`: from `prefix` itself
+/// (included) to the first key past every key with the prefix (its last
+/// byte below 0xFF incremented, what follows dropped), or to the end when
+/// the prefix is empty or all 0xFF.
+fn prefix_bounds(prefix: &[u8]) -> (Bound<Vec<u8>>, Bound<Vec<u8>>) {
+    let lo = match prefix.is_empty() {
+        true => Bound::Unbounded,
+        false => Bound::Included(prefix.to_vec()),
+    };
+    let hi = match prefix.iter().rposition(|&b| b != 0xFF) {
+        Some(i) => {
+            let mut end = prefix[..=i].to_vec();
+            end[i] += 1;
+            Bound::Excluded(end)
+        }
+        None => Bound::Unbounded,
+    };
+    (lo, hi)
+}
+
+/// The range of the keys that start with `prefix`, for `scan_range` and
+/// `scan_range_rev` of `Txn` and `Snapshot` (`scan_prefix` is the same,
+/// ascending).
+///
+/// ```
+/// use std::ops::Bound;
+/// assert_eq!(
+///     ariesdb::prefix_range("ab"),
+///     (Bound::Included(b"ab".to_vec()), Bound::Excluded(b"ac".to_vec()))
+/// );
+/// // A last byte of 0xFF carries into the byte before it.
+/// assert_eq!(ariesdb::prefix_range([1u8, 0xFF]).1, Bound::Excluded(vec![2u8]));
+/// ```
+pub fn prefix_range(prefix: impl AsRef<[u8]>) -> (Bound<Vec<u8>>, Bound<Vec<u8>>) {
+    prefix_bounds(prefix.as_ref())
 }
 
 fn as_ref(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {

@@ -78,7 +78,7 @@ pub fn recover(input: &[u8]) {
     sim.sync_dir().expect("sim sync_dir");
     let Ok(db) = Db::open_with(sim, fuzz_opts()) else { return };
     let _ = db.check();
-    let Ok(mut tx) = db.begin() else { return };
+    let Ok(tx) = db.begin() else { return };
     let Ok(scan) = tx.scan(..) else { return };
     let mut seen: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
     for item in scan.take(100_000) {
@@ -212,7 +212,7 @@ pub fn crash_ops(input: &[u8]) {
     sim.clear_faults();
     let db = Db::open_with(sim, opts).unwrap_or_else(|e| panic!("recovery failed: {e}"));
     db.check().unwrap_or_else(|e| panic!("check after recovery: {e}"));
-    let mut tx = db.begin().expect("begin");
+    let tx = db.begin().expect("begin");
     let got: Model = tx.scan(..).expect("scan").map(|x| x.expect("item")).collect();
     if got != model {
         let mut with = model.clone();

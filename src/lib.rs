@@ -34,6 +34,7 @@ mod db;
 pub mod error;
 mod failstop;
 #[doc(hidden)]
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod options;
 mod page;
@@ -47,7 +48,9 @@ mod wal;
 use std::ops::Bound;
 
 pub use btree::{CheckReport, MAX_KEY_LEN, MAX_VALUE_LEN};
-pub use db::{BackupReport, Db, Savepoint, Scan, Snapshot, SnapshotScan, Stats, Txn, DATA_FILE};
+pub use db::{
+    prefix_range, BackupReport, Db, KeyRange, Savepoint, Scan, Snapshot, SnapshotScan, Stats, Txn, DATA_FILE,
+};
 pub use error::{Error, Result, SnapshotTooOld, StopCause};
 pub use options::{Durability, Options, MAX_WAL_SEGMENT_BYTES, MIN_BUFFER_POOL_PAGES, MIN_WAL_SEGMENT_BYTES};
 pub use recovery::RecoveryReport;
@@ -57,7 +60,9 @@ pub fn range<'a>(start: &'a [u8], end: &'a [u8]) -> (Bound<&'a [u8]>, Bound<&'a 
     (Bound::Included(start), Bound::Excluded(end))
 }
 
-/// Internals exposed for the fuzz targets and the crash suite; not a stable API.
+/// Internals exposed for the fuzz targets and the command-line tool (the
+/// `internals` feature); not a stable API.
+#[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod internals {
     pub use crate::page::{verify, PageState};

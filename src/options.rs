@@ -44,6 +44,7 @@ pub struct Options {
     pub(crate) long_txn_log_bytes: u64,
     pub(crate) snapshot_cap_bytes: usize,
     pub(crate) lock_timeout: Duration,
+    pub(crate) transaction_attempts: u32,
 }
 
 impl Default for Options {
@@ -59,6 +60,7 @@ impl Default for Options {
             long_txn_log_bytes: 64 << 20,
             snapshot_cap_bytes: 64 << 20,
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
+            transaction_attempts: 10,
         }
     }
 }
@@ -164,6 +166,14 @@ impl Options {
         self
     }
 
+    /// How many times `Db::transaction` runs a transaction that a deadlock or
+    /// a lock timeout rolled back before it returns that error (default 10,
+    /// at least 1; 1 runs it once and never retries).
+    pub fn transaction_attempts(mut self, attempts: u32) -> Options {
+        self.transaction_attempts = attempts;
+        self
+    }
+
     /// Refuse settings that make no sense, with the reason.
     ///
     /// # Errors
@@ -197,6 +207,11 @@ impl Options {
                 "lock_timeout must be more than zero: a zero timeout would fail every lock wait, \
                  even one for a transaction about to commit (Duration::MAX waits without limit)"
                     .into(),
+            ));
+        }
+        if self.transaction_attempts == 0 {
+            return Err(Error::InvalidArgument(
+                "transaction_attempts must be at least 1: Db::transaction runs the transaction at least once".into(),
             ));
         }
         if let Some(s) = self.wal_segment_bytes {

@@ -54,29 +54,29 @@ fn transfer(db: &Db, r: &mut rand::rngs::StdRng, t: u64, n: u64) -> Result<bool,
     }
     let amount = r.gen_range(1..50u64);
     let mut tx = db.begin()?;
-    let ba = balance(tx.get(&acct(a))?);
-    let bb = balance(tx.get(&acct(b))?);
+    let ba = balance(tx.get(acct(a))?);
+    let bb = balance(tx.get(acct(b))?);
     if ba < amount {
         tx.abort()?;
         return Ok(false);
     }
     if r.gen_bool(0.3) {
         let sp = tx.savepoint()?;
-        tx.put(&acct(a), &enc(0, pad(r)))?;
+        tx.put(acct(a), enc(0, pad(r)))?;
         for i in 0..r.gen_range(1..10) {
-            tx.put(&filler(t, n * 100 + i), &vec![1u8; pad(r)])?;
+            tx.put(filler(t, n * 100 + i), vec![1u8; pad(r)])?;
         }
         tx.rollback_to(&sp)?;
     }
-    tx.put(&acct(a), &enc(ba - amount, pad(r)))?;
-    tx.put(&acct(b), &enc(bb + amount, pad(r)))?;
+    tx.put(acct(a), enc(ba - amount, pad(r)))?;
+    tx.put(acct(b), enc(bb + amount, pad(r)))?;
     // filler: insert some, delete older ones
     for i in 0..r.gen_range(0..6) {
-        tx.put(&filler(t, n * 100 + 50 + i), &vec![2u8; pad(r)])?;
+        tx.put(filler(t, n * 100 + 50 + i), vec![2u8; pad(r)])?;
     }
     if n >= 3 {
         for i in 0..6 {
-            tx.delete(&filler(t, (n - 3) * 100 + 50 + i))?;
+            tx.delete(filler(t, (n - 3) * 100 + 50 + i))?;
         }
     }
     if r.gen_bool(0.15) {
@@ -100,7 +100,7 @@ fn compact_and_check_under_concurrent_transfers() {
         let db = Db::open_with(sim.clone(), opts.clone()).unwrap();
         let mut tx = db.begin().unwrap();
         for i in 0..ACCOUNTS {
-            tx.put(&acct(i), &enc(START, i as usize * 300)).unwrap();
+            tx.put(acct(i), enc(START, i as usize * 300)).unwrap();
         }
         tx.commit().unwrap();
         let stop = AtomicBool::new(false);

@@ -36,7 +36,7 @@ fn basic_use_on_real_files() {
         db.close().unwrap();
     }
     let db = Db::open(&dir).unwrap();
-    let mut tx = db.begin().unwrap();
+    let tx = db.begin().unwrap();
     let got: Vec<_> = tx.scan(range(b"a", b"z")).unwrap().map(|r| r.unwrap()).collect();
     assert_eq!(got, vec![(b"a".to_vec(), b"1".to_vec()), (b"b".to_vec(), b"2".to_vec())]);
     drop(tx);
@@ -56,7 +56,7 @@ fn limits_and_bad_arguments() {
     assert!(matches!(tx.put(b"k", &big), Err(Error::TooLarge { what: "value", .. })));
     // The largest key and a large value work.
     let max_key = vec![7u8; MAX_KEY_LEN];
-    tx.put(&max_key, &vec![3u8; 1 << 20]).unwrap();
+    tx.put(&max_key, vec![3u8; 1 << 20]).unwrap();
     assert_eq!(tx.get(&max_key).unwrap().unwrap().len(), 1 << 20);
     tx.commit().unwrap();
     db.check().unwrap();
@@ -114,7 +114,7 @@ fn a_pool_smaller_than_one_operation_pins_is_refused() {
     let db = Db::open_with(new_sim(32), Options::default().buffer_pool_pages(ariesdb::MIN_BUFFER_POOL_PAGES)).unwrap();
     let mut tx = db.begin().unwrap();
     for i in 0..2000u32 {
-        tx.put(format!("k{i:05}").as_bytes(), &[1u8; 300]).unwrap();
+        tx.put(format!("k{i:05}").as_bytes(), [1u8; 300]).unwrap();
     }
     tx.commit().unwrap();
     db.check().unwrap();
@@ -130,7 +130,7 @@ fn ended_transactions_refuse_work() {
     b.put(b"y", b"1").unwrap();
     b.abort().unwrap();
     a.commit().unwrap();
-    let mut c = db.begin().unwrap();
+    let c = db.begin().unwrap();
     assert_eq!(c.get(b"x").unwrap(), Some(b"1".to_vec()));
     assert_eq!(c.get(b"y").unwrap(), None);
 }
@@ -176,7 +176,7 @@ fn build(sim: &Arc<SimStorage>) {
     for t in 0..20u32 {
         let mut tx = db.begin().unwrap();
         for i in 0..30u32 {
-            tx.put(format!("k{t:03}{i:03}").as_bytes(), &[t as u8; 40]).unwrap();
+            tx.put(format!("k{t:03}{i:03}").as_bytes(), [t as u8; 40]).unwrap();
         }
         tx.commit().unwrap();
     }
@@ -248,7 +248,7 @@ fn missing_middle_log_segment_is_corruption() {
     for t in 0..40u32 {
         let mut tx = db.begin().unwrap();
         for i in 0..10u32 {
-            tx.put(format!("k{t:03}{i:03}").as_bytes(), &[t as u8; 1000]).unwrap();
+            tx.put(format!("k{t:03}{i:03}").as_bytes(), [t as u8; 1000]).unwrap();
         }
         tx.commit().unwrap();
     }
@@ -284,7 +284,7 @@ fn persistent_io_errors_are_fail_stop_and_reopen_recovers() {
         for t in 0..50u32 {
             let r = (|| {
                 let mut tx = db.begin()?;
-                tx.put(format!("t{t:03}").as_bytes(), &[t as u8; 500])?;
+                tx.put(format!("t{t:03}").as_bytes(), [t as u8; 500])?;
                 tx.commit()
             })();
             match r {
@@ -336,12 +336,12 @@ fn an_escalated_reader_lets_readers_in_and_keeps_writers_out() {
         w.put(format!("k{i:04}").as_bytes(), b"1").unwrap();
     }
     w.commit().unwrap();
-    let mut r = db.begin().unwrap();
+    let r = db.begin().unwrap();
     let n = r.scan(..).unwrap().count();
     assert_eq!(n, 150);
     r.get(b"k0001").unwrap();
     assert_eq!(db.stats().lock_escalations, 2, "{:?}", db.stats());
-    let mut r2 = db.begin().unwrap();
+    let r2 = db.begin().unwrap();
     assert_eq!(r2.get(b"k0002").unwrap(), Some(b"1".to_vec()));
     r2.commit().unwrap();
     std::thread::scope(|sc| {
@@ -367,7 +367,7 @@ fn reverse_scans_return_descending_keys_within_their_bounds() {
     let mut tx = db.begin().unwrap();
     let keys: Vec<Vec<u8>> = (0..3000u32).map(|i| format!("key{:05}", i * 2).into_bytes()).collect();
     for k in &keys {
-        tx.put(k, &[7; 40]).unwrap();
+        tx.put(k, [7; 40]).unwrap();
     }
     tx.commit().unwrap();
     let mut tx = db.begin().unwrap();

@@ -57,14 +57,14 @@ fn balance(v: &[u8]) -> u64 {
 fn setup(db: &Db) {
     let mut tx = db.begin().unwrap();
     for i in 0..ACCOUNTS {
-        tx.put(&acct(i), &START.to_le_bytes()).unwrap();
+        tx.put(acct(i), START.to_le_bytes()).unwrap();
     }
     tx.commit().unwrap();
     for chunk in 0..FILLER / 1000 {
         let mut tx = db.begin().unwrap();
         for i in chunk * 1000..(chunk + 1) * 1000 {
             let len = if i % 500 == 7 { 9000 } else { 40 + (i % 90) as usize };
-            tx.put(format!("fill:{i:06}").as_bytes(), &vec![(i % 251) as u8; len]).unwrap();
+            tx.put(format!("fill:{i:06}").as_bytes(), vec![(i % 251) as u8; len]).unwrap();
         }
         tx.commit().unwrap();
     }
@@ -83,14 +83,14 @@ fn transfer(db: &Db, rng: &mut rand::rngs::StdRng, marker: &[u8]) -> Result<bool
     }
     let amount = rng.gen_range(1..50u64);
     let mut tx = db.begin()?;
-    let ba = balance(&tx.get_for_update(&acct(a))?.expect("account"));
-    let bb = balance(&tx.get_for_update(&acct(b))?.expect("account"));
+    let ba = balance(&tx.get_for_update(acct(a))?.expect("account"));
+    let bb = balance(&tx.get_for_update(acct(b))?.expect("account"));
     if ba < amount {
         tx.abort()?;
         return Ok(false);
     }
-    tx.put(&acct(a), &(ba - amount).to_le_bytes())?;
-    tx.put(&acct(b), &(bb + amount).to_le_bytes())?;
+    tx.put(acct(a), (ba - amount).to_le_bytes())?;
+    tx.put(acct(b), (bb + amount).to_le_bytes())?;
     let mut m = Vec::with_capacity(16);
     m.extend_from_slice(&a.to_le_bytes());
     m.extend_from_slice(&b.to_le_bytes());

@@ -71,7 +71,7 @@ fn commit_keys(db: &Db, from: u32, to: u32, model: &mut Model) {
     for i in from..to {
         let mut tx = db.begin().unwrap();
         let k = format!("key{i:06}").into_bytes();
-        tx.put(&k, &[i as u8; 100]).unwrap();
+        tx.put(&k, [i as u8; 100]).unwrap();
         tx.commit().unwrap();
         model.insert(k, vec![i as u8; 100]);
     }

@@ -28,7 +28,7 @@ fn balance(v: Option<Vec<u8>>) -> u64 {
 fn setup(db: &Db) {
     let mut tx = db.begin().unwrap();
     for i in 0..ACCOUNTS {
-        tx.put(&acct(i), &START.to_le_bytes()).unwrap();
+        tx.put(acct(i), START.to_le_bytes()).unwrap();
     }
     tx.commit().unwrap();
 }
@@ -41,8 +41,8 @@ fn transfer(db: &Db, rng: &mut rand::rngs::StdRng, marker: &[u8]) -> Result<bool
     }
     let amount = rng.gen_range(1..50u64);
     let mut tx = db.begin()?;
-    let ba = balance(tx.get(&acct(a))?);
-    let bb = balance(tx.get(&acct(b))?);
+    let ba = balance(tx.get(acct(a))?);
+    let bb = balance(tx.get(acct(b))?);
     if ba < amount {
         tx.abort()?;
         return Ok(false);
@@ -50,12 +50,12 @@ fn transfer(db: &Db, rng: &mut rand::rngs::StdRng, marker: &[u8]) -> Result<bool
     if rng.gen_bool(0.2) {
         // A detour rolled back to a savepoint.
         let sp = tx.savepoint()?;
-        tx.put(&acct(a), &0u64.to_le_bytes())?;
+        tx.put(acct(a), 0u64.to_le_bytes())?;
         tx.rollback_to(&sp)?;
     }
-    tx.put(&acct(a), &(ba - amount).to_le_bytes())?;
-    tx.put(&acct(b), &(bb + amount).to_le_bytes())?;
-    tx.put(marker, &amount.to_le_bytes())?;
+    tx.put(acct(a), (ba - amount).to_le_bytes())?;
+    tx.put(acct(b), (bb + amount).to_le_bytes())?;
+    tx.put(marker, amount.to_le_bytes())?;
     if rng.gen_bool(0.1) {
         tx.abort()?;
         return Ok(false);
@@ -161,7 +161,7 @@ fn snapshot_readers_and_a_writer_thrash_a_small_pool() {
     let db = Db::open_with(new_sim(11), Options::default().buffer_pool_pages(24)).unwrap();
     let mut tx = db.begin().unwrap();
     for i in 0..KEYS {
-        tx.put(&key(i), &value(i, 0)).unwrap();
+        tx.put(key(i), value(i, 0)).unwrap();
     }
     tx.commit().unwrap();
     std::thread::scope(|s| {
@@ -169,7 +169,7 @@ fn snapshot_readers_and_a_writer_thrash_a_small_pool() {
             for round in 1..=30u32 {
                 let mut tx = db.begin().unwrap();
                 for i in (round % 7..KEYS).step_by(37) {
-                    tx.put(&key(i), &value(i, round)).unwrap();
+                    tx.put(key(i), value(i, round)).unwrap();
                 }
                 tx.commit().unwrap();
             }
@@ -182,7 +182,7 @@ fn snapshot_readers_and_a_writer_thrash_a_small_pool() {
                     let snap = db.begin_read().unwrap();
                     for _ in 0..50 {
                         let i = rng.gen_range(0..KEYS);
-                        let v = snap.get(&key(i)).unwrap().expect("every key stays");
+                        let v = snap.get(key(i)).unwrap().expect("every key stays");
                         assert!(v.starts_with(format!("{i:05}/").as_bytes()), "key {i} read {:?}", &v[..12]);
                     }
                     let from = rng.gen_range(0..KEYS);

@@ -65,7 +65,7 @@ fn workload(dir: &std::path::Path) -> (usize, usize, usize) {
     assert_eq!(db.recovery_report().losers, 1);
     let after = open_fds();
     peak = peak.max(after);
-    let mut tx = db.begin().unwrap();
+    let tx = db.begin().unwrap();
     assert_eq!(tx.get(b"held").unwrap(), None, "the open transaction was a loser");
     assert!(tx.get(b"k0000").unwrap().is_some());
     tx.commit().unwrap();

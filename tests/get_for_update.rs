@@ -18,7 +18,7 @@ const ACCOUNTS: u32 = 3;
 const START: u64 = 1000;
 
 /// How a transfer reads an account: `Txn::get` or `Txn::get_for_update`.
-type Read = fn(&mut Txn, &[u8]) -> Result<Option<Vec<u8>>>;
+type Read = fn(&Txn, &[u8]) -> Result<Option<Vec<u8>>>;
 
 fn acct(i: u32) -> Vec<u8> {
     format!("acct:{i}").into_bytes()
@@ -32,7 +32,7 @@ fn open(seed: u64) -> Arc<Db> {
     let db = Db::open_with(new_sim(seed), small_opts().buffer_pool_pages(64)).unwrap();
     let mut tx = db.begin().unwrap();
     for i in 0..ACCOUNTS {
-        tx.put(&acct(i), &START.to_le_bytes()).unwrap();
+        tx.put(acct(i), START.to_le_bytes()).unwrap();
     }
     tx.commit().unwrap();
     Arc::new(db)
@@ -53,7 +53,7 @@ fn get_for_update_locks_exclusively_at_read_time() {
     assert_eq!(a.get_for_update(b"absent").unwrap(), None);
     // Another transaction's shared read must wait for it (here: time out,
     // as both run on this thread). A snapshot does not wait.
-    let mut b = db.begin().unwrap();
+    let b = db.begin().unwrap();
     assert!(matches!(b.get(b"k"), Err(Error::LockTimeout { .. })));
     assert_eq!(db.begin_read().unwrap().get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
     // It sees its own writes, and reading again after a write is no upgrade.
@@ -62,9 +62,9 @@ fn get_for_update_locks_exclusively_at_read_time() {
     assert_eq!(a.get(b"k").unwrap().as_deref(), Some(&b"w"[..]));
     a.commit().unwrap();
     // Bad keys are refused without ending the transaction.
-    let mut c = db.begin().unwrap();
+    let c = db.begin().unwrap();
     assert!(matches!(c.get_for_update(b""), Err(Error::InvalidArgument(_))));
-    assert!(matches!(c.get_for_update(&[0u8; 2000]), Err(Error::TooLarge { .. })));
+    assert!(matches!(c.get_for_update([0u8; 2000]), Err(Error::TooLarge { .. })));
     assert_eq!(c.get_for_update(b"k").unwrap().as_deref(), Some(&b"w"[..]));
     c.commit().unwrap();
     assert_eq!(db.stats().deadlocks, 0);
@@ -82,11 +82,11 @@ fn two_increments(db: &Arc<Db>, read: Read, barrier_after_read: bool) -> Vec<Res
                 if !barrier_after_read {
                     barrier.wait();
                 }
-                let n = read(&mut tx, &acct(0));
+                let n = read(&tx, &acct(0));
                 if barrier_after_read {
                     barrier.wait();
                 }
-                tx.put(&acct(0), &(balance(n?) + 1).to_le_bytes())?;
+                tx.put(acct(0), (balance(n?) + 1).to_le_bytes())?;
                 tx.commit()
             })
         })
@@ -100,7 +100,7 @@ fn an_upgrade_deadlock_with_get_and_none_with_get_for_update() {
     // exactly one is a deadlock victim (rolled back), and one increment
     // is lost to it.
     let db = open(82);
-    let rs = two_increments(&db, Txn::get, true);
+    let rs = two_increments(&db, |t, k| t.get(k), true);
     assert_eq!(rs.iter().filter(|r| matches!(r, Err(Error::Deadlock))).count(), 1, "{rs:?}");
     assert_eq!(rs.iter().filter(|r| r.is_ok()).count(), 1, "{rs:?}");
     assert_eq!(balance(read_all(&db).unwrap().get(&acct(0)).cloned()), START + 1);
@@ -109,7 +109,7 @@ fn an_upgrade_deadlock_with_get_and_none_with_get_for_update() {
     // reads its value: both increments land, no deadlock. (A barrier after
     // the read would hang here: the second read waits for the first commit.)
     let db = open(83);
-    let rs = two_increments(&db, Txn::get_for_update, false);
+    let rs = two_increments(&db, |t, k| t.get_for_update(k), false);
     assert!(rs.iter().all(|r| r.is_ok()), "{rs:?}");
     assert_eq!(balance(read_all(&db).unwrap().get(&acct(0)).cloned()), START + 2);
     assert_eq!(db.stats().deadlocks, 0);
@@ -120,14 +120,14 @@ fn an_upgrade_deadlock_with_get_and_none_with_get_for_update() {
 fn transfer(db: &Db, read: Read, a: u32, b: u32, amount: u64) -> Result<()> {
     let (lo, hi) = (a.min(b), a.max(b));
     let mut tx = db.begin()?;
-    let lo_balance = balance(read(&mut tx, &acct(lo))?);
-    let hi_balance = balance(read(&mut tx, &acct(hi))?);
+    let lo_balance = balance(read(&tx, &acct(lo))?);
+    let hi_balance = balance(read(&tx, &acct(hi))?);
     // The application's work between read and write: others may run.
     std::thread::yield_now();
     let (from_balance, to_balance) = if a == lo { (lo_balance, hi_balance) } else { (hi_balance, lo_balance) };
     let amount = amount.min(from_balance);
-    tx.put(&acct(a), &(from_balance - amount).to_le_bytes())?;
-    tx.put(&acct(b), &(to_balance + amount).to_le_bytes())?;
+    tx.put(acct(a), (from_balance - amount).to_le_bytes())?;
+    tx.put(acct(b), (to_balance + amount).to_le_bytes())?;
     tx.commit()
 }
 
@@ -173,7 +173,7 @@ fn hot_transfers(db: &Arc<Db>, read: Read, threads: u64, per_thread: u64) -> Run
 fn hot_transfers_with_get_for_update_never_deadlock() {
     let (threads, per_thread) = (4, 150);
     let db = open(84);
-    let run = hot_transfers(&db, Txn::get_for_update, threads, per_thread);
+    let run = hot_transfers(&db, |t, k| t.get_for_update(k), threads, per_thread);
     eprintln!("get_for_update: {run:?}; {} lock timeouts retried", run.timeouts);
     assert_eq!(run.deadlocks, 0, "{run:?}");
     assert_eq!(db.stats().deadlocks, 0);
@@ -182,7 +182,7 @@ fn hot_transfers_with_get_for_update_never_deadlock() {
     // The same pattern with plain get: upgrade deadlocks, each retried. How
     // many depends on the scheduling, so it is printed, not asserted.
     let db = open(85);
-    let run = hot_transfers(&db, Txn::get, threads, per_thread);
+    let run = hot_transfers(&db, |t, k| t.get(k), threads, per_thread);
     eprintln!("get: {run:?}; {} upgrade deadlocks retried", run.deadlocks);
     assert_eq!(db.stats().deadlocks, run.deadlocks);
     assert_eq!(total(&db), START * ACCOUNTS as u64);

@@ -23,7 +23,7 @@ fn escalation_never_waits_for_unrelated_transactions() {
     }
     tx.commit().unwrap();
     // A reader and a writer on one thread, on different keys.
-    let mut reader = db.begin().unwrap();
+    let reader = db.begin().unwrap();
     assert!(reader.get(b"k0001").unwrap().is_some());
     let mut writer = db.begin().unwrap();
     for i in 0..3000 {

@@ -67,7 +67,7 @@ fn a_million_key_transaction_keeps_the_lock_table_bounded() {
     let growth = peak - at_200k;
     assert!(growth < 8 << 20, "the heap grew by {growth} bytes from 200k to 1M keys");
     tx.commit().unwrap();
-    let mut tx = db.begin().unwrap();
+    let tx = db.begin().unwrap();
     assert_eq!(tx.get(format!("key{:08}", KEYS - 1).as_bytes()).unwrap(), Some(b"v".to_vec()));
     tx.commit().unwrap();
     db.close().unwrap();

@@ -88,7 +88,7 @@ fn a_reader_waiting_past_the_timeout_fails_and_is_rolled_back() {
 #[test]
 fn a_reader_and_a_writer_on_one_thread_end_with_the_timeout_not_a_hang() {
     let (db, a) = open_with_holder(TIMEOUT);
-    let mut b = db.begin().unwrap();
+    let b = db.begin().unwrap();
     let began = Instant::now();
     let r = b.get(b"k");
     assert_timed_out(r, began.elapsed());
@@ -127,7 +127,7 @@ fn a_wait_shorter_than_the_timeout_is_granted() {
     let waiter = {
         let db = db.clone();
         std::thread::spawn(move || {
-            let mut tx = db.begin().unwrap();
+            let tx = db.begin().unwrap();
             let v = tx.get(b"k");
             tx.commit().unwrap();
             v

@@ -82,7 +82,7 @@ fn back_within_bound(db: &Db, ctx: &str) -> Stats {
 fn small_commits(db: &Db, n: u32) {
     for t in 0..n {
         let mut tx = db.begin().unwrap();
-        tx.put(format!("key{:05}", t % 1000).as_bytes(), &[1u8; 200]).unwrap();
+        tx.put(format!("key{:05}", t % 1000).as_bytes(), [1u8; 200]).unwrap();
         tx.commit().unwrap();
     }
 }
@@ -132,7 +132,7 @@ fn a_rolled_back_old_transaction_releases_its_log() {
 /// Puts keys `big00000`.. numbered `range` with 200-byte values in `tx`.
 fn put_many(tx: &mut ariesdb::Txn, range: std::ops::Range<u32>) {
     for i in range {
-        tx.put(format!("big{i:05}").as_bytes(), &[7u8; 200]).unwrap();
+        tx.put(format!("big{i:05}").as_bytes(), [7u8; 200]).unwrap();
     }
 }
 
@@ -205,7 +205,7 @@ fn snapshot_releases_the_log_it_held(background: bool, ctx: &str) {
     tx.commit().unwrap();
     let snap = db.begin_read().unwrap();
     let mut tx = db.begin().unwrap();
-    tx.put(b"long", &[2u8; 1000]).unwrap();
+    tx.put(b"long", [2u8; 1000]).unwrap();
     tx.commit().unwrap();
     small_commits(&db, 15_000);
     db.checkpoint().unwrap();

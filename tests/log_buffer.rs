@@ -65,16 +65,16 @@ fn one_transaction_of_20_mib_and_its_rollback_keep_the_log_buffer_bounded() {
         // rollback puts 4 MiB of old values back.
         let mut tx = db.begin().unwrap();
         for i in 0..8u32 {
-            tx.put(format!("k{i:03}").as_bytes(), &value(i, 512 << 10)).unwrap();
+            tx.put(format!("k{i:03}").as_bytes(), value(i, 512 << 10)).unwrap();
         }
         tx.commit().unwrap();
         let committed = read_all(&db).unwrap();
 
         let mut tx = db.begin().unwrap();
         for i in 0..40u32 {
-            tx.put(format!("k{i:03}").as_bytes(), &value(i + 100, 512 << 10)).unwrap();
+            tx.put(format!("k{i:03}").as_bytes(), value(i + 100, 512 << 10)).unwrap();
         }
-        tx.put(b"big", &value(7, 3 << 20)).unwrap();
+        tx.put(b"big", value(7, 3 << 20)).unwrap();
         let s = db.stats();
         eprintln!("{ctx}: after 23 MiB in one transaction: {s:?}");
         if pool == LARGE_POOL {
@@ -98,7 +98,7 @@ fn a_restart_undo_of_20_mib_keeps_the_log_buffer_bounded() {
     let db = Db::open_with(sim.clone(), opts.clone()).unwrap();
     let mut tx = db.begin().unwrap();
     for i in 0..40u32 {
-        tx.put(format!("k{i:03}").as_bytes(), &value(i, 512 << 10)).unwrap();
+        tx.put(format!("k{i:03}").as_bytes(), value(i, 512 << 10)).unwrap();
     }
     db.sync().unwrap();
     // A loser: recovery's undo removes its 20 MiB, logging CLRs.
@@ -126,10 +126,10 @@ fn concurrent_writers_flush_the_log_outside_the_latch() {
                     let mut tx = db.begin().unwrap();
                     for i in 0..4u32 {
                         let k = format!("t{t}-{}", (n * 4 + i) % 50);
-                        tx.put(k.as_bytes(), &value(n + i, r.gen_range(1..64 << 10))).unwrap();
+                        tx.put(k.as_bytes(), value(n + i, r.gen_range(1..64 << 10))).unwrap();
                         if r.gen_bool(0.2) {
                             let sp = tx.savepoint().unwrap();
-                            tx.put(k.as_bytes(), &value(n, 64 << 10)).unwrap();
+                            tx.put(k.as_bytes(), value(n, 64 << 10)).unwrap();
                             tx.rollback_to(&sp).unwrap();
                         }
                     }

@@ -101,13 +101,13 @@ fn run(seed: u64, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 lane_of(l, &mut lanes, &db);
                 let lane = lanes[l as usize].as_mut().unwrap();
                 let v: Vec<u8> = (0..n).map(|i| (i as u8).wrapping_mul(k as u8 | 1)).collect();
-                lane.tx.put(&key_of(l, k), &v).unwrap();
+                lane.tx.put(key_of(l, k), &v).unwrap();
                 lane.pending.insert(key_of(l, k), Some(v));
             }
             Op::Delete(l, k) => {
                 lane_of(l, &mut lanes, &db);
                 let lane = lanes[l as usize].as_mut().unwrap();
-                let existed = lane.tx.delete(&key_of(l, k)).unwrap();
+                let existed = lane.tx.delete(key_of(l, k)).unwrap();
                 let expect = match lane.pending.get(&key_of(l, k)) {
                     Some(v) => v.is_some(),
                     None => model.contains_key(&key_of(l, k)),
@@ -118,7 +118,7 @@ fn run(seed: u64, ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::Get(l, k) => {
                 lane_of(l, &mut lanes, &db);
                 let lane = lanes[l as usize].as_mut().unwrap();
-                let got = lane.tx.get(&key_of(l, k)).unwrap();
+                let got = lane.tx.get(key_of(l, k)).unwrap();
                 let expect = match lane.pending.get(&key_of(l, k)) {
                     Some(v) => v.clone(),
                     None => model.get(&key_of(l, k)).cloned(),

@@ -20,7 +20,7 @@ fn child(dir: &str) {
     let db = Db::open_path_with(dir, Options::default().buffer_pool_pages(24).checkpoint_interval_bytes(256 << 10))
         .expect("child open");
     let start: u64 = {
-        let mut tx = db.begin().unwrap();
+        let tx = db.begin().unwrap();
         let n = tx.get(b"next").unwrap().map(|v| u64::from_le_bytes(v.try_into().unwrap())).unwrap_or(0);
         tx.commit().unwrap();
         n
@@ -28,14 +28,14 @@ fn child(dir: &str) {
     for n in start.. {
         let mut tx = db.begin().unwrap();
         for i in 0..5 {
-            tx.put(format!("{n:08}:{i}").as_bytes(), &vec![n as u8; 50 + i * 40]).unwrap();
+            tx.put(format!("{n:08}:{i}").as_bytes(), vec![n as u8; 50 + i * 40]).unwrap();
         }
         if n % 3 == 0 && n >= 2 {
             for i in 0..5 {
                 tx.delete(format!("{:08}:{i}", n - 2).as_bytes()).unwrap();
             }
         }
-        tx.put(b"next", &(n + 1).to_le_bytes()).unwrap();
+        tx.put(b"next", (n + 1).to_le_bytes()).unwrap();
         tx.commit().unwrap();
         println!("acked {n}");
     }
@@ -95,7 +95,7 @@ fn sigkill_at_random_moments_loses_nothing_acknowledged() {
         }
         let db = Db::open(&dir).unwrap_or_else(|e| panic!("round {round}: recovery failed: {e}"));
         db.check().unwrap_or_else(|e| panic!("round {round}: check failed: {e}"));
-        let mut tx = db.begin().unwrap();
+        let tx = db.begin().unwrap();
         let next = tx.get(b"next").unwrap().map(|v| u64::from_le_bytes(v.try_into().unwrap())).unwrap_or(0);
         if let Some(a) = last_acked {
             assert!(next > a, "round {round}: commit {a} was acknowledged but the database only has {next} commits");

@@ -34,7 +34,7 @@ fn interleaved_winners_and_losers() {
     for i in 0..400u32 {
         let lane = (i % 4) as usize;
         let (tx, tag) = if lane < 2 { (&mut winners[lane], b'w') } else { (&mut losers[lane - 2], b'l') };
-        tx.put(&k(i), &v(i, tag)).unwrap();
+        tx.put(k(i), v(i, tag)).unwrap();
     }
     for tx in winners.drain(..) {
         tx.commit().unwrap();
@@ -60,12 +60,12 @@ fn steal_uncommitted_pages_are_undone() {
     let db = Db::open_with(sim.clone(), opts.clone()).unwrap();
     let mut tx = db.begin().unwrap();
     for i in 0..300u32 {
-        tx.put(&k(i), &v(i, 1)).unwrap();
+        tx.put(k(i), v(i, 1)).unwrap();
     }
     tx.commit().unwrap();
     let mut long = db.begin().unwrap();
     for i in 0..3000u32 {
-        long.put(&k(i), &v(i, 2)).unwrap();
+        long.put(k(i), v(i, 2)).unwrap();
     }
     let stats = db.stats();
     assert!(stats.pages_written > 20, "uncommitted pages must have been stolen: {stats:?}");
@@ -90,16 +90,16 @@ fn abort_after_splits_leaves_a_valid_tree() {
     let db = Db::open_with(sim.clone(), opts.clone()).unwrap();
     let mut tx = db.begin().unwrap();
     for i in (0..2000u32).step_by(2) {
-        tx.put(&k(i), &v(i, 1)).unwrap();
+        tx.put(k(i), v(i, 1)).unwrap();
     }
     tx.commit().unwrap();
     let mut tx = db.begin().unwrap();
     for i in (1..2000u32).step_by(2) {
-        tx.put(&k(i), &vec![9u8; 300]).unwrap();
+        tx.put(k(i), vec![9u8; 300]).unwrap();
     }
-    tx.put(b"big", &vec![5u8; 50_000]).unwrap();
+    tx.put(b"big", vec![5u8; 50_000]).unwrap();
     for i in (0..200u32).step_by(2) {
-        tx.delete(&k(i)).unwrap();
+        tx.delete(k(i)).unwrap();
     }
     tx.abort().unwrap();
     let all = read_all(&db).unwrap();
@@ -119,17 +119,17 @@ fn savepoint_rollback_commit_survives_crash() {
     let db = Db::open_with(sim.clone(), opts.clone()).unwrap();
     let mut tx = db.begin().unwrap();
     for i in 0..100u32 {
-        tx.put(&k(i), &v(i, 1)).unwrap();
+        tx.put(k(i), v(i, 1)).unwrap();
     }
     let sp = tx.savepoint().unwrap();
     for i in 50..400u32 {
-        tx.put(&k(i), &v(i, 2)).unwrap();
+        tx.put(k(i), v(i, 2)).unwrap();
     }
-    tx.delete(&k(3)).unwrap();
+    tx.delete(k(3)).unwrap();
     tx.rollback_to(&sp).unwrap();
-    assert_eq!(tx.get(&k(3)).unwrap(), Some(v(3, 1)));
-    assert_eq!(tx.get(&k(300)).unwrap(), None);
-    tx.put(&k(1000), b"after").unwrap();
+    assert_eq!(tx.get(k(3)).unwrap(), Some(v(3, 1)));
+    assert_eq!(tx.get(k(300)).unwrap(), None);
+    tx.put(k(1000), b"after").unwrap();
     tx.commit().unwrap();
     drop(db);
     let db = reopen(&sim, &opts);
@@ -151,20 +151,20 @@ fn crashed_case(seed: u64) -> (Arc<SimStorage>, Model) {
     let db = Db::open_with(sim.clone(), opts).unwrap();
     let mut tx = db.begin().unwrap();
     for i in 0..150u32 {
-        tx.put(&k(i), &v(i, 1)).unwrap();
+        tx.put(k(i), v(i, 1)).unwrap();
     }
     tx.commit().unwrap();
     db.checkpoint().unwrap();
     let mut tx = db.begin().unwrap();
     for i in 100..200u32 {
-        tx.put(&k(i), &v(i, 2)).unwrap();
+        tx.put(k(i), v(i, 2)).unwrap();
     }
     tx.commit().unwrap();
     let mut loser = db.begin().unwrap();
     for i in 0..250u32 {
-        loser.put(&k(i), &v(i, 3)).unwrap();
+        loser.put(k(i), v(i, 3)).unwrap();
     }
-    loser.delete(&k(7)).unwrap();
+    loser.delete(k(7)).unwrap();
     std::mem::forget(loser);
     drop(db);
     sim.power_loss();
@@ -212,7 +212,7 @@ fn torn_data_page_is_rebuilt() {
         let db = Db::open_with(sim.clone(), opts.clone()).unwrap();
         let mut tx = db.begin().unwrap();
         for i in 0..2400u32 {
-            tx.put(&k(i), &v(i, 1)).unwrap();
+            tx.put(k(i), v(i, 1)).unwrap();
         }
         tx.commit().unwrap();
         db.checkpoint().unwrap();
@@ -220,7 +220,7 @@ fn torn_data_page_is_rebuilt() {
         // never synced: the power loss tears them.
         let mut tx = db.begin().unwrap();
         for i in 0..2400u32 {
-            tx.put(&k(i), &v(i, 2)).unwrap();
+            tx.put(k(i), v(i, 2)).unwrap();
         }
         tx.commit().unwrap();
         drop(db);
@@ -245,7 +245,7 @@ fn torn_log_tail_is_cut() {
         for t in 0..30u32 {
             let mut tx = db.begin().unwrap();
             for i in 0..20 {
-                tx.put(&k(t * 100 + i), &v(i, t as u8)).unwrap();
+                tx.put(k(t * 100 + i), v(i, t as u8)).unwrap();
             }
             tx.commit().unwrap();
             committed.push(t);
@@ -330,7 +330,7 @@ fn steady_workload_keeps_the_log_bounded() {
     for round in 0..200u32 {
         let mut tx = db.begin().unwrap();
         for i in 0..100u32 {
-            tx.put(&k(i), &v(round, round as u8)).unwrap();
+            tx.put(k(i), v(round, round as u8)).unwrap();
         }
         tx.commit().unwrap();
         if round % 3 == 2 {
@@ -364,7 +364,7 @@ fn close_leaves_nothing_to_recover() {
     let db = Db::open_with(sim.clone(), opts.clone()).unwrap();
     let mut tx = db.begin().unwrap();
     for i in 0..500u32 {
-        tx.put(&k(i), &v(i, 1)).unwrap();
+        tx.put(k(i), v(i, 1)).unwrap();
     }
     tx.commit().unwrap();
     db.close().unwrap();
@@ -383,20 +383,20 @@ fn deletes_give_empty_leaves_back() {
     let db = Db::open_with(sim.clone(), opts.clone()).unwrap();
     let mut tx = db.begin().unwrap();
     for i in 0..3000u32 {
-        tx.put(&k(i), &v(i, 1)).unwrap();
+        tx.put(k(i), v(i, 1)).unwrap();
     }
     tx.commit().unwrap();
     let full = db.check_report().unwrap();
     // Delete all but every 500th key, in two transactions, one of them rolled back.
     let mut tx = db.begin().unwrap();
     for i in (0..3000u32).filter(|i| i % 500 != 0) {
-        assert!(tx.delete(&k(i)).unwrap());
+        assert!(tx.delete(k(i)).unwrap());
     }
     tx.abort().unwrap();
     assert_eq!(read_all(&db).unwrap().len(), 3000);
     let mut tx = db.begin().unwrap();
     for i in (0..3000u32).filter(|i| i % 500 != 0) {
-        assert!(tx.delete(&k(i)).unwrap());
+        assert!(tx.delete(k(i)).unwrap());
     }
     tx.commit().unwrap();
     let thin = db.check_report().unwrap();
@@ -405,7 +405,7 @@ fn deletes_give_empty_leaves_back() {
     // Freed pages are reused before the file grows.
     let mut tx = db.begin().unwrap();
     for i in 0..1000u32 {
-        tx.put(&k(i), &v(i, 2)).unwrap();
+        tx.put(k(i), v(i, 2)).unwrap();
     }
     tx.commit().unwrap();
     let again = db.check_report().unwrap();
@@ -423,14 +423,14 @@ fn largest_values_survive_overwrite_abort_and_crash() {
     let db = Db::open_with(sim.clone(), opts.clone()).unwrap();
     let big = |b: u8| -> Vec<u8> { (0..ariesdb::MAX_VALUE_LEN).map(|i| b.wrapping_add((i / 4096) as u8)).collect() };
     let mut tx = db.begin().unwrap();
-    tx.put(b"big", &big(1)).unwrap();
+    tx.put(b"big", big(1)).unwrap();
     tx.commit().unwrap();
     let mut tx = db.begin().unwrap();
-    tx.put(b"big", &big(2)).unwrap();
+    tx.put(b"big", big(2)).unwrap();
     assert_eq!(tx.get(b"big").unwrap().unwrap(), big(2));
     tx.abort().unwrap();
     let mut loser = db.begin().unwrap();
-    loser.put(b"big", &big(3)).unwrap();
+    loser.put(b"big", big(3)).unwrap();
     std::mem::forget(loser);
     drop(db);
     let db = reopen(&sim, &opts);
@@ -465,7 +465,7 @@ fn recovery_streams_large_segments_and_records_larger_than_its_read_chunk() {
     }
     // A loser whose records sit in the middle of the big segment.
     let mut loser = db.begin().unwrap();
-    loser.put(b"loser", &vec![1u8; 2 << 20]).unwrap();
+    loser.put(b"loser", vec![1u8; 2 << 20]).unwrap();
     db.sync().unwrap();
     sim.power_loss();
     drop(loser);

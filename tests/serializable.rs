@@ -23,7 +23,7 @@ fn db_with(n: u32) -> Arc<Db> {
     let db = Db::open_with(new_sim(31), Options::default().lock_timeout(Duration::from_secs(120))).unwrap();
     let mut tx = db.begin().unwrap();
     for i in 0..n {
-        tx.put(&k(i * 10), b"v").unwrap();
+        tx.put(k(i * 10), b"v").unwrap();
     }
     tx.commit().unwrap();
     Arc::new(db)
@@ -47,7 +47,7 @@ fn a_scan_waits_for_an_uncommitted_delete_of_its_range() {
         let (lo, hi) = (k(100), k(200));
         let mut a = db.begin().unwrap();
         for i in 10..20 {
-            assert!(a.delete(&k(i * 10)).unwrap());
+            assert!(a.delete(k(i * 10)).unwrap());
         }
         let (tx_done, rx_done) = mpsc::channel();
         let b = {
@@ -93,7 +93,7 @@ fn no_phantoms_within_one_transaction() {
             std::thread::spawn(move || {
                 let mut c = db.begin().unwrap();
                 // Inside the range, and (for the unbounded case) past the last key.
-                c.put(&k(55), b"phantom").unwrap();
+                c.put(k(55), b"phantom").unwrap();
                 c.put(b"zzz-last", b"phantom").unwrap();
                 inserted.store(true, Ordering::SeqCst);
                 c.commit().unwrap();
@@ -167,7 +167,7 @@ fn scans_always_count_the_same_number_of_keys_while_keys_move() {
             start.wait();
             let mut counted = 0;
             while counted < 60 {
-                let mut tx = db.begin().unwrap();
+                let tx = db.begin().unwrap();
                 let it = if t == 0 { tx.scan(..) } else { tx.scan_rev(..) };
                 let n: Result<Vec<_>, Error> = it.unwrap().collect();
                 match n {
@@ -251,13 +251,13 @@ fn deleting_the_key_after_an_uncommitted_delete_waits_for_it() {
     for reverse in [false, true] {
         let db = db_with(4); // k0000, k0010, k0020, k0030
         let mut a = db.begin().unwrap();
-        assert!(a.delete(&k(10)).unwrap());
+        assert!(a.delete(k(10)).unwrap());
         let (tx_granted, rx_granted) = mpsc::channel();
         let c = {
             let db = db.clone();
             std::thread::spawn(move || {
                 let mut c = db.begin().unwrap();
-                assert!(c.delete(&k(20)).unwrap());
+                assert!(c.delete(k(20)).unwrap());
                 tx_granted.send(()).unwrap();
                 c.commit().unwrap();
             })
@@ -295,18 +295,18 @@ fn a_scan_waits_for_a_delete_whose_next_key_was_an_insert_rolled_back() {
         let db = db_with(0);
         let mut setup = db.begin().unwrap();
         for i in [0, 10, 50] {
-            setup.put(&k(i), b"v").unwrap();
+            setup.put(k(i), b"v").unwrap();
         }
         setup.commit().unwrap();
         let mut a = db.begin().unwrap();
-        a.put(&k(30), b"uncommitted").unwrap();
+        a.put(k(30), b"uncommitted").unwrap();
         let (tx_deleted, rx_deleted) = mpsc::channel();
         let (tx_end, rx_end) = mpsc::channel::<()>();
         let c = {
             let db = db.clone();
             std::thread::spawn(move || {
                 let mut c = db.begin().unwrap();
-                assert!(c.delete(&k(10)).unwrap());
+                assert!(c.delete(k(10)).unwrap());
                 tx_deleted.send(()).unwrap();
                 rx_end.recv().unwrap();
                 if commit {

@@ -128,7 +128,7 @@ fn a_txn_that_outlives_its_db_gets_closed_errors_and_is_a_loser() {
     commit_many(&db, 10);
     let mut tx = db.begin().unwrap();
     tx.put(b"open-at-drop", b"x").unwrap();
-    let mut idle = db.begin().unwrap();
+    let idle = db.begin().unwrap();
     drop(db);
     // Every call is an error, never a panic.
     assert!(matches!(tx.put(b"more", b"y"), Err(Error::Closed)));
@@ -170,7 +170,7 @@ fn a_db_from_before_a_simulated_crash_writes_nothing() {
         // open: a drop would flush the one and roll back the other, if it could.
         commit_many(&db, 1000);
         let mut open = db.begin().unwrap();
-        open.put(b"uncommitted", &[7; 5000]).unwrap();
+        open.put(b"uncommitted", [7; 5000]).unwrap();
         if power {
             sim.power_loss();
         } else {

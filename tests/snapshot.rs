@@ -159,21 +159,21 @@ fn a_snapshot_never_waits_for_a_writer_and_never_sees_its_changes() {
     let db = Db::open_with(new_sim(11), opts()).unwrap();
     let mut tx = db.begin().unwrap();
     for i in 0..10u32 {
-        tx.put(&key_at(i), b"committed").unwrap();
+        tx.put(key_at(i), b"committed").unwrap();
     }
     tx.commit().unwrap();
     let mut writer = db.begin().unwrap();
     for i in 0..10u32 {
-        writer.delete(&key_at(i)).unwrap();
+        writer.delete(key_at(i)).unwrap();
     }
-    writer.put(&key_at(20), b"uncommitted insert").unwrap();
+    writer.put(key_at(20), b"uncommitted insert").unwrap();
     let t = Instant::now();
     let snap = db.begin_read().unwrap();
     let seen: Vec<_> = snap.scan(..).unwrap().map(|x| x.unwrap()).collect();
     assert_eq!(seen.len(), 10, "the uncommitted deletes and insert are invisible");
     assert!(seen.iter().all(|(_, v)| v == b"committed"));
-    assert_eq!(snap.get(&key_at(3)).unwrap(), Some(b"committed".to_vec()));
-    assert_eq!(snap.get(&key_at(20)).unwrap(), None);
+    assert_eq!(snap.get(key_at(3)).unwrap(), Some(b"committed".to_vec()));
+    assert_eq!(snap.get(key_at(20)).unwrap(), None);
     // Not a timing assertion of speed: a wait for the writer would last
     // forever, since it commits only below.
     assert!(t.elapsed() < Duration::from_secs(60));
@@ -183,11 +183,11 @@ fn a_snapshot_never_waits_for_a_writer_and_never_sees_its_changes() {
     assert_eq!(after.scan(..).unwrap().map(|x| x.unwrap().0).collect::<Vec<_>>(), vec![key_at(20)]);
     // A writer that rolls back leaves nothing behind for anyone.
     let mut w = db.begin().unwrap();
-    w.put(&key_at(30), b"x").unwrap();
+    w.put(key_at(30), b"x").unwrap();
     let mid = db.begin_read().unwrap();
     w.abort().unwrap();
-    assert_eq!(mid.get(&key_at(30)).unwrap(), None);
-    assert_eq!(db.begin_read().unwrap().get(&key_at(30)).unwrap(), None);
+    assert_eq!(mid.get(key_at(30)).unwrap(), None);
+    assert_eq!(db.begin_read().unwrap().get(key_at(30)).unwrap(), None);
 }
 
 /// A commit whose log fsync fails is never seen: the database stops, and
@@ -220,7 +220,7 @@ fn a_snapshot_held_past_the_cap_expires_with_a_retryable_error() {
     let db = Db::open_with(new_sim(13), opts().snapshot_cap_bytes(cap)).unwrap();
     let mut tx = db.begin().unwrap();
     for i in 0..100u32 {
-        tx.put(&key_at(i), &[1; 100]).unwrap();
+        tx.put(key_at(i), [1; 100]).unwrap();
     }
     tx.commit().unwrap();
     let old = db.begin_read().unwrap();
@@ -232,7 +232,7 @@ fn a_snapshot_held_past_the_cap_expires_with_a_retryable_error() {
     for round in 0..5u8 {
         let mut tx = db.begin().unwrap();
         for i in 0..100u32 {
-            tx.put(&key_at(i), &[round + 2; 100]).unwrap();
+            tx.put(key_at(i), [round + 2; 100]).unwrap();
         }
         tx.commit().unwrap();
     }
@@ -242,13 +242,13 @@ fn a_snapshot_held_past_the_cap_expires_with_a_retryable_error() {
     while db.stats().snapshots_expired == 0 {
         let mut tx = db.begin().unwrap();
         for i in 0..100u32 {
-            tx.put(&key_at(i), &[round; 1000]).unwrap();
+            tx.put(key_at(i), [round; 1000]).unwrap();
         }
         tx.commit().unwrap();
         round = round.wrapping_add(1);
         assert!(round != 9, "never expired");
     }
-    let e = old.get(&key_at(1)).unwrap_err();
+    let e = old.get(key_at(1)).unwrap_err();
     assert!(
         matches!(e, Error::SnapshotTooOld { cause: SnapshotTooOld::CapReached { cap_bytes } } if cap_bytes == cap)
             && e.is_retryable(),
@@ -258,7 +258,7 @@ fn a_snapshot_held_past_the_cap_expires_with_a_retryable_error() {
     assert!(old.scan(..).unwrap().next().unwrap().is_err());
     assert!(db.stats().snapshot_held_bytes as usize <= cap, "{:?}", db.stats());
     let new = db.begin_read().unwrap();
-    assert_eq!(new.get(&key_at(1)).unwrap().map(|v| v.len()), Some(1000));
+    assert_eq!(new.get(key_at(1)).unwrap().map(|v| v.len()), Some(1000));
 }
 
 /// Threads commit transfers among hot keys while others take snapshots and
@@ -271,7 +271,7 @@ fn concurrent_snapshots_match_the_committed_state_at_their_begin() {
     let mut tx = db.begin().unwrap();
     let mut model = Model::new();
     for i in 0..ACCOUNTS {
-        tx.put(&key_at(i), &100u64.to_le_bytes()).unwrap();
+        tx.put(key_at(i), 100u64.to_le_bytes()).unwrap();
         model.insert(key_at(i), 100u64.to_le_bytes().to_vec());
     }
     tx.commit().unwrap();
@@ -292,11 +292,11 @@ fn concurrent_snapshots_match_the_committed_state_at_their_begin() {
                 }
                 let mut tx = db.begin().unwrap();
                 let res = (|| {
-                    let va = u64::from_le_bytes(tx.get(&key_at(a))?.unwrap().try_into().unwrap());
-                    let vb = u64::from_le_bytes(tx.get(&key_at(b))?.unwrap().try_into().unwrap());
+                    let va = u64::from_le_bytes(tx.get(key_at(a))?.unwrap().try_into().unwrap());
+                    let vb = u64::from_le_bytes(tx.get(key_at(b))?.unwrap().try_into().unwrap());
                     let amt = va.min(7);
-                    tx.put(&key_at(a), &(va - amt).to_le_bytes())?;
-                    tx.put(&key_at(b), &(vb + amt).to_le_bytes())?;
+                    tx.put(key_at(a), (va - amt).to_le_bytes())?;
+                    tx.put(key_at(b), (vb + amt).to_le_bytes())?;
                     Ok::<_, Error>((va - amt, vb + amt))
                 })();
                 match res {
@@ -352,13 +352,13 @@ fn a_snapshot_overlapping_a_huge_transaction_fails_only_in_its_range() {
     let before = db.begin_read().unwrap();
     let mut big = db.begin().unwrap();
     for i in 0..500u32 {
-        big.put(&key_at(i), b"bulk").unwrap();
+        big.put(key_at(i), b"bulk").unwrap();
     }
     let during = db.begin_read().unwrap();
     for s in [&before, &during] {
         assert_eq!(s.get(b"a-outside").unwrap(), Some(b"1".to_vec()));
         assert_eq!(s.get(b"z-outside").unwrap(), Some(b"1".to_vec()));
-        let e = s.get(&key_at(250)).unwrap_err();
+        let e = s.get(key_at(250)).unwrap_err();
         assert!(
             matches!(e, Error::SnapshotTooOld { cause: SnapshotTooOld::LargeTransaction { .. } }) && e.is_retryable(),
             "{e:?}"
@@ -367,7 +367,7 @@ fn a_snapshot_overlapping_a_huge_transaction_fails_only_in_its_range() {
         assert!(s.scan(..).unwrap().any(|x| x.is_err()));
     }
     big.commit().unwrap();
-    assert!(during.get(&key_at(3)).is_err(), "still must not see it");
+    assert!(during.get(key_at(3)).is_err(), "still must not see it");
     let after = db.begin_read().unwrap();
     assert_eq!(after.scan(..).unwrap().count(), 502);
     drop((before, during));
@@ -385,7 +385,7 @@ fn a_scan_interleaved_with_commits_reads_the_state_at_its_begin() {
     let mut tx = db.begin().unwrap();
     for i in 0..600u32 {
         let v = format!("v{i}").repeat(1 + (i % 50) as usize).into_bytes();
-        tx.put(&key_at(i), &v).unwrap();
+        tx.put(key_at(i), &v).unwrap();
         state.insert(key_at(i), v);
     }
     tx.commit().unwrap();
@@ -409,12 +409,12 @@ fn a_scan_interleaved_with_commits_reads_the_state_at_its_begin() {
             let mut tx = db.begin().unwrap();
             match rng.gen_range(0..3) {
                 0 => {
-                    tx.delete(&key_at(i)).unwrap();
+                    tx.delete(key_at(i)).unwrap();
                     state.remove(&key_at(i));
                 }
                 _ => {
                     let v = vec![b'n'; if rng.gen_bool(0.05) { 5000 } else { 40 }];
-                    tx.put(&key_at(i), &v).unwrap();
+                    tx.put(key_at(i), &v).unwrap();
                     state.insert(key_at(i), v);
                 }
             }

@@ -18,7 +18,7 @@ fn opts() -> Options {
 fn fill(db: &Db, n: u32) {
     let mut tx = db.begin().unwrap();
     for i in 0..n {
-        tx.put(format!("key{i:05}").as_bytes(), &[i as u8; 100]).unwrap();
+        tx.put(format!("key{i:05}").as_bytes(), [i as u8; 100]).unwrap();
     }
     tx.commit().unwrap();
 }
@@ -35,7 +35,7 @@ fn cause_of(r: Result<impl Sized, Error>) -> StopCause {
 /// `trigger` makes the database stop. Returns the stop cause seen by the
 /// waiter and by a later call, which must be the same.
 fn stop_with_waiter(db: &Db, trigger: impl FnOnce()) -> StopCause {
-    let mut holder = db.begin().unwrap();
+    let holder = db.begin().unwrap();
     // The lock is taken before the tree is read, so it is held even if the
     // read fails (on a corrupted page).
     let _ = holder.get(b"w");

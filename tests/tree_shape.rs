@@ -79,7 +79,7 @@ fn insert_all(page_size: usize, shape: Shape, order: Order, batch: usize, n: usi
     let report = checked(&db, &ctx);
     assert_eq!(report.keys, n as u64, "{ctx}");
     assert!(report.height <= report.height_bound, "{ctx}: {report:?}");
-    let mut tx = db.begin().unwrap();
+    let tx = db.begin().unwrap();
     for k in &keys {
         assert_eq!(tx.get(k).unwrap().as_deref(), Some(&k[..4.min(k.len())]), "{ctx}");
     }
@@ -153,7 +153,7 @@ fn a_steady_queue_keeps_its_size() {
     let live = 1000u64;
     let mut tx = db.begin().unwrap();
     for i in 0..live {
-        tx.put(&key(i), &[7u8; 200]).unwrap();
+        tx.put(key(i), [7u8; 200]).unwrap();
     }
     tx.commit().unwrap();
     let usable = 4096 - 40;
@@ -161,8 +161,8 @@ fn a_steady_queue_keeps_its_size() {
     let mut worst = 0u64;
     for i in live..live + txns {
         let mut tx = db.begin().unwrap();
-        tx.put(&key(i), &[7u8; 200]).unwrap();
-        assert!(tx.delete(&key(i - live)).unwrap());
+        tx.put(key(i), [7u8; 200]).unwrap();
+        assert!(tx.delete(key(i - live)).unwrap());
         tx.commit().unwrap();
         if i % 10_000 == 0 {
             let r = checked(&db, "queue");
@@ -197,7 +197,7 @@ fn delete_ninety_percent_then_reinsert() {
     let key = |i: u32| format!("key-{:08}", i.wrapping_mul(2_654_435_761)).into_bytes();
     let mut tx = db.begin().unwrap();
     for i in 0..n {
-        tx.put(&key(i), &[1u8; 100]).unwrap();
+        tx.put(key(i), [1u8; 100]).unwrap();
     }
     tx.commit().unwrap();
     let full = checked(&db, "loaded");
@@ -205,7 +205,7 @@ fn delete_ninety_percent_then_reinsert() {
     for round in 0..3 {
         let mut tx = db.begin().unwrap();
         for i in (0..n).filter(|i| i % 10 != 0) {
-            assert!(tx.delete(&key(i)).unwrap());
+            assert!(tx.delete(key(i)).unwrap());
         }
         tx.commit().unwrap();
         let r = checked(&db, "after deletes");
@@ -213,7 +213,7 @@ fn delete_ninety_percent_then_reinsert() {
         assert!(pages_in_use(&r) <= 2 * live_pages + 4, "round {round}: {r:?} for {live_pages} pages of live data");
         let mut tx = db.begin().unwrap();
         for i in (0..n).filter(|i| i % 10 != 0) {
-            tx.put(&key(i), &[1u8; 100]).unwrap();
+            tx.put(key(i), [1u8; 100]).unwrap();
         }
         tx.commit().unwrap();
         let r = checked(&db, "after reinserts");
@@ -271,7 +271,7 @@ fn shrink_workload(db: &Db, model: &mut Model) -> ariesdb::Result<()> {
     let key = |i: u32| format!("s{:06}", i.wrapping_mul(7919) % 100_000).into_bytes();
     let mut tx = db.begin()?;
     for i in 0..400 {
-        tx.put(&key(i), &[3u8; 90])?;
+        tx.put(key(i), [3u8; 90])?;
     }
     tx.commit()?;
     for i in 0..400 {
@@ -280,14 +280,14 @@ fn shrink_workload(db: &Db, model: &mut Model) -> ariesdb::Result<()> {
     // Delete almost everything, then abort: every merge is undone logically.
     let mut tx = db.begin()?;
     for i in 0..395 {
-        tx.delete(&key(i))?;
+        tx.delete(key(i))?;
     }
-    tx.put(&key(1000), &[5u8; 2000])?;
+    tx.put(key(1000), [5u8; 2000])?;
     tx.abort()?;
     // Delete most of it for real.
     let mut tx = db.begin()?;
     for i in 20..400 {
-        tx.delete(&key(i))?;
+        tx.delete(key(i))?;
     }
     tx.commit()?;
     for i in 20..400 {
@@ -363,7 +363,7 @@ fn compact_after_deleting_everything_gives_an_empty_databases_size() {
         let keys = make_keys(Shape::Len(30), 6000, 13);
         let mut tx = db.begin().unwrap();
         for (i, k) in keys.iter().enumerate() {
-            tx.put(k, &vec![9u8; if i % 40 == 0 { 2 * page_size } else { 80 }]).unwrap();
+            tx.put(k, vec![9u8; if i % 40 == 0 { 2 * page_size } else { 80 }]).unwrap();
         }
         tx.commit().unwrap();
         db.checkpoint().unwrap();
@@ -471,7 +471,7 @@ fn a_sliding_window_keeps_its_size() {
     let window = 2000u64;
     let mut tx = db.begin().unwrap();
     for t in 0..window {
-        tx.put(&key(t), &[1u8; 120]).unwrap();
+        tx.put(key(t), [1u8; 120]).unwrap();
         live.insert(t);
     }
     tx.commit().unwrap();
@@ -479,11 +479,11 @@ fn a_sliding_window_keeps_its_size() {
     let live_pages = (window * entry_bytes(16, 120)).div_ceil(usable);
     for t in window..window + 30_000 {
         let mut tx = db.begin().unwrap();
-        tx.put(&key(t), &[1u8; 120]).unwrap();
+        tx.put(key(t), [1u8; 120]).unwrap();
         live.insert(t);
         let oldest_half: Vec<u64> = live.iter().take(live.len() / 2).copied().collect();
         let victim = oldest_half[r.gen_range(0..oldest_half.len())];
-        assert!(tx.delete(&key(victim)).unwrap());
+        assert!(tx.delete(key(victim)).unwrap());
         live.remove(&victim);
         tx.commit().unwrap();
         if t % 5_000 == 0 {

@@ -49,12 +49,12 @@ fn acct(i: u32) -> Vec<u8> {
 }
 
 fn balance(tx: &mut Txn, i: u32) -> ariesdb::Result<u64> {
-    let v = tx.get(&acct(i))?.unwrap_or_default();
+    let v = tx.get(acct(i))?.unwrap_or_default();
     Ok(std::str::from_utf8(&v).ok().and_then(|s| s.parse().ok()).unwrap_or(0))
 }
 
 fn set_balance(tx: &mut Txn, i: u32, b: u64) -> ariesdb::Result<()> {
-    tx.put(&acct(i), b.to_string().as_bytes())
+    tx.put(acct(i), b.to_string().as_bytes())
 }
 
 /// xorshift64*: no dependency needed for a demo's randomness.
@@ -481,7 +481,7 @@ fn print_report(r: &ariesdb::RecoveryReport, open_time: Duration) {
 /// Verify the recovered database against what the child acknowledged.
 fn verify(db: &Db, accounts: u32, seen: &Seen) -> Result<Vec<String>, CliError> {
     let mut problems = Vec::new();
-    let mut tx = db.begin()?;
+    let tx = db.begin()?;
     let mut balances: BTreeMap<u32, u64> = BTreeMap::new();
     for item in tx.scan(ariesdb::range(b"acct:", b"acct;"))? {
         let (k, v) = item?;

@@ -13,7 +13,7 @@ use crate::util::{open, open_or_create, parse_bytes, show, size, CliError};
 pub fn get(dir: &Path, key: &str, hex: bool) -> Result<(), CliError> {
     let key = parse_bytes(key, hex, "key")?;
     let db = open(dir)?;
-    let mut tx = db.begin()?;
+    let tx = db.begin()?;
     let v = tx.get(&key)?;
     tx.commit()?;
     db.close()?;
@@ -90,7 +90,7 @@ pub fn scan(dir: &Path, a: ScanArgs) -> Result<(), CliError> {
     let db = open(dir)?;
     let mut rows: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
     {
-        let mut tx = db.begin()?;
+        let tx = db.begin()?;
         let empty = matches!((&start, &end), (Some(s), Some(e)) if s >= e);
         if !empty {
             let lo = start.as_deref().map_or(Bound::Unbounded, Bound::Included);

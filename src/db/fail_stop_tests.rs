@@ -28,7 +28,7 @@ fn filled(seed: u64) -> (Arc<SimStorage>, Db) {
     let db = Db::open_with(sim.clone(), opts()).unwrap();
     let mut tx = db.begin().unwrap();
     for i in 0..200u32 {
-        tx.put(format!("key{i:05}").as_bytes(), &[i as u8; 100]).unwrap();
+        tx.put(format!("key{i:05}").as_bytes(), [i as u8; 100]).unwrap();
     }
     tx.commit().unwrap();
     db.sync().unwrap();

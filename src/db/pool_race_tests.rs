@@ -23,7 +23,7 @@ fn filled() -> Db {
     let db = Db::open_with(Arc::new(SimStorage::new(7)), opts()).unwrap();
     let mut tx = db.begin().unwrap();
     for i in 0..3000u32 {
-        tx.put(format!("key{i:06}").as_bytes(), &[i as u8; 200]).unwrap();
+        tx.put(format!("key{i:06}").as_bytes(), [i as u8; 200]).unwrap();
     }
     tx.commit().unwrap();
     db.inner.wal.flush_all().unwrap();
@@ -111,7 +111,7 @@ fn dirty_page_table_never_has_rec_lsn_none() {
                 let mut tx = db.begin().unwrap();
                 for _ in 0..20 {
                     i = i.wrapping_mul(1_103_515_245).wrapping_add(12345);
-                    tx.put(format!("k{:05}", i % 20000).as_bytes(), &[1u8; 60]).unwrap();
+                    tx.put(format!("k{:05}", i % 20000).as_bytes(), [1u8; 60]).unwrap();
                 }
                 tx.commit().unwrap();
             }

@@ -11,7 +11,7 @@
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
-use super::{as_ref, check_key, Inner, SCAN_BATCH};
+use super::{as_ref, check_key, owned_bounds, prefix_bounds, Inner, KeyRange, SCAN_BATCH};
 use crate::btree::{LeafPos, ScanEnd, ScanStart};
 use crate::error::{Error, Result};
 use crate::page::LeafCell;
@@ -49,9 +49,9 @@ impl Snapshot {
     /// `Error::InvalidArgument`/`TooLarge` for an empty or too long key;
     /// `Error::Failed`/`Closed` once the database stopped or closed; an I/O
     /// error or `Error::Corruption` from reading a page or the log.
-    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+    pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>> {
         let mut out = Vec::new();
-        Ok(self.get_into(key, &mut out)?.then_some(out))
+        Ok(self.get_into_bytes(key.as_ref(), &mut out)?.then_some(out))
     }
 
     /// As `get`, into a buffer the caller keeps (cleared first, then holding
@@ -75,7 +75,11 @@ impl Snapshot {
     ///
     /// # Errors
     /// As `get`.
-    pub fn get_into(&self, key: &[u8], out: &mut Vec<u8>) -> Result<bool> {
+    pub fn get_into(&self, key: impl AsRef<[u8]>, out: &mut Vec<u8>) -> Result<bool> {
+        self.get_into_bytes(key.as_ref(), out)
+    }
+
+    fn get_into_bytes(&self, key: &[u8], out: &mut Vec<u8>) -> Result<bool> {
         check_key(key)?;
         self.inner.check_ok()?;
         let inner = &self.inner;
@@ -109,7 +113,7 @@ impl Snapshot {
     /// # Errors
     /// As `get`; errors of later batches come from the iterator.
     pub fn scan<R: RangeBounds<[u8]>>(&self, range: R) -> Result<SnapshotScan<'_>> {
-        self.scan_in(range, false)
+        self.scan_in(range.start_bound().map(|k| k.to_vec()), range.end_bound().map(|k| k.to_vec()), false)
     }
 
     /// The entries in `range` as of the snapshot's begin, in descending key
@@ -118,13 +122,41 @@ impl Snapshot {
     /// # Errors
     /// As `scan`.
     pub fn scan_rev<R: RangeBounds<[u8]>>(&self, range: R) -> Result<SnapshotScan<'_>> {
-        self.scan_in(range, true)
+        self.scan_in(range.start_bound().map(|k| k.to_vec()), range.end_bound().map(|k| k.to_vec()), true)
     }
 
-    fn scan_in<R: RangeBounds<[u8]>>(&self, range: R, reverse: bool) -> Result<SnapshotScan<'_>> {
+    /// As `scan`, for a range of anything that is `AsRef<[u8]>` (`"a".."m"`,
+    /// `b"k1"..=b"k9"`); see `Txn::scan_range`.
+    ///
+    /// # Errors
+    /// As `scan`.
+    pub fn scan_range(&self, range: impl KeyRange) -> Result<SnapshotScan<'_>> {
+        let (lo, hi) = owned_bounds(&range);
+        self.scan_in(lo, hi, false)
+    }
+
+    /// As `scan_range`, in descending key order.
+    ///
+    /// # Errors
+    /// As `scan`.
+    pub fn scan_range_rev(&self, range: impl KeyRange) -> Result<SnapshotScan<'_>> {
+        let (lo, hi) = owned_bounds(&range);
+        self.scan_in(lo, hi, true)
+    }
+
+    /// The entries whose keys start with `prefix` as of the snapshot's
+    /// begin, in ascending key order (descending:
+    /// `scan_range_rev(ariesdb::prefix_range(prefix))`).
+    ///
+    /// # Errors
+    /// As `scan`.
+    pub fn scan_prefix(&self, prefix: impl AsRef<[u8]>) -> Result<SnapshotScan<'_>> {
+        let (lo, hi) = prefix_bounds(prefix.as_ref());
+        self.scan_in(lo, hi, false)
+    }
+
+    fn scan_in(&self, lo: Bound<Vec<u8>>, hi: Bound<Vec<u8>>, reverse: bool) -> Result<SnapshotScan<'_>> {
         self.inner.check_ok()?;
-        let lo = range.start_bound().map(|k| k.to_vec());
-        let hi = range.end_bound().map(|k| k.to_vec());
         Ok(SnapshotScan {
             snap: self,
             lo,
@@ -171,16 +203,29 @@ impl Drop for Snapshot {
 /// ranges of its key and of its value in it (one allocation per batch, not
 /// two per entry).
 #[derive(Default)]
-struct Batch {
-    bytes: Vec<u8>,
+pub(super) struct Batch {
+    pub(super) bytes: Vec<u8>,
     /// Per entry: key start, key end, value start, value end.
-    entries: Vec<[usize; 4]>,
+    pub(super) entries: Vec<[usize; 4]>,
     /// The next entry to hand out.
-    next: usize,
+    pub(super) next: usize,
 }
 
 impl Batch {
-    fn clear(&mut self) {
+    /// Append an entry: `key`, then the value that `value` appends.
+    pub(super) fn push_with(&mut self, key: &[u8], value: impl FnOnce(&mut Vec<u8>) -> Result<()>) -> Result<()> {
+        let ks = self.bytes.len();
+        self.bytes.extend_from_slice(key);
+        let vs = self.bytes.len();
+        value(&mut self.bytes)?;
+        self.entries.push([ks, vs, vs, self.bytes.len()]);
+        Ok(())
+    }
+    /// The key of the last entry.
+    pub(super) fn last_key(&self) -> Option<&[u8]> {
+        self.entries.last().map(|e| self.key(e))
+    }
+    pub(super) fn clear(&mut self) {
         self.bytes.clear();
         self.entries.clear();
         self.next = 0;
@@ -189,7 +234,7 @@ impl Batch {
         &self.bytes[e[0]..e[1]]
     }
     /// The next entry, if any is left.
-    fn take(&mut self) -> Option<(&[u8], &[u8])> {
+    pub(super) fn take(&mut self) -> Option<(&[u8], &[u8])> {
         let e = *self.entries.get(self.next)?;
         self.next += 1;
         Some((&self.bytes[e[0]..e[1]], &self.bytes[e[2]..e[3]]))

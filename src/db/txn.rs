@@ -3,13 +3,20 @@
 //! timeout), its savepoints and its scans. The work on the engine goes
 //! through `txn::TxnEnv` (`Inner::txn_env`); the version store hears of
 //! commits and rollbacks here (see `txn::versions`).
+//!
+//! Invariant: every call on a `Txn` holds its `state` mutex for the whole
+//! call, so the calls of one transaction run one at a time even when reads
+//! (`&self`) come from several threads or interleave with an open `Scan`.
 
-use std::collections::VecDeque;
 use std::ops::{Bound, RangeBounds};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
-use super::{as_ref, check_key, Inner, SCAN_BATCH};
+use parking_lot::{Mutex, MutexGuard};
+
+use super::snapshot::Batch;
+use super::{as_ref, check_key, owned_bounds, prefix_bounds, Inner, KeyRange, SCAN_BATCH};
 use crate::btree::{BTree, MAX_VALUE_LEN};
 use crate::error::{Error, Result};
 use crate::options::Durability;
@@ -27,17 +34,27 @@ pub struct Savepoint {
     lsn: Lsn,
 }
 
-/// A transaction. Dropping it without `commit` rolls it back.
-///
-/// Its reads and writes lock keys until it ends (strict two-phase locking),
-/// waiting for conflicting transactions. A wait that would close a cycle
-/// (`Error::Deadlock`) or that lasts longer than `Options::lock_timeout`
-/// (`Error::LockTimeout`) rolls the transaction back before the call returns
-/// the error; it is then ended (every later call returns `Error::TxnEnded`)
-/// and can be retried from the start (`Error::is_retryable`).
-pub struct Txn {
-    inner: Arc<Inner>,
-    id: TxnId,
+/// Why a lock wait rolled the transaction back: kept so that
+/// `Db::transaction` can retry a transaction whose closure swallowed the
+/// error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RolledBack {
+    Deadlock,
+    LockTimeout { waited: Duration },
+}
+
+impl RolledBack {
+    pub(crate) fn error(self) -> Error {
+        match self {
+            RolledBack::Deadlock => Error::Deadlock,
+            RolledBack::LockTimeout { waited } => Error::LockTimeout { waited },
+        }
+    }
+}
+
+/// The mutable part of a transaction, behind `Txn::state`.
+#[derive(Debug, Default)]
+struct TxnState {
     /// Key locks newly taken (for release, and counted for escalation).
     locks: Vec<u64>,
     /// Some key lock was taken in Exclusive mode (escalation takes X then).
@@ -45,22 +62,72 @@ pub struct Txn {
     /// The lock table may hold locks of this transaction (a key or the root).
     holds_locks: bool,
     ended: bool,
+    /// Set when a deadlock or a lock timeout rolled the transaction back.
+    rolled_back: Option<RolledBack>,
+}
+
+/// A transaction. Dropping it without `commit` rolls it back.
+///
+/// Its reads and writes lock keys until it ends (strict two-phase locking),
+/// waiting for conflicting transactions. A wait that would close a cycle
+/// (`Error::Deadlock`) or that lasts longer than `Options::lock_timeout`
+/// (`Error::LockTimeout`) rolls the transaction back before the call returns
+/// the error; it is then ended (every later call returns `Error::TxnEnded`)
+/// and can be retried from the start (`Error::is_retryable`, or let
+/// `Db::transaction` do it).
+///
+/// Writes (`put`, `delete`, savepoints, `commit`) take `&mut self`; reads
+/// (`get`, `get_for_update`, scans) take `&self`, so a helper that only
+/// reads can take `&Txn`, and a point read may run while a scan of the same
+/// transaction is open. `Txn` is `Send` and `Sync`; the calls of one
+/// transaction run one at a time.
+///
+/// Keys and values are anything that is `AsRef<[u8]>`: byte strings,
+/// `&str`, `String`, `Vec<u8>`, arrays.
+///
+/// ```
+/// # let dir = std::env::temp_dir().join(format!("ariesdb-doc-txn-{}", std::process::id()));
+/// # let _ = std::fs::remove_dir_all(&dir);
+/// let db = ariesdb::Db::open(&dir)?;
+/// let mut tx = db.begin()?;
+/// tx.put("user:1", "ada")?;
+/// tx.put("user:2", "grace")?;
+/// tx.put(b"other", [0u8, 1, 2])?;
+/// let names: Vec<Vec<u8>> = tx.scan_prefix("user:")?.map(|e| e.map(|(_, v)| v)).collect::<Result<_, _>>()?;
+/// assert_eq!(names, [b"ada".to_vec(), b"grace".to_vec()]);
+/// let sp = tx.savepoint()?;
+/// tx.delete("user:1")?;
+/// tx.rollback_to(&sp)?; // the delete is undone, the puts stay
+/// assert_eq!(tx.get("user:1")?.as_deref(), Some(&b"ada"[..]));
+/// tx.commit()?;
+/// # db.close()?; let _ = std::fs::remove_dir_all(&dir);
+/// # Ok::<(), ariesdb::Error>(())
+/// ```
+pub struct Txn {
+    inner: Arc<Inner>,
+    id: TxnId,
+    state: Mutex<TxnState>,
 }
 
 impl std::fmt::Debug for Txn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Txn")
-            .field("id", &self.id.get())
-            .field("ended", &self.ended)
-            .field("locks_taken", &self.locks.len())
-            .finish_non_exhaustive()
+        let mut d = f.debug_struct("Txn");
+        d.field("id", &self.id.get());
+        // Never block a Debug print on a call in progress on another thread.
+        if let Some(st) = self.state.try_lock() {
+            d.field("ended", &st.ended).field("locks_taken", &st.locks.len());
+        }
+        d.finish_non_exhaustive()
     }
 }
+
+/// The state of a transaction, held for one call.
+type St<'a> = MutexGuard<'a, TxnState>;
 
 impl Txn {
     /// A transaction `id` that has written nothing and holds no lock.
     pub(super) fn new(inner: Arc<Inner>, id: TxnId) -> Txn {
-        Txn { inner, id, locks: Vec::new(), exclusive: false, holds_locks: false, ended: false }
+        Txn { inner, id, state: Mutex::new(TxnState::default()) }
     }
 
     /// This transaction's id.
@@ -68,8 +135,14 @@ impl Txn {
         self.id.get()
     }
 
-    fn check_active(&self) -> Result<()> {
-        if self.ended {
+    /// Whether a deadlock or a lock timeout rolled this transaction back,
+    /// and which.
+    pub(crate) fn rolled_back(&self) -> Option<RolledBack> {
+        self.state.lock().rolled_back
+    }
+
+    fn check_active(&self, st: &TxnState) -> Result<()> {
+        if st.ended {
             return Err(Error::TxnEnded);
         }
         self.inner.check_ok()
@@ -78,8 +151,8 @@ impl Txn {
     /// Take `mode` on `key`, waiting for other holders. A deadlock or a wait
     /// past `Options::lock_timeout` rolls this transaction back and returns
     /// `Error::Deadlock` or `Error::LockTimeout`.
-    fn lock(&mut self, key: &[u8], mode: LockMode) -> Result<()> {
-        self.lock_id(lock_key(key), mode)
+    fn lock(&self, st: &mut St<'_>, key: &[u8], mode: LockMode) -> Result<()> {
+        self.lock_id(st, lock_key(key), mode)
     }
 
     /// Wait until no other transaction holds a lock on `k` that conflicts
@@ -88,27 +161,27 @@ impl Txn {
     /// never enters a gap a scan or a delete has locked; a delete takes one,
     /// shared, on the key after it, so that it never locks the gap before an
     /// uncommitted insert (see `delete`).
-    fn lock_instant(&mut self, k: u64, mode: LockMode) -> Result<()> {
-        self.holds_locks = true;
+    fn lock_instant(&self, st: &mut St<'_>, k: u64, mode: LockMode) -> Result<()> {
+        st.holds_locks = true;
         let r = self.inner.locks.lock(self.id, k, mode).map(|newly| {
             if newly {
                 self.inner.locks.release_one(self.id, k);
             }
         });
-        self.lock_failure_rolls_back(r)
+        self.lock_failure_rolls_back(st, r)
     }
 
     /// Take `mode` on lock id `k` until the transaction ends.
-    fn lock_id(&mut self, k: u64, mode: LockMode) -> Result<()> {
-        self.holds_locks = true;
+    fn lock_id(&self, st: &mut St<'_>, k: u64, mode: LockMode) -> Result<()> {
+        st.holds_locks = true;
         let r = self.inner.locks.lock(self.id, k, mode).and_then(|newly| {
             if newly {
-                self.locks.push(k);
-                self.exclusive |= mode == LockMode::Exclusive;
+                st.locks.push(k);
+                st.exclusive |= mode == LockMode::Exclusive;
             }
-            self.escalate_if_needed()
+            self.escalate_if_needed(st)
         });
-        self.lock_failure_rolls_back(r)
+        self.lock_failure_rolls_back(st, r)
     }
 
     /// Past `Options::lock_escalation_keys` key locks, trade them for one lock
@@ -118,14 +191,14 @@ impl Txn {
     /// transaction wait for others that hold no key it asked for (two such
     /// transactions driven from one thread would otherwise hang). While
     /// others hold locks, the key locks stay and the next lock retries.
-    fn escalate_if_needed(&mut self) -> Result<()> {
+    fn escalate_if_needed(&self, st: &mut TxnState) -> Result<()> {
         let limit = self.inner.opts.lock_escalation_keys;
-        if limit == 0 || self.locks.len() <= limit {
+        if limit == 0 || st.locks.len() <= limit {
             return Ok(());
         }
-        let mode = if self.exclusive { LockMode::Exclusive } else { LockMode::Shared };
-        if self.inner.locks.try_escalate(self.id, &self.locks, mode)? {
-            self.locks = Vec::new();
+        let mode = if st.exclusive { LockMode::Exclusive } else { LockMode::Shared };
+        if self.inner.locks.try_escalate(self.id, &st.locks, mode)? {
+            st.locks = Vec::new();
             self.inner.counters.lock_escalations.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
@@ -134,16 +207,19 @@ impl Txn {
     /// A deadlock or a lock timeout rolls this transaction back (it is then
     /// ended: later calls return `Error::TxnEnded`) and returns the error;
     /// an error of the rollback itself is returned instead.
-    fn lock_failure_rolls_back(&mut self, r: Result<()>) -> Result<()> {
-        let counter = match &r {
+    fn lock_failure_rolls_back(&self, st: &mut TxnState, r: Result<()>) -> Result<()> {
+        let (counter, cause) = match &r {
             Ok(()) => return Ok(()),
-            Err(Error::Deadlock) => &self.inner.counters.deadlocks,
-            Err(Error::LockTimeout { .. }) => &self.inner.counters.lock_timeouts,
+            Err(Error::Deadlock) => (&self.inner.counters.deadlocks, RolledBack::Deadlock),
+            Err(Error::LockTimeout { waited }) => {
+                (&self.inner.counters.lock_timeouts, RolledBack::LockTimeout { waited: *waited })
+            }
             Err(_) => return r,
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        self.abort_inner()?;
-        debug_assert!(self.ended && !self.holds_locks);
+        self.abort_inner(st)?;
+        st.rolled_back = Some(cause);
+        debug_assert!(st.ended && !st.holds_locks);
         r
     }
 
@@ -163,15 +239,20 @@ impl Txn {
     ///   `Error::Closed` once the database stopped or closed (a lock wait is
     ///   interrupted by either); an I/O error of the change stops the
     ///   database.
-    pub fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
-        self.check_active()?;
+    pub fn put(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<()> {
+        self.put_bytes(key.as_ref(), value.as_ref())
+    }
+
+    fn put_bytes(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        let mut st = self.state.lock();
+        self.check_active(&st)?;
         check_key(key)?;
         if value.len() > MAX_VALUE_LEN {
             return Err(Error::TooLarge { what: "value", len: value.len(), max: MAX_VALUE_LEN });
         }
-        self.lock(key, LockMode::Exclusive)?;
+        self.lock(&mut st, key, LockMode::Exclusive)?;
         let overflow_pages = value.len().div_ceil(page::overflow_capacity(self.inner.page_size));
-        let (id, inner) = (self.id, self.inner.clone());
+        let (id, inner) = (self.id, &self.inner);
         loop {
             // The Db may have been closed or dropped while this waited.
             inner.check_ok()?;
@@ -197,7 +278,7 @@ impl Txn {
             });
             match inner.guard(r)? {
                 None => return Ok(()),
-                Some(nk) => self.lock_instant(nk, LockMode::Exclusive)?,
+                Some(nk) => self.lock_instant(&mut st, nk, LockMode::Exclusive)?,
             }
         }
     }
@@ -220,8 +301,8 @@ impl Txn {
     /// - `Error::TxnEnded` once the transaction has ended; `Error::Failed` or
     ///   `Error::Closed` once the database stopped or closed;
     ///   `Error::Corruption` for a damaged page.
-    pub fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.read(key, LockMode::Shared)
+    pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>> {
+        self.read(key.as_ref(), LockMode::Shared)
     }
 
     /// Read a key to write it back: like `get`, but takes the key's
@@ -241,7 +322,7 @@ impl Txn {
     /// let db = ariesdb::Db::open(&dir)?;
     /// let mut tx = db.begin()?;
     /// let n = tx.get_for_update(b"counter")?.map_or(0, |v| v[0]);
-    /// tx.put(b"counter", &[n + 1])?;
+    /// tx.put(b"counter", [n + 1])?;
     /// tx.commit()?;
     /// # db.close()?; let _ = std::fs::remove_dir_all(&dir);
     /// # Ok::<(), ariesdb::Error>(())
@@ -252,15 +333,16 @@ impl Txn {
     /// this transaction back, and every later call on it returns
     /// `Error::TxnEnded`; a bad key leaves it open; `Error::Failed`,
     /// `Error::Closed`, `Error::Corruption` as for `get`.
-    pub fn get_for_update(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.read(key, LockMode::Exclusive)
+    pub fn get_for_update(&self, key: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>> {
+        self.read(key.as_ref(), LockMode::Exclusive)
     }
 
     /// Take `mode` on `key`, then read it.
-    fn read(&mut self, key: &[u8], mode: LockMode) -> Result<Option<Vec<u8>>> {
-        self.check_active()?;
+    fn read(&self, key: &[u8], mode: LockMode) -> Result<Option<Vec<u8>>> {
+        let mut st = self.state.lock();
+        self.check_active(&st)?;
         check_key(key)?;
-        self.lock(key, mode)?;
+        self.lock(&mut st, key, mode)?;
         self.inner.check_ok()?;
         let r = self.inner.read_latch().and_then(|_r| self.inner.tree().get(key));
         self.inner.guard_read(r)
@@ -272,11 +354,16 @@ impl Txn {
     /// As `put`: `Error::Deadlock` and `Error::LockTimeout` (retryable) roll
     /// this transaction back, and every later call on it returns
     /// `Error::TxnEnded`.
-    pub fn delete(&mut self, key: &[u8]) -> Result<bool> {
-        self.check_active()?;
+    pub fn delete(&mut self, key: impl AsRef<[u8]>) -> Result<bool> {
+        self.delete_bytes(key.as_ref())
+    }
+
+    fn delete_bytes(&self, key: &[u8]) -> Result<bool> {
+        let mut st = self.state.lock();
+        self.check_active(&st)?;
         check_key(key)?;
-        self.lock(key, LockMode::Exclusive)?;
-        let (id, inner) = (self.id, self.inner.clone());
+        self.lock(&mut st, key, LockMode::Exclusive)?;
+        let (id, inner) = (self.id, &self.inner);
         loop {
             inner.check_ok()?;
             // A delete locks the gap before its next key, which it widens, to
@@ -339,22 +426,26 @@ impl Txn {
             let r = inner.guard(r)?;
             if !taken.is_empty() {
                 for (lk, mode) in taken {
-                    self.locks.push(lk);
-                    self.exclusive |= mode == LockMode::Exclusive;
+                    st.locks.push(lk);
+                    st.exclusive |= mode == LockMode::Exclusive;
                 }
-                let r = self.escalate_if_needed();
-                self.lock_failure_rolls_back(r)?;
+                let r = self.escalate_if_needed(&mut st);
+                self.lock_failure_rolls_back(&mut st, r)?;
             }
             match r {
                 Ok(existed) => return Ok(existed),
-                Err((lk, mode, true)) => self.lock_instant(lk, mode)?,
-                Err((lk, mode, false)) => self.lock_id(lk, mode)?,
+                Err((lk, mode, true)) => self.lock_instant(&mut st, lk, mode)?,
+                Err((lk, mode, false)) => self.lock_id(&mut st, lk, mode)?,
             }
         }
     }
 
     /// Entries in `range`, in ascending key order. Each key returned is locked
-    /// (shared) until the transaction ends.
+    /// (shared) until the transaction ends, and so is the gap before it and
+    /// the key after the range (next-key locking), so the same range read
+    /// twice gives the same entries. `range` is `..`, `ariesdb::range(a, b)`,
+    /// or any pair of `Bound<&[u8]>`; for `a..b` over strings or arrays, see
+    /// `scan_range`.
     ///
     /// # Errors
     /// `Error::TxnEnded` once the transaction has ended, `Error::Failed` or
@@ -363,35 +454,109 @@ impl Txn {
     /// `Error::Deadlock` or `Error::LockTimeout` as in `get` (the transaction
     /// is rolled back, the scan ends, and later calls return
     /// `Error::TxnEnded`).
-    pub fn scan<R: RangeBounds<[u8]>>(&mut self, range: R) -> Result<Scan<'_>> {
-        self.scan_in(range, false)
+    pub fn scan<R: RangeBounds<[u8]>>(&self, range: R) -> Result<Scan<'_>> {
+        self.scan_in(range.start_bound().map(|k| k.to_vec()), range.end_bound().map(|k| k.to_vec()), false)
     }
 
     /// Entries in `range`, in descending key order, locked as by `scan`.
     ///
     /// # Errors
     /// As `scan`.
-    pub fn scan_rev<R: RangeBounds<[u8]>>(&mut self, range: R) -> Result<Scan<'_>> {
-        self.scan_in(range, true)
+    pub fn scan_rev<R: RangeBounds<[u8]>>(&self, range: R) -> Result<Scan<'_>> {
+        self.scan_in(range.start_bound().map(|k| k.to_vec()), range.end_bound().map(|k| k.to_vec()), true)
     }
 
-    fn scan_in<R: RangeBounds<[u8]>>(&mut self, range: R, reverse: bool) -> Result<Scan<'_>> {
-        self.check_active()?;
-        let lo = range.start_bound().map(|k| k.to_vec());
-        let hi = range.end_bound().map(|k| k.to_vec());
-        Ok(Scan { txn: self, lo, hi, reverse, end_locked: false, buf: VecDeque::new(), done: false })
+    /// As `scan`, for a range of anything that is `AsRef<[u8]>`:
+    /// `"a".."m"`, `b"k1"..=b"k9"`, `start..` over a `Vec<u8>`. (A full range
+    /// `..` needs `scan(..)`: it names no key type.)
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("ariesdb-doc-range-{}", std::process::id()));
+    /// # let _ = std::fs::remove_dir_all(&dir);
+    /// let db = ariesdb::Db::open(&dir)?;
+    /// let mut tx = db.begin()?;
+    /// for k in ["a", "b", "c", "d"] {
+    ///     tx.put(k, "v")?;
+    /// }
+    /// let keys: Vec<Vec<u8>> = tx.scan_range("b".."d")?.map(|e| e.map(|(k, _)| k)).collect::<Result<_, _>>()?;
+    /// assert_eq!(keys, [b"b".to_vec(), b"c".to_vec()]);
+    /// # tx.commit()?; db.close()?; let _ = std::fs::remove_dir_all(&dir);
+    /// # Ok::<(), ariesdb::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As `scan`.
+    pub fn scan_range(&self, range: impl KeyRange) -> Result<Scan<'_>> {
+        let (lo, hi) = owned_bounds(&range);
+        self.scan_in(lo, hi, false)
+    }
+
+    /// As `scan_range`, in descending key order.
+    ///
+    /// # Errors
+    /// As `scan`.
+    pub fn scan_range_rev(&self, range: impl KeyRange) -> Result<Scan<'_>> {
+        let (lo, hi) = owned_bounds(&range);
+        self.scan_in(lo, hi, true)
+    }
+
+    /// The entries whose keys start with `prefix`, in ascending key order,
+    /// locked as by `scan`. For descending order:
+    /// `scan_range_rev(ariesdb::prefix_range(prefix))`.
+    ///
+    /// # Errors
+    /// As `scan`.
+    pub fn scan_prefix(&self, prefix: impl AsRef<[u8]>) -> Result<Scan<'_>> {
+        let (lo, hi) = prefix_bounds(prefix.as_ref());
+        self.scan_in(lo, hi, false)
+    }
+
+    fn scan_in(&self, lo: Bound<Vec<u8>>, hi: Bound<Vec<u8>>, reverse: bool) -> Result<Scan<'_>> {
+        self.check_active(&self.state.lock())?;
+        Ok(Scan { txn: self, lo, hi, reverse, end_locked: false, batch: Batch::default(), done: false })
     }
 
     /// A point to roll back to later.
+    ///
+    /// # Errors
+    /// `Error::TxnEnded` once the transaction has ended; `Error::Failed` or
+    /// `Error::Closed` once the database stopped or closed.
     pub fn savepoint(&mut self) -> Result<Savepoint> {
-        self.check_active()?;
+        self.check_active(&self.state.lock())?;
         let lsn = self.inner.txns.lock().get(self.id)?.last_lsn;
         Ok(Savepoint { txn_id: self.id, lsn })
     }
 
-    /// Undo everything done after `sp`, keep what came before. Locks stay held.
+    /// Undo everything done after `sp`, keep what came before. Locks stay
+    /// held. Undo writes compensation log records (CLRs), so a crash in the
+    /// middle of it never undoes anything twice (ARIES, Mohan et al. 1992,
+    /// section 7).
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("ariesdb-doc-sp-{}", std::process::id()));
+    /// # let _ = std::fs::remove_dir_all(&dir);
+    /// let db = ariesdb::Db::open(&dir)?;
+    /// let mut tx = db.begin()?;
+    /// tx.put("kept", "1")?;
+    /// let sp = tx.savepoint()?;
+    /// tx.put("dropped", "2")?;
+    /// tx.rollback_to(&sp)?;
+    /// tx.put("after", "3")?; // the transaction goes on
+    /// tx.commit()?;
+    /// let snap = db.begin_read()?;
+    /// assert!(snap.get("kept")?.is_some() && snap.get("after")?.is_some());
+    /// assert_eq!(snap.get("dropped")?, None);
+    /// # drop(snap); db.close()?; let _ = std::fs::remove_dir_all(&dir);
+    /// # Ok::<(), ariesdb::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `Error::InvalidArgument` for a savepoint of another transaction (the
+    /// transaction stays open); `Error::TxnEnded`, `Error::Failed` and
+    /// `Error::Closed` as for `put`; an I/O error of the undo stops the
+    /// database.
     pub fn rollback_to(&mut self, sp: &Savepoint) -> Result<()> {
-        self.check_active()?;
+        self.check_active(&self.state.lock())?;
         if sp.txn_id != self.id {
             return Err(Error::InvalidArgument(format!(
                 "savepoint of transaction {} used in transaction {}",
@@ -403,10 +568,18 @@ impl Txn {
     }
 
     /// Commit. With `Durability::Immediate` this returns after the commit is on
-    /// stable storage.
-    pub fn commit(mut self) -> Result<()> {
-        self.check_active()?;
-        self.ended = true;
+    /// stable storage; with `Durability::Eventual`, before.
+    ///
+    /// # Errors
+    /// `Error::TxnEnded` if a deadlock or lock timeout already rolled the
+    /// transaction back; `Error::Failed` or `Error::Closed` once the
+    /// database stopped or closed; an I/O error writing or flushing the
+    /// commit record stops the database (the commit is then not
+    /// acknowledged: after reopening it is there or not, all or nothing).
+    pub fn commit(self) -> Result<()> {
+        let mut st = self.state.lock();
+        self.check_active(&st)?;
+        st.ended = true;
         let wrote = !self.inner.txns.lock().get(self.id)?.last_lsn.is_none();
         if wrote {
             let r = self.inner.txn_env().log_txn_record(self.id, Body::Commit);
@@ -422,9 +595,9 @@ impl Txn {
             // locks go, so that per key versions stay in commit order.
             self.inner.versions.publish_commit(self.id);
         }
-        self.inner.locks.release_all(self.id, &self.locks);
-        self.locks.clear();
-        self.holds_locks = false;
+        self.inner.locks.release_all(self.id, &st.locks);
+        st.locks.clear();
+        st.holds_locks = false;
         if wrote {
             let r = self.inner.txn_env().log_txn_record(self.id, Body::End);
             self.inner.guard(r)?;
@@ -440,14 +613,22 @@ impl Txn {
         Ok(())
     }
 
-    /// Roll back and end the transaction.
-    pub fn abort(mut self) -> Result<()> {
-        self.check_active()?;
-        self.abort_inner()
+    /// Roll back and end the transaction (as dropping it does, but with the
+    /// errors reported).
+    ///
+    /// # Errors
+    /// `Error::TxnEnded` if it had already ended; `Error::Failed` or
+    /// `Error::Closed` once the database stopped or closed; an I/O error of
+    /// the undo stops the database (recovery finishes the rollback at the
+    /// next open).
+    pub fn abort(self) -> Result<()> {
+        let mut st = self.state.lock();
+        self.check_active(&st)?;
+        self.abort_inner(&mut st)
     }
 
-    fn abort_inner(&mut self) -> Result<()> {
-        self.ended = true;
+    fn abort_inner(&self, st: &mut TxnState) -> Result<()> {
+        st.ended = true;
         let wrote = self.inner.txns.lock().get(self.id).map(|e| !e.last_lsn.is_none()).unwrap_or(false);
         let r = (|| {
             if wrote {
@@ -462,9 +643,9 @@ impl Txn {
             }
             Ok(())
         })();
-        self.inner.locks.release_all(self.id, &self.locks);
-        self.locks.clear();
-        self.holds_locks = false;
+        self.inner.locks.release_all(self.id, &st.locks);
+        st.locks.clear();
+        st.holds_locks = false;
         self.inner.counters.aborts.fetch_add(1, Ordering::Relaxed);
         self.inner.guard(r)?;
         if wrote {
@@ -479,15 +660,16 @@ impl Txn {
 
 impl Drop for Txn {
     fn drop(&mut self) {
-        if !self.ended && self.inner.check_ok().is_ok() {
-            let _ = self.abort_inner();
+        let mut st = self.state.lock();
+        if !st.ended && self.inner.check_ok().is_ok() {
+            let _ = self.abort_inner(&mut st);
         }
         // Whatever happened (a failed commit, a stopped database), a dropped
         // transaction holds no locks.
-        if self.holds_locks {
-            self.inner.locks.release_all(self.id, &self.locks);
-            self.locks.clear();
-            self.holds_locks = false;
+        if st.holds_locks {
+            self.inner.locks.release_all(self.id, &st.locks);
+            st.locks.clear();
+            st.holds_locks = false;
         }
     }
 }
@@ -495,14 +677,17 @@ impl Drop for Txn {
 /// An iterator over a range of entries, in ascending (`Txn::scan`) or
 /// descending (`Txn::scan_rev`) key order; the range left to read shrinks
 /// from the start (ascending) or the end (descending).
+///
+/// Besides `Iterator` (an owned key and value per entry), `next_entry`
+/// lends each entry without copying it out of the scan's buffer.
 pub struct Scan<'t> {
-    txn: &'t mut Txn,
+    txn: &'t Txn,
     lo: Bound<Vec<u8>>,
     hi: Bound<Vec<u8>>,
     reverse: bool,
     /// The gap at the end of the range is locked (next-key locking).
     end_locked: bool,
-    buf: VecDeque<(Vec<u8>, Vec<u8>)>,
+    batch: Batch,
     done: bool,
 }
 
@@ -517,11 +702,39 @@ impl std::fmt::Debug for Scan<'_> {
 }
 
 impl Scan<'_> {
+    /// The next entry, borrowed from the scan until the next call: the same
+    /// entries in the same order, locked the same way, as the iterator,
+    /// without an allocation per entry.
+    ///
+    /// # Errors
+    /// As the iterator's items: see `Txn::scan`. After an error the scan is
+    /// over (`Ok(None)`).
+    pub fn next_entry(&mut self) -> Result<Option<(&[u8], &[u8])>> {
+        if self.batch.next >= self.batch.entries.len() {
+            if self.done {
+                return Ok(None);
+            }
+            if let Err(e) = self.fill() {
+                self.done = true;
+                return Err(e);
+            }
+        }
+        Ok(self.batch.take())
+    }
+
     /// The bound the scan moves: the start ascending, the end descending.
     fn near_bound(&mut self) -> &mut Bound<Vec<u8>> {
         match self.reverse {
             false => &mut self.lo,
             true => &mut self.hi,
+        }
+    }
+
+    /// Past the last entry of the batch, which was read: the scan goes on
+    /// after it.
+    fn move_past_last(&mut self) {
+        if let Some(k) = self.batch.last_key().map(<[u8]>::to_vec) {
+            *self.near_bound() = Bound::Excluded(k);
         }
     }
 
@@ -549,11 +762,11 @@ impl Scan<'_> {
 
     /// Try the shared locks at the end of the range, under the latch: None
     /// once all are held, else a lock id to wait for.
-    fn try_end_lock(&mut self, inner: &Inner, tree: &BTree<'_>) -> Result<Option<u64>> {
+    fn try_end_lock(&mut self, st: &mut TxnState, inner: &Inner, tree: &BTree<'_>) -> Result<Option<u64>> {
         for lk in inner.guard_read(self.end_locks(tree))? {
             match inner.locks.try_lock(self.txn.id, lk, LockMode::Shared)? {
                 None => return Ok(Some(lk)),
-                Some(true) => self.txn.locks.push(lk),
+                Some(true) => st.locks.push(lk),
                 Some(false) => {}
             }
         }
@@ -569,21 +782,24 @@ impl Scan<'_> {
     /// without the tree latch, and the scan then reads again from just after
     /// what it has returned: what changed meanwhile is seen.
     fn fill(&mut self) -> Result<()> {
+        let txn = self.txn;
+        let mut st = txn.state.lock();
+        self.batch.clear();
         loop {
-            self.txn.check_active()?;
+            txn.check_active(&st)?;
             let mut blocked: Option<u64> = None;
             {
-                let inner = self.txn.inner.clone();
+                let inner = &txn.inner;
                 let _r = inner.guard_read(inner.read_latch())?;
                 let tree = inner.tree();
-                self.txn.holds_locks = true;
-                let id = self.txn.id;
+                st.holds_locks = true;
+                let id = txn.id;
                 // Descending, the lock after the range comes first.
                 if self.reverse && !self.end_locked {
-                    blocked = self.try_end_lock(&inner, &tree)?;
+                    blocked = self.try_end_lock(&mut st, inner, &tree)?;
                 }
                 if blocked.is_none() {
-                    let (locks, buf) = (&mut self.txn.locks, &mut self.buf);
+                    let (locks, batch) = (&mut st.locks, &mut self.batch);
                     let visit = |k: &[u8], cell: &LeafCell<'_>| {
                         // The key, and the gap before it.
                         for lk in [lock_key(k), gap_lock(Some(k))] {
@@ -596,8 +812,8 @@ impl Scan<'_> {
                                 Some(false) => {}
                             }
                         }
-                        buf.push_back((k.to_vec(), tree.read_value(cell)?));
-                        Ok(buf.len() < SCAN_BATCH)
+                        batch.push_with(k, |bytes| tree.read_value_into(cell, bytes))?;
+                        Ok(batch.entries.len() < SCAN_BATCH)
                     };
                     let (lo, hi) = (as_ref(&self.lo), as_ref(&self.hi));
                     let r = match self.reverse {
@@ -607,30 +823,24 @@ impl Scan<'_> {
                     inner.guard_read(r)?;
                 }
                 // Ascending, the lock after the range comes last.
-                let at_end = blocked.is_none() && self.buf.len() < SCAN_BATCH;
+                let at_end = blocked.is_none() && self.batch.entries.len() < SCAN_BATCH;
                 if !self.reverse && at_end && !self.end_locked {
-                    blocked = self.try_end_lock(&inner, &tree)?;
+                    blocked = self.try_end_lock(&mut st, inner, &tree)?;
                 }
             }
-            let r = self.txn.escalate_if_needed();
-            self.txn.lock_failure_rolls_back(r)?;
+            let r = txn.escalate_if_needed(&mut st);
+            txn.lock_failure_rolls_back(&mut st, r)?;
             if let Some(lk) = blocked {
-                self.txn.lock_id(lk, LockMode::Shared)?;
-                if let Some((k, _)) = self.buf.back() {
-                    let k = k.clone();
-                    *self.near_bound() = Bound::Excluded(k);
-                }
-                if self.buf.is_empty() {
+                txn.lock_id(&mut st, lk, LockMode::Shared)?;
+                self.move_past_last();
+                if self.batch.entries.is_empty() {
                     continue;
                 }
                 return Ok(());
             }
-            match self.buf.back() {
-                Some((k, _)) if self.buf.len() >= SCAN_BATCH => {
-                    let k = k.clone();
-                    *self.near_bound() = Bound::Excluded(k);
-                }
-                _ => self.done = true,
+            match self.batch.entries.len() >= SCAN_BATCH {
+                true => self.move_past_last(),
+                false => self.done = true,
             }
             return Ok(());
         }
@@ -641,18 +851,10 @@ impl Iterator for Scan<'_> {
     type Item = Result<(Vec<u8>, Vec<u8>)>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if let Some(item) = self.buf.pop_front() {
-            return Some(Ok(item));
-        }
-        if self.done {
-            return None;
-        }
-        match self.fill() {
-            Ok(()) => self.buf.pop_front().map(Ok),
-            Err(e) => {
-                self.done = true;
-                Some(Err(e))
-            }
+        match self.next_entry() {
+            Ok(Some((k, v))) => Some(Ok((k.to_vec(), v.to_vec()))),
+            Ok(None) => None,
+            Err(e) => Some(Err(e)),
         }
     }
 }

@@ -19,7 +19,7 @@ mod fs;
 mod sim;
 
 pub use fs::FsStorage;
-pub use sim::{Fault, SimStats, SimStorage};
+pub use sim::{Fault, SimStats, SimStorage, TraceEntry};
 
 /// A directory of named files.
 pub trait Storage: Send + Sync + 'static {

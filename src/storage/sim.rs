@@ -28,6 +28,7 @@ pub const SECTOR: usize = 512;
 
 /// Counters.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SimStats {
     /// Storage calls.
     pub ops: u64,
@@ -45,6 +46,7 @@ pub struct SimStats {
 
 /// A fault to inject.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Fault {
     /// The call with this index (see `op_count`) and every later one fail: the
     /// machine stopped there. Cleared by `power_loss` or `process_crash`.
@@ -80,6 +82,7 @@ pub enum Fault {
 
 /// One storage call, as recorded by the trace.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TraceEntry {
     /// Call index (see `SimStorage::op_count`).
     pub op: u64,

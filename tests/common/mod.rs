@@ -25,7 +25,7 @@ pub fn small_opts() -> Options {
 /// Read everything committed: a full scan in a fresh transaction, plus `check()`.
 pub fn read_all(db: &Db) -> Result<Model, Error> {
     db.check()?;
-    let mut tx = db.begin()?;
+    let tx = db.begin()?;
     let mut m = Model::new();
     for item in tx.scan(..)? {
         let (k, v) = item?;
@@ -148,7 +148,7 @@ pub fn run_workload(db: &Db, rng: &mut StdRng, mut model: Model, txns: usize) ->
                         let mut k2 = key(rng, 400);
                         k2.insert(0, b'a' + lane as u8);
                         if rng.gen_bool(0.7) {
-                            tx.put(&k2, &value(rng))?;
+                            tx.put(&k2, value(rng))?;
                         } else {
                             tx.delete(&k2)?;
                         }
