@@ -4,6 +4,14 @@
 //! the directory, which makes creations and removals durable. The directory is
 //! locked (an exclusive advisory lock on its `LOCK` file) for the lifetime of
 //! the `FsStorage`, so a second opener, in this or another process, fails.
+//!
+//! A read-only `FsStorage` (`FsStorage::open_read_only`) creates nothing and
+//! opens every file without write access (O_RDONLY), its `LOCK` file
+//! included, on which it takes a shared lock: readers may share the
+//! directory, a writer and a reader exclude each other. Its `remove` and
+//! `sync_dir` are refused, and a write or `set_len` on one of its files fails
+//! in the kernel (the descriptor is not open for writing), so a bug that
+//! writes fails instead of changing the disk.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -19,7 +27,10 @@ pub const LOCK_FILE: &str = "LOCK";
 /// A directory of real files.
 pub struct FsStorage {
     dir: PathBuf,
-    _lock: File,
+    /// The `LOCK` file, held locked; None for a read-only storage of a
+    /// directory without one (see `open_read_only`).
+    _lock: Option<File>,
+    read_only: bool,
 }
 
 impl FsStorage {
@@ -34,17 +45,48 @@ impl FsStorage {
             }
         }
         let lock = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(dir.join(LOCK_FILE))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::WouldBlock,
-                    format!("{} is locked by another open database", dir.display()),
-                ))
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        locked(&dir, lock.try_lock())?;
+        Ok(FsStorage { dir, _lock: Some(lock), read_only: false })
+    }
+
+    /// Open the existing directory `dir` read-only: nothing is ever created
+    /// (not the directory, not a file, not `LOCK`), files are opened without
+    /// write access, and `open` of a missing file is an error of kind
+    /// `NotFound`. `remove` and `sync_dir` are refused (kind
+    /// `ReadOnlyFilesystem`); writes to its files fail in the kernel.
+    ///
+    /// Locking: if the directory has a `LOCK` file, it is opened read-only
+    /// and a shared lock is taken on it for the lifetime of the storage, so
+    /// read-only storages of one directory coexist while a writer (which
+    /// takes the lock exclusively) and a reader exclude each other: a
+    /// directory open for writing gives `WouldBlock`, as `new` does. A
+    /// directory without `LOCK` was never opened by a writer on real files
+    /// (every writer creates it, and nothing removes it: a copy of the other
+    /// files, say); it is not locked then, since locking would need the file
+    /// created, and a writer that opens it meanwhile is not kept out.
+    ///
+    /// # Errors
+    /// `NotFound` if `dir` does not exist, `NotADirectory` if it is not a
+    /// directory; `WouldBlock` if a writer holds the lock; any I/O error.
+    pub fn open_read_only(dir: impl AsRef<Path>) -> io::Result<FsStorage> {
+        let dir = dir.as_ref().to_path_buf();
+        if !std::fs::metadata(&dir)?.is_dir() {
+            return Err(io::Error::new(io::ErrorKind::NotADirectory, format!("{} is not a directory", dir.display())));
         }
-        Ok(FsStorage { dir, _lock: lock })
+        let lock = match File::open(dir.join(LOCK_FILE)) {
+            Ok(lock) => {
+                locked(&dir, lock.try_lock_shared())?;
+                Some(lock)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        Ok(FsStorage { dir, _lock: lock, read_only: true })
+    }
+
+    /// True for a storage opened by `open_read_only`.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
     }
 
     /// The directory.
@@ -60,18 +102,47 @@ impl FsStorage {
     }
 }
 
+/// The outcome of trying to lock `dir`'s `LOCK` file: a lock held elsewhere
+/// is an error of kind `WouldBlock`.
+fn locked(dir: &Path, r: Result<(), std::fs::TryLockError>) -> io::Result<()> {
+    match r {
+        Ok(()) => Ok(()),
+        Err(std::fs::TryLockError::WouldBlock) => Err(io::Error::new(
+            io::ErrorKind::WouldBlock,
+            format!("{} is locked by another open database", dir.display()),
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
+    }
+}
+
 struct FsFile {
     file: File,
 }
 
+impl FsStorage {
+    fn refuse_read_only(&self, what: &str) -> io::Result<()> {
+        match self.read_only {
+            true => Err(io::Error::new(
+                io::ErrorKind::ReadOnlyFilesystem,
+                format!("{what} refused: {} was opened read-only", self.dir.display()),
+            )),
+            false => Ok(()),
+        }
+    }
+}
+
 impl Storage for FsStorage {
     fn open(&self, name: &str) -> io::Result<Arc<dyn StorageFile>> {
-        let file =
-            OpenOptions::new().read(true).write(true).create(true).truncate(false).open(self.file_path(name)?)?;
+        let path = self.file_path(name)?;
+        let file = match self.read_only {
+            true => File::open(path)?,
+            false => OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?,
+        };
         Ok(Arc::new(FsFile { file }))
     }
 
     fn remove(&self, name: &str) -> io::Result<()> {
+        self.refuse_read_only("remove")?;
         std::fs::remove_file(self.file_path(name)?)
     }
 
@@ -92,6 +163,7 @@ impl Storage for FsStorage {
     }
 
     fn sync_dir(&self) -> io::Result<()> {
+        self.refuse_read_only("sync_dir")?;
         File::open(&self.dir)?.sync_all()
     }
 }
@@ -167,6 +239,52 @@ mod tests {
         assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
         drop(a);
         FsStorage::new(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_read_only_storage_creates_nothing_and_cannot_write() {
+        let dir = tmp("ro");
+        let e = FsStorage::open_read_only(&dir).err().expect("missing directory");
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+        assert!(!dir.exists(), "a read-only open created the directory");
+        {
+            let s = FsStorage::new(&dir).unwrap();
+            s.open("a").unwrap().write_all_at(b"hello", 0).unwrap();
+        }
+        let ro = FsStorage::open_read_only(&dir).unwrap();
+        assert!(ro.is_read_only());
+        let f = ro.open("a").unwrap();
+        let mut buf = [0u8; 5];
+        assert_eq!(f.read_at(&mut buf, 0).unwrap(), 5);
+        assert_eq!(&buf, b"hello");
+        assert!(f.write_all_at(b"x", 0).is_err(), "a write through a read-only handle");
+        assert!(f.set_len(1).is_err(), "set_len through a read-only handle");
+        assert_eq!(ro.open("b").err().expect("missing file").kind(), io::ErrorKind::NotFound);
+        assert_eq!(ro.remove("a").unwrap_err().kind(), io::ErrorKind::ReadOnlyFilesystem);
+        assert_eq!(ro.sync_dir().unwrap_err().kind(), io::ErrorKind::ReadOnlyFilesystem);
+        assert_eq!(ro.list().unwrap(), vec!["a".to_string()]);
+        assert_eq!(std::fs::read(dir.join("a")).unwrap(), b"hello");
+        drop((f, ro));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn readers_share_the_lock_and_exclude_a_writer() {
+        let dir = tmp("ro-lock");
+        drop(FsStorage::new(&dir).unwrap());
+        let r1 = FsStorage::open_read_only(&dir).unwrap();
+        let r2 = FsStorage::open_read_only(&dir).unwrap();
+        assert_eq!(FsStorage::new(&dir).err().expect("a writer beside readers").kind(), io::ErrorKind::WouldBlock);
+        drop((r1, r2));
+        let w = FsStorage::new(&dir).unwrap();
+        let e = FsStorage::open_read_only(&dir).err().expect("a reader beside a writer");
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        drop(w);
+        // Without a LOCK file nothing is locked, and nothing is created.
+        std::fs::remove_file(dir.join(LOCK_FILE)).unwrap();
+        drop(FsStorage::open_read_only(&dir).unwrap());
+        assert!(!dir.join(LOCK_FILE).exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -10,15 +10,19 @@
 //! Writes not covered by a successful sync may be lost, land partly (each
 //! 512-byte sector independently old or new) or land out of order. Any call may
 //! fail. `FsStorage` is the real-file implementation, `SimStorage` the
-//! deterministic, fault-injecting one used by the crash tests.
+//! deterministic, fault-injecting one used by the crash tests, and
+//! `OverlayStorage` a copy-on-write layer that keeps every change in memory
+//! over another storage (how `Db::open_read_only` writes nothing).
 
 use std::io;
 use std::sync::Arc;
 
 mod fs;
+mod overlay;
 mod sim;
 
 pub use fs::FsStorage;
+pub use overlay::OverlayStorage;
 pub use sim::{Fault, SimStats, SimStorage, TraceEntry};
 
 /// A directory of named files.
