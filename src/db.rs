@@ -35,7 +35,7 @@ use crate::error::{Error, Result};
 use crate::failstop::FailStop;
 use crate::options::Options;
 use crate::recovery::{self, Checkpointer, OpenParams, RecoveryReport, Sources};
-use crate::storage::{FsStorage, ProcessStorage, Storage, StorageFile};
+use crate::storage::{FsStorage, OverlayStorage, ProcessStorage, Storage, StorageFile};
 use crate::txn::lock::LockManager;
 use crate::txn::versions::VersionStore;
 use crate::txn::{SharedTxnTable, TxnEnv};
@@ -91,6 +91,9 @@ pub(crate) struct Inner {
     bg_cv: Condvar,
     report: RecoveryReport,
     counters: Counters,
+    /// Opened by `Db::open_read_only`: every change is refused, and the
+    /// storage is an overlay that keeps what recovery wrote in memory.
+    read_only: bool,
 }
 
 /// An open database. `Send + Sync`: share it by reference or in an `Arc`.
@@ -116,6 +119,7 @@ impl std::fmt::Debug for Db {
             .field("page_size", &self.inner.page_size)
             .field("stopped", &self.inner.check_ok().is_err())
             .field("background_writer", &self.bg.is_some())
+            .field("read_only", &self.inner.read_only)
             .finish_non_exhaustive()
     }
 }
@@ -255,32 +259,114 @@ impl Db {
     /// `Error::InvalidArgument` for options out of bounds).
     pub fn open_existing_with(path: impl AsRef<Path>, opts: Options) -> Result<Db> {
         let path = path.as_ref();
-        let not_found = |reason| Error::NotFound { path: path.display().to_string(), reason };
-        match std::fs::metadata(path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(not_found("the directory does not exist"))
-            }
-            Err(e) => return Err(Error::Io(e)),
-            Ok(m) if !m.is_dir() => return Err(not_found("it is not a directory")),
-            Ok(_) => {}
-        }
-        let no_data = || not_found("the directory holds no data.db");
-        if !path.join(DATA_FILE).try_exists()? {
-            return Err(no_data());
-        }
+        require_database(path, None)?;
         let storage = lock_dir(path)?;
-        if !storage.list()?.iter().any(|n| n == DATA_FILE) {
-            return Err(no_data());
-        }
+        require_database(path, Some(&storage))?;
         Db::open_with(Arc::new(storage), opts)
+    }
+
+    /// Open the database that exists in directory `path` read-only, with
+    /// default options: see `Db::open_read_only_with`.
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("ariesdb-doc-read-only-{}", std::process::id()));
+    /// # let _ = std::fs::remove_dir_all(&dir);
+    /// let db = ariesdb::Db::open_path_with(&dir, ariesdb::Options::default().background_writer(false))?;
+    /// let mut tx = db.begin()?;
+    /// tx.put(b"k", b"v")?;
+    /// tx.commit()?;
+    /// drop(db); // no close: the next open has recovery to do
+    ///
+    /// let ro = ariesdb::Db::open_read_only(&dir)?; // recovers in memory only
+    /// assert!(ro.recovery_report().redone > 0);
+    /// assert_eq!(ro.begin_read()?.get(b"k")?, Some(b"v".to_vec()));
+    /// ro.check()?;
+    /// assert!(matches!(ro.begin(), Err(ariesdb::Error::ReadOnly)));
+    /// ro.close()?; // writes nothing: recovery is still pending on disk
+    /// assert!(ariesdb::Db::open_existing(&dir)?.recovery_report().redone > 0);
+    /// # let _ = std::fs::remove_dir_all(&dir);
+    /// # Ok::<(), ariesdb::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As `Db::open_read_only_with`.
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Db> {
+        Db::open_read_only_with(path, Options::default())
+    }
+
+    /// Open the database that exists in directory `path` for inspection:
+    /// nothing in the directory is created, written or removed, by the open,
+    /// by any call on the `Db`, by `close()` or by its drop. Every file is
+    /// opened without write access (`FsStorage::open_read_only`), so a write
+    /// that reached the disk would fail rather than change it.
+    ///
+    /// Recovery runs, in memory: after a crash the files are not a
+    /// consistent database until redo and undo are applied (pages lack
+    /// changes that only the log holds, and carry changes of transactions
+    /// that never committed), so an inspection without them would see
+    /// missing commits and report damage that recovery repairs. Here the
+    /// three passes run as at any open, and what they write (pages redone and
+    /// written back, CLRs and END records, the closing checkpoint, the master
+    /// record) goes to an `OverlayStorage` over the files, in memory; the
+    /// `Db` then serves the recovered state. `recovery_report()` says what
+    /// recovery did, so what is still pending on disk: a later `Db::open`
+    /// does it all again, for real.
+    ///
+    /// The `Db` refuses every change with `Error::ReadOnly`: `begin`,
+    /// `checkpoint`, `compact` (and the helpers built on `begin`). Reads
+    /// work: `begin_read`, `check`, `check_report`, `stats`,
+    /// `recovery_report`, and `backup`, which copies into a new directory
+    /// elsewhere. `sync` has nothing to make durable and returns Ok. There is
+    /// no background writer and no automatic checkpoint
+    /// (`Options::background_writer` and `checkpoint_interval_bytes` are
+    /// ignored); `Options::page_size` does not apply (the database keeps its
+    /// own).
+    ///
+    /// Memory: besides the buffer pool (`Options::buffer_pool_pages`), the
+    /// overlay holds a 4 KiB block for each block recovery wrote: about the
+    /// data pages redo and undo changed, plus the log recovery appended (a
+    /// CLR per record undone, a few records for the checkpoint), plus one
+    /// block for the master record. It grows with the work recovery had to
+    /// do (a few blocks after a clean shutdown) and is freed when the `Db`
+    /// is dropped. Evictions while reading may write a page recovery left
+    /// dirty into it too; pages only read cost nothing.
+    ///
+    /// Locking: the directory's `LOCK` file is locked shared for the life of
+    /// the `Db`, so read-only opens of one directory coexist, and a writer
+    /// (`Db::open`, `Db::open_existing`) and a read-only open exclude each
+    /// other (`Error::Locked`). A directory without a `LOCK` file (one no
+    /// writer ever opened on real files, such as a copy of the other files)
+    /// is opened without a lock, because locking would mean creating it; a
+    /// writer that opens it meanwhile is then not kept out.
+    ///
+    /// # Errors
+    /// `Error::NotFound` if `path` does not exist, is not a directory, or
+    /// holds no data file (nothing is created); `Error::Locked` if a `Db`
+    /// that can write has it open, in this or another process;
+    /// `Error::Corruption` for damage recovery cannot repair (on disk
+    /// nothing changes then either); `Error::InvalidArgument` for options out
+    /// of bounds or a format version this build does not open; I/O errors of
+    /// reading.
+    pub fn open_read_only_with(path: impl AsRef<Path>, opts: Options) -> Result<Db> {
+        let path = path.as_ref();
+        require_database(path, None)?;
+        let base = FsStorage::open_read_only(path).map_err(|e| lock_error(path, e))?;
+        require_database(path, Some(&base))?;
+        let overlay = OverlayStorage::new(Arc::new(base))?;
+        let opts = opts.background_writer(false).checkpoint_interval_bytes(0);
+        Db::start(Arc::new(overlay), opts, true)
     }
 
     /// Open (or create) the database on any storage, running restart recovery
     /// if the last shutdown was not clean.
     pub fn open_with(storage: Arc<dyn Storage>, opts: Options) -> Result<Db> {
+        Db::start(storage, opts, false)
+    }
+
+    fn start(storage: Arc<dyn Storage>, opts: Options, read_only: bool) -> Result<Db> {
         opts.validate()?;
         let storage = ProcessStorage::bind(storage);
-        let inner = Arc::new(Inner::open(storage, opts)?);
+        let inner = Arc::new(Inner { read_only, ..Inner::open(storage, opts)? });
         let bg = if inner.opts.background_writer {
             let weak = Arc::downgrade(&inner);
             Some(
@@ -297,7 +383,7 @@ impl Db {
 
     /// Begin a transaction. Many may be open at once, from many threads.
     pub fn begin(&self) -> Result<Txn> {
-        self.inner.check_ok()?;
+        self.inner.check_writable()?;
         let id = TxnId(self.inner.next_txn_id.fetch_add(1, Ordering::Relaxed));
         self.inner.txns.lock().active_txns.insert(id, TxnEntry::new(id));
         Ok(Txn::new(self.inner.clone(), id))
@@ -400,7 +486,7 @@ impl Db {
 
     /// Take a fuzzy checkpoint now; transactions keep running.
     pub fn checkpoint(&self) -> Result<()> {
-        self.inner.check_ok()?;
+        self.inner.check_writable()?;
         let r = self.inner.checkpoint();
         self.inner.guard(r)
     }
@@ -433,7 +519,7 @@ impl Db {
     /// (fail-stop), and reopening recovers to a whole tree, with or without
     /// the moves already logged.
     pub fn compact(&self) -> Result<u64> {
-        self.inner.check_ok()?;
+        self.inner.check_writable()?;
         let _one_at_a_time = self.inner.compacting.lock();
         // Damage found before anything moves is reported like `check`'s,
         // without stopping the database.
@@ -464,6 +550,9 @@ impl Db {
     /// an I/O error of the log flush (which stops the database).
     pub fn sync(&self) -> Result<()> {
         self.inner.check_ok()?;
+        if self.inner.read_only {
+            return Ok(());
+        }
         let r = self.inner.wal.flush_all();
         self.inner.guard(r)
     }
@@ -480,6 +569,11 @@ impl Db {
     pub fn close(mut self) -> Result<()> {
         self.stop_background();
         self.inner.check_ok()?;
+        if self.inner.read_only {
+            // Nothing to write back: what recovery wrote is in memory only.
+            self.inner.closed.store(true, Ordering::Release);
+            return Ok(());
+        }
         let r = self.inner.close();
         self.inner.closed.store(true, Ordering::Release);
         self.inner.guard(r)
@@ -512,7 +606,7 @@ impl Drop for Db {
     fn drop(&mut self) {
         self.stop_background();
         let inner = &self.inner;
-        if inner.closed.swap(true, Ordering::SeqCst) {
+        if inner.closed.swap(true, Ordering::SeqCst) || inner.read_only {
             return;
         }
         // Pairs with the fence in `Txn::commit`: a commit that appended its
@@ -554,6 +648,7 @@ impl Inner {
             report: r.report,
             counters: Counters::default(),
             opts,
+            read_only: false,
         };
         inner.checkpoint()?;
         Ok(inner)
@@ -569,6 +664,15 @@ impl Inner {
             return Err(Error::Closed);
         }
         Ok(())
+    }
+
+    /// As `check_ok`, and refuses a read-only `Db` (`Error::ReadOnly`).
+    fn check_writable(&self) -> Result<()> {
+        self.check_ok()?;
+        match self.read_only {
+            true => Err(Error::ReadOnly),
+            false => Ok(()),
+        }
     }
 
     /// Stop the database because of `e`; the first cause is kept and carried
@@ -734,13 +838,38 @@ impl Inner {
 
 /// The directory `path` on real files, created if missing, and locked.
 fn lock_dir(path: &Path) -> Result<FsStorage> {
-    FsStorage::new(path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::WouldBlock {
-            Error::Locked { path: path.display().to_string() }
-        } else {
-            Error::Io(e)
-        }
-    })
+    FsStorage::new(path).map_err(|e| lock_error(path, e))
+}
+
+/// An error of opening the directory `path`: a lock held elsewhere is
+/// `Error::Locked`.
+fn lock_error(path: &Path, e: std::io::Error) -> Error {
+    match e.kind() {
+        std::io::ErrorKind::WouldBlock => Error::Locked { path: path.display().to_string() },
+        _ => Error::Io(e),
+    }
+}
+
+/// For the opens that create nothing: `path` is a directory holding the
+/// data file, or `Error::NotFound`. Without `locked`, looked for on the
+/// path, before the directory is locked; with it, in the storage that holds
+/// the lock (the data file may have been removed in between).
+fn require_database(path: &Path, locked: Option<&FsStorage>) -> Result<()> {
+    let not_found = |reason| Error::NotFound { path: path.display().to_string(), reason };
+    let no_data = || not_found("the directory holds no data.db");
+    if let Some(storage) = locked {
+        return match storage.list()?.iter().any(|n| n == DATA_FILE) {
+            true => Ok(()),
+            false => Err(no_data()),
+        };
+    }
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(not_found("the directory does not exist")),
+        Err(e) => Err(Error::Io(e)),
+        Ok(m) if !m.is_dir() => Err(not_found("it is not a directory")),
+        Ok(_) if !path.join(DATA_FILE).try_exists()? => Err(no_data()),
+        Ok(_) => Ok(()),
+    }
 }
 
 /// A pause between half and all of `pause`, drawn from the clock and the

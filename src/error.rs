@@ -93,6 +93,16 @@ pub enum Error {
         reason: &'static str,
     },
 
+    /// The `Db` was opened read-only (`Db::open_read_only`) and refuses every
+    /// change: `begin`, `checkpoint`, `compact`. Reads (`begin_read`,
+    /// `check`, `stats`, `backup`) work. Open the database with `Db::open`
+    /// or `Db::open_existing` to change it.
+    #[error(
+        "the database was opened read-only (Db::open_read_only) and cannot be changed; \
+         open it with Db::open_existing to write"
+    )]
+    ReadOnly,
+
     /// The `Db` was closed.
     #[error("the database is closed")]
     Closed,
@@ -280,6 +290,8 @@ mod tests {
         assert!(timeout.to_string().contains("250ms") && timeout.to_string().contains("retry"), "{timeout}");
         assert!(!Error::Io(std::io::Error::other("x")).is_retryable());
         assert!(!Error::corruption("wal", "bad").is_retryable());
+        assert!(!Error::ReadOnly.is_retryable());
+        assert!(Error::ReadOnly.to_string().contains("opened read-only"), "{}", Error::ReadOnly);
     }
 
     #[test]
