@@ -565,9 +565,9 @@ pub fn run(dir: &Path, accounts: u32, threads: u32, quick: bool, crash_only: boo
         if crash_only {
             println!();
             println!("Left as the crash left it: recovery is pending. These commands change nothing in it:");
-            println!("  ariesdb stats {}      (recovers a copy: says what recovery will do)", dir.display());
+            println!("  ariesdb stats {}      (recovers in memory: says what recovery will do)", dir.display());
             println!("  ariesdb waldump {}    (the log, including the losers' records)", dir.display());
-            println!("  ariesdb check {}      (recovers a copy and checks it)", dir.display());
+            println!("  ariesdb check {}      (recovers in memory and checks)", dir.display());
             println!("Any command that opens it (get, scan, put, checkpoint, compact) runs recovery.");
             return Ok(());
         }

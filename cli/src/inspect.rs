@@ -1,34 +1,19 @@
-//! `check` and `stats`: they must not change a byte of the directory, and the
-//! library has no read-only open yet (opening runs recovery and writes a
-//! checkpoint). So they copy the directory's files to a temporary directory,
-//! holding the original's lock meanwhile so nobody writes it during the copy,
-//! and open the copy.
+//! `check` and `stats`: they must not change a byte of the directory. They
+//! open it with `Db::open_read_only`, which creates and writes nothing: it
+//! opens every file read-only, locks the directory shared (so no writer runs
+//! meanwhile; a database open elsewhere is exit 4), and runs recovery in
+//! memory, so what they report is the recovered state, and `stats` says what
+//! recovery is still pending on disk.
 
 use std::path::Path;
 
 use ariesdb::internals::parse_segment_name;
-use ariesdb::{CheckReport, Db, Options, RecoveryReport, DATA_FILE};
+use ariesdb::{CheckReport, Db, RecoveryReport, DATA_FILE};
 
-use crate::util::{ensure_not_in_use, list_files, require_db, size, CliError, TempDir, LOCK_FILE};
+use crate::util::{list_files, size, CliError};
 
-struct Inspected {
-    // Field order is drop order: the database closes before its copy is removed.
-    db: Db,
-    _copy: TempDir,
-}
-
-fn open_copy(dir: &Path) -> Result<Inspected, CliError> {
-    require_db(dir, false)?;
-    let _lock = ensure_not_in_use(dir)?;
-    let copy = TempDir::new("inspect")?;
-    for (name, _) in list_files(dir)? {
-        if name != LOCK_FILE {
-            std::fs::copy(dir.join(&name), copy.0.join(&name))?;
-        }
-    }
-    let db = Db::open_path_with(&copy.0, Options::default().background_writer(false))?;
-    Ok(Inspected { db, _copy: copy })
-}
+/// What the commands say about how they looked.
+const HOW: &str = "opened read-only, recovery run in memory; the directory was not changed";
 
 fn print_tree(r: &CheckReport) {
     println!("  keys              {}", r.keys);
@@ -49,9 +34,9 @@ fn print_tree(r: &CheckReport) {
 }
 
 pub fn check(dir: &Path) -> Result<(), CliError> {
-    let ins = open_copy(dir)?;
-    let r = ins.db.check_report()?;
-    println!("{}: check passed (inspected on a copy; the directory was not changed)", dir.display());
+    let db = Db::open_read_only(dir)?;
+    let r = db.check_report()?;
+    println!("{}: check passed ({HOW})", dir.display());
     print_tree(&r);
     Ok(())
 }
@@ -69,15 +54,13 @@ fn recovery_pending(r: &RecoveryReport) -> String {
 }
 
 pub fn stats(dir: &Path) -> Result<(), CliError> {
-    let files = {
-        require_db(dir, false)?;
-        list_files(dir)?
-    };
-    let ins = open_copy(dir)?;
-    let rec = ins.db.recovery_report();
-    let r = ins.db.check_report()?;
+    let db = Db::open_read_only(dir)?;
+    // Listed under the lock the read-only open holds: no writer changes them.
+    let files = list_files(dir)?;
+    let rec = db.recovery_report();
+    let r = db.check_report()?;
     let data_len = files.iter().find(|(n, _)| n == DATA_FILE).map_or(0, |(_, l)| *l);
-    println!("{} (inspected on a copy; the directory was not changed)", dir.display());
+    println!("{} ({HOW})", dir.display());
     println!();
     let page_size = if r.page_count > 0 && data_len.is_multiple_of(r.page_count) {
         format!(", {} pages of {} bytes", r.page_count, data_len / r.page_count)

@@ -1,7 +1,7 @@
 //! `ariesdb`: the command-line tool of the ariesdb storage engine.
 //!
 //! A crash-and-recover demo, key-value commands, a log dump, check/stats
-//! that inspect a copy of the directory, and backup. Uses only the library's public API
+//! that open the directory read-only, and backup. Uses only the library's public API
 //! (and `ariesdb::internals` for the log decoder). See docs/cli.md.
 
 mod demo;
@@ -152,16 +152,16 @@ enum Cmd {
         #[arg(long)]
         summary: bool,
     },
-    /// Integrity check. Inspects a COPY of DIR (copied to a temporary directory,
-    /// where recovery runs), so DIR itself is never changed. Exit 5 on damage.
+    /// Integrity check. Opens DIR read-only (recovery runs in memory), so DIR
+    /// itself is never changed. Exit 5 on damage.
     Check {
         /// The database directory.
         dir: PathBuf,
     },
     /// What is on disk: data file, pages by kind, free pages, fill, tree height,
-    /// log segments, last checkpoint, and whether recovery is pending. Inspects
-    /// a COPY of DIR (copied to a temporary directory, where recovery runs), so
-    /// DIR itself is never changed. Exit 5 on damage.
+    /// log segments, last checkpoint, and whether recovery is pending. Opens DIR
+    /// read-only (recovery runs in memory), so DIR itself is never changed. Exit
+    /// 5 on damage.
     Stats {
         /// The database directory.
         dir: PathBuf,

@@ -236,7 +236,6 @@ fn backup_makes_a_copy_that_passes_check() {
 fn directory_in_use_is_exit_4() {
     let t = Tmp::new("locked");
     let db = small_db(&t);
-    let before = snapshot(&db);
     let open = ariesdb::Db::open(&db).unwrap();
     for args in [vec!["get", "apple"], vec!["put", "k", "v"], vec!["check"], vec!["stats"], vec!["compact"]] {
         let o = run_in(&db, args[0], &args[1..]);
@@ -245,7 +244,15 @@ fn directory_in_use_is_exit_4() {
     }
     open.close().unwrap();
     assert_eq!(ok(run_in(&db, "get", &["apple"])), "red\n");
-    drop(before);
+    // A read-only open shares the directory with the inspections, not with writers.
+    let before = snapshot(&db);
+    let reader = ariesdb::Db::open_read_only(&db).unwrap();
+    assert!(ok(run_in(&db, "check", &[])).contains("check passed"));
+    assert!(ok(run_in(&db, "stats", &[])).contains("recovery pending: no"));
+    let o = run_in(&db, "put", &["k", "v"]);
+    assert_eq!(code(&o), 4, "{}", String::from_utf8_lossy(&o.stderr));
+    reader.close().unwrap();
+    assert_eq!(snapshot(&db), before);
 }
 
 #[test]
@@ -265,8 +272,11 @@ fn damaged_data_file_is_exit_5() {
         let o = run_in(&db, args[0], &args[1..]);
         assert_eq!(code(&o), 5, "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
         assert!(String::from_utf8_lossy(&o.stderr).contains("damage"));
+        if args[0] != "get" {
+            // `get` opens for writing (its recovery may write); the inspections never do.
+            assert_eq!(snapshot(&db), before, "{args:?} changed a damaged directory");
+        }
     }
-    let _ = before;
 }
 
 #[test]
@@ -274,7 +284,7 @@ fn usage_errors_are_exit_2() {
     assert_eq!(code(&run(&["frobnicate"])), 2);
     assert_eq!(code(&run(&["get"])), 2);
     let help = ok(run(&["--help"]));
-    for word in ["demo", "waldump", "check", "stats", "Exit codes", "COPY", "backup", "DEST"] {
+    for word in ["demo", "waldump", "check", "stats", "Exit codes", "read-only", "backup", "DEST"] {
         assert!(help.contains(word), "--help lacks {word}");
     }
 }
