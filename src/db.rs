@@ -208,12 +208,38 @@ impl Db {
     /// Open (or create) the database in directory `path` on real files. A
     /// missing directory is created, and a directory without a database gets
     /// a new empty one: to open only a database that exists, use
-    /// `Db::open_existing`.
+    /// `Db::open_existing`. If the last shutdown was not clean, restart
+    /// recovery runs first (`Db::recovery_report` says what it did). Default
+    /// options: see `Options`, and `Db::open_path_with` to change them.
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("ariesdb-doc-open-{}", std::process::id()));
+    /// # let _ = std::fs::remove_dir_all(&dir);
+    /// let db = ariesdb::Db::open(&dir)?; // a new, empty database
+    /// let mut tx = db.begin()?;
+    /// tx.put("greeting", "hello")?;
+    /// tx.commit()?;
+    /// drop(db); // no close(): the next open recovers from the log
+    ///
+    /// let db = ariesdb::Db::open(&dir)?; // runs restart recovery
+    /// assert_eq!(db.begin_read()?.get("greeting")?.as_deref(), Some(&b"hello"[..]));
+    /// db.close()?;
+    /// # let _ = std::fs::remove_dir_all(&dir);
+    /// # Ok::<(), ariesdb::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `Error::Locked` if another `Db` has the directory open, in this or
+    /// another process; an I/O error if the directory or its files cannot be
+    /// created or read; then as `Db::open_with`.
     pub fn open(path: impl AsRef<Path>) -> Result<Db> {
         Db::open_path_with(path, Options::default())
     }
 
-    /// Open the database in directory `path` with options.
+    /// Open (or create) the database in directory `path` with options.
+    ///
+    /// # Errors
+    /// As `Db::open`.
     pub fn open_path_with(path: impl AsRef<Path>, opts: Options) -> Result<Db> {
         let storage = lock_dir(path.as_ref())?;
         Db::open_with(Arc::new(storage), opts)
@@ -358,7 +384,15 @@ impl Db {
     }
 
     /// Open (or create) the database on any storage, running restart recovery
-    /// if the last shutdown was not clean.
+    /// if the last shutdown was not clean. With `SimStorage` this is how a test
+    /// crashes a database and checks what recovery kept (see `SimStorage`).
+    ///
+    /// # Errors
+    /// `Error::InvalidArgument` for options out of bounds (naming the setting
+    /// and its range) or a format version this build does not open;
+    /// `Error::Corruption` for damage recovery cannot explain by a crash (a
+    /// durable log record or page unreadable, a missing log segment or data
+    /// file); an I/O error of the storage.
     pub fn open_with(storage: Arc<dyn Storage>, opts: Options) -> Result<Db> {
         Db::start(storage, opts, false)
     }
@@ -381,7 +415,30 @@ impl Db {
         Ok(Db { inner, bg })
     }
 
-    /// Begin a transaction. Many may be open at once, from many threads.
+    /// Begin a read-write transaction. Many may be open at once, from many
+    /// threads; they lock the keys they read and write (see `Txn`). Dropping
+    /// the transaction without `commit` rolls it back.
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("ariesdb-doc-begin-{}", std::process::id()));
+    /// # let _ = std::fs::remove_dir_all(&dir);
+    /// let db = ariesdb::Db::open(&dir)?;
+    /// let mut tx = db.begin()?;
+    /// tx.put("a", "1")?;
+    /// tx.commit()?;
+    ///
+    /// let mut tx = db.begin()?;
+    /// tx.put("a", "2")?;
+    /// assert_eq!(tx.get("a")?.as_deref(), Some(&b"2"[..])); // its own write
+    /// tx.abort()?; // or drop it: rolled back
+    /// assert_eq!(db.begin_read()?.get("a")?.as_deref(), Some(&b"1"[..]));
+    /// # db.close()?; let _ = std::fs::remove_dir_all(&dir);
+    /// # Ok::<(), ariesdb::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `Error::Failed` or `Error::Closed` once the database stopped or
+    /// closed; `Error::ReadOnly` on a database opened read-only.
     pub fn begin(&self) -> Result<Txn> {
         self.inner.check_writable()?;
         let id = TxnId(self.inner.next_txn_id.fetch_add(1, Ordering::Relaxed));
@@ -484,7 +541,14 @@ impl Db {
         Snapshot::begin(self.inner.clone())
     }
 
-    /// Take a fuzzy checkpoint now; transactions keep running.
+    /// Take a fuzzy checkpoint now; transactions keep running. It bounds the
+    /// log that the next restart reads, and lets older log segments go
+    /// (docs/design.md, section 6).
+    ///
+    /// # Errors
+    /// `Error::Failed` or `Error::Closed` once the database stopped or
+    /// closed; `Error::ReadOnly` on a database opened read-only; an I/O
+    /// error of its writes or syncs, which stops the database.
     pub fn checkpoint(&self) -> Result<()> {
         self.inner.check_writable()?;
         let r = self.inner.checkpoint();
@@ -492,12 +556,22 @@ impl Db {
     }
 
     /// Integrity check: page checksums, B+tree order and links, overflow
-    /// chains, free-space accounting. Err(Corruption) if anything is broken.
+    /// chains, free-space accounting, page fill and the tree's height bound.
+    /// Runs under the tree latch held shared: readers go on, writers wait.
+    ///
+    /// # Errors
+    /// As `check_report`.
     pub fn check(&self) -> Result<()> {
         self.check_report().map(|_| ())
     }
 
     /// Like `check`, and says what it counted.
+    ///
+    /// # Errors
+    /// `Error::Corruption` naming the first problem found (the `Db` goes on
+    /// serving what it can); `Error::Failed` or `Error::Closed` once the
+    /// database stopped or closed; an I/O error reading a page, which stops
+    /// the database.
     pub fn check_report(&self) -> Result<CheckReport> {
         self.inner.check_ok()?;
         let r = self.inner.read_latch().and_then(|_r| self.inner.tree().check());

@@ -27,7 +27,10 @@ pub enum Error {
     },
 
     /// This transaction was chosen as the victim of a deadlock and has been
-    /// rolled back. Retry it.
+    /// rolled back. Retry it: `Db::transaction` does, and `Error::is_retryable`
+    /// shows a retry loop of your own. Deadlocks are found when a lock wait
+    /// would close a cycle in the waits-for graph; the transaction whose
+    /// request closes it is the victim.
     #[error("deadlock: this transaction was rolled back; retry it")]
     Deadlock,
 
@@ -265,6 +268,57 @@ impl Error {
     /// True when retrying may succeed: a deadlock or a lock wait that timed
     /// out (retry the transaction), an expired snapshot (begin a new one).
     /// Never for I/O errors or corruption.
+    ///
+    /// A retry loop, for when `Db::transaction` does not fit (say, to count
+    /// attempts or to log them). Two threads write the same two keys in
+    /// opposite orders; once each holds its first key, the second request
+    /// closes a cycle, its transaction is rolled back with `Error::Deadlock`,
+    /// and it runs again:
+    ///
+    /// ```
+    /// use ariesdb::{Db, Error};
+    /// use std::sync::Barrier;
+    /// # let dir = std::env::temp_dir().join(format!("ariesdb-doc-retry-{}", std::process::id()));
+    /// # let _ = std::fs::remove_dir_all(&dir);
+    /// let db = Db::open(&dir)?;
+    /// let mut tx = db.begin()?;
+    /// tx.put("x", "0")?;
+    /// tx.put("y", "0")?;
+    /// tx.commit()?;
+    ///
+    /// let both_hold_one = Barrier::new(2);
+    /// // Runs the transaction until it commits; returns how many attempts it took.
+    /// let write_both = |first: &str, second: &str| -> Result<u32, Error> {
+    ///     let mut attempt = 0;
+    ///     loop {
+    ///         attempt += 1;
+    ///         let result = (|| -> Result<(), Error> {
+    ///             let mut tx = db.begin()?;
+    ///             tx.put(first, "1")?;
+    ///             if attempt == 1 {
+    ///                 both_hold_one.wait();
+    ///             }
+    ///             tx.put(second, "1")?; // one of the two threads gets Error::Deadlock here
+    ///             tx.commit()
+    ///         })();
+    ///         match result {
+    ///             Ok(()) => return Ok(attempt),
+    ///             // The transaction was rolled back: run it again, a few times at most.
+    ///             Err(e) if e.is_retryable() && attempt < 10 => continue,
+    ///             Err(e) => return Err(e),
+    ///         }
+    ///     }
+    /// };
+    /// let (a, b) = std::thread::scope(|s| {
+    ///     let a = s.spawn(|| write_both("x", "y"));
+    ///     let b = s.spawn(|| write_both("y", "x"));
+    ///     (a.join().unwrap(), b.join().unwrap())
+    /// });
+    /// assert_eq!(a? + b?, 3); // the victim ran twice
+    /// assert_eq!(db.stats().deadlocks, 1);
+    /// # db.close()?; let _ = std::fs::remove_dir_all(&dir);
+    /// # Ok::<(), ariesdb::Error>(())
+    /// ```
     pub fn is_retryable(&self) -> bool {
         matches!(self, Error::Deadlock | Error::LockTimeout { .. } | Error::SnapshotTooOld { .. })
     }

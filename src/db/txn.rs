@@ -445,7 +445,36 @@ impl Txn {
     /// the key after the range (next-key locking), so the same range read
     /// twice gives the same entries. `range` is `..`, `ariesdb::range(a, b)`,
     /// or any pair of `Bound<&[u8]>`; for `a..b` over strings or arrays, see
-    /// `scan_range`.
+    /// `scan_range`. Entries are read in batches of 64 under the tree latch
+    /// (held shared), so writers are delayed by one batch at most.
+    ///
+    /// ```
+    /// use std::ops::Bound;
+    /// # let dir = std::env::temp_dir().join(format!("ariesdb-doc-scan-{}", std::process::id()));
+    /// # let _ = std::fs::remove_dir_all(&dir);
+    /// let db = ariesdb::Db::open(&dir)?;
+    /// let mut tx = db.begin()?;
+    /// for (k, v) in [("apple", "1"), ("banana", "2"), ("cherry", "3")] {
+    ///     tx.put(k, v)?;
+    /// }
+    /// // Everything, in key order (bytewise).
+    /// let all = tx.scan(..)?.collect::<Result<Vec<_>, _>>()?;
+    /// assert_eq!(all[0], (b"apple".to_vec(), b"1".to_vec()));
+    /// assert_eq!(all.len(), 3);
+    /// // [b, c): the half-open range of `ariesdb::range`.
+    /// let mut keys = Vec::new();
+    /// for entry in tx.scan(ariesdb::range(b"b", b"c"))? {
+    ///     let (key, _value) = entry?;
+    ///     keys.push(key);
+    /// }
+    /// assert_eq!(keys, [b"banana".to_vec()]);
+    /// // Any pair of bounds; here everything after "banana".
+    /// let after: (Bound<&[u8]>, Bound<&[u8]>) = (Bound::Excluded(b"banana"), Bound::Unbounded);
+    /// assert_eq!(tx.scan(after)?.count(), 1);
+    /// tx.commit()?;
+    /// # db.close()?; let _ = std::fs::remove_dir_all(&dir);
+    /// # Ok::<(), ariesdb::Error>(())
+    /// ```
     ///
     /// # Errors
     /// `Error::TxnEnded` once the transaction has ended, `Error::Failed` or

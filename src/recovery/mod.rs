@@ -55,11 +55,15 @@ pub struct RecoveryReport {
     pub dirty_pages: u64,
     /// Page changes redone.
     pub redone: u64,
-    /// Page changes skipped because the page already had them.
+    /// Page changes redo passed over: the page was not in the dirty page
+    /// table or the record is older than its `rec_lsn`, the page already
+    /// had the change (`page_lsn` at or past the record's LSN), or the page
+    /// was torn and a later record rebuilds it.
     pub skipped: u64,
     /// Torn or never-written pages rebuilt from a full image or init.
     pub pages_rebuilt: u64,
-    /// Records undone.
+    /// Undo steps: records of losers the backward sweep took, each an
+    /// Update undone with a CLR, or a CLR whose `undo_next_lsn` it followed.
     pub undone: u64,
     /// Pages reshaped when a file of an older format version was upgraded
     /// (`BTree::repair_shape`); 0 otherwise.

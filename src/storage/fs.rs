@@ -36,6 +36,11 @@ pub struct FsStorage {
 impl FsStorage {
     /// Open (creating if missing) the directory and lock it. A directory
     /// locked by another `FsStorage` gives an error of kind `WouldBlock`.
+    ///
+    /// # Errors
+    /// Kind `WouldBlock` if another `FsStorage` (in this or another process)
+    /// holds the directory's lock; any I/O error creating the directory or
+    /// its `LOCK` file.
     pub fn new(dir: impl AsRef<Path>) -> io::Result<FsStorage> {
         let dir = dir.as_ref().to_path_buf();
         if !dir.exists() {

@@ -26,14 +26,34 @@ pub use overlay::OverlayStorage;
 pub use sim::{Fault, SimStats, SimStorage, TraceEntry};
 
 /// A directory of named files.
+///
+/// Every call may fail with an I/O error; the engine never retries one. An
+/// error in a path that changes the database stops the `Db` (fail-stop, see
+/// `Error::Failed`), and the next open recovers from what is on stable
+/// storage.
 pub trait Storage: Send + Sync + 'static {
-    /// Open the named file, creating it empty if it does not exist.
+    /// Open the named file, creating it empty if it does not exist. Names
+    /// are plain file names (no `/`).
+    ///
+    /// # Errors
+    /// Any I/O error of the storage (of kind `NotFound` for a storage that
+    /// creates nothing, such as a read-only `FsStorage`).
     fn open(&self, name: &str) -> io::Result<Arc<dyn StorageFile>>;
-    /// Remove the named file.
+    /// Remove the named file. Durable only after a later `sync_dir`.
+    ///
+    /// # Errors
+    /// Any I/O error of the storage, such as a file that does not exist.
     fn remove(&self, name: &str) -> io::Result<()>;
     /// The names of all files.
+    ///
+    /// # Errors
+    /// Any I/O error of the storage.
     fn list(&self) -> io::Result<Vec<String>>;
     /// Make creations and removals of files durable.
+    ///
+    /// # Errors
+    /// Any I/O error of the storage; after an error, which creations and
+    /// removals survive a power loss is unknown.
     fn sync_dir(&self) -> io::Result<()>;
     /// Which life of the machine this storage is in. It changes only when a
     /// simulated machine restarts (`SimStorage::power_loss`,
@@ -94,21 +114,48 @@ impl Storage for ProcessStorage {
 }
 
 /// One open file.
+///
+/// Offsets and lengths are in bytes. Every call may fail with an I/O error,
+/// as for `Storage`.
 pub trait StorageFile: Send + Sync {
-    /// Reads up to buf.len() bytes at offset; fewer only at end of file.
+    /// Reads up to `buf.len()` bytes at `offset`; fewer only at end of file.
+    /// Returns how many bytes were read.
+    ///
+    /// # Errors
+    /// Any I/O error of the storage (a bad sector, a handle of a process
+    /// that a simulated crash ended).
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
-    /// Write all of `buf` at `offset`, extending the file if needed.
+    /// Write all of `buf` at `offset`, extending the file if needed. Durable
+    /// only after a later `sync_data`.
+    ///
+    /// # Errors
+    /// Any I/O error of the storage, such as a full disk; the bytes may
+    /// then be written in part.
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
     /// After Ok, every byte written to this file before the call, and its length,
     /// survive power loss.
+    ///
+    /// # Errors
+    /// Any I/O error of the storage; after an error the written bytes may or
+    /// may not be durable, so the engine never retries a sync: it stops.
     fn sync_data(&self) -> io::Result<()>;
     /// The file's length in bytes.
+    ///
+    /// # Errors
+    /// Any I/O error of the storage.
     fn len(&self) -> io::Result<u64>;
     /// True when the file has no bytes.
+    ///
+    /// # Errors
+    /// As `len`.
     fn is_empty(&self) -> io::Result<bool> {
         Ok(self.len()? == 0)
     }
-    /// Truncate or extend (with zeros) the file to `len` bytes.
+    /// Truncate or extend (with zeros) the file to `len` bytes. Durable only
+    /// after a later `sync_data`.
+    ///
+    /// # Errors
+    /// Any I/O error of the storage, such as a full disk.
     fn set_len(&self, len: u64) -> io::Result<()>;
 }
 
