@@ -1,28 +1,5 @@
-//! ariesdb: an embedded transactional key-value storage engine that recovers
-//! by ARIES.
-//!
-//! ```no_run
-//! use ariesdb::{Db, Options, Durability};
-//! let db = Db::open("my-data")?;
-//! let mut tx = db.begin()?;
-//! tx.put(b"hello", b"world")?;
-//! tx.commit()?;
-//! let mut tx = db.begin()?;
-//! assert_eq!(tx.get(b"hello")?, Some(b"world".to_vec()));
-//! tx.commit()?;
-//! db.close()?;
-//! # Ok::<(), ariesdb::Error>(())
-//! ```
-//!
-//! Layers, bottom to top: core types (`Lsn`, `PageId`, `TxnId`), `storage`
-//! (files and the simulated disk),
-//! `failstop` (the one fail-stop state the layers above share), `page`
-//! (byte layouts and redo of one operation on one page), `wal` (log records,
-//! writer with group commit, reader), `buffer` (the pool; the write-ahead
-//! rule), `btree`, `txn` (transaction table, locks, rollback), `recovery`
-//! (analysis, redo, undo, the driver that runs them, the master record, the
-//! checkpointer), and the `Db` facade. See docs/design.md, section 2.
-
+#![doc = include_str!("../README.md")]
+#![doc(test(attr(deny(warnings))))]
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
