@@ -3,6 +3,12 @@
 //! once found a bug), plus seeded mutations of each input, on stable Rust.
 //! A panic here is a finding: the input that caused it is printed.
 //! More mutations: `ARIESDB_FUZZ_MUTATIONS=2000 cargo test --release --test fuzz_corpus`.
+//!
+//! Needs the `fuzzing` feature, which this repository's dev-dependency on the
+//! crate turns on. The crate that `cargo package` makes has neither that
+//! dev-dependency nor fuzz/, and skips this file.
+
+#![cfg(feature = "fuzzing")]
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
