@@ -111,6 +111,19 @@ fn scan_prefix_range_reverse_limit() {
     assert_eq!(ok(run_in(&db, "scan", &["--start", "apr", "--end", "c"])), "apricot\torange\nbanana\tyellow\n");
     assert_eq!(ok(run_in(&db, "scan", &["--prefix", "zz"])), "");
     assert_eq!(ok(run_in(&db, "scan", &["--hex", "--prefix", "6170", "--limit", "1"])), "6170\t78\n");
+    // A prefix and a range together: their intersection, either direction.
+    assert_eq!(ok(run_in(&db, "scan", &["--prefix", "ap", "--start", "apple"])), "apple\tred\napricot\torange\n");
+    assert_eq!(ok(run_in(&db, "scan", &["--prefix", "ap", "--end", "apr"])), "ap\tx\napple\tred\n");
+    assert_eq!(ok(run_in(&db, "scan", &["--prefix", "ap", "--start", "b"])), "");
+    assert_eq!(
+        ok(run_in(&db, "scan", &["--reverse", "--start", "apple", "--end", "cherry"])),
+        "banana\tyellow\napricot\torange\napple\tred\n"
+    );
+    // Reads change no byte of the directory (a read-only open).
+    let before = snapshot(&db);
+    ok(run_in(&db, "scan", &[]));
+    ok(run_in(&db, "get", &["apple"]));
+    assert!(before == snapshot(&db), "get or scan changed the directory");
 }
 
 #[test]
