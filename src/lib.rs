@@ -22,6 +22,13 @@
 //! rule), `btree`, `txn` (transaction table, locks, rollback), `recovery`
 //! (analysis, redo, undo, the driver that runs them, the master record, the
 //! checkpointer), and the `Db` facade. See docs/design.md, section 2.
+//!
+//! Logging goes through the `log` facade: the open, a clean close and each
+//! recovery pass at info (with a progress line every 2 s in a long redo or
+//! undo), checkpoints and log truncation at debug, a torn page or log tail at
+//! warn, the cause of a fail-stop and background-writer errors at error. The
+//! library never installs a logger: without one nothing is printed (see
+//! docs/design.md, section 13).
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
