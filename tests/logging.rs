@@ -66,7 +66,7 @@ fn errors(lines: &[Line]) -> Vec<&Line> {
 fn put_many(db: &Db, from: u32, n: u32, len: usize) -> ariesdb::Txn {
     let mut tx = db.begin().unwrap();
     for i in from..from + n {
-        tx.put(format!("key{i:07}").as_bytes(), &vec![i as u8; len]).unwrap();
+        tx.put(format!("key{i:07}").as_bytes(), vec![i as u8; len]).unwrap();
     }
     tx
 }
