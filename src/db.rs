@@ -574,6 +574,7 @@ impl Db {
         if self.inner.read_only {
             // Nothing to write back: what recovery wrote is in memory only.
             self.inner.closed.store(true, Ordering::Release);
+            log::info!("closed the read-only database: nothing was written");
             return Ok(());
         }
         let r = self.inner.close();

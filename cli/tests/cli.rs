@@ -376,10 +376,19 @@ fn log_level_prints_the_library_log_on_stderr() {
     let o = run(&["get", d, "apple"]);
     assert!(o.stderr.is_empty(), "{}", stderr(&o));
     assert_eq!(ok(o), "red\n");
-    // The open and the close at info, before or after the command.
+    // The open and the close at info, before or after the command (get
+    // opens read-only).
     let o = run(&["--log-level", "info", "get", d, "apple"]);
     let log = stderr(&o);
     assert_eq!(ok(o), "red\n", "the log goes to stderr, not stdout");
+    assert!(
+        log.contains(&format!("[INFO  ariesdb::db] opened the database read-only in {d} after a clean close")),
+        "{log}"
+    );
+    assert!(log.contains("closed the read-only database: nothing was written"), "{log}");
+    let o = run(&["delete", d, "nothing", "--log-level", "info"]);
+    let log = stderr(&o);
+    ok(o);
     assert!(log.contains(&format!("[INFO  ariesdb::db] opened the database in {d} after a clean close")), "{log}");
     assert!(log.contains("closed cleanly"), "{log}");
     let o = run(&["checkpoint", d, "--log-level", "debug"]);
@@ -388,7 +397,7 @@ fn log_level_prints_the_library_log_on_stderr() {
     assert!(log.contains("[DEBUG ariesdb::recovery::checkpoint] checkpoint (manual)"), "{log}");
     // ARIESDB_LOG when no option is given; the option wins over it.
     let with_env = |args: &[&str]| Command::new(BIN).args(args).env("ARIESDB_LOG", "debug").output().unwrap();
-    let o = with_env(&["get", d, "apple"]);
+    let o = with_env(&["delete", d, "nothing"]);
     assert!(stderr(&o).contains("checkpoint (end of recovery)"), "{}", stderr(&o));
     let o = with_env(&["--log-level", "off", "get", d, "apple"]);
     assert!(o.stderr.is_empty(), "{}", stderr(&o));
