@@ -33,6 +33,16 @@ pub struct FsStorage {
     read_only: bool,
 }
 
+impl std::fmt::Debug for FsStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FsStorage")
+            .field("dir", &self.dir)
+            .field("locked", &self._lock.is_some())
+            .field("read_only", &self.read_only)
+            .finish()
+    }
+}
+
 impl FsStorage {
     /// Open (creating if missing) the directory and lock it. A directory
     /// locked by another `FsStorage` gives an error of kind `WouldBlock`.
