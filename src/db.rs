@@ -25,7 +25,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
@@ -34,7 +34,7 @@ use crate::buffer::BufferPool;
 use crate::error::{Error, Result};
 use crate::failstop::FailStop;
 use crate::options::Options;
-use crate::recovery::{self, Checkpointer, OpenParams, RecoveryReport, Sources};
+use crate::recovery::{self, CheckpointReason, Checkpointer, OpenParams, RecoveryReport, Sources, Start};
 use crate::storage::{FsStorage, OverlayStorage, ProcessStorage, Storage, StorageFile};
 use crate::txn::lock::LockManager;
 use crate::txn::versions::VersionStore;
@@ -242,7 +242,7 @@ impl Db {
     /// As `Db::open`.
     pub fn open_path_with(path: impl AsRef<Path>, opts: Options) -> Result<Db> {
         let storage = lock_dir(path.as_ref())?;
-        Db::open_with(Arc::new(storage), opts)
+        Db::start(Arc::new(storage), opts, false, &format!("in {}", path.as_ref().display()))
     }
 
     /// Open the database that already exists in directory `path`, with default
@@ -288,7 +288,7 @@ impl Db {
         require_database(path, None)?;
         let storage = lock_dir(path)?;
         require_database(path, Some(&storage))?;
-        Db::open_with(Arc::new(storage), opts)
+        Db::start(Arc::new(storage), opts, false, &format!("in {}", path.display()))
     }
 
     /// Open the database that exists in directory `path` read-only, with
@@ -380,7 +380,7 @@ impl Db {
         require_database(path, Some(&base))?;
         let overlay = OverlayStorage::new(Arc::new(base))?;
         let opts = opts.background_writer(false).checkpoint_interval_bytes(0);
-        Db::start(Arc::new(overlay), opts, true)
+        Db::start(Arc::new(overlay), opts, true, &format!("read-only in {}", path.display()))
     }
 
     /// Open (or create) the database on any storage, running restart recovery
@@ -394,13 +394,15 @@ impl Db {
     /// durable log record or page unreadable, a missing log segment or data
     /// file); an I/O error of the storage.
     pub fn open_with(storage: Arc<dyn Storage>, opts: Options) -> Result<Db> {
-        Db::start(storage, opts, false)
+        Db::start(storage, opts, false, "on the given storage")
     }
 
-    fn start(storage: Arc<dyn Storage>, opts: Options, read_only: bool) -> Result<Db> {
+    /// Open on `storage`; `read_only` for `open_read_only_with`; `place` says
+    /// where, for the log line of the open.
+    fn start(storage: Arc<dyn Storage>, opts: Options, read_only: bool, place: &str) -> Result<Db> {
         opts.validate()?;
         let storage = ProcessStorage::bind(storage);
-        let inner = Arc::new(Inner { read_only, ..Inner::open(storage, opts)? });
+        let inner = Arc::new(Inner { read_only, ..Inner::open(storage, opts, place)? });
         let bg = if inner.opts.background_writer {
             let weak = Arc::downgrade(&inner);
             Some(
@@ -551,7 +553,7 @@ impl Db {
     /// error of its writes or syncs, which stops the database.
     pub fn checkpoint(&self) -> Result<()> {
         self.inner.check_writable()?;
-        let r = self.inner.checkpoint();
+        let r = self.inner.checkpoint(CheckpointReason::Manual);
         self.inner.guard(r)
     }
 
@@ -646,6 +648,7 @@ impl Db {
         if self.inner.read_only {
             // Nothing to write back: what recovery wrote is in memory only.
             self.inner.closed.store(true, Ordering::Release);
+            log::info!("closed the read-only database: nothing was written");
             return Ok(());
         }
         let r = self.inner.close();
@@ -683,6 +686,7 @@ impl Drop for Db {
         if inner.closed.swap(true, Ordering::SeqCst) || inner.read_only {
             return;
         }
+        log::debug!("Db dropped without close(): flushing its log; the next open recovers");
         // Pairs with the fence in `Txn::commit`: a commit that appended its
         // record after this flush read the end of the log sees `closed` and
         // flushes itself.
@@ -694,7 +698,8 @@ impl Drop for Db {
 impl Inner {
     /// Recover (see `recovery::recover`), wire the layers together, and take
     /// the closing checkpoint of recovery.
-    fn open(storage: Arc<dyn Storage>, opts: Options) -> Result<Inner> {
+    fn open(storage: Arc<dyn Storage>, opts: Options, place: &str) -> Result<Inner> {
+        let started = Instant::now();
         let params = OpenParams {
             page_size: opts.page_size,
             segment_bytes: opts.segment_bytes(),
@@ -702,6 +707,7 @@ impl Inner {
         };
         let r = recovery::recover(storage, &params)?;
         let fpi_horizon = r.fpi_horizon();
+        let start = r.start;
         let inner = Inner {
             page_size: r.master.page_size as usize,
             data_file: r.data_file,
@@ -724,8 +730,34 @@ impl Inner {
             opts,
             read_only: false,
         };
-        inner.checkpoint()?;
+        inner.checkpoint(CheckpointReason::Open)?;
+        inner.log_open(place, start, started);
         Ok(inner)
+    }
+
+    /// The info line of an open: where, how the database was found, what
+    /// recovery did.
+    fn log_open(&self, place: &str, start: Start, started: Instant) {
+        let r = &self.report;
+        let how = match start {
+            Start::Created => format!("created a new database {place}"),
+            Start::Clean if r.losers == 0 => format!("opened the database {place} after a clean close"),
+            Start::Clean => format!(
+                "opened the database {place} after a clean close, rolling back {} transactions left open at it",
+                r.losers
+            ),
+            Start::Crashed => format!(
+                "opened the database {place} after recovery from an unclean shutdown ({} records redone, {} losers \
+                 rolled back)",
+                r.redone, r.losers
+            ),
+        };
+        log::info!(
+            "{how}: page size {} bytes, log ends at LSN {}; open took {:.1} ms",
+            self.page_size,
+            self.wal.end_lsn(),
+            started.elapsed().as_secs_f64() * 1000.0
+        );
     }
 
     fn tree(&self) -> BTree<'_> {
@@ -806,8 +838,8 @@ impl Inner {
         Sources { env: self.txn_env(), next_txn_id: &self.next_txn_id }
     }
 
-    fn checkpoint(&self) -> Result<()> {
-        self.ckpt.take(&self.ckpt_sources())
+    fn checkpoint(&self, reason: CheckpointReason) -> Result<()> {
+        self.ckpt.take(&self.ckpt_sources(), reason)
     }
 
     /// A checkpoint if the log has grown by `checkpoint_interval_bytes` since
@@ -824,7 +856,7 @@ impl Inner {
         // No record before this checkpoint is redone after a crash, so no
         // redo can touch the pages past the new end once they are cut.
         self.pool.flush_dirty(Lsn::MAX, usize::MAX)?;
-        self.checkpoint()?;
+        self.checkpoint(CheckpointReason::Compact)?;
         let page_count = {
             let _w = self.tree_latch.exclusive();
             // Writers may have grown the file again since: cut at today's count.
@@ -841,7 +873,7 @@ impl Inner {
     /// to redo or undo. Then record where the log ends.
     fn close(&self) -> Result<()> {
         self.pool.flush_dirty(Lsn::MAX, usize::MAX)?;
-        self.checkpoint()?;
+        self.checkpoint(CheckpointReason::Close)?;
         self.wal.flush_all()?;
         // Record where the log ends, so the next open reads no further. With
         // the tree latch and the table lock held nothing can be appended
@@ -849,7 +881,7 @@ impl Inner {
         // log is flushed outside them: if an operation in flight appended
         // after the flush above, there is no clean end to record, and its
         // records are flushed after the latches are released.
-        let clean = {
+        let (clean, end) = {
             let _w = self.tree_latch.exclusive();
             let _t = self.txns.lock();
             self.closed.store(true, Ordering::Release);
@@ -858,10 +890,16 @@ impl Inner {
             if clean {
                 self.ckpt.mark_clean(end)?;
             }
-            clean
+            (clean, end)
         };
-        if !clean {
+        if clean {
+            log::info!("closed cleanly: log ends at LSN {end}; the next open has nothing to recover");
+        } else {
             self.wal.flush_all()?;
+            log::info!(
+                "closed: an operation in flight appended log after the final checkpoint, so the next open reads \
+                 the log to its end"
+            );
         }
         Ok(())
     }

@@ -14,6 +14,7 @@
 //!   is set (at least once; a listener registered during the stop may run
 //!   twice), so a waiter that checks the cause under its own lock and then
 //!   waits is always woken.
+//! - The first stop logs its cause once, at error level.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -78,6 +79,7 @@ impl FailStop {
         };
         debug_assert!(self.is_stopped());
         if newly {
+            log::error!("the database stopped (fail-stop); every later call returns Error::Failed: {first}");
             for l in self.listeners.lock().iter() {
                 l();
             }

@@ -340,3 +340,28 @@ fn the_simulated_disk_trace_has_a_type_users_can_name() {
     assert!(trace.iter().any(|e| e.call == "sync" && e.ok && e.file.starts_with("wal")), "{trace:?}");
     db.close().unwrap();
 }
+
+#[test]
+fn public_types_have_debug() {
+    fn debug<T: std::fmt::Debug>(t: &T) -> String {
+        format!("{t:?}")
+    }
+    let sim = Arc::new(SimStorage::new(5));
+    assert!(debug(&sim).contains("op_count"));
+    let db = Db::open_with(sim.clone(), Options::default()).unwrap();
+    let overlay = ariesdb::storage::OverlayStorage::new(sim.clone()).unwrap();
+    assert!(debug(&overlay).contains("memory_bytes"));
+    let dir = std::env::temp_dir().join(format!("ariesdb-test-debug-{}", std::process::id()));
+    let fs = ariesdb::storage::FsStorage::new(&dir).unwrap();
+    assert!(debug(&fs).contains("FsStorage"));
+    drop(fs);
+    let _ = std::fs::remove_dir_all(&dir);
+    let tx = db.begin().unwrap();
+    let snap = db.begin_read().unwrap();
+    for s in [debug(&db), debug(&tx), debug(&snap), debug(&tx.scan(..).unwrap()), debug(&snap.scan(..).unwrap())] {
+        assert!(!s.is_empty());
+    }
+    for s in [debug(&db.stats()), debug(&db.recovery_report()), debug(&Options::default()), debug(&sim.stats())] {
+        assert!(!s.is_empty());
+    }
+}

@@ -64,7 +64,7 @@ fn crashed_db(dir: &Path) -> Model {
                 tx.delete(&k).unwrap();
                 model.remove(&k);
             } else {
-                tx.put(&k, &value(n)).unwrap();
+                tx.put(&k, value(n)).unwrap();
                 model.insert(k, value(n));
             }
         }
@@ -75,7 +75,7 @@ fn crashed_db(dir: &Path) -> Model {
     }
     let mut loser = db.begin().unwrap();
     for i in 0..200u32 {
-        loser.put(format!("key{:05}", i * 3).as_bytes(), &vec![0xAB; 300]).unwrap();
+        loser.put(format!("key{:05}", i * 3).as_bytes(), vec![0xAB; 300]).unwrap();
     }
     // The drop flushes the log (the loser's records included) and writes back
     // no page; the loser, outliving its Db, logs nothing at its own drop.
@@ -258,7 +258,7 @@ fn damage_is_reported_and_still_nothing_is_written() {
     let db = Db::open(&dir).unwrap();
     let mut tx = db.begin().unwrap();
     for i in 0..300u32 {
-        tx.put(format!("k{i:04}").as_bytes(), &[7u8; 100]).unwrap();
+        tx.put(format!("k{i:04}").as_bytes(), [7u8; 100]).unwrap();
     }
     tx.commit().unwrap();
     db.close().unwrap();

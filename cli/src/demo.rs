@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use ariesdb::internals::parse_segment_name;
 use ariesdb::{Db, Options, Txn, DATA_FILE};
 
+use crate::logger::LogLevel;
 use crate::util::{list_files, size, CliError, LOCK_FILE};
 
 /// Starting balance of every account.
@@ -319,17 +320,23 @@ fn reset_dir(dir: &Path) -> Result<(), CliError> {
 }
 
 /// Run the child, kill it once it is READY (after `linger`), return what it said.
-fn crash_run(dir: &Path, accounts: u32, threads: u32, linger: Duration) -> Result<Seen, CliError> {
+/// The child logs at `log_level` if one was given (else as `ARIESDB_LOG`
+/// says, or warnings only).
+fn crash_run(
+    dir: &Path,
+    accounts: u32,
+    threads: u32,
+    linger: Duration,
+    log_level: Option<LogLevel>,
+) -> Result<Seen, CliError> {
     reset_dir(dir)?;
     let exe = std::env::current_exe()?;
-    let mut child = Command::new(exe)
-        .arg("demo-child")
-        .arg(dir)
-        .args(["--accounts", &accounts.to_string(), "--threads", &threads.to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()?;
+    let mut child = Command::new(exe);
+    child.arg("demo-child").arg(dir).args(["--accounts", &accounts.to_string(), "--threads", &threads.to_string()]);
+    if let Some(l) = log_level {
+        child.args(["--log-level", &l.name()]);
+    }
+    let mut child = child.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn()?;
     let stdout = child.stdout.take().expect("piped");
     let (tx, rx) = mpsc::channel::<String>();
     let reader = std::thread::spawn(move || {
@@ -552,7 +559,14 @@ fn verify(db: &Db, accounts: u32, seen: &Seen) -> Result<Vec<String>, CliError> 
 }
 
 /// The parent: run, kill, recover, verify.
-pub fn run(dir: &Path, accounts: u32, threads: u32, quick: bool, crash_only: bool) -> Result<(), CliError> {
+pub fn run(
+    dir: &Path,
+    accounts: u32,
+    threads: u32,
+    quick: bool,
+    crash_only: bool,
+    log_level: Option<LogLevel>,
+) -> Result<(), CliError> {
     let accounts = if quick { accounts.min(200) } else { accounts }.max(BATCH_ACCOUNTS + 10);
     let threads = threads.max(1);
     let linger = if quick { Duration::from_millis(100) } else { Duration::from_millis(700) };
@@ -560,7 +574,7 @@ pub fn run(dir: &Path, accounts: u32, threads: u32, quick: bool, crash_only: boo
     println!();
     for attempt in 1..=ATTEMPTS {
         println!("Run {attempt}: the workload, in a child process that will be killed with SIGKILL");
-        let seen = crash_run(dir, accounts, threads, linger)?;
+        let seen = crash_run(dir, accounts, threads, linger, log_level)?;
         print_files(dir)?;
         if crash_only {
             println!();
@@ -570,6 +584,13 @@ pub fn run(dir: &Path, accounts: u32, threads: u32, quick: bool, crash_only: boo
             println!("  ariesdb check {}      (recovers in memory and checks)", dir.display());
             println!("Any command that opens it (get, scan, put, checkpoint, compact) runs recovery.");
             return Ok(());
+        }
+        if log::log_enabled!(target: "ariesdb::recovery::driver", log::Level::Info) {
+            println!();
+            println!(
+                "Reopening the database runs restart recovery. What the library logs meanwhile (on stderr; \
+                 --log-level warn hides it):"
+            );
         }
         let t = Instant::now();
         let db = Db::open_path_with(dir, opts())?;

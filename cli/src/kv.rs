@@ -1,21 +1,21 @@
 //! get, put, delete, scan, checkpoint, compact, backup: each opens the
 //! database, does one transaction or one operation, and closes it cleanly.
-//! All but put open only a database that exists (`Db::open_existing`).
+//! get and scan read a snapshot of a read-only open (`Db::open_read_only`:
+//! recovery in memory, nothing written); the others open for writing, and
+//! all but put only a database that exists (`Db::open_existing`).
 
 use std::io::Write;
 use std::ops::Bound;
 use std::path::Path;
 
-use ariesdb::DATA_FILE;
+use ariesdb::{Db, DATA_FILE};
 
 use crate::util::{open, open_or_create, parse_bytes, show, size, CliError};
 
 pub fn get(dir: &Path, key: &str, hex: bool) -> Result<(), CliError> {
     let key = parse_bytes(key, hex, "key")?;
-    let db = open(dir)?;
-    let tx = db.begin()?;
-    let v = tx.get(&key)?;
-    tx.commit()?;
+    let db = Db::open_read_only(dir)?;
+    let v = db.begin_read()?.get(&key)?;
     db.close()?;
     match v {
         Some(v) => {
@@ -61,60 +61,62 @@ pub struct ScanArgs {
     pub hex: bool,
 }
 
-/// The smallest key greater than every key starting with `p` (None: no bound).
-fn prefix_end(p: &[u8]) -> Option<Vec<u8>> {
-    let mut e = p.to_vec();
-    while let Some(last) = e.pop() {
-        if last < 0xff {
-            e.push(last + 1);
-            return Some(e);
-        }
-    }
-    None
-}
-
 pub fn scan(dir: &Path, a: ScanArgs) -> Result<(), CliError> {
-    let mut start: Option<Vec<u8>> = a.start.as_deref().map(|s| parse_bytes(s, a.hex, "start")).transpose()?;
-    let mut end: Option<Vec<u8>> = a.end.as_deref().map(|s| parse_bytes(s, a.hex, "end")).transpose()?;
+    let start: Option<Vec<u8>> = a.start.as_deref().map(|s| parse_bytes(s, a.hex, "start")).transpose()?;
+    let end: Option<Vec<u8>> = a.end.as_deref().map(|s| parse_bytes(s, a.hex, "end")).transpose()?;
+    let mut lo = start.map_or(Bound::Unbounded, Bound::Included);
+    let mut hi = end.map_or(Bound::Unbounded, Bound::Excluded);
     if let Some(p) = a.prefix.as_deref() {
-        let p = parse_bytes(p, a.hex, "prefix")?;
-        if start.as_ref().is_none_or(|s| *s < p) {
-            start = Some(p.clone());
-        }
-        if let Some(pe) = prefix_end(&p) {
-            if end.as_ref().is_none_or(|e| *e > pe) {
-                end = Some(pe);
-            }
-        }
+        // The intersection of the given range and the prefix's.
+        let (plo, phi) = ariesdb::prefix_range(parse_bytes(p, a.hex, "prefix")?);
+        lo = later_start(lo, plo);
+        hi = earlier_end(hi, phi);
     }
-    let db = open(dir)?;
-    let mut rows: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    let db = Db::open_read_only(dir)?;
     {
-        let tx = db.begin()?;
-        let empty = matches!((&start, &end), (Some(s), Some(e)) if s >= e);
-        if !empty {
-            let lo = start.as_deref().map_or(Bound::Unbounded, Bound::Included);
-            let hi = end.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
-            let scan = tx.scan::<(Bound<&[u8]>, Bound<&[u8]>)>((lo, hi))?;
-            // Forward with a limit: stop early. Reverse: the library has no
-            // backward scan yet, so read the range and reverse it.
-            let take = if a.reverse { usize::MAX } else { a.limit.unwrap_or(usize::MAX) };
-            for item in scan.take(take) {
-                rows.push(item?);
-            }
+        let snap = db.begin_read()?;
+        let mut scan = match a.reverse {
+            false => snap.scan_range((lo, hi))?,
+            true => snap.scan_range_rev((lo, hi))?,
+        };
+        let mut out = std::io::stdout().lock();
+        let mut left = a.limit.unwrap_or(usize::MAX);
+        while left > 0 {
+            let Some((k, v)) = scan.next_entry()? else { break };
+            writeln!(out, "{}\t{}", show(k, a.hex), show(v, a.hex))?;
+            left -= 1;
         }
-        tx.commit()?;
     }
     db.close()?;
-    if a.reverse {
-        rows.reverse();
-        rows.truncate(a.limit.unwrap_or(usize::MAX));
-    }
-    let mut out = std::io::stdout().lock();
-    for (k, v) in &rows {
-        writeln!(out, "{}\t{}", show(k, a.hex), show(v, a.hex))?;
-    }
     Ok(())
+}
+
+/// The later of two start bounds (Included(k) starts before Excluded(k)).
+fn later_start(a: Bound<Vec<u8>>, b: Bound<Vec<u8>>) -> Bound<Vec<u8>> {
+    match (&a, &b) {
+        (Bound::Unbounded, _) => b,
+        (_, Bound::Unbounded) => a,
+        (Bound::Included(x) | Bound::Excluded(x), Bound::Included(y) | Bound::Excluded(y)) => {
+            match x.cmp(y).then((matches!(a, Bound::Excluded(_))).cmp(&matches!(b, Bound::Excluded(_)))) {
+                std::cmp::Ordering::Less => b,
+                _ => a,
+            }
+        }
+    }
+}
+
+/// The earlier of two end bounds (Excluded(k) ends before Included(k)).
+fn earlier_end(a: Bound<Vec<u8>>, b: Bound<Vec<u8>>) -> Bound<Vec<u8>> {
+    match (&a, &b) {
+        (Bound::Unbounded, _) => b,
+        (_, Bound::Unbounded) => a,
+        (Bound::Included(x) | Bound::Excluded(x), Bound::Included(y) | Bound::Excluded(y)) => {
+            match x.cmp(y).then((matches!(b, Bound::Excluded(_))).cmp(&matches!(a, Bound::Excluded(_)))) {
+                std::cmp::Ordering::Greater => b,
+                _ => a,
+            }
+        }
+    }
 }
 
 pub fn checkpoint(dir: &Path) -> Result<(), CliError> {

@@ -7,6 +7,7 @@
 mod demo;
 mod inspect;
 mod kv;
+mod logger;
 mod util;
 mod waldump;
 
@@ -15,6 +16,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use logger::LogLevel;
 use util::CliError;
 
 const EXIT_CODES: &str = "\
@@ -33,6 +35,13 @@ Exit codes:
 #[derive(Parser)]
 #[command(name = "ariesdb", version, about, long_about = None, after_help = EXIT_CODES)]
 struct Cli {
+    /// How much of the library's log to print on stderr (info: the open,
+    /// recovery pass by pass, a clean close; debug: also checkpoints and log
+    /// truncation). Default: the ARIESDB_LOG environment variable if set (a
+    /// level, or filters such as ariesdb::wal=debug), else info for demo and
+    /// warn for the other commands.
+    #[arg(long, global = true, value_enum, value_name = "LEVEL")]
+    log_level: Option<LogLevel>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -189,9 +198,14 @@ enum Cmd {
 }
 
 fn run(cli: Cli) -> Result<(), CliError> {
+    let default = match cli.cmd {
+        Cmd::Demo { .. } => log::LevelFilter::Info,
+        _ => log::LevelFilter::Warn,
+    };
+    logger::init(cli.log_level, default);
     match cli.cmd {
         Cmd::Demo { dir, accounts, threads, quick, crash_only } => {
-            demo::run(&dir, accounts, threads, quick, crash_only)
+            demo::run(&dir, accounts, threads, quick, crash_only, cli.log_level)
         }
         Cmd::DemoChild { dir, accounts, threads } => demo::child(&dir, accounts, threads),
         Cmd::Get { dir, key, enc } => kv::get(&dir, &key, enc.hex),

@@ -27,8 +27,10 @@ impl Drop for Tmp {
     }
 }
 
+/// Run the tool with `ARIESDB_LOG` unset, so its log level is the default or
+/// the one `args` give.
 fn run(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().expect("run ariesdb")
+    Command::new(BIN).args(args).env_remove("ARIESDB_LOG").output().expect("run ariesdb")
 }
 
 fn run_in(dir: &Path, cmd: &str, rest: &[&str]) -> Output {
@@ -39,6 +41,10 @@ fn run_in(dir: &Path, cmd: &str, rest: &[&str]) -> Output {
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 fn ok(o: Output) -> String {
@@ -111,6 +117,19 @@ fn scan_prefix_range_reverse_limit() {
     assert_eq!(ok(run_in(&db, "scan", &["--start", "apr", "--end", "c"])), "apricot\torange\nbanana\tyellow\n");
     assert_eq!(ok(run_in(&db, "scan", &["--prefix", "zz"])), "");
     assert_eq!(ok(run_in(&db, "scan", &["--hex", "--prefix", "6170", "--limit", "1"])), "6170\t78\n");
+    // A prefix and a range together: their intersection, either direction.
+    assert_eq!(ok(run_in(&db, "scan", &["--prefix", "ap", "--start", "apple"])), "apple\tred\napricot\torange\n");
+    assert_eq!(ok(run_in(&db, "scan", &["--prefix", "ap", "--end", "apr"])), "ap\tx\napple\tred\n");
+    assert_eq!(ok(run_in(&db, "scan", &["--prefix", "ap", "--start", "b"])), "");
+    assert_eq!(
+        ok(run_in(&db, "scan", &["--reverse", "--start", "apple", "--end", "cherry"])),
+        "banana\tyellow\napricot\torange\napple\tred\n"
+    );
+    // Reads change no byte of the directory (a read-only open).
+    let before = snapshot(&db);
+    ok(run_in(&db, "scan", &[]));
+    ok(run_in(&db, "get", &["apple"]));
+    assert!(before == snapshot(&db), "get or scan changed the directory");
 }
 
 #[test]
@@ -293,8 +312,14 @@ fn usage_errors_are_exit_2() {
 fn demo_crashes_recovers_and_passes() {
     let t = Tmp::new("demo");
     let dir = t.0.join("bank");
-    let out = ok(run(&["demo", dir.to_str().unwrap(), "--quick"]));
+    let o = run(&["demo", dir.to_str().unwrap(), "--quick"]);
+    let log = stderr(&o);
+    let out = ok(o);
     assert!(out.contains("Verdict: PASS"), "{out}");
+    // The demo prints the library's info lines: recovery pass by pass.
+    for line in ["[INFO  ariesdb::recovery::driver] recovery redo done", "recovery undo done", "after recovery from"] {
+        assert!(log.contains(line), "no {line:?} on stderr:\n{log}");
+    }
     assert!(out.contains("SIGKILL"), "{out}");
     let field = |name: &str| -> u64 {
         let line =
@@ -333,4 +358,51 @@ fn demo_crash_only_leaves_recovery_pending_and_inspection_writes_nothing() {
     let dump = ok(run_in(&dir, "waldump", &["--kind", "abort"]));
     assert!(dump.contains("records read"), "{dump}");
     assert_eq!(snapshot(&dir), before, "inspection of a crashed directory changed it");
+    // Opening it runs recovery, which --log-level info shows pass by pass.
+    let o = run(&["--log-level", "info", "scan", dir.to_str().unwrap(), "--limit", "1"]);
+    let log = stderr(&o);
+    ok(o);
+    for line in ["recovery analysis done", "recovery redo done", "recovery undo done", "after recovery from"] {
+        assert!(log.contains(line), "no {line:?} on stderr:\n{log}");
+    }
+}
+
+#[test]
+fn log_level_prints_the_library_log_on_stderr() {
+    let t = Tmp::new("log");
+    let db = small_db(&t);
+    let d = db.to_str().unwrap();
+    // The default for commands other than demo is warn: a clean open logs nothing.
+    let o = run(&["get", d, "apple"]);
+    assert!(o.stderr.is_empty(), "{}", stderr(&o));
+    assert_eq!(ok(o), "red\n");
+    // The open and the close at info, before or after the command (get
+    // opens read-only).
+    let o = run(&["--log-level", "info", "get", d, "apple"]);
+    let log = stderr(&o);
+    assert_eq!(ok(o), "red\n", "the log goes to stderr, not stdout");
+    assert!(
+        log.contains(&format!("[INFO  ariesdb::db] opened the database read-only in {d} after a clean close")),
+        "{log}"
+    );
+    assert!(log.contains("closed the read-only database: nothing was written"), "{log}");
+    let o = run(&["delete", d, "nothing", "--log-level", "info"]);
+    let log = stderr(&o);
+    ok(o);
+    assert!(log.contains(&format!("[INFO  ariesdb::db] opened the database in {d} after a clean close")), "{log}");
+    assert!(log.contains("closed cleanly"), "{log}");
+    let o = run(&["checkpoint", d, "--log-level", "debug"]);
+    let log = stderr(&o);
+    ok(o);
+    assert!(log.contains("[DEBUG ariesdb::recovery::checkpoint] checkpoint (manual)"), "{log}");
+    // ARIESDB_LOG when no option is given; the option wins over it.
+    let with_env = |args: &[&str]| Command::new(BIN).args(args).env("ARIESDB_LOG", "debug").output().unwrap();
+    let o = with_env(&["delete", d, "nothing"]);
+    assert!(stderr(&o).contains("checkpoint (end of recovery)"), "{}", stderr(&o));
+    let o = with_env(&["--log-level", "off", "get", d, "apple"]);
+    assert!(o.stderr.is_empty(), "{}", stderr(&o));
+    // A level that is not one is a usage error.
+    let o = run(&["--log-level", "loud", "get", d, "apple"]);
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("possible values: error, warn, info, debug, trace, off"), "{}", stderr(&o));
 }

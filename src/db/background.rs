@@ -7,7 +7,8 @@
 //! - It holds only a `Weak` reference between ticks, so it never keeps a
 //!   dropped database alive; `Db::close` and `Db::drop` stop and join it.
 //! - It does nothing on a stopped or closed database; an error of a tick stops
-//!   the database like any write path's (`Inner::guard`).
+//!   the database like any write path's (`Inner::guard`), and is logged at
+//!   error level with what the writer was doing.
 //! - Pages it writes back obey the write-ahead rule (`BufferPool::write_page`);
 //!   it flushes the log first so that they need not wait for it.
 
@@ -16,7 +17,7 @@ use std::sync::Weak;
 use std::time::Duration;
 
 use super::Inner;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// Pages written back per tick at most.
 const PAGES_PER_TICK: usize = 64;
@@ -46,16 +47,25 @@ pub(super) fn background_loop(weak: Weak<Inner>) {
 
 /// One tick: flush the log, write back old dirty pages, checkpoint if due.
 pub(super) fn background_tick(inner: &Inner) -> Result<()> {
+    let mut step = "";
     let r = (|| {
         // Keep the log durable close behind its end: commits with
         // Durability::Eventual become durable within a tick, and dirty
         // pages can be written back without waiting for a log fsync.
+        step = "flushing the log";
         if inner.wal.end_lsn() > inner.wal.durable_lsn() {
             inner.wal.flush_all()?;
         }
+        step = "writing back dirty pages";
         let horizon = inner.fpi_horizon.load();
         inner.pool.flush_dirty(horizon, PAGES_PER_TICK)?;
+        step = "taking a checkpoint";
         inner.checkpoint_if_due()
     })();
+    match &r {
+        // Stopped or closed by another thread meanwhile: not this tick's error.
+        Ok(()) | Err(Error::Failed { .. } | Error::Closed) => {}
+        Err(e) => log::error!("background writer: {step} failed: {e}"),
+    }
     inner.guard(r)
 }

@@ -31,6 +31,7 @@
 //!   both are released.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use parking_lot::Mutex;
 
@@ -40,6 +41,37 @@ use crate::error::Result;
 use crate::txn::TxnEnv;
 use crate::types::{AtomicLsn, Lsn, TxnEntry, TxnId};
 use crate::wal::{Body, CheckpointData, RecordHeader};
+
+/// Why a checkpoint is taken: said in its log line (debug).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// The closing checkpoint of recovery, at open.
+    Open,
+    /// Asked for (`Db::checkpoint`).
+    Manual,
+    /// The log grew by the checkpoint interval since the last one began.
+    Interval,
+    /// A release checkpoint: log kept for a transaction or a snapshot that
+    /// has ended since can go (`holder_gone`).
+    Release,
+    /// After the moves of a compaction.
+    Compact,
+    /// The last checkpoint of a clean close.
+    Close,
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Reason::Open => "end of recovery",
+            Reason::Manual => "manual",
+            Reason::Interval => "interval: the log grew by checkpoint_interval_bytes",
+            Reason::Release => "release: a large transaction or a snapshot that held log has ended",
+            Reason::Compact => "compaction",
+            Reason::Close => "close",
+        })
+    }
+}
 
 struct State {
     master: MasterFile,
@@ -105,9 +137,9 @@ impl Checkpointer {
     ///
     /// # Errors
     /// An I/O error of the log, the data file or the master record.
-    pub fn take(&self, s: &Sources<'_>) -> Result<()> {
+    pub fn take(&self, s: &Sources<'_>, reason: Reason) -> Result<()> {
         let mut st = self.state.lock();
-        self.take_locked(s, &mut st, true)
+        self.take_locked(s, &mut st, true, reason)
     }
 
     /// With a non-zero `interval`: if the log has grown by the interval since
@@ -134,9 +166,9 @@ impl Checkpointer {
         }
         let mut st = self.state.lock();
         if grown(st.last_begin) {
-            self.take_locked(s, &mut st, true)
+            self.take_locked(s, &mut st, true, Reason::Interval)
         } else if holder_gone(s, kept()) {
-            self.take_locked(s, &mut st, false)
+            self.take_locked(s, &mut st, false, Reason::Release)
         } else {
             Ok(())
         }
@@ -162,7 +194,8 @@ impl Checkpointer {
     /// page dirty then has kept its rec_lsn, and a page dirtied since has a
     /// later one. The next checkpoint with the write-back writes back what
     /// was dirty before this one began, so the bound holds from then on.
-    fn take_locked(&self, s: &Sources<'_>, st: &mut State, write_back: bool) -> Result<()> {
+    fn take_locked(&self, s: &Sources<'_>, st: &mut State, write_back: bool, reason: Reason) -> Result<()> {
+        let started = Instant::now();
         if write_back {
             s.env.pool.flush_dirty(st.last_begin, usize::MAX)?;
         }
@@ -184,6 +217,7 @@ impl Checkpointer {
         let held = s.env.versions.oldest_logged_lsn().map_or(held, |l| l.min(held));
         let keep_from = held.min(redo_start);
         assert!(keep_from <= begin, "log truncation past the checkpoint's begin");
+        let (txn_count, dirty_count) = (active_txns.len(), dirty_pages.len());
         let data = CheckpointData {
             begin_lsn: begin,
             next_txn_id: TxnId(s.next_txn_id.load(Ordering::Relaxed)),
@@ -198,6 +232,11 @@ impl Checkpointer {
         st.last_begin = begin;
         self.begin.store(begin);
         self.count.fetch_add(1, Ordering::Relaxed);
+        log::debug!(
+            "checkpoint ({reason}) in {:.1} ms: begin LSN {begin}, {dirty_count} dirty pages, {txn_count} active \
+             transactions; redo from it would start at LSN {redo_start}, log kept from LSN {keep_from}",
+            super::ms(super::micros(started))
+        );
         s.env.wal.truncate_before(keep_from)?;
         self.kept_from.store(keep_from);
         self.needed_from.store(redo_start);

@@ -19,8 +19,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use log::Level;
+
 use super::master::MasterFile;
-use super::{analysis, micros, redo, undo, Analysis, RecoveryReport};
+use super::{analysis, micros, ms, redo, undo, Analysis, RecoveryReport};
 use crate::btree::{BTree, TxnCtx};
 use crate::buffer::BufferPool;
 use crate::error::{Error, Result};
@@ -68,6 +70,8 @@ pub struct Recovered {
     pub next_txn_id: TxnId,
     /// What recovery did.
     pub report: RecoveryReport,
+    /// How the database was found.
+    pub start: Start,
 }
 
 impl Recovered {
@@ -89,10 +93,28 @@ pub fn recover(storage: Arc<dyn Storage>, opts: &OpenParams) -> Result<Recovered
     let data_file = storage.open(DATA_FILE)?;
     let (mut master_file, master) =
         MasterFile::open(&*storage, data_file.clone(), !segments.is_empty(), opts.page_size)?;
+    let created = segments.is_empty() && master.checkpoint_lsn.is_none();
     let known_end = clean_end(&segments, &mut master_file, &master)?;
+    let start = match (created, known_end) {
+        (true, _) => Start::Created,
+        (false, Some(_)) => Start::Clean,
+        (false, None) => Start::Crashed,
+    };
     let mut report = RecoveryReport { checkpoint_lsn: master.checkpoint_lsn.get(), ..Default::default() };
 
+    // After a crash every pass logs at info; after a clean close at debug
+    // unless analysis finds work (a transaction left open at the close); for
+    // a new database at trace.
+    let mut level = match start {
+        Start::Crashed => Level::Info,
+        Start::Clean => Level::Debug,
+        Start::Created => Level::Trace,
+    };
     let t = Instant::now();
+    match master.checkpoint_lsn {
+        c if c.is_none() => log::log!(level, "recovery analysis: reading the whole log to its end (no checkpoint)"),
+        c => log::log!(level, "recovery analysis: reading the log from the checkpoint at LSN {c} to its end"),
+    }
     let analysis = run_analysis(&segments, &master, known_end)?;
     // The log reaches at least the checkpoint the master record names.
     assert!(analysis.end.end_lsn() >= master.checkpoint_lsn, "the log ends before its checkpoint");
@@ -100,6 +122,10 @@ pub fn recover(storage: Arc<dyn Storage>, opts: &OpenParams) -> Result<Recovered
     report.end_lsn = analysis.end.end_lsn().get();
     report.records_analyzed = analysis.end.records;
     report.dirty_pages = analysis.dirty_pages.len() as u64;
+    if !analysis.active_txns.is_empty() || !analysis.dirty_pages.is_empty() {
+        level = Level::Info;
+    }
+    log_analysis(level, &master, &analysis, &report);
 
     segments.erase_stale_tail(&analysis.end)?;
     let end = &analysis.end;
@@ -111,25 +137,114 @@ pub fn recover(storage: Arc<dyn Storage>, opts: &OpenParams) -> Result<Recovered
     let pool = BufferPool::new(data_file.clone(), wal.clone(), page_size, opts.buffer_pool_pages, stop.clone());
 
     let t = Instant::now();
+    match analysis.dirty_pages.values().min() {
+        Some(from) => log::log!(
+            level,
+            "recovery redo: repeating history from LSN {from} to LSN {}, for {} dirty pages",
+            report.end_lsn,
+            report.dirty_pages
+        ),
+        None => log::log!(level, "recovery redo: no dirty pages, nothing to redo"),
+    }
     redo(&pool, &segments, &analysis, &mut report)?;
     // Redo started at or before the checkpoint and read up to the end.
     assert!(report.redo_start_lsn <= report.end_lsn, "redo began past the end of the log: {report:?}");
     report.redo_us = micros(t);
+    log::log!(
+        level,
+        "recovery redo done in {:.1} ms: {} records applied, {} skipped (page_lsn test: already on the page, \
+         or the page not dirty), {} torn or never-written pages rebuilt from their full images",
+        ms(report.redo_us),
+        report.redone,
+        report.skipped,
+        report.pages_rebuilt
+    );
 
     let tree = BTree::new(&pool, master.checkpoint_lsn);
     ensure_meta(&pool, &tree, &wal, master.checkpoint_lsn)?;
 
     let t = Instant::now();
+    let (winners, losers) = outcomes(&analysis);
+    log::log!(
+        level,
+        "recovery undo: rolling back {losers} losers in one backward sweep; {winners} winners get END records"
+    );
     let mut txns = TxnTable::default();
     undo(&tree, &wal, &mut txns, &analysis, &mut report)?;
     report.undo_us = micros(t);
+    log::log!(
+        level,
+        "recovery undo done in {:.1} ms: {} records undone, each logged as a CLR; {} losers rolled back",
+        ms(report.undo_us),
+        report.undone,
+        report.losers
+    );
     if master.version < page::FORMAT_VERSION {
         // An older version's tree may hold pages below the fill bounds:
         // reshape it once, before the checkpoint that records version 2.
         report.shape_repairs = tree.repair_shape(&mut TxnCtx::new(TxnId::SYSTEM, Lsn::NONE))?;
+        log::info!(
+            "format version {} upgraded: {} pages reshaped to the fill bounds",
+            master.version,
+            report.shape_repairs
+        );
     }
     let next_txn_id = analysis.next_txn_id;
-    Ok(Recovered { data_file, master_file, master, wal, pool, stop, txns, next_txn_id, report })
+    Ok(Recovered { data_file, master_file, master, wal, pool, stop, txns, next_txn_id, report, start })
+}
+
+/// How the database was found at open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// There was none: a new database was created.
+    Created,
+    /// The last close was clean: the log's end was known.
+    Clean,
+    /// The last run ended without a clean close (a crash, a kill, a dropped
+    /// `Db`, a failed close): recovery found the end of the log.
+    Crashed,
+}
+
+/// Transactions analysis found open at the end of the log: (winners, losers).
+fn outcomes(a: &Analysis) -> (usize, usize) {
+    let winners = a.active_txns.values().filter(|e| e.committed).count();
+    (winners, a.active_txns.len() - winners)
+}
+
+/// The line that ends analysis, and a warning if a torn tail left stale log
+/// to erase.
+fn log_analysis(level: Level, master: &Master, a: &Analysis, report: &RecoveryReport) {
+    let (winners, losers) = outcomes(a);
+    log::log!(
+        level,
+        "recovery analysis done in {:.1} ms: log LSN {}..{} ({} records, {} bytes); {winners} winners, \
+         {losers} losers, {} dirty pages",
+        ms(report.analysis_us),
+        analysis_start(master),
+        report.end_lsn,
+        a.end.records,
+        a.end.bytes,
+        report.dirty_pages
+    );
+    let end = a.end.end_lsn();
+    let stale_until = a.end.how.stale_until();
+    if stale_until > end || !a.end.stale_segments.is_empty() {
+        log::warn!(
+            "recovery: the log's tail was torn at LSN {end}: cut there, and the stale log after it erased \
+             (records up to LSN {stale_until} in its segment, {} later segments)",
+            a.end.stale_segments.len()
+        );
+    }
+}
+
+/// Where analysis starts reading: the checkpoint the master record names,
+/// or the start of the log.
+fn analysis_start(master: &Master) -> Lsn {
+    if master.checkpoint_lsn.is_none() {
+        wal::LSN_START
+    } else {
+        master.checkpoint_lsn
+    }
 }
 
 /// Where the log ends if the last close was clean: the master record says so,
@@ -152,7 +267,7 @@ fn run_analysis(segments: &Segments, master: &Master, known_end: Option<Lsn>) ->
     if segments.is_empty() && master.checkpoint_lsn.is_none() {
         return Ok(Analysis { next_txn_id: TxnId::SYSTEM.next(), end: ScanEnd::empty_log(), ..Default::default() });
     }
-    let from = if master.checkpoint_lsn.is_none() { wal::LSN_START } else { master.checkpoint_lsn };
+    let from = analysis_start(master);
     let a = analysis(segments, from, master.durable_lsn, known_end)?;
     debug_assert!(a.end.end_lsn() >= from, "the log ends before the checkpoint it starts from");
     Ok(a)

@@ -18,6 +18,11 @@
 //! Files: the passes (`analysis.rs`, `redo.rs`, `undo.rs`), the driver that
 //! runs them at open (`driver.rs`), the master record's I/O (`master.rs`) and
 //! the checkpointer (`checkpoint.rs`).
+//!
+//! Logging (the `log` facade): each pass when it starts and ends, at info when
+//! recovery has work (a crash, or transactions left open at a clean close),
+//! at debug otherwise; during redo and undo a progress line at most every
+//! `PROGRESS_INTERVAL` (`Progress`); checkpoints and truncation at debug.
 
 mod analysis;
 mod checkpoint;
@@ -26,11 +31,13 @@ mod master;
 mod redo;
 mod undo;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use crate::types::Lsn;
 
 pub use analysis::{analysis, Analysis};
-pub use checkpoint::{Checkpointer, Sources};
-pub use driver::{recover, OpenParams, DATA_FILE};
+pub use checkpoint::{Checkpointer, Reason as CheckpointReason, Sources};
+pub use driver::{recover, OpenParams, Start, DATA_FILE};
 pub use redo::redo;
 pub use undo::undo;
 
@@ -79,4 +86,72 @@ pub struct RecoveryReport {
 /// Time since `t` in microseconds.
 pub fn micros(t: Instant) -> u64 {
     t.elapsed().as_micros() as u64
+}
+
+/// Microseconds as milliseconds, for log lines.
+pub fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+/// The least time between two progress lines of a recovery pass.
+pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(2);
+/// Records (or undo steps) between two looks at the clock.
+const PROGRESS_EVERY: u64 = 4096;
+
+/// Progress lines for a long pass: `tick` is called once per record; it
+/// counts, looks at the clock only every `PROGRESS_EVERY` calls, and logs a
+/// line (info) when `interval` has passed since the pass began or since the
+/// last line. A pass shorter than the interval logs none.
+pub(crate) struct Progress {
+    pass: &'static str,
+    goal: Lsn,
+    interval: Duration,
+    calls: u64,
+    last: Instant,
+}
+
+impl Progress {
+    /// Progress of `pass`, which works towards LSN `goal` (forward for redo,
+    /// backward for undo).
+    pub(crate) fn new(pass: &'static str, goal: Lsn) -> Progress {
+        Progress::with_interval(pass, goal, PROGRESS_INTERVAL)
+    }
+
+    fn with_interval(pass: &'static str, goal: Lsn, interval: Duration) -> Progress {
+        Progress { pass, goal, interval, calls: 0, last: Instant::now() }
+    }
+
+    /// One more record: the pass is at LSN `at`, with `done` of `total` bytes
+    /// of log behind it. Returns true if it logged a line.
+    #[inline]
+    pub(crate) fn tick(&mut self, at: Lsn, done: u64, total: u64) -> bool {
+        self.calls += 1;
+        if !self.calls.is_multiple_of(PROGRESS_EVERY) || self.last.elapsed() < self.interval {
+            return false;
+        }
+        self.last = Instant::now();
+        let pct = if total == 0 { 100.0 } else { done.min(total) as f64 * 100.0 / total as f64 };
+        log::info!(
+            "recovery {}: at LSN {at}, {pct:.0}% of the way to LSN {} ({} records so far)",
+            self.pass,
+            self.goal,
+            self.calls
+        );
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_looks_at_the_clock_every_4096_records_and_logs_at_most_once_per_interval() {
+        let mut p = Progress::with_interval("redo", Lsn(1 << 20), Duration::ZERO);
+        let lines = (0..3 * PROGRESS_EVERY).filter(|&i| p.tick(Lsn(i), i, 3 * PROGRESS_EVERY)).count();
+        assert_eq!(lines, 3, "a line every 4096 records when the interval has passed");
+        let mut p = Progress::new("undo", Lsn(1));
+        let lines = (0..3 * PROGRESS_EVERY).filter(|&i| p.tick(Lsn(i), i, 3 * PROGRESS_EVERY)).count();
+        assert_eq!(lines, 0, "no line before the interval has passed");
+    }
 }

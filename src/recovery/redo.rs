@@ -4,7 +4,7 @@
 //! `page_lsn < lsn`. A torn page is rebuilt from the first full image or init
 //! of it in the log.
 
-use super::{Analysis, RecoveryReport};
+use super::{Analysis, Progress, RecoveryReport};
 use crate::buffer::BufferPool;
 use crate::error::{Error, Result};
 use crate::page::{self, PageRef};
@@ -23,6 +23,7 @@ fn redo_part(
     part: &PagePart,
     same_record: bool,
     report: &mut RecoveryReport,
+    torn: &mut Vec<PageId>,
 ) -> Result<bool> {
     let h = pool.fetch(part.page_id)?;
     let mut g = h.write();
@@ -31,6 +32,10 @@ fn redo_part(
             // A torn page: its full image comes later in the log.
             report.skipped += 1;
             return Ok(false);
+        }
+        // All zeros: never written (a new page); anything else was torn.
+        if g.iter().any(|&b| b != 0) {
+            torn.push(part.page_id);
         }
         g.fill(0);
         report.pages_rebuilt += 1;
@@ -64,6 +69,8 @@ pub fn redo(pool: &BufferPool, segments: &Segments, a: &Analysis, report: &mut R
     // Analysis found the end: redo stops there without looking past it again.
     let end_lsn = a.end.end_lsn();
     let mut prev = Lsn::NONE;
+    let mut progress = Progress::new("redo", end_lsn);
+    let mut torn = Vec::new();
     let end = reader::scan(segments, redo_start, Lsn::NONE, Some(end_lsn), |rec| {
         if rec.lsn >= end_lsn {
             return Ok(());
@@ -71,12 +78,13 @@ pub fn redo(pool: &BufferPool, segments: &Segments, a: &Analysis, report: &mut R
         // Repeating history: in log order, never before redo's start.
         assert!(rec.lsn > prev && rec.lsn >= redo_start, "redo out of log order at LSN {}", rec.lsn);
         prev = rec.lsn;
+        progress.tick(rec.lsn, rec.lsn - redo_start, end_lsn - redo_start);
         let mut applied: Vec<PageId> = Vec::new();
         for part in rec.body.parts() {
             match a.dirty_pages.get(&part.page_id) {
                 Some(&rec_lsn) if rec.lsn >= rec_lsn => {
                     let same_record = applied.contains(&part.page_id);
-                    if redo_part(pool, rec, part, same_record, report)? && !same_record {
+                    if redo_part(pool, rec, part, same_record, report, &mut torn)? && !same_record {
                         applied.push(part.page_id);
                     }
                 }
@@ -87,6 +95,16 @@ pub fn redo(pool: &BufferPool, segments: &Segments, a: &Analysis, report: &mut R
     })?;
     if end.end_lsn() != end_lsn {
         return Err(Error::corruption("wal", "the log changed between analysis and redo"));
+    }
+    if !torn.is_empty() {
+        let shown: Vec<String> = torn.iter().take(8).map(|p| p.to_string()).collect();
+        log::warn!(
+            "recovery redo: {} torn pages (checksum or structure failed) rebuilt from their full images in the \
+             log: pages {}{}",
+            torn.len(),
+            shown.join(", "),
+            if torn.len() > shown.len() { ", ..." } else { "" }
+        );
     }
     // Every dirty page must now be whole: a torn page with no image is damage.
     for &pid in a.dirty_pages.keys() {

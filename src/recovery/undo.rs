@@ -8,7 +8,7 @@
 
 use std::collections::BinaryHeap;
 
-use super::{Analysis, RecoveryReport};
+use super::{Analysis, Progress, RecoveryReport};
 use crate::btree::{BTree, TxnCtx};
 use crate::error::Result;
 
@@ -36,8 +36,12 @@ pub fn undo(
             heap.push((e.undo_next_lsn, id));
         }
     }
+    let top = heap.peek().map_or(Lsn::NONE, |&(l, _)| l);
+    let bottom = heap.iter().map(|&(_, id)| a.active_txns[&id].first_lsn).min().unwrap_or(Lsn::NONE);
+    let mut progress = Progress::new("undo", bottom);
     let mut last_undone = Lsn::MAX;
     while let Some((cur, id)) = heap.pop() {
+        progress.tick(cur, top.saturating_sub(cur), top.saturating_sub(bottom));
         // One backward sweep: every step undoes a record below the previous one.
         assert!(cur < last_undone || cur.is_none(), "undo went forward: {cur} after {last_undone}");
         last_undone = cur;

@@ -33,6 +33,16 @@ pub struct FsStorage {
     read_only: bool,
 }
 
+impl std::fmt::Debug for FsStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FsStorage")
+            .field("dir", &self.dir)
+            .field("locked", &self._lock.is_some())
+            .field("read_only", &self.read_only)
+            .finish()
+    }
+}
+
 impl FsStorage {
     /// Open (creating if missing) the directory and lock it. A directory
     /// locked by another `FsStorage` gives an error of kind `WouldBlock`.
@@ -240,7 +250,7 @@ mod tests {
     fn second_opener_is_refused_until_the_first_is_gone() {
         let dir = tmp("lock");
         let a = FsStorage::new(&dir).unwrap();
-        let e = FsStorage::new(&dir).err().expect("second open must fail");
+        let e = FsStorage::new(&dir).expect_err("second open must fail");
         assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
         drop(a);
         FsStorage::new(&dir).unwrap();
@@ -250,7 +260,7 @@ mod tests {
     #[test]
     fn a_read_only_storage_creates_nothing_and_cannot_write() {
         let dir = tmp("ro");
-        let e = FsStorage::open_read_only(&dir).err().expect("missing directory");
+        let e = FsStorage::open_read_only(&dir).expect_err("missing directory");
         assert_eq!(e.kind(), io::ErrorKind::NotFound);
         assert!(!dir.exists(), "a read-only open created the directory");
         {
@@ -265,7 +275,7 @@ mod tests {
         assert_eq!(&buf, b"hello");
         assert!(f.write_all_at(b"x", 0).is_err(), "a write through a read-only handle");
         assert!(f.set_len(1).is_err(), "set_len through a read-only handle");
-        assert_eq!(ro.open("b").err().expect("missing file").kind(), io::ErrorKind::NotFound);
+        assert_eq!(ro.open("b").err().map(|e| e.kind()), Some(io::ErrorKind::NotFound));
         assert_eq!(ro.remove("a").unwrap_err().kind(), io::ErrorKind::ReadOnlyFilesystem);
         assert_eq!(ro.sync_dir().unwrap_err().kind(), io::ErrorKind::ReadOnlyFilesystem);
         assert_eq!(ro.list().unwrap(), vec!["a".to_string()]);
@@ -280,10 +290,10 @@ mod tests {
         drop(FsStorage::new(&dir).unwrap());
         let r1 = FsStorage::open_read_only(&dir).unwrap();
         let r2 = FsStorage::open_read_only(&dir).unwrap();
-        assert_eq!(FsStorage::new(&dir).err().expect("a writer beside readers").kind(), io::ErrorKind::WouldBlock);
+        assert_eq!(FsStorage::new(&dir).expect_err("a writer beside readers").kind(), io::ErrorKind::WouldBlock);
         drop((r1, r2));
         let w = FsStorage::new(&dir).unwrap();
-        let e = FsStorage::open_read_only(&dir).err().expect("a reader beside a writer");
+        let e = FsStorage::open_read_only(&dir).expect_err("a reader beside a writer");
         assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
         drop(w);
         // Without a LOCK file nothing is locked, and nothing is created.

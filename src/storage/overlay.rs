@@ -68,6 +68,12 @@ pub struct OverlayStorage {
     dir: Mutex<Dir>,
 }
 
+impl std::fmt::Debug for OverlayStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OverlayStorage").field("memory_bytes", &self.memory_bytes()).finish_non_exhaustive()
+    }
+}
+
 struct Dir {
     /// The base's files, as listed when the overlay was made.
     base_names: BTreeSet<String>,

@@ -255,6 +255,15 @@ fn settle(st: &mut State, f: &SimFileState) -> Vec<u8> {
     out
 }
 
+impl std::fmt::Debug for SimStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimStorage")
+            .field("op_count", &self.op_count())
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
 /// The simulated disk. Cheap to share: clone the `Arc` you hold it in.
 ///
 /// Open a `Db` on it with `Db::open_with`, crash it with `power_loss` (or

@@ -485,10 +485,20 @@ impl Wal {
             let starts = self.segments.starts();
             starts.windows(2).filter(|w| w[1] <= keep_from).map(|w| w[0]).collect()
         };
+        if doomed.is_empty() {
+            return Ok(0);
+        }
+        let bytes_before = self.segments.disk_bytes();
         for &s in &doomed {
             self.segments.forget(s);
             self.storage.remove(&segment_name(s))?;
         }
+        log::debug!(
+            "log truncated: {} segments removed ({} bytes), the log now starts at LSN {} (needed from LSN {keep_from})",
+            doomed.len(),
+            bytes_before.saturating_sub(self.segments.disk_bytes()),
+            self.segments.starts().first().copied().unwrap_or(keep_from)
+        );
         Ok(doomed.len())
     }
 
