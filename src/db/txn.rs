@@ -64,6 +64,12 @@ struct TxnState {
     ended: bool,
     /// Set when a deadlock or a lock timeout rolled the transaction back.
     rolled_back: Option<RolledBack>,
+    /// The database stopped (or closed) before this transaction's changes
+    /// were committed or rolled back: its locks stay held, so that no other
+    /// transaction writes its keys over versions that are neither committed
+    /// nor gone (the version store's invariant: the writers of a key follow
+    /// one another). Recovery at the next open resolves the changes.
+    keep_locks: bool,
 }
 
 /// A transaction. Dropping it without `commit` rolls it back.
@@ -611,6 +617,8 @@ impl Txn {
         st.ended = true;
         let wrote = !self.inner.txns.lock().get(self.id)?.last_lsn.is_none();
         if wrote {
+            // Until the commit is published, a failure keeps the locks.
+            st.keep_locks = true;
             let r = self.inner.txn_env().log_txn_record(self.id, Body::Commit);
             let lsn = self.inner.guard(r)?;
             // Pairs with the fence in `Db::drop`: a commit whose record the
@@ -620,6 +628,7 @@ impl Txn {
                 let r = self.inner.wal.flush_to(lsn);
                 self.inner.guard(r)?;
             }
+            st.keep_locks = false;
             // Acknowledged: snapshots begun from now on see it. Before the
             // locks go, so that per key versions stay in commit order.
             self.inner.versions.publish_commit(self.id);
@@ -659,6 +668,9 @@ impl Txn {
     fn abort_inner(&self, st: &mut TxnState) -> Result<()> {
         st.ended = true;
         let wrote = self.inner.txns.lock().get(self.id).map(|e| !e.last_lsn.is_none()).unwrap_or(false);
+        // A rollback that fails before its versions are forgotten keeps the
+        // locks (see `TxnState::keep_locks`).
+        st.keep_locks = wrote;
         let r = (|| {
             if wrote {
                 let env = self.inner.txn_env();
@@ -666,15 +678,18 @@ impl Txn {
                 env.rollback_to(self.id, Lsn::NONE)?;
                 // The tree holds the before-images again.
                 self.inner.versions.forget_aborted(self.id);
+                st.keep_locks = false;
                 env.log_txn_record(self.id, Body::End)?;
             } else {
                 self.inner.txns.lock().active_txns.remove(&self.id);
             }
             Ok(())
         })();
-        self.inner.locks.release_all(self.id, &st.locks);
-        st.locks.clear();
-        st.holds_locks = false;
+        if !st.keep_locks {
+            self.inner.locks.release_all(self.id, &st.locks);
+            st.locks.clear();
+            st.holds_locks = false;
+        }
         self.inner.counters.aborts.fetch_add(1, Ordering::Relaxed);
         self.inner.guard(r)?;
         if wrote {
@@ -690,12 +705,19 @@ impl Txn {
 impl Drop for Txn {
     fn drop(&mut self) {
         let mut st = self.state.lock();
-        if !st.ended && self.inner.check_ok().is_ok() {
-            let _ = self.abort_inner(&mut st);
+        if !st.ended {
+            if self.inner.check_ok().is_ok() {
+                let _ = self.abort_inner(&mut st);
+            } else {
+                // Stopped or closed: the changes stay for recovery, and so
+                // do the locks on their keys.
+                let wrote = self.inner.txns.lock().get(self.id).map(|e| !e.last_lsn.is_none()).unwrap_or(false);
+                st.keep_locks |= wrote;
+            }
         }
-        // Whatever happened (a failed commit, a stopped database), a dropped
-        // transaction holds no locks.
-        if st.holds_locks {
+        // A dropped transaction holds no locks, unless its changes were
+        // left neither committed nor rolled back by a stop.
+        if st.holds_locks && !st.keep_locks {
             self.inner.locks.release_all(self.id, &st.locks);
             st.locks.clear();
             st.holds_locks = false;
