@@ -64,11 +64,11 @@ struct TxnState {
     ended: bool,
     /// Set when a deadlock or a lock timeout rolled the transaction back.
     rolled_back: Option<RolledBack>,
-    /// The database stopped (or closed) before this transaction's changes
-    /// were committed or rolled back: its locks stay held, so that no other
-    /// transaction writes its keys over versions that are neither committed
-    /// nor gone (the version store's invariant: the writers of a key follow
-    /// one another). Recovery at the next open resolves the changes.
+    /// A rollback failed before its versions were forgotten, and the
+    /// failure did not stop the database: the locks stay held, so that no
+    /// other transaction writes these keys over versions that are neither
+    /// committed nor gone (the version store's invariant: the writers of a
+    /// key follow one another).
     keep_locks: bool,
 }
 
@@ -617,8 +617,6 @@ impl Txn {
         st.ended = true;
         let wrote = !self.inner.txns.lock().get(self.id)?.last_lsn.is_none();
         if wrote {
-            // Until the commit is published, a failure keeps the locks.
-            st.keep_locks = true;
             let r = self.inner.txn_env().log_txn_record(self.id, Body::Commit);
             let lsn = self.inner.guard(r)?;
             // Pairs with the fence in `Db::drop`: a commit whose record the
@@ -628,7 +626,6 @@ impl Txn {
                 let r = self.inner.wal.flush_to(lsn);
                 self.inner.guard(r)?;
             }
-            st.keep_locks = false;
             // Acknowledged: snapshots begun from now on see it. Before the
             // locks go, so that per key versions stay in commit order.
             self.inner.versions.publish_commit(self.id);
@@ -668,9 +665,7 @@ impl Txn {
     fn abort_inner(&self, st: &mut TxnState) -> Result<()> {
         st.ended = true;
         let wrote = self.inner.txns.lock().get(self.id).map(|e| !e.last_lsn.is_none()).unwrap_or(false);
-        // A rollback that fails before its versions are forgotten keeps the
-        // locks (see `TxnState::keep_locks`).
-        st.keep_locks = wrote;
+        let mut forgotten = !wrote;
         let r = (|| {
             if wrote {
                 let env = self.inner.txn_env();
@@ -678,20 +673,29 @@ impl Txn {
                 env.rollback_to(self.id, Lsn::NONE)?;
                 // The tree holds the before-images again.
                 self.inner.versions.forget_aborted(self.id);
-                st.keep_locks = false;
+                forgotten = true;
                 env.log_txn_record(self.id, Body::End)?;
             } else {
                 self.inner.txns.lock().active_txns.remove(&self.id);
             }
             Ok(())
         })();
+        // An I/O error stops the database here, before any lock goes: a
+        // transaction that then takes one of these keys finds the database
+        // stopped before it changes anything. Released earlier, a waiter
+        // could take a key and write over a version of this transaction
+        // that is neither committed nor gone (the version store's
+        // "two open writers of one key"; seen about once in 200 runs of
+        // concurrent_transfers_conserve_money_across_a_crash).
+        let r = self.inner.guard(r);
+        st.keep_locks = !forgotten && self.inner.check_ok().is_ok();
         if !st.keep_locks {
             self.inner.locks.release_all(self.id, &st.locks);
             st.locks.clear();
             st.holds_locks = false;
         }
         self.inner.counters.aborts.fetch_add(1, Ordering::Relaxed);
-        self.inner.guard(r)?;
+        r?;
         if wrote {
             // As after a commit: the log this transaction held may go now.
             // The rollback is done whatever happens.
@@ -705,18 +709,14 @@ impl Txn {
 impl Drop for Txn {
     fn drop(&mut self) {
         let mut st = self.state.lock();
-        if !st.ended {
-            if self.inner.check_ok().is_ok() {
-                let _ = self.abort_inner(&mut st);
-            } else {
-                // Stopped or closed: the changes stay for recovery, and so
-                // do the locks on their keys.
-                let wrote = self.inner.txns.lock().get(self.id).map(|e| !e.last_lsn.is_none()).unwrap_or(false);
-                st.keep_locks |= wrote;
-            }
+        if !st.ended && self.inner.check_ok().is_ok() {
+            let _ = self.abort_inner(&mut st);
         }
-        // A dropped transaction holds no locks, unless its changes were
-        // left neither committed nor rolled back by a stop.
+        // Whatever happened (a failed commit, a stopped or closed database),
+        // a dropped transaction holds no locks: once the database stopped or
+        // closed, a waiter that gets one finds out before it changes
+        // anything. Only a rollback that failed without stopping it keeps
+        // them (`TxnState::keep_locks`).
         if st.holds_locks && !st.keep_locks {
             self.inner.locks.release_all(self.id, &st.locks);
             st.locks.clear();
