@@ -678,12 +678,19 @@ impl Db {
 /// that outlives its `Db` keeps the engine's state, its files and, on real
 /// files, the directory lock alive until it is dropped (a reopen meanwhile
 /// fails with `Error::Locked`); every call on it returns `Error::Closed`, and
-/// dropping it releases its key locks without logging anything.
+/// dropping it logs nothing. A transaction waiting for a key lock at the
+/// drop (or at `close`) is woken with `Error::Closed`: the locks of the
+/// transactions left open are no longer granted to anyone.
 impl Drop for Db {
     fn drop(&mut self) {
         self.stop_background();
         let inner = &self.inner;
-        if inner.closed.swap(true, Ordering::SeqCst) || inner.read_only {
+        let was_closed = inner.closed.swap(true, Ordering::SeqCst);
+        // Lock waits end with `Error::Closed`, and no lock is granted any
+        // more: the transactions left open keep the locks on the keys they
+        // changed (`Txn`'s drop), so nobody may wait for those.
+        inner.locks.close();
+        if was_closed || inner.read_only {
             return;
         }
         log::debug!("Db dropped without close(): flushing its log; the next open recovers");

@@ -60,3 +60,36 @@ fn a_lock_waiter_whose_db_is_dropped_gets_closed() {
     assert!(matches!(r, Err(Error::Closed)), "{r:?}");
     assert!(matches!(b.commit(), Err(Error::Closed)));
 }
+
+/// A transaction left open at a close keeps the locks on the keys it
+/// changed (recovery resolves its changes), and so does one dropped after
+/// the close: a waiter for such a key must be woken by the close itself,
+/// not wait out the lock timeout (here a minute), whether the `Db` is
+/// closed or dropped, and whether the holder is dropped or kept.
+#[test]
+fn a_lock_waiter_is_woken_by_the_close_while_the_holder_stays_open() {
+    for (seed, close) in [(43, true), (44, false)] {
+        let db = Db::open_with(new_sim(seed), opts().lock_timeout(Duration::from_secs(60))).unwrap();
+        let mut a = db.begin().unwrap();
+        a.put(b"k", b"a").unwrap();
+        let b = db.begin().unwrap();
+        let waiter = std::thread::spawn(move || {
+            let started = std::time::Instant::now();
+            let r = b.get(b"k");
+            (r, started.elapsed(), b)
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        match close {
+            true => db.close().unwrap(),
+            false => drop(db),
+        }
+        let (r, waited, b) = waiter.join().unwrap();
+        assert!(matches!(r, Err(Error::Closed)), "{r:?}");
+        assert!(waited < Duration::from_secs(30), "waited {waited:?} for a lock after the close");
+        // Neither transaction can take a lock any more, kept or not.
+        assert!(matches!(b.get(b"k"), Err(Error::Closed)));
+        assert!(matches!(a.put(b"other", b"x"), Err(Error::Closed)));
+        drop(a);
+        drop(b);
+    }
+}

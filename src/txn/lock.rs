@@ -35,7 +35,10 @@
 //! - Fail-stop: once the database has stopped (the shared `FailStop`), every
 //!   request and every wait ends with `Error::Failed` carrying the first
 //!   cause; the stop wakes the waiters (a listener that takes the table's
-//!   mutex before notifying, so no waiter misses it).
+//!   mutex before notifying, so no waiter misses it). Closing the database
+//!   (`close`) does the same with `Error::Closed`: a transaction left open
+//!   at a stop or a close keeps its locks (its changes wait for recovery),
+//!   so nobody may wait for them.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -182,6 +185,8 @@ struct Table {
     keys: HashMap<u64, KeyLock>,
     /// What each waiting transaction waits for.
     waiting: HashMap<TxnId, u64>,
+    /// The database was closed (or its `Db` dropped): see `LockManager::close`.
+    closed: bool,
 }
 
 impl Table {
@@ -309,6 +314,7 @@ impl LockManager {
         debug_assert!(matches!(mode, Shared | Exclusive));
         let mut t = self.table.lock();
         self.stop.check()?;
+        Self::check_open(&t)?;
         if Self::try_grant(&mut t, txn, ROOT, mode).is_none() {
             return Ok(false);
         }
@@ -327,6 +333,7 @@ impl LockManager {
         deadline: Deadline,
     ) -> Result<bool> {
         self.stop.check()?;
+        Self::check_open(t)?;
         if let Some(r) = Self::try_grant(t, txn, key, mode) {
             return Ok(r);
         }
@@ -351,6 +358,10 @@ impl LockManager {
             if let Some(cause) = self.stop.cause() {
                 Self::dequeue(t, txn, key);
                 return Err(Error::Failed { cause });
+            }
+            if t.closed {
+                Self::dequeue(t, txn, key);
+                return Err(Error::Closed);
             }
             let kl = t.keys.get(&key).expect("a key with a waiter stays in the table");
             let at_head = kl.queue.front().map(|&(w, _)| w) == Some(txn);
@@ -384,10 +395,28 @@ impl LockManager {
         self.stop.stop_with(cause.clone());
     }
 
+    /// The database closed: wake every waiter with `Error::Closed` and refuse
+    /// new requests (as a stop does with `Error::Failed`). Releases still
+    /// work. A transaction left open at the close keeps the locks on the
+    /// keys it changed (recovery resolves the changes at the next open), so
+    /// without this a waiter for one of them would wait out the timeout.
+    pub fn close(&self) {
+        self.table.lock().closed = true;
+        self.cv.notify_all();
+    }
+
+    fn check_open(t: &Table) -> Result<()> {
+        match t.closed {
+            true => Err(Error::Closed),
+            false => Ok(()),
+        }
+    }
+
     /// Like `lock` but never waits: Ok(None) if it would have to.
     pub fn try_lock(&self, txn: TxnId, key: u64, mode: LockMode) -> Result<Option<bool>> {
         let mut t = self.table.lock();
         self.stop.check()?;
+        Self::check_open(&t)?;
         let root = t.keys.get(&ROOT).and_then(|kl| kl.held_by(txn));
         if root.is_some_and(|r| r.covers(mode)) {
             return Ok(Some(false));
@@ -577,6 +606,25 @@ mod tests {
         m.fail_all(&StopCause::Other { message: "later".into() });
         assert!(matches!(h.join().unwrap(), Err(Error::Failed { cause: c }) if c == cause));
         assert!(matches!(m.lock(TxnId(3), 10, LockMode::Shared), Err(Error::Failed { cause: c }) if c == cause));
+    }
+
+    #[test]
+    fn close_wakes_waiters_and_refuses_new_requests_with_closed() {
+        let m = Arc::new(LockManager::new());
+        m.lock(TxnId(1), 9, LockMode::Exclusive).unwrap();
+        let m2 = m.clone();
+        let h = std::thread::spawn(move || m2.lock(TxnId(2), 9, LockMode::Shared));
+        std::thread::sleep(Duration::from_millis(20));
+        m.close();
+        assert!(matches!(h.join().unwrap(), Err(Error::Closed)));
+        assert!(matches!(m.lock(TxnId(3), 10, LockMode::Shared), Err(Error::Closed)));
+        assert!(matches!(m.try_lock(TxnId(3), 10, LockMode::Shared), Err(Error::Closed)));
+        assert!(matches!(m.try_escalate(TxnId(1), &[9], LockMode::Exclusive), Err(Error::Closed)));
+        // Releases still work (the waiter's intention on the root goes with
+        // its release, as after any failed wait), and nothing is left.
+        m.release_all(TxnId(1), &[9]);
+        m.release_all(TxnId(2), &[]);
+        assert!(m.is_empty());
     }
 
     #[test]
