@@ -45,7 +45,7 @@ fn crash(dir: &str) -> Result<(), Box<dyn std::error::Error>> {
     // The pages a new database starts with were dirty before the checkpoint
     // that ends the open: let them be written back first, so that the first
     // change of the leaf below logs a full image of it.
-    wait_for_write_back(&db)?;
+    wait_for_write_back(&db, 0)?;
 
     let mut first = db.begin()?;
     first.put("alice", "100")?;
@@ -54,10 +54,13 @@ fn crash(dir: &str) -> Result<(), Box<dyn std::error::Error>> {
     first.commit()?;
     println!("transaction {first_id} committed alice=100 bob=50");
 
-    db.checkpoint()?;
     // The leaf the first transaction changed was dirty before that checkpoint
-    // began: the background writer writes it back within a tick or two.
-    let n = wait_for_write_back(&db)?;
+    // began: the background writer writes it back within a tick or two
+    // (perhaps while the checkpoint is still being taken, so count from
+    // before it).
+    let before = db.stats().pages_written;
+    db.checkpoint()?;
+    let n = wait_for_write_back(&db, before)?;
     println!("checkpoint taken; {n} page(s) written back since");
 
     let mut loser = db.begin()?;
@@ -82,11 +85,10 @@ fn crash(dir: &str) -> Result<(), Box<dyn std::error::Error>> {
     std::process::exit(0);
 }
 
-/// Wait until the background writer has written back a page (it writes, every
-/// 20 ms, the pages that were dirty before the last checkpoint began); returns
-/// how many it wrote.
-fn wait_for_write_back(db: &Db) -> Result<u64, Box<dyn std::error::Error>> {
-    let before = db.stats().pages_written;
+/// Wait until the background writer has written back more than `before`
+/// pages in all (it writes, every 20 ms, the pages that were dirty before the
+/// last checkpoint began); returns how many it wrote past `before`.
+fn wait_for_write_back(db: &Db, before: u64) -> Result<u64, Box<dyn std::error::Error>> {
     let start = Instant::now();
     while db.stats().pages_written == before {
         if start.elapsed() > Duration::from_secs(10) {

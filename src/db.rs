@@ -49,6 +49,7 @@ mod txn;
 
 pub use backup::BackupReport;
 pub use snapshot::{Snapshot, SnapshotScan};
+use txn::RolledBack;
 pub use txn::{Savepoint, Scan, Txn};
 #[cfg(test)]
 mod fail_stop_tests;
@@ -94,6 +95,9 @@ pub(crate) struct Inner {
     /// Opened by `Db::open_read_only`: every change is refused, and the
     /// storage is an overlay that keeps what recovery wrote in memory.
     read_only: bool,
+    /// Where the database is ("in DIR", "on the given storage"), for the
+    /// log lines of the open and the close.
+    place: String,
 }
 
 /// An open database. `Send + Sync`: share it by reference or in an `Arc`.
@@ -241,6 +245,8 @@ impl Db {
     /// # Errors
     /// As `Db::open`.
     pub fn open_path_with(path: impl AsRef<Path>, opts: Options) -> Result<Db> {
+        // Refused options create nothing, not even the directory.
+        opts.validate()?;
         let storage = lock_dir(path.as_ref())?;
         Db::start(Arc::new(storage), opts, false, &format!("in {}", path.as_ref().display()))
     }
@@ -285,6 +291,7 @@ impl Db {
     /// `Error::InvalidArgument` for options out of bounds).
     pub fn open_existing_with(path: impl AsRef<Path>, opts: Options) -> Result<Db> {
         let path = path.as_ref();
+        opts.validate()?;
         require_database(path, None)?;
         let storage = lock_dir(path)?;
         require_database(path, Some(&storage))?;
@@ -450,14 +457,17 @@ impl Db {
 
     /// Run `f` in a transaction and commit it, running it again (in a new
     /// transaction, after a short randomized pause: 1 ms doubling to at most
-    /// 128 ms) when a deadlock or a lock timeout rolled the transaction back,
-    /// up to `Options::transaction_attempts` times in all (default 10).
-    /// `f` may return any error type that an `ariesdb::Error` converts into;
-    /// an error of `f` that is not such a rollback rolls the transaction
-    /// back and is returned at once. Whether `f` returned the deadlock
-    /// error or swallowed it, the transaction is retried: what counts is
-    /// that it was rolled back. `f` may run more than once, so it should
-    /// not have effects outside the transaction.
+    /// 128 ms) when it was the victim of a deadlock, up to
+    /// `Options::transaction_attempts` times in all (default 10). A lock
+    /// timeout is returned at once: its wait already lasted
+    /// `Options::lock_timeout`, and a holder that stays open that long (or
+    /// another transaction driven from this same thread) would only make
+    /// every attempt wait as long again. `f` may return any error type that
+    /// an `ariesdb::Error` converts into; an error of `f` that is not such a
+    /// rollback rolls the transaction back and is returned at once. Whether
+    /// `f` returned the deadlock error or swallowed it, the transaction is
+    /// retried: what counts is that it was rolled back. `f` may run more
+    /// than once, so it should not have effects outside the transaction.
     ///
     /// ```
     /// # let dir = std::env::temp_dir().join(format!("ariesdb-doc-transaction-{}", std::process::id()));
@@ -498,7 +508,7 @@ impl Db {
                 Some(cause) => cause,
             };
             drop(tx);
-            if attempt >= attempts {
+            if attempt >= attempts || matches!(cause, RolledBack::LockTimeout { .. }) {
                 return match out {
                     Err(e) => Err(e),
                     Ok(_) => Err(cause.error().into()),
@@ -648,7 +658,7 @@ impl Db {
         if self.inner.read_only {
             // Nothing to write back: what recovery wrote is in memory only.
             self.inner.closed.store(true, Ordering::Release);
-            log::info!("closed the read-only database: nothing was written");
+            log::info!("closed {}: nothing was written", self.inner.place);
             return Ok(());
         }
         let r = self.inner.close();
@@ -736,6 +746,7 @@ impl Inner {
             counters: Counters::default(),
             opts,
             read_only: false,
+            place: place.to_string(),
         };
         inner.checkpoint(CheckpointReason::Open)?;
         inner.log_open(place, start, started);
@@ -888,19 +899,25 @@ impl Inner {
         // log is flushed outside them: if an operation in flight appended
         // after the flush above, there is no clean end to record, and its
         // records are flushed after the latches are released.
-        let (clean, end) = {
+        let (clean, end, open_txns) = {
             let _w = self.tree_latch.exclusive();
-            let _t = self.txns.lock();
+            let t = self.txns.lock();
             self.closed.store(true, Ordering::Release);
             let end = self.wal.end_lsn();
             let clean = self.wal.durable_lsn() == end;
             if clean {
                 self.ckpt.mark_clean(end)?;
             }
-            (clean, end)
+            (clean, end, t.active_txns.len())
         };
-        if clean {
-            log::info!("closed cleanly: log ends at LSN {end}; the next open has nothing to recover");
+        if clean && open_txns > 0 {
+            log::info!(
+                "closed {}: log ends at LSN {end}; {open_txns} transaction(s) left open are rolled back at the \
+                 next open",
+                self.place
+            );
+        } else if clean {
+            log::info!("closed cleanly {}: log ends at LSN {end}; the next open has nothing to recover", self.place);
         } else {
             self.wal.flush_all()?;
             log::info!(

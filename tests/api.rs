@@ -65,7 +65,11 @@ fn limits_and_bad_arguments() {
         Options::default().page_size(2048),
         Options::default().buffer_pool_pages(2),
     ] {
-        assert!(matches!(Db::open_with(new_sim(2), bad), Err(Error::InvalidArgument(_))));
+        assert!(matches!(Db::open_with(new_sim(2), bad.clone()), Err(Error::InvalidArgument(_))));
+        // On real files, a refused open creates nothing, not even the directory.
+        let dir = tmp_dir("refused-options");
+        assert!(matches!(Db::open_path_with(&dir, bad), Err(Error::InvalidArgument(_))));
+        assert!(!dir.exists(), "a refused open created {}", dir.display());
     }
 }
 

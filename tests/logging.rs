@@ -127,11 +127,22 @@ fn crash_and_recovery_log_each_pass() {
     db.close().unwrap();
     let lines = take();
     one(&lines, Level::Info, "closed cleanly");
-    let db = Db::open_with(sim, opts).unwrap();
+    let db = Db::open_with(sim.clone(), opts.clone()).unwrap();
     let lines = take();
     one(&lines, Level::Info, "opened the database on the given storage after a clean close");
     one(&lines, Level::Debug, "recovery redo: no dirty pages, nothing to redo");
     assert_eq!(lines.iter().filter(|l| l.level == Level::Info).count(), 1, "{lines:#?}");
+    // A close with a transaction still open says it is left for the next
+    // open, not that there is nothing to recover.
+    let mut open_txn = db.begin().unwrap();
+    open_txn.put(b"left open", b"v").unwrap();
+    db.close().unwrap();
+    let lines = take();
+    one(&lines, Level::Info, "1 transaction(s) left open are rolled back at the next open");
+    assert!(!lines.iter().any(|l| l.msg.contains("closed cleanly")), "{lines:#?}");
+    drop(open_txn);
+    let db = Db::open_with(sim, opts).unwrap();
+    let _ = take();
     db.close().unwrap();
     take();
 }

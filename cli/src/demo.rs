@@ -294,6 +294,10 @@ impl Seen {
     }
 }
 
+/// The file that marks a directory as the demo's own, so that it may delete
+/// it: a database the demo did not make is never deleted.
+const DEMO_MARK: &str = "ARIESDB-DEMO";
+
 /// Refuse to delete a directory that is not a demo database.
 fn reset_dir(dir: &Path) -> Result<(), CliError> {
     if dir.exists() {
@@ -301,7 +305,7 @@ fn reset_dir(dir: &Path) -> Result<(), CliError> {
         let foreign: Vec<&String> = files
             .iter()
             .map(|(n, _)| n)
-            .filter(|n| *n != DATA_FILE && *n != LOCK_FILE && parse_segment_name(n).is_none())
+            .filter(|n| *n != DATA_FILE && *n != LOCK_FILE && *n != DEMO_MARK && parse_segment_name(n).is_none())
             .collect();
         let subdirs = std::fs::read_dir(dir)?.filter_map(|e| e.ok()).any(|e| e.path().is_dir());
         if !foreign.is_empty() || subdirs {
@@ -312,10 +316,22 @@ fn reset_dir(dir: &Path) -> Result<(), CliError> {
                 foreign.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
             )));
         }
+        let is_db = files.iter().any(|(n, _)| n == DATA_FILE || parse_segment_name(n).is_some());
+        if is_db && !files.iter().any(|(n, _)| n == DEMO_MARK) {
+            return Err(CliError::Other(format!(
+                "{} holds an ariesdb database that the demo did not make (it has no {DEMO_MARK} file); \
+                 the demo deletes and recreates its directory, so give it a new or demo directory",
+                dir.display()
+            )));
+        }
         crate::util::ensure_not_in_use(dir)?;
         std::fs::remove_dir_all(dir)?;
     }
     std::fs::create_dir_all(dir)?;
+    std::fs::write(
+        dir.join(DEMO_MARK),
+        "made by `ariesdb demo`, which may delete this directory when it runs again\n",
+    )?;
     Ok(())
 }
 
@@ -582,7 +598,8 @@ pub fn run(
             println!("  ariesdb stats {}      (recovers in memory: says what recovery will do)", dir.display());
             println!("  ariesdb waldump {}    (the log, including the losers' records)", dir.display());
             println!("  ariesdb check {}      (recovers in memory and checks)", dir.display());
-            println!("Any command that opens it (get, scan, put, checkpoint, compact) runs recovery.");
+            println!("  ariesdb scan {}       (recovers in memory and reads)", dir.display());
+            println!("Commands that write (put, delete, checkpoint, compact, backup) run recovery on disk first.");
             return Ok(());
         }
         if log::log_enabled!(target: "ariesdb::recovery::driver", log::Level::Info) {

@@ -4,6 +4,39 @@
 //! that open the directory read-only, and backup. Uses only the library's public API
 //! (and `ariesdb::internals` for the log decoder). See docs/cli.md.
 
+/// `println!` and `print!` for this crate: std's panic when stdout is gone
+/// (`ariesdb check DIR | head -1` closes the pipe early). Here a closed pipe
+/// ends the process quietly with status 0, as other command-line tools do,
+/// and any other error of stdout with status 1.
+macro_rules! println {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($t)*) {
+            $crate::stdout_failed(e)
+        }
+    }};
+}
+
+#[allow(unused_macros)]
+macro_rules! print {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = write!(std::io::stdout(), $($t)*) {
+            $crate::stdout_failed(e)
+        }
+    }};
+}
+
+/// Stdout failed: a closed pipe is the reader's choice (exit 0), anything
+/// else an error (exit 1).
+fn stdout_failed(e: std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    eprintln!("ariesdb: writing to stdout failed: {e}");
+    std::process::exit(1);
+}
+
 mod demo;
 mod inspect;
 mod kv;
@@ -93,6 +126,7 @@ enum Cmd {
     Get {
         /// The database directory.
         dir: PathBuf,
+        /// The key (text, or hex with --hex).
         key: String,
         #[command(flatten)]
         enc: Encoding,
@@ -101,7 +135,9 @@ enum Cmd {
     Put {
         /// The database directory (must exist; a database is created in it if it has none).
         dir: PathBuf,
+        /// The key (text, or hex with --hex).
         key: String,
+        /// The value (text, or hex with --hex).
         value: String,
         #[command(flatten)]
         enc: Encoding,
@@ -110,6 +146,7 @@ enum Cmd {
     Delete {
         /// The database directory.
         dir: PathBuf,
+        /// The key (text, or hex with --hex).
         key: String,
         #[command(flatten)]
         enc: Encoding,
@@ -127,7 +164,7 @@ enum Cmd {
         /// Only keys < E.
         #[arg(long, value_name = "E")]
         end: Option<String>,
-        /// Descending key order (the range is read, then reversed).
+        /// Descending key order (a backward scan).
         #[arg(long)]
         reverse: bool,
         /// At most N entries (the first N in the order printed).
@@ -229,6 +266,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(CliError::StdoutClosed) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ariesdb: {}", e.message());
             ExitCode::from(e.code())

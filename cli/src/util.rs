@@ -20,6 +20,8 @@ pub enum CliError {
     Damage(String),
     /// Exit 1: anything else.
     Other(String),
+    /// Exit 0, quietly: stdout is a pipe whose reader has gone (`| head`).
+    StdoutClosed,
 }
 
 impl CliError {
@@ -29,12 +31,14 @@ impl CliError {
             CliError::Locked(_) => 4,
             CliError::Damage(_) => 5,
             CliError::Other(_) => 1,
+            CliError::StdoutClosed => 0,
         }
     }
 
     pub fn message(&self) -> &str {
         match self {
             CliError::Missing(m) | CliError::Locked(m) | CliError::Damage(m) | CliError::Other(m) => m,
+            CliError::StdoutClosed => "",
         }
     }
 }
@@ -54,6 +58,9 @@ impl From<Error> for CliError {
 
 impl From<std::io::Error> for CliError {
     fn from(e: std::io::Error) -> CliError {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            return CliError::StdoutClosed;
+        }
         CliError::Other(format!("I/O error: {e}"))
     }
 }

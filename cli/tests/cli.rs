@@ -343,6 +343,14 @@ fn demo_crashes_recovers_and_passes() {
     std::fs::write(other.join("notes.txt"), b"mine").unwrap();
     assert_eq!(code(&run(&["demo", other.to_str().unwrap(), "--quick"])), 1);
     assert!(other.join("notes.txt").exists());
+    // Nor a database it did not make: a user's database is never deleted.
+    let mine = small_db(&t);
+    let o = run(&["demo", mine.to_str().unwrap(), "--quick"]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(stderr(&o).contains("the demo did not make"), "{}", stderr(&o));
+    assert_eq!(ok(run_in(&mine, "get", &["apple"])), "red\n");
+    // Its own directory it recreates.
+    assert_eq!(code(&run(&["demo", dir.to_str().unwrap(), "--quick"])), 0);
 }
 
 #[test]
@@ -385,7 +393,7 @@ fn log_level_prints_the_library_log_on_stderr() {
         log.contains(&format!("[INFO  ariesdb::db] opened the database read-only in {d} after a clean close")),
         "{log}"
     );
-    assert!(log.contains("closed the read-only database: nothing was written"), "{log}");
+    assert!(log.contains(&format!("closed read-only in {d}: nothing was written")), "{log}");
     let o = run(&["delete", d, "nothing", "--log-level", "info"]);
     let log = stderr(&o);
     ok(o);
@@ -405,4 +413,26 @@ fn log_level_prints_the_library_log_on_stderr() {
     let o = run(&["--log-level", "loud", "get", d, "apple"]);
     assert_eq!(code(&o), 2);
     assert!(stderr(&o).contains("possible values: error, warn, info, debug, trace, off"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_closed_stdout_ends_commands_quietly() {
+    let t = Tmp::new("pipe");
+    let db = small_db(&t);
+    let d = db.to_str().unwrap();
+    for args in [vec!["check", d], vec!["stats", d], vec!["scan", d], vec!["waldump", d], vec!["get", d, "apple"]] {
+        let mut child = Command::new(BIN)
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader goes away before the command writes (usually: it has
+        // to open the database first), as `| head -0` would.
+        drop(child.stdout.take());
+        let o = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
 }
