@@ -44,5 +44,6 @@ pub fn range<'a>(start: &'a [u8], end: &'a [u8]) -> (Bound<&'a [u8]>, Bound<&'a 
 pub mod internals {
     pub use crate::page::{verify, PageState};
     pub use crate::types::{Lsn, PageId, TxnId};
-    pub use crate::wal::{decode_record, encode_record, parse_segment_name, segment_name, LSN_START};
+    pub use crate::wal::reader::read_log;
+    pub use crate::wal::{decode_record, encode_record, parse_segment_name, segment_name, LogRecord, LSN_START};
 }

@@ -27,6 +27,15 @@ macro_rules! print {
     }};
 }
 
+/// An LSN on the command line: decimal, or hex after `0x`.
+fn parse_lsn(s: &str) -> Result<u64, String> {
+    let r = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => s.parse(),
+    };
+    r.map_err(|e| format!("{s:?} is not an LSN (decimal, or hex after 0x): {e}"))
+}
+
 /// Stdout failed: a closed pipe is the reader's choice (exit 0), anything
 /// else an error (exit 1).
 fn stdout_failed(e: std::io::Error) -> ! {
@@ -188,11 +197,11 @@ enum Cmd {
         /// Only records of kind K (update, clr, redo, commit, abort, end, ckptbegin, ckptend, segend).
         #[arg(long, value_name = "K")]
         kind: Option<String>,
-        /// Only records at LSN >= this.
-        #[arg(long, value_name = "LSN")]
+        /// Only records at LSN >= this (decimal, or hex with 0x as in segment file names).
+        #[arg(long, value_name = "LSN", value_parser = parse_lsn)]
         from: Option<u64>,
-        /// Only records at LSN < this.
-        #[arg(long, value_name = "LSN")]
+        /// Only records at LSN < this (decimal, or hex with 0x).
+        #[arg(long, value_name = "LSN", value_parser = parse_lsn)]
         to: Option<u64>,
         /// Print only the summary of counts and bytes per kind.
         #[arg(long)]

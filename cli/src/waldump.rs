@@ -5,11 +5,13 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use ariesdb::internals::{decode_record, parse_segment_name, Lsn};
+use ariesdb::internals::{parse_segment_name, read_log};
+use ariesdb::storage::{Storage, StorageFile};
 
-use crate::util::{list_files, require_db, size, CliError};
+use crate::util::{list_files, require_db, CliError};
 
 pub struct Filter {
     pub txn: Option<u64>,
@@ -59,11 +61,8 @@ pub fn run(dir: &Path, f: Filter, summary_only: bool) -> Result<(), CliError> {
             None => return Err(CliError::Other(format!("unknown record kind {k:?}; kinds are: {}", KINDS.join(", ")))),
         },
     };
-    let segments: BTreeMap<u64, String> = list_files(dir)?
-        .into_iter()
-        .filter_map(|(name, _)| parse_segment_name(&name).map(|s| (s.get(), name)))
-        .collect();
-    if segments.is_empty() {
+    let has_segments = list_files(dir)?.iter().any(|(name, _)| parse_segment_name(name).is_some());
+    if !has_segments {
         return Err(CliError::Missing(format!("{} holds no log segments (wal-*.log)", dir.display())));
     }
     let mut out = std::io::stdout().lock();
@@ -76,80 +75,59 @@ pub fn run(dir: &Path, f: Filter, summary_only: bool) -> Result<(), CliError> {
     }
     let mut totals: BTreeMap<&'static str, KindTotal> = BTreeMap::new();
     let (mut shown, mut read) = (0u64, 0u64);
-    let mut end_note = String::new();
-    let mut next_seg = segments.keys().next().copied();
-    'segments: while let Some(start) = next_seg.take() {
-        let name = &segments[&start];
-        let data = std::fs::read(dir.join(name))?;
-        let mut pos = 0usize;
-        loop {
-            let lsn = start + pos as u64;
-            let rec = match data.get(pos..).map(|b| decode_record(b, Lsn(lsn))) {
-                Some(Ok(r)) => r,
-                _ => {
-                    end_note = format!(
-                        "end of valid records at LSN {lsn} in {name} (byte {pos} of {}); \
-                         what follows is unused preallocated space or a torn tail, which is normal",
-                        size(data.len() as u64)
-                    );
-                    break 'segments;
-                }
-            };
-            read += 1;
-            pos += rec.len as usize;
-            let kind_dbg = first_word(format_args!("{:?}", rec.body.kind()));
-            let kind: &'static str = KINDS.iter().find(|n| **n == kind_dbg).copied().unwrap_or("?");
-            let parts = rec.body.parts();
-            let keep = f.txn.is_none_or(|t| t == rec.txn_id.get())
-                && f.page.is_none_or(|p| parts.iter().any(|x| x.page_id.get() == p))
-                && kind_filter.is_none_or(|k| k == kind)
-                && f.from.is_none_or(|l| rec.lsn.get() >= l)
-                && f.to.is_none_or(|l| rec.lsn.get() < l);
-            if keep {
-                shown += 1;
-                let t = totals.entry(kind).or_default();
-                t.count += 1;
-                t.bytes += u64::from(rec.len);
-                if !summary_only {
-                    let pages: Vec<String> = parts
-                        .iter()
-                        .map(|p| format!("{}:{}", p.page_id, first_word(format_args!("{:?}", p.op))))
-                        .collect();
-                    let undo_next = if !rec.undo_next_lsn.is_none() || kind == "Clr" {
-                        rec.undo_next_lsn.to_string()
-                    } else {
-                        "-".into()
-                    };
-                    writeln!(
-                        out,
-                        "{:>12} {:>12} {:>6} {:<9} {:>7} {:>12}  {}",
-                        rec.lsn,
-                        rec.prev_lsn,
-                        rec.txn_id,
-                        kind,
-                        rec.len,
-                        undo_next,
-                        pages.join(" ")
-                    )?;
-                }
-            }
-            if kind == "SegEnd" {
-                // The stream continues in the segment that starts right after.
-                let next = start + pos as u64;
-                if segments.contains_key(&next) {
-                    next_seg = Some(next);
+    let mut write_err: Option<std::io::Error> = None;
+    // The library's reader, as recovery reads: it follows the segments and
+    // tells a torn tail from damage.
+    let (end, how, damage) = read_log(Arc::new(ReadOnlyDir(dir.to_path_buf())), |rec| {
+        read += 1;
+        let kind_dbg = first_word(format_args!("{:?}", rec.body.kind()));
+        let kind: &'static str = KINDS.iter().find(|n| **n == kind_dbg).copied().unwrap_or("?");
+        let parts = rec.body.parts();
+        let keep = f.txn.is_none_or(|t| t == rec.txn_id.get())
+            && f.page.is_none_or(|p| parts.iter().any(|x| x.page_id.get() == p))
+            && kind_filter.is_none_or(|k| k == kind)
+            && f.from.is_none_or(|l| rec.lsn.get() >= l)
+            && f.to.is_none_or(|l| rec.lsn.get() < l);
+        if keep {
+            shown += 1;
+            let t = totals.entry(kind).or_default();
+            t.count += 1;
+            t.bytes += u64::from(rec.len);
+            if !summary_only && write_err.is_none() {
+                let pages: Vec<String> =
+                    parts.iter().map(|p| format!("{}:{}", p.page_id, first_word(format_args!("{:?}", p.op)))).collect();
+                let undo_next = if !rec.undo_next_lsn.is_none() || kind == "Clr" {
+                    rec.undo_next_lsn.to_string()
                 } else {
-                    end_note = format!("the log ends at LSN {next}: no segment file starts there");
-                }
-                continue 'segments;
-            }
-            if pos >= data.len() {
-                end_note = format!("end of {name} at LSN {}", start + pos as u64);
-                break 'segments;
+                    "-".into()
+                };
+                let r = writeln!(
+                    out,
+                    "{:>12} {:>12} {:>6} {:<9} {:>7} {:>12}  {}",
+                    rec.lsn,
+                    rec.prev_lsn,
+                    rec.txn_id,
+                    kind,
+                    rec.len,
+                    undo_next,
+                    pages.join(" ")
+                );
+                write_err = r.err();
             }
         }
+        Ok(())
+    })?;
+    if let Some(e) = write_err {
+        return Err(e.into());
     }
     writeln!(out)?;
+    let end_note = match damage {
+        true => format!("DAMAGE: {how}"),
+        false => format!(
+            "end of valid records at LSN {end}; what follows is unused preallocated space or a torn tail, \
+             which is normal"
+        ),
+    };
     writeln!(out, "{} records read, {} shown; {end_note}", read, shown)?;
     writeln!(out, "{:<10} {:>10} {:>12}", "kind", "records", "bytes")?;
     let (mut n, mut b) = (0, 0);
@@ -161,5 +139,56 @@ pub fn run(dir: &Path, f: Filter, summary_only: bool) -> Result<(), CliError> {
         }
     }
     writeln!(out, "{:<10} {:>10} {:>12}", "total", n, b)?;
+    if damage {
+        return Err(CliError::Damage(format!("the log is damaged: {how}")));
+    }
     Ok(())
+}
+
+/// The files of a directory, read-only and without its lock: waldump reads
+/// the log beside a process that has the database open. Every change is
+/// refused.
+struct ReadOnlyDir(PathBuf);
+
+struct ReadOnlyFile(std::fs::File);
+
+fn refused() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::ReadOnlyFilesystem, "waldump only reads")
+}
+
+impl Storage for ReadOnlyDir {
+    fn open(&self, name: &str) -> std::io::Result<Arc<dyn StorageFile>> {
+        Ok(Arc::new(ReadOnlyFile(std::fs::File::open(self.0.join(name))?)))
+    }
+    fn remove(&self, _: &str) -> std::io::Result<()> {
+        Err(refused())
+    }
+    fn list(&self) -> std::io::Result<Vec<String>> {
+        Ok(list_files(&self.0)
+            .map_err(|e| std::io::Error::other(e.message().to_string()))?
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect())
+    }
+    fn sync_dir(&self) -> std::io::Result<()> {
+        Err(refused())
+    }
+}
+
+impl StorageFile for ReadOnlyFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+        std::os::unix::fs::FileExt::read_at(&self.0, buf, offset)
+    }
+    fn write_all_at(&self, _: &[u8], _: u64) -> std::io::Result<()> {
+        Err(refused())
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        Err(refused())
+    }
+    fn len(&self) -> std::io::Result<u64> {
+        Ok(self.0.metadata()?.len())
+    }
+    fn set_len(&self, _: u64) -> std::io::Result<()> {
+        Err(refused())
+    }
 }

@@ -147,6 +147,9 @@ fn waldump_prints_records_and_summary_and_writes_nothing() {
     let updates = ok(run_in(&db, "waldump", &["--kind", "update"]));
     let body: Vec<&str> = updates.lines().skip(1).take_while(|l| !l.is_empty()).collect();
     assert!(!body.is_empty() && body.iter().all(|l| l.contains(" Update ")), "{updates}");
+    // LSNs in decimal or in hex, as segment file names give them.
+    assert_eq!(ok(run_in(&db, "waldump", &["--from", "4216"])), ok(run_in(&db, "waldump", &["--from", "0x1078"])));
+    assert_eq!(code(&run_in(&db, "waldump", &["--from", "0xzz"])), 2);
     let summary = ok(run_in(&db, "waldump", &["--summary"]));
     assert!(!summary.contains("prev_lsn") && summary.contains("Update"), "{summary}");
     assert_eq!(code(&run_in(&db, "waldump", &["--kind", "nonsense"])), 1);
@@ -291,11 +294,35 @@ fn damaged_data_file_is_exit_5() {
         let o = run_in(&db, args[0], &args[1..]);
         assert_eq!(code(&o), 5, "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
         assert!(String::from_utf8_lossy(&o.stderr).contains("damage"));
-        if args[0] != "get" {
-            // `get` opens for writing (its recovery may write); the inspections never do.
-            assert_eq!(snapshot(&db), before, "{args:?} changed a damaged directory");
-        }
+        // All three open read-only.
+        assert_eq!(snapshot(&db), before, "{args:?} changed a damaged directory");
     }
+}
+
+#[test]
+fn waldump_reports_a_damaged_log_as_exit_5() {
+    let t = Tmp::new("waldamage");
+    let db = small_db(&t);
+    let clean = run_in(&db, "waldump", &["--summary"]);
+    assert_eq!(code(&clean), 0);
+    // Flip bytes early in the only segment: the later records were written
+    // after it was durable, so this is damage, not a torn tail.
+    let seg = std::fs::read_dir(&db)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_str().unwrap().starts_with("wal-"))
+        .unwrap();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    for b in &mut bytes[100..104] {
+        *b ^= 0xff;
+    }
+    std::fs::write(&seg, &bytes).unwrap();
+    let before = snapshot(&db);
+    let o = run_in(&db, "waldump", &["--summary"]);
+    let (out, err) = (String::from_utf8_lossy(&o.stdout).into_owned(), stderr(&o));
+    assert_eq!(code(&o), 5, "{out}{err}");
+    assert!(out.contains("DAMAGE") && err.contains("the log is damaged"), "{out}{err}");
+    assert_eq!(snapshot(&db), before);
 }
 
 #[test]

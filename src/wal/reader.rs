@@ -33,10 +33,10 @@ use std::sync::Arc;
 
 use super::record::*;
 use super::segments::Segments;
-use super::LSN_START;
+use super::{parse_segment_name, LSN_START};
 use crate::error::{Error, Result};
 
-use crate::storage::{read_full_at, StorageFile};
+use crate::storage::{read_full_at, Storage, StorageFile};
 use crate::types::Lsn;
 
 /// How the log ended, with the LSNs that prove it. The first three variants
@@ -371,6 +371,26 @@ fn proven_short(how: LogEnd, furthest: Option<(Lsn, Lsn)>, must_reach: Lsn) -> L
         _ if must_reach > end => LogEnd::ProvenByMaster { end, durable: must_reach },
         _ => how,
     }
+}
+
+/// For tools (`ariesdb waldump`): read the whole log on `storage`, from its
+/// first segment to its end, calling `visit` for each record in order, and
+/// say where and how it ended (as text), and whether that end is damage (a record that
+/// a later one proves was durable, a segment the log still needed) rather
+/// than the torn tail or unused space a crash leaves. The same reading
+/// recovery does, without the master record (a short log that only the
+/// master record proves short is not seen).
+///
+/// # Errors
+/// An I/O error, or `visit`'s.
+pub fn read_log(storage: Arc<dyn Storage>, visit: impl FnMut(&LogRecord) -> Result<()>) -> Result<(Lsn, String, bool)> {
+    let starts: Vec<Lsn> = storage.list()?.iter().filter_map(|n| parse_segment_name(n)).collect();
+    let Some(&from) = starts.iter().min() else {
+        return Ok((Lsn::NONE, "the log has no segment files".into(), false));
+    };
+    let segments = Segments::load(storage, starts)?;
+    let end = read_to_end(&segments, from, Lsn::NONE, None, visit)?;
+    Ok((end.how.end_lsn(), end.how.to_string(), end.how.is_damage()))
 }
 
 /// True if a valid record starts at `lsn` (false past the log's segments).
