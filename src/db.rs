@@ -982,6 +982,13 @@ fn lock_dir(path: &Path) -> Result<FsStorage> {
 fn lock_error(path: &Path, e: std::io::Error) -> Error {
     match e.kind() {
         std::io::ErrorKind::WouldBlock => Error::Locked { path: path.display().to_string() },
+        // Io errors carry no path: say which, for the common mistakes.
+        std::io::ErrorKind::NotADirectory | std::io::ErrorKind::AlreadyExists => {
+            Error::InvalidArgument(format!("{} is not a directory: a database is a directory of files", path.display()))
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            Error::Io(std::io::Error::new(e.kind(), format!("opening {}: {e}", path.display())))
+        }
         _ => Error::Io(e),
     }
 }

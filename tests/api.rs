@@ -66,6 +66,14 @@ fn limits_and_bad_arguments() {
         Options::default().buffer_pool_pages(2),
     ] {
         assert!(matches!(Db::open_with(new_sim(2), bad.clone()), Err(Error::InvalidArgument(_))));
+        // A regular file where the directory should be: the error names it.
+        let file = tmp_dir("a-file");
+        std::fs::write(&file, b"not a database").unwrap();
+        match Db::open(&file) {
+            Err(Error::InvalidArgument(msg)) => assert!(msg.contains("is not a directory"), "{msg}"),
+            other => panic!("open of a file: {:?}", other.map(|_| ())),
+        }
+        std::fs::remove_file(&file).unwrap();
         // On real files, a refused open creates nothing, not even the directory.
         let dir = tmp_dir("refused-options");
         assert!(matches!(Db::open_path_with(&dir, bad), Err(Error::InvalidArgument(_))));

@@ -108,11 +108,11 @@ enum Cmd {
         /// Where to build the demo database (recreated fresh).
         #[arg(default_value = "./ariesdb-demo")]
         dir: PathBuf,
-        /// Number of bank accounts.
-        #[arg(long, default_value_t = 1000)]
+        /// Number of bank accounts (at least 20: two batch jobs hold 10 each).
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(20..))]
         accounts: u32,
-        /// Transfer threads in the child process.
-        #[arg(long, default_value_t = 4)]
+        /// Transfer threads in the child process (1 to 64).
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
         threads: u32,
         /// A shorter run (for tests): fewer accounts and an earlier kill.
         #[arg(long)]

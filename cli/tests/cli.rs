@@ -329,6 +329,8 @@ fn waldump_reports_a_damaged_log_as_exit_5() {
 fn usage_errors_are_exit_2() {
     assert_eq!(code(&run(&["frobnicate"])), 2);
     assert_eq!(code(&run(&["get"])), 2);
+    assert_eq!(code(&run(&["demo", "/nonexistent/demo", "--accounts", "1"])), 2);
+    assert_eq!(code(&run(&["demo", "/nonexistent/demo", "--threads", "0"])), 2);
     let help = ok(run(&["--help"]));
     for word in ["demo", "waldump", "check", "stats", "Exit codes", "read-only", "backup", "DEST"] {
         assert!(help.contains(word), "--help lacks {word}");
