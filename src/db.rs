@@ -98,6 +98,9 @@ pub(crate) struct Inner {
     /// Where the database is ("in DIR", "on the given storage"), for the
     /// log lines of the open and the close.
     place: String,
+    /// The directory of a database opened on real files by path (`None` on
+    /// a storage given to `open_with`): `backup` refuses a destination in it.
+    pub(crate) dir: Option<std::path::PathBuf>,
 }
 
 /// An open database. `Send + Sync`: share it by reference or in an `Arc`.
@@ -248,7 +251,8 @@ impl Db {
         // Refused options create nothing, not even the directory.
         opts.validate()?;
         let storage = lock_dir(path.as_ref())?;
-        Db::start(Arc::new(storage), opts, false, &format!("in {}", path.as_ref().display()))
+        let place = format!("in {}", path.as_ref().display());
+        Db::start(Arc::new(storage), opts, false, &place, Some(path.as_ref()))
     }
 
     /// Open the database that already exists in directory `path`, with default
@@ -295,7 +299,7 @@ impl Db {
         require_database(path, None)?;
         let storage = lock_dir(path)?;
         require_database(path, Some(&storage))?;
-        Db::start(Arc::new(storage), opts, false, &format!("in {}", path.display()))
+        Db::start(Arc::new(storage), opts, false, &format!("in {}", path.display()), Some(path))
     }
 
     /// Open the database that exists in directory `path` read-only, with
@@ -387,7 +391,7 @@ impl Db {
         require_database(path, Some(&base))?;
         let overlay = OverlayStorage::new(Arc::new(base))?;
         let opts = opts.background_writer(false).checkpoint_interval_bytes(0);
-        Db::start(Arc::new(overlay), opts, true, &format!("read-only in {}", path.display()))
+        Db::start(Arc::new(overlay), opts, true, &format!("read-only in {}", path.display()), Some(path))
     }
 
     /// Open (or create) the database on any storage, running restart recovery
@@ -401,15 +405,16 @@ impl Db {
     /// durable log record or page unreadable, a missing log segment or data
     /// file); an I/O error of the storage.
     pub fn open_with(storage: Arc<dyn Storage>, opts: Options) -> Result<Db> {
-        Db::start(storage, opts, false, "on the given storage")
+        Db::start(storage, opts, false, "on the given storage", None)
     }
 
     /// Open on `storage`; `read_only` for `open_read_only_with`; `place` says
-    /// where, for the log line of the open.
-    fn start(storage: Arc<dyn Storage>, opts: Options, read_only: bool, place: &str) -> Result<Db> {
+    /// where, for the log line of the open, and `dir` the directory, if any.
+    fn start(storage: Arc<dyn Storage>, opts: Options, read_only: bool, place: &str, dir: Option<&Path>) -> Result<Db> {
         opts.validate()?;
         let storage = ProcessStorage::bind(storage);
-        let inner = Arc::new(Inner { read_only, ..Inner::open(storage, opts, place)? });
+        let dir = dir.map(Path::to_path_buf);
+        let inner = Arc::new(Inner { read_only, dir, ..Inner::open(storage, opts, place)? });
         let bg = if inner.opts.background_writer {
             let weak = Arc::downgrade(&inner);
             Some(
@@ -747,6 +752,7 @@ impl Inner {
             opts,
             read_only: false,
             place: place.to_string(),
+            dir: None,
         };
         inner.checkpoint(CheckpointReason::Open)?;
         inner.log_open(place, start, started);

@@ -312,6 +312,17 @@ fn backup_refuses_a_destination_that_holds_anything() {
     assert_eq!(files(&t.join("other")), before);
     // Backing up onto itself is the same case.
     assert!(matches!(db.backup(t.join("live")), Err(Error::InvalidArgument(_))));
+    // Inside its own directory, however written: refused, nothing created.
+    let live_before = names(&t.join("live"));
+    for inside in [t.join("live").join("sub"), t.join("live").join("a").join("b"), t.join("other/../live/sub")] {
+        let e = db.backup(&inside).unwrap_err();
+        assert!(
+            matches!(e, Error::InvalidArgument(_)) && e.to_string().contains("inside the database's own directory"),
+            "{}: {e}",
+            inside.display()
+        );
+    }
+    assert_eq!(names(&t.join("live")), live_before);
     // A directory with anything in it, and a file: refused, untouched.
     std::fs::create_dir(t.join("notes")).unwrap();
     std::fs::write(t.join("notes").join("a.txt"), b"keep").unwrap();

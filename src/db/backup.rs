@@ -87,8 +87,9 @@ impl Db {
     ///
     /// # Errors
     /// `Error::InvalidArgument` if `dest` already holds a database, is a
-    /// directory that is not empty, is not a directory, or names no
-    /// directory (`/`, `..`): nothing is created then.
+    /// directory that is not empty, is not a directory, names no directory
+    /// (`/`, `..`), or lies inside this database's own directory (for a
+    /// database opened by path): nothing is created then.
     /// `Error::SnapshotTooOld` if the snapshot expired during the copy (see
     /// above). `Error::Failed` or `Error::Closed` if this database stopped
     /// or closed; an I/O error or `Error::Corruption` from reading it (an
@@ -98,6 +99,15 @@ impl Db {
     pub fn backup(&self, dest: impl AsRef<Path>) -> Result<BackupReport> {
         self.inner.check_ok()?;
         let dest = dest.as_ref();
+        if let Some(src) = &self.inner.dir {
+            if is_inside(dest, src)? {
+                return Err(Error::InvalidArgument(format!(
+                    "backup destination {} is inside the database's own directory {}: choose a path outside it",
+                    dest.display(),
+                    src.display()
+                )));
+            }
+        }
         let target = Target::check(dest)?;
         let staging = target.make_staging()?;
         let opts = Options::default().page_size(self.inner.page_size).durability(Durability::Eventual);
@@ -114,6 +124,29 @@ impl Db {
                 Ok(report)
             }
             Err(e) => Err(e), // `staging`'s drop removes what was made
+        }
+    }
+}
+
+/// Whether `path` (which may not exist yet) is `dir` or lies inside it,
+/// comparing canonical paths: the nearest ancestor of `path` that exists,
+/// canonicalized, with the rest of `path` after it.
+fn is_inside(path: &Path, dir: &Path) -> Result<bool> {
+    let dir = dir.canonicalize()?;
+    let mut existing = path.to_path_buf();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(c) = existing.canonicalize() {
+            let full = rest.iter().rev().fold(c, |p: PathBuf, r: &std::ffi::OsString| p.join(r));
+            return Ok(full.starts_with(&dir));
+        }
+        let Some(name) = existing.file_name() else { return Ok(false) };
+        rest.push(name.to_os_string());
+        if !existing.pop() {
+            return Ok(false);
+        }
+        if existing.as_os_str().is_empty() {
+            existing = PathBuf::from(".");
         }
     }
 }
