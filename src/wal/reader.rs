@@ -33,10 +33,10 @@ use std::sync::Arc;
 
 use super::record::*;
 use super::segments::Segments;
-use super::{parse_segment_name, LSN_START};
+use super::LSN_START;
 use crate::error::{Error, Result};
 
-use crate::storage::{read_full_at, Storage, StorageFile};
+use crate::storage::{read_full_at, StorageFile};
 use crate::types::Lsn;
 
 /// How the log ended, with the LSNs that prove it. The first three variants
@@ -383,8 +383,12 @@ fn proven_short(how: LogEnd, furthest: Option<(Lsn, Lsn)>, must_reach: Lsn) -> L
 ///
 /// # Errors
 /// An I/O error, or `visit`'s.
-pub fn read_log(storage: Arc<dyn Storage>, visit: impl FnMut(&LogRecord) -> Result<()>) -> Result<(Lsn, String, bool)> {
-    let starts: Vec<Lsn> = storage.list()?.iter().filter_map(|n| parse_segment_name(n)).collect();
+#[cfg(feature = "internals")]
+pub fn read_log(
+    storage: Arc<dyn crate::storage::Storage>,
+    visit: impl FnMut(&LogRecord) -> Result<()>,
+) -> Result<(Lsn, String, bool)> {
+    let starts: Vec<Lsn> = storage.list()?.iter().filter_map(|n| super::parse_segment_name(n)).collect();
     let Some(&from) = starts.iter().min() else {
         return Ok((Lsn::NONE, "the log has no segment files".into(), false));
     };
