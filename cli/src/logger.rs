@@ -39,6 +39,22 @@ impl LogLevel {
     }
 }
 
+/// Whether each comma-separated part of `spec` is a level or names a module
+/// of ariesdb (env_logger would read any other word as a module name and
+/// show nothing, which hides a typo such as `ARIESDB_LOG=loud`).
+fn is_filter_spec(spec: &str) -> bool {
+    spec.split(',').map(str::trim).filter(|d| !d.is_empty()).all(|d| {
+        let (target, level) = match d.split_once('=') {
+            Some((t, l)) => (Some(t), l),
+            None if LogLevel::from_str(d, true).is_ok() => (None, d),
+            None => (Some(d), "trace"),
+        };
+        let level_ok = LogLevel::from_str(level, true).is_ok();
+        let target_ok = target.is_none_or(|t| t.trim().starts_with("ariesdb"));
+        level_ok && target_ok
+    })
+}
+
 /// Install the logger: `level` if given, else the filters of `ARIESDB_LOG`
 /// if set, else `default`.
 pub fn init(level: Option<LogLevel>, default: LevelFilter) {
@@ -46,7 +62,14 @@ pub fn init(level: Option<LogLevel>, default: LevelFilter) {
     b.format(|buf, r| writeln!(buf, "[{:<5} {}] {}", r.level(), r.target(), r.args()));
     match (level, std::env::var(ENV)) {
         (Some(l), _) => b.filter_level(l.filter()),
-        (None, Ok(spec)) if !spec.trim().is_empty() => b.parse_filters(&spec),
+        (None, Ok(spec)) if !spec.trim().is_empty() && is_filter_spec(&spec) => b.parse_filters(&spec),
+        (None, Ok(spec)) if !spec.trim().is_empty() => {
+            eprintln!(
+                "ariesdb: {ENV}={spec:?} is neither a level (error, warn, info, debug, trace, off) nor a filter \
+                 of ariesdb's modules (ariesdb::wal=debug); logging at the default level"
+            );
+            b.filter_level(default)
+        }
         _ => b.filter_level(default),
     };
     // Only fails if a logger is already set: there is none before this.

@@ -438,6 +438,11 @@ fn log_level_prints_the_library_log_on_stderr() {
     assert!(stderr(&o).contains("checkpoint (end of recovery)"), "{}", stderr(&o));
     let o = with_env(&["--log-level", "off", "get", d, "apple"]);
     assert!(o.stderr.is_empty(), "{}", stderr(&o));
+    // A value that is neither a level nor a filter of ariesdb's modules is
+    // said, not silently read as a module name.
+    let o = Command::new(BIN).args(["get", d, "apple"]).env("ARIESDB_LOG", "loud").output().unwrap();
+    assert!(stderr(&o).contains("ARIESDB_LOG=\"loud\" is neither a level"), "{}", stderr(&o));
+    assert_eq!(ok(o), "red\n");
     // A level that is not one is a usage error.
     let o = run(&["--log-level", "loud", "get", d, "apple"]);
     assert_eq!(code(&o), 2);
