@@ -122,9 +122,12 @@ fn scans_always_count_the_same_number_of_keys_while_keys_move() {
     let db = db_with(N);
     let stop = Arc::new(AtomicBool::new(false));
     let start = Arc::new(Barrier::new(4));
+    // Moves committed so far: the counters go on until some happened (on a
+    // loaded machine 60 scans can end before a mover gets its locks).
+    let moves = Arc::new(std::sync::atomic::AtomicU32::new(0));
     let mut movers = Vec::new();
     for t in 0..2u64 {
-        let (db, stop, start) = (db.clone(), stop.clone(), start.clone());
+        let (db, stop, start, moves) = (db.clone(), stop.clone(), start.clone(), moves.clone());
         movers.push(std::thread::spawn(move || {
             start.wait();
             let mut r = rng(t);
@@ -151,6 +154,7 @@ fn scans_always_count_the_same_number_of_keys_while_keys_move() {
                     Ok(true) => {
                         tx.commit().unwrap();
                         moved += 1;
+                        moves.fetch_add(1, Ordering::SeqCst);
                     }
                     Ok(false) => tx.commit().unwrap(),
                     Err(e) if e.is_retryable() => drop(tx),
@@ -162,11 +166,12 @@ fn scans_always_count_the_same_number_of_keys_while_keys_move() {
     }
     let mut counters = Vec::new();
     for t in 0..2u64 {
-        let (db, stop, start) = (db.clone(), stop.clone(), start.clone());
+        let (db, stop, start, moves) = (db.clone(), stop.clone(), start.clone(), moves.clone());
         counters.push(std::thread::spawn(move || {
             start.wait();
+            let began = std::time::Instant::now();
             let mut counted = 0;
-            while counted < 60 {
+            while counted < 60 || (moves.load(Ordering::SeqCst) < 5 && began.elapsed() < Duration::from_secs(60)) {
                 let tx = db.begin().unwrap();
                 let it = if t == 0 { tx.scan(..) } else { tx.scan_rev(..) };
                 let n: Result<Vec<_>, Error> = it.unwrap().collect();
