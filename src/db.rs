@@ -1080,6 +1080,11 @@ impl KeyRange for std::ops::RangeFull {
     }
 }
 
+/// The bounds of a `RangeBounds<[u8]>` (the argument of `scan`) as owned keys.
+fn owned_slice_bounds<R: std::ops::RangeBounds<[u8]>>(range: &R) -> (Bound<Vec<u8>>, Bound<Vec<u8>>) {
+    (range.start_bound().map(<[u8]>::to_vec), range.end_bound().map(<[u8]>::to_vec))
+}
+
 /// The bounds of `range` as owned keys.
 fn owned_bounds(range: &impl KeyRange) -> (Bound<Vec<u8>>, Bound<Vec<u8>>) {
     let (lo, hi) = range.key_bounds();

@@ -11,7 +11,7 @@
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
-use super::{as_ref, check_key, owned_bounds, prefix_bounds, Inner, KeyRange, SCAN_BATCH};
+use super::{as_ref, check_key, owned_bounds, owned_slice_bounds, prefix_bounds, Inner, KeyRange, SCAN_BATCH};
 use crate::btree::{LeafPos, ScanEnd, ScanStart};
 use crate::error::{Error, Result};
 use crate::page::LeafCell;
@@ -113,7 +113,8 @@ impl Snapshot {
     /// # Errors
     /// As `get`; errors of later batches come from the iterator.
     pub fn scan<R: RangeBounds<[u8]>>(&self, range: R) -> Result<SnapshotScan<'_>> {
-        self.scan_in(range.start_bound().map(|k| k.to_vec()), range.end_bound().map(|k| k.to_vec()), false)
+        let (lo, hi) = owned_slice_bounds(&range);
+        self.scan_in(lo, hi, false)
     }
 
     /// The entries in `range` as of the snapshot's begin, in descending key
@@ -122,7 +123,8 @@ impl Snapshot {
     /// # Errors
     /// As `scan`.
     pub fn scan_rev<R: RangeBounds<[u8]>>(&self, range: R) -> Result<SnapshotScan<'_>> {
-        self.scan_in(range.start_bound().map(|k| k.to_vec()), range.end_bound().map(|k| k.to_vec()), true)
+        let (lo, hi) = owned_slice_bounds(&range);
+        self.scan_in(lo, hi, true)
     }
 
     /// As `scan`, for a range of anything that is `AsRef<[u8]>` (`"a".."m"`,

@@ -16,7 +16,7 @@ use std::time::Duration;
 use parking_lot::{Mutex, MutexGuard};
 
 use super::snapshot::Batch;
-use super::{as_ref, check_key, owned_bounds, prefix_bounds, Inner, KeyRange, SCAN_BATCH};
+use super::{as_ref, check_key, owned_bounds, owned_slice_bounds, prefix_bounds, Inner, KeyRange, SCAN_BATCH};
 use crate::btree::{BTree, MAX_VALUE_LEN};
 use crate::error::{Error, Result};
 use crate::options::Durability;
@@ -490,7 +490,8 @@ impl Txn {
     /// is rolled back, the scan ends, and later calls return
     /// `Error::TxnEnded`).
     pub fn scan<R: RangeBounds<[u8]>>(&self, range: R) -> Result<Scan<'_>> {
-        self.scan_in(range.start_bound().map(|k| k.to_vec()), range.end_bound().map(|k| k.to_vec()), false)
+        let (lo, hi) = owned_slice_bounds(&range);
+        self.scan_in(lo, hi, false)
     }
 
     /// Entries in `range`, in descending key order, locked as by `scan`.
@@ -498,7 +499,8 @@ impl Txn {
     /// # Errors
     /// As `scan`.
     pub fn scan_rev<R: RangeBounds<[u8]>>(&self, range: R) -> Result<Scan<'_>> {
-        self.scan_in(range.start_bound().map(|k| k.to_vec()), range.end_bound().map(|k| k.to_vec()), true)
+        let (lo, hi) = owned_slice_bounds(&range);
+        self.scan_in(lo, hi, true)
     }
 
     /// As `scan`, for a range of anything that is `AsRef<[u8]>`:
