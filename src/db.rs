@@ -34,7 +34,7 @@ use crate::buffer::BufferPool;
 use crate::error::{Error, Result};
 use crate::failstop::FailStop;
 use crate::options::Options;
-use crate::recovery::{self, CheckpointReason, Checkpointer, OpenParams, RecoveryReport, Sources, Start};
+use crate::recovery::{self, CheckpointReason, Checkpointer, OpenParams, PendingRedo, RecoveryReport, Sources, Start};
 use crate::storage::{FsStorage, OverlayStorage, ProcessStorage, Storage, StorageFile};
 use crate::txn::lock::LockManager;
 use crate::txn::versions::VersionStore;
@@ -57,6 +57,9 @@ mod fail_stop_tests;
 mod pool_race_tests;
 
 pub use crate::recovery::DATA_FILE;
+/// Pages the redo after an instant restart takes from the owed list at a time.
+const REDO_BATCH: usize = 256;
+
 /// Entries a scan reads per batch under the tree latch.
 const SCAN_BATCH: usize = 64;
 
@@ -91,6 +94,9 @@ pub(crate) struct Inner {
     bg_stop: Mutex<bool>,
     bg_cv: Condvar,
     report: RecoveryReport,
+    /// After an instant restart: the pages that still owe redo (None after
+    /// a classic redo pass, or when none owed any).
+    pending: Option<Arc<PendingRedo>>,
     counters: Counters,
     /// Opened by `Db::open_read_only`: every change is refused, and the
     /// storage is an overlay that keeps what recovery wrote in memory.
@@ -118,6 +124,8 @@ pub(crate) struct Inner {
 pub struct Db {
     inner: Arc<Inner>,
     bg: Option<JoinHandle<()>>,
+    /// The background redo pass after an instant restart, while it runs.
+    redo_bg: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Db {
@@ -209,6 +217,12 @@ pub struct Stats {
     pub snapshot_held_bytes: u64,
     /// Snapshots expired past the cap since open.
     pub snapshots_expired: u64,
+    /// Pages redone at their first read after an instant restart
+    /// (`Options::instant_restart`), since open.
+    pub pages_redone_on_demand: u64,
+    /// Pages that still owe redo after an instant restart: redone at their
+    /// first read, by the background pass, or at `close`.
+    pub pages_owing_redo: u64,
 }
 
 impl Db {
@@ -414,6 +428,9 @@ impl Db {
         opts.validate()?;
         let storage = ProcessStorage::bind(storage);
         let dir = dir.map(Path::to_path_buf);
+        // A read-only open redoes in memory before it returns: it has no
+        // background pass, and its tools want the whole picture at once.
+        let opts = if read_only { opts.instant_restart(false) } else { opts };
         let inner = Arc::new(Inner { read_only, dir, ..Inner::open(storage, opts, place)? });
         let bg = if inner.opts.background_writer {
             let weak = Arc::downgrade(&inner);
@@ -426,7 +443,19 @@ impl Db {
         } else {
             None
         };
-        Ok(Db { inner, bg })
+        let redo_bg = match &inner.pending {
+            Some(p) if inner.opts.background_writer && p.left() > 0 => {
+                let weak = Arc::downgrade(&inner);
+                Some(
+                    std::thread::Builder::new()
+                        .name("ariesdb-redo".into())
+                        .spawn(move || background::redo_loop(weak))
+                        .map_err(Error::Io)?,
+                )
+            }
+            _ => None,
+        };
+        Ok(Db { inner, bg, redo_bg })
     }
 
     /// Begin a read-write transaction. Many may be open at once, from many
@@ -620,9 +649,23 @@ impl Db {
         self.inner.guard(r)
     }
 
-    /// What the last open's recovery did.
+    /// What the last open's recovery did. After an instant restart the
+    /// redo counts (`redone`, `skipped`, `pages_rebuilt`) and the deferred
+    /// redo's progress (`pages_redone_on_demand`,
+    /// `pages_redone_in_background`, `deferred_redo_us`) grow until every
+    /// deferred page is redone.
     pub fn recovery_report(&self) -> RecoveryReport {
-        self.inner.report.clone()
+        let mut r = self.inner.report.clone();
+        if let Some(p) = &self.inner.pending {
+            let c = &p.counters;
+            r.redone += c.redone.load(Ordering::Relaxed);
+            r.skipped += c.skipped.load(Ordering::Relaxed);
+            r.pages_rebuilt += c.pages_rebuilt.load(Ordering::Relaxed);
+            r.pages_redone_on_demand = c.pages_on_demand.load(Ordering::Relaxed);
+            r.pages_redone_in_background = c.pages_in_background.load(Ordering::Relaxed);
+            r.deferred_redo_us = p.finished_us();
+        }
+        r
     }
 
     /// Counters since open.
@@ -677,6 +720,9 @@ impl Db {
         if let Some(h) = self.bg.take() {
             let _ = h.join();
         }
+        if let Some(h) = self.redo_bg.take() {
+            let _ = h.join();
+        }
     }
 }
 
@@ -726,6 +772,7 @@ impl Inner {
             page_size: opts.page_size,
             segment_bytes: opts.segment_bytes(),
             buffer_pool_pages: opts.buffer_pool_pages,
+            instant_restart: opts.instant_restart,
         };
         let r = recovery::recover(storage, &params)?;
         let fpi_horizon = r.fpi_horizon();
@@ -748,6 +795,7 @@ impl Inner {
             bg_stop: Mutex::new(false),
             bg_cv: Condvar::new(),
             report: r.report,
+            pending: r.pending,
             counters: Counters::default(),
             opts,
             read_only: false,
@@ -768,6 +816,13 @@ impl Inner {
             Start::Clean if r.losers == 0 => format!("opened the database {place} after a clean close"),
             Start::Clean => format!(
                 "opened the database {place} after a clean close, rolling back {} transactions left open at it",
+                r.losers
+            ),
+            Start::Crashed if r.redo_deferred_pages > 0 => format!(
+                "opened the database {place} after recovery from an unclean shutdown (instant restart: redo of {} \
+                 pages deferred to their first read{}, {} losers rolled back)",
+                r.redo_deferred_pages,
+                if self.opts.background_writer { " and the background pass" } else { " and the close" },
                 r.losers
             ),
             Start::Crashed => format!(
@@ -874,8 +929,27 @@ impl Inner {
         self.ckpt.take_if_due(&self.ckpt_sources(), self.opts.checkpoint_interval_bytes)
     }
 
+    /// After an instant restart: redo every page that still owes redo, here
+    /// and now (each by loading it into the pool), then forget the list.
+    /// `close` and `compact` call this first.
+    ///
+    /// # Errors
+    /// As a page fetch: `Error::Corruption` for a damaged page the log
+    /// cannot rebuild; an I/O error.
+    fn finish_redo(&self) -> Result<()> {
+        let Some(p) = &self.pending else { return Ok(()) };
+        while p.left() > 0 {
+            for page_id in p.next_batch(REDO_BATCH) {
+                drop(self.pool.fetch(page_id)?);
+            }
+        }
+        self.pool.clear_load_redo();
+        Ok(())
+    }
+
     /// The moves and the cut of `Db::compact`; the caller holds `compacting`.
     fn compact(&self) -> Result<u64> {
+        self.finish_redo()?;
         compact_in_rounds(&self.tree_latch, &self.pool, &self.wal, &self.fpi_horizon)?;
         // No record before this checkpoint is redone after a crash, so no
         // redo can touch the pages past the new end once they are cut.
@@ -896,6 +970,7 @@ impl Inner {
     /// open, the checkpoint's tables are empty and the next open has nothing
     /// to redo or undo. Then record where the log ends.
     fn close(&self) -> Result<()> {
+        self.finish_redo()?;
         self.pool.flush_dirty(Lsn::MAX, usize::MAX)?;
         self.checkpoint(CheckpointReason::Close)?;
         self.wal.flush_all()?;
@@ -974,6 +1049,11 @@ impl Inner {
             snapshot_version_keys: v.keys as u64,
             snapshot_held_bytes: v.kept_bytes as u64,
             snapshots_expired: v.expired,
+            pages_redone_on_demand: self
+                .pending
+                .as_ref()
+                .map_or(0, |p| p.counters.pages_on_demand.load(Ordering::Relaxed)),
+            pages_owing_redo: self.pending.as_ref().map_or(0, |p| p.left() as u64),
         }
     }
 }

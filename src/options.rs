@@ -45,6 +45,7 @@ pub struct Options {
     pub(crate) snapshot_cap_bytes: usize,
     pub(crate) lock_timeout: Duration,
     pub(crate) transaction_attempts: u32,
+    pub(crate) instant_restart: bool,
 }
 
 impl Default for Options {
@@ -61,6 +62,7 @@ impl Default for Options {
             snapshot_cap_bytes: 64 << 20,
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
             transaction_attempts: 10,
+            instant_restart: true,
         }
     }
 }
@@ -103,6 +105,24 @@ impl Options {
     /// `Durability::Eventual`, and takes automatic checkpoints (default on).
     pub fn background_writer(mut self, on: bool) -> Options {
         self.background_writer = on;
+        self
+    }
+
+    /// Instant restart after a crash (default on): the open returns after
+    /// analysis, the first pass of ARIES restart recovery (Mohan et al., TODS
+    /// 1992, section 6.1), and the rollback of the transactions the crash
+    /// left open; each page that may be newer in the log than on disk is
+    /// redone when it is first read (redo on demand, as in Graefe, Guy and
+    /// Sauer, *Instant Recovery with Write-Ahead Logging*, 2016), or by a
+    /// background pass (with `background_writer`) that redoes the rest;
+    /// `close` and `compact` finish what is left. Off: the classic redo pass
+    /// runs over every such page before the open returns. Either way the
+    /// database serves the same data, and a crash at any point recovers the
+    /// same way. `RecoveryReport` says what was redone when;
+    /// `Stats::pages_redone_on_demand` counts the redos at first read. A
+    /// read-only open always redoes before it returns.
+    pub fn instant_restart(mut self, on: bool) -> Options {
+        self.instant_restart = on;
         self
     }
 

@@ -75,7 +75,8 @@ fn put_many(db: &Db, from: u32, n: u32, len: usize) -> ariesdb::Txn {
 /// stolen; the reopen logs each pass with the report's counts.
 fn crash_and_recovery_log_each_pass() {
     let sim = Arc::new(SimStorage::new(7));
-    let opts = small_opts();
+    // The classic three passes (instant restart: `instant_restart_logs_what_it_deferred`).
+    let opts = small_opts().instant_restart(false);
     let db = Db::open_with(sim.clone(), opts.clone()).unwrap();
     let lines = take();
     one(&lines, Level::Info, "created a new database on the given storage");
@@ -153,7 +154,7 @@ fn a_torn_page_is_a_warning() {
     let mut warned = 0;
     for seed in 0..10 {
         let sim = Arc::new(SimStorage::new(100 + seed));
-        let opts = small_opts().buffer_pool_pages(24);
+        let opts = small_opts().buffer_pool_pages(24).instant_restart(false);
         let db = Db::open_with(sim.clone(), opts.clone()).unwrap();
         put_many(&db, 0, 2400, 30).commit().unwrap();
         db.checkpoint().unwrap();
@@ -243,10 +244,35 @@ fn a_background_writer_error_is_logged() {
     assert_eq!(errors(&lines).iter().filter(|l| l.msg.contains("stopped")).count(), 1, "{lines:#?}");
 }
 
+/// Instant restart: the open says how many pages' redo it deferred, and
+/// the line when the last of them is redone says how.
+fn instant_restart_logs_what_it_deferred() {
+    let sim = Arc::new(SimStorage::new(8));
+    let opts = small_opts().instant_restart(true);
+    let db = Db::open_with(sim.clone(), opts.clone()).unwrap();
+    put_many(&db, 0, 600, 60).commit().unwrap();
+    drop(db);
+    sim.power_loss();
+    take();
+    let db = Db::open_with(sim.clone(), opts).unwrap();
+    let r = db.recovery_report();
+    assert!(r.redo_deferred_pages > 0, "{r:?}");
+    let lines = take();
+    one(&lines, Level::Info, &format!("recovery redo: instant restart, {} dirty pages", r.redo_deferred_pages));
+    one(&lines, Level::Info, &format!("redo of {} pages deferred", r.redo_deferred_pages));
+    assert!(!lines.iter().any(|l| l.msg.contains("every deferred page redone")), "{lines:#?}");
+    db.close().unwrap();
+    let lines = take();
+    let done = one(&lines, Level::Info, "recovery redo: every deferred page redone");
+    assert!(done.msg.contains("at their first load"), "{done:?}");
+    assert!(errors(&lines).is_empty(), "{lines:#?}");
+}
+
 #[test]
 fn the_library_logs_recovery_checkpoints_and_failures() {
     capture();
     crash_and_recovery_log_each_pass();
+    instant_restart_logs_what_it_deferred();
     checkpoints_and_truncation_at_debug();
     a_torn_page_is_a_warning();
     a_storage_failure_logs_one_error();

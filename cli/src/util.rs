@@ -135,14 +135,22 @@ pub fn require_db(dir: &Path, allow_new: bool) -> Result<(), CliError> {
 /// last shutdown was not clean). There must be one: `Db::open_existing`
 /// creates nothing, and its `Error::NotFound` is exit 3.
 pub fn open(dir: &Path) -> Result<Db, CliError> {
-    Ok(Db::open_existing(dir)?)
+    Ok(Db::open_existing_with(dir, one_shot_opts())?)
+}
+
+/// Options of a command's open: the classic three passes before the open
+/// returns. A one-shot command gains nothing from instant restart (its close
+/// would redo the rest anyway), and so the recovery it reports at the open
+/// is the whole of it.
+fn one_shot_opts() -> Options {
+    Options::default().instant_restart(false)
 }
 
 /// Open the database in `dir`, creating one if the directory (which must
 /// exist) holds none.
 pub fn open_or_create(dir: &Path) -> Result<Db, CliError> {
     require_db(dir, true)?;
-    Ok(Db::open_path_with(dir, Options::default())?)
+    Ok(Db::open_path_with(dir, one_shot_opts())?)
 }
 
 /// Fail with exit 4 if another process holds the directory's lock. Takes the

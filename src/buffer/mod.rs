@@ -33,6 +33,10 @@
 //!   (`log_and_apply`) publishes the new values while the page is still
 //!   latched; redo only forgets them (`forget_meta_shape`); a reader fills
 //!   an unknown cache only by a compare-and-swap from 0.
+//! - After an instant restart, a page that still owes redo (`LoadRedo`) is
+//!   redone at its load, before the frame is published to any other fetcher,
+//!   and taken off the owed list only once the frame is marked dirty; the
+//!   dirty page table (`dirty_pages`) lists the owed pages too.
 //! - A frame whose last change is not yet durable in the log is counted in
 //!   `changed_in_epoch` for its flush epoch (`note_change`, before the change
 //!   is applied), so `can_evict_without_log_flush` never undercounts them.
@@ -51,6 +55,35 @@ use crate::storage::{read_full_at, StorageFile};
 use crate::types::{Lsn, PageId};
 use crate::wal::{Body, PagePart, RecordHeader, Wal};
 
+/// Redo that pages owe at their first load after an instant restart
+/// (`recovery::PendingRedo`). The pool asks at every load while any is owed.
+pub trait LoadRedo: Send + Sync {
+    /// If `page_id` owes redo, apply it to `buf` (its stored bytes; `valid`
+    /// if they passed their checks) and say what became of the page; None if
+    /// it owes none. The page stays owed until `done`.
+    ///
+    /// # Errors
+    /// `Error::Corruption` if the page is damaged and the log holds no image
+    /// of it; an error reading the log.
+    fn redo_at_load(&self, page_id: PageId, buf: &mut [u8], valid: bool) -> Result<Option<LoadRedone>>;
+    /// `page_id` owes no more redo: its redone bytes are in a frame marked
+    /// dirty, or it is about to be fully defined anew.
+    fn done(&self, page_id: PageId);
+    /// The pages that owe redo, with their `rec_lsn`.
+    fn owed_pages(&self) -> Vec<(PageId, Lsn)>;
+    /// How many pages owe redo.
+    fn left(&self) -> usize;
+}
+
+/// What a page's redo at its load did (`LoadRedo::redo_at_load`): the page
+/// is whole now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadRedone {
+    /// Some(rec_lsn) if a change was applied: the frame is marked dirty
+    /// with it.
+    pub dirty_rec_lsn: Option<Lsn>,
+}
+
 /// A frame that holds no page.
 const NO_PAGE: PageId = PageId(u32::MAX);
 
@@ -64,6 +97,7 @@ pub struct Frame {
     rec_lsn: AtomicU64,
     /// Flush epoch of the last change applied here in normal operation.
     changed_epoch: AtomicU64,
+    /// The page bytes (empty until the frame is first loaded).
     data: RwLock<Box<[u8]>>,
 }
 
@@ -164,6 +198,8 @@ pub struct BufferPool {
     /// CLOCK's hand (taken modulo the frame count).
     hand: AtomicUsize,
     recovery_mode: AtomicBool,
+    /// The redo pages owe after an instant restart (None: none owed).
+    load_redo: RwLock<Option<Arc<dyn LoadRedo>>>,
     /// The database's fail-stop state.
     stop: Arc<FailStop>,
     /// Frames changed per flush epoch, in slots by epoch modulo 4, each
@@ -262,7 +298,9 @@ impl BufferPool {
                 valid: AtomicBool::new(false),
                 rec_lsn: AtomicU64::new(0),
                 changed_epoch: AtomicU64::new(u64::MAX),
-                data: RwLock::new(vec![0u8; page_size].into_boxed_slice()),
+                // Allocated at the frame's first load: a pool sized for a
+                // large cache costs nothing until it is used.
+                data: RwLock::new(Box::default()),
             })
             .collect();
         BufferPool {
@@ -281,6 +319,7 @@ impl BufferPool {
             hand: AtomicUsize::new(0),
             frames,
             recovery_mode: AtomicBool::new(false),
+            load_redo: RwLock::new(None),
             stop,
             changed_in_epoch: Default::default(),
             meta_shape: AtomicU64::new(0),
@@ -345,6 +384,22 @@ impl BufferPool {
     /// instead of failing with `Error::Corruption`.
     pub fn set_recovery_mode(&self, on: bool) {
         self.recovery_mode.store(on, Ordering::Release);
+    }
+
+    /// After an instant restart: pages redo is owed to, redone at their load
+    /// (or dropped from the list once none is left: `clear_load_redo`).
+    /// Set before the first fetch.
+    pub fn set_load_redo(&self, redo: Arc<dyn LoadRedo>) {
+        debug_assert!(self.frames.iter().all(|f| f.page_id() == NO_PAGE), "set before the first fetch");
+        *self.load_redo.write() = Some(redo);
+    }
+
+    /// Forget the owed redo once no page owes any.
+    pub fn clear_load_redo(&self) {
+        let mut r = self.load_redo.write();
+        if r.as_ref().is_some_and(|r| r.left() == 0) {
+            *r = None;
+        }
     }
 
     /// Pin page `page_id`, reading it from storage if needed.
@@ -499,6 +554,10 @@ impl BufferPool {
         f.set_rec_lsn(Lsn::NONE);
         // Uncontended: nobody holds a latch on a claimed frame.
         let mut d = f.data.write();
+        if d.len() != self.page_size {
+            debug_assert!(d.is_empty(), "a frame's bytes are a page or nothing");
+            *d = vec![0u8; self.page_size].into_boxed_slice();
+        }
         map.insert(page_id, idx as u32);
         drop(map);
         let h = PageHandle { pool: self, idx };
@@ -519,7 +578,41 @@ impl BufferPool {
             d.fill(0);
             PageState::Valid
         };
-        let valid = state == PageState::Valid;
+        let mut valid = state == PageState::Valid;
+        let load_redo = self.load_redo.read().clone();
+        if let Some(redo) = load_redo.filter(|r| r.left() > 0) {
+            if !read {
+                // About to be fully defined anew: what it owed is moot.
+                redo.done(page_id);
+            } else {
+                match redo.redo_at_load(page_id, &mut d, valid) {
+                    Ok(None) => {}
+                    Ok(Some(redone)) => {
+                        valid = true;
+                        if let Some(rec_lsn) = redone.dirty_rec_lsn {
+                            f.set_rec_lsn(rec_lsn);
+                            f.dirty.store(true, Ordering::Release);
+                            if page_id == page::META_PAGE {
+                                self.forget_meta_shape();
+                            }
+                        }
+                        // Only now, with the frame dirty, may a checkpoint
+                        // miss it in the owed list (`dirty_pages`).
+                        redo.done(page_id);
+                    }
+                    Err(e) => {
+                        let mut map = self.shard(page_id).map.write();
+                        if map.get(&page_id) == Some(&(idx as u32)) {
+                            map.remove(&page_id);
+                        }
+                        f.set_page_id(NO_PAGE);
+                        f.dirty.store(false, Ordering::Release);
+                        f.set_rec_lsn(Lsn::NONE);
+                        return Err(e);
+                    }
+                }
+            }
+        }
         f.valid.store(valid, Ordering::Release);
         drop(d);
         if !valid && !self.recovery_mode.load(Ordering::Acquire) {
@@ -683,8 +776,27 @@ impl BufferPool {
         Ok(waited)
     }
 
-    /// The dirty page table: (page, rec_lsn) of every dirty frame.
+    /// The dirty page table: (page, rec_lsn) of every dirty frame, and of
+    /// every page that owes redo after an instant restart (`LoadRedo`; a page
+    /// listed twice keeps the smaller rec_lsn).
     pub fn dirty_pages(&self) -> Vec<(PageId, Lsn)> {
+        // The owed list first: a page leaves it only after its frame is
+        // marked dirty, so it is found in one or the other.
+        let owed = self.load_redo.read().as_ref().map(|r| r.owed_pages()).unwrap_or_default();
+        let mut frames = self.dirty_frames();
+        if owed.is_empty() {
+            return frames;
+        }
+        let mut all: HashMap<PageId, Lsn> = owed.into_iter().collect();
+        for (p, l) in frames.drain(..) {
+            let e = all.entry(p).or_insert(l);
+            *e = (*e).min(l);
+        }
+        all.into_iter().collect()
+    }
+
+    /// (page, rec_lsn) of every dirty frame.
+    fn dirty_frames(&self) -> Vec<(PageId, Lsn)> {
         // Every shard held shared: no frame changes page meanwhile.
         let _shards: Vec<_> = self.shards.iter().map(|s| s.map.read()).collect();
         // A write-back (`write_page`, which needs no tree latch) clears

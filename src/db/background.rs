@@ -69,3 +69,38 @@ pub(super) fn background_tick(inner: &Inner) -> Result<()> {
     }
     inner.guard(r)
 }
+
+/// After an instant restart, the background redo pass: load every page that
+/// still owes redo, a batch at a time, oldest `rec_lsn` first, until none is
+/// left (pages readers touch first are redone by them). Stops when told to
+/// (`Db::close` and `Db::drop`; `close` finishes what is left) or when the
+/// database stops; an error is logged and ends the pass (the pages left are
+/// redone at their first read or at `close`, which report it).
+pub(super) fn redo_loop(weak: Weak<Inner>) {
+    let started = std::time::Instant::now();
+    loop {
+        let Some(inner) = weak.upgrade() else { return };
+        if *inner.bg_stop.lock() || inner.stop.is_stopped() || inner.closed.load(Ordering::Acquire) {
+            return;
+        }
+        let Some(pending) = inner.pending.as_ref() else { return };
+        let batch = pending.next_batch(super::REDO_BATCH);
+        if batch.is_empty() {
+            inner.pool.clear_load_redo();
+            log::debug!("background redo pass done in {:.1} ms", started.elapsed().as_secs_f64() * 1000.0);
+            return;
+        }
+        let r = crate::recovery::PendingRedo::as_background(|| {
+            for page_id in batch {
+                drop(inner.pool.fetch(page_id)?);
+            }
+            Ok(())
+        });
+        if let Err(e) = inner.guard_read(r) {
+            if !matches!(e, Error::Failed { .. } | Error::Closed) {
+                log::error!("background redo: {e}; the pages left are redone at their first read or at close");
+            }
+            return;
+        }
+    }
+}

@@ -19,6 +19,9 @@ pub struct Analysis {
     pub active_txns: HashMap<TxnId, TxnEntry>,
     /// Pages that may be newer in the log than on disk.
     pub dirty_pages: HashMap<PageId, Lsn>,
+    /// For every page a record read changes, the LSNs of those records in
+    /// log order (for instant restart's redo of a page at its first load).
+    pub page_lsns: HashMap<PageId, Vec<Lsn>>,
     /// The next transaction id to hand out.
     pub next_txn_id: TxnId,
     /// Where the log ends.
@@ -58,6 +61,10 @@ pub fn analysis(segments: &Segments, from: Lsn, must_reach: Lsn, known_end: Opti
         }
         for part in rec.body.parts() {
             a.dirty_pages.entry(part.page_id).or_insert(rec.lsn);
+            let lsns = a.page_lsns.entry(part.page_id).or_default();
+            if lsns.last() != Some(&rec.lsn) {
+                lsns.push(rec.lsn);
+            }
         }
         if let Body::CkptEnd(c) = &rec.body {
             if c.begin_lsn == from {

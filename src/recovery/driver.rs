@@ -22,6 +22,7 @@ use std::time::Instant;
 use log::Level;
 
 use super::master::MasterFile;
+use super::pending::PendingRedo;
 use super::{analysis, micros, ms, redo, undo, Analysis, RecoveryReport};
 use crate::btree::{BTree, TxnCtx};
 use crate::buffer::BufferPool;
@@ -30,7 +31,7 @@ use crate::failstop::FailStop;
 use crate::page::{self, Master, PageRef, META_PAGE};
 use crate::storage::{Storage, StorageFile};
 use crate::txn::TxnTable;
-use crate::types::{Lsn, TxnId};
+use crate::types::{Lsn, PageId, TxnId};
 use crate::wal::reader::ScanEnd;
 use crate::wal::segments::Segments;
 use crate::wal::{self, reader, Wal};
@@ -47,6 +48,10 @@ pub struct OpenParams {
     pub segment_bytes: u64,
     /// Frames of the buffer pool.
     pub buffer_pool_pages: usize,
+    /// Instant restart: leave redo to each page's first load (and to a
+    /// background pass) instead of redoing every dirty page before the open
+    /// returns.
+    pub instant_restart: bool,
 }
 
 /// A recovered database, ready to serve once the caller has checkpointed.
@@ -72,6 +77,9 @@ pub struct Recovered {
     pub report: RecoveryReport,
     /// How the database was found.
     pub start: Start,
+    /// After an instant restart: the pages that still owe redo (None after
+    /// a classic redo pass, or when no page owed any).
+    pub pending: Option<Arc<PendingRedo>>,
 }
 
 impl Recovered {
@@ -115,7 +123,7 @@ pub fn recover(storage: Arc<dyn Storage>, opts: &OpenParams) -> Result<Recovered
         c if c.is_none() => log::log!(level, "recovery analysis: reading the whole log to its end (no checkpoint)"),
         c => log::log!(level, "recovery analysis: reading the log from the checkpoint at LSN {c} to its end"),
     }
-    let analysis = run_analysis(&segments, &master, known_end)?;
+    let mut analysis = run_analysis(&segments, &master, known_end)?;
     // The log reaches at least the checkpoint the master record names.
     assert!(analysis.end.end_lsn() >= master.checkpoint_lsn, "the log ends before its checkpoint");
     report.analysis_us = micros(t);
@@ -137,28 +145,44 @@ pub fn recover(storage: Arc<dyn Storage>, opts: &OpenParams) -> Result<Recovered
     let pool = BufferPool::new(data_file.clone(), wal.clone(), page_size, opts.buffer_pool_pages, stop.clone());
 
     let t = Instant::now();
-    match analysis.dirty_pages.values().min() {
-        Some(from) => log::log!(
+    let pending = if opts.instant_restart && !analysis.dirty_pages.is_empty() {
+        let pending = defer_redo(&segments, &master, &mut analysis, &wal, &mut report)?;
+        pool.set_load_redo(pending.clone());
+        report.redo_us = micros(t);
+        log::log!(
             level,
-            "recovery redo: repeating history from LSN {from} to LSN {}, for {} dirty pages",
-            report.end_lsn,
-            report.dirty_pages
-        ),
-        None => log::log!(level, "recovery redo: no dirty pages, nothing to redo"),
-    }
-    redo(&pool, &segments, &analysis, &mut report)?;
-    // Redo started at or before the checkpoint and read up to the end.
-    assert!(report.redo_start_lsn <= report.end_lsn, "redo began past the end of the log: {report:?}");
-    report.redo_us = micros(t);
-    log::log!(
-        level,
-        "recovery redo done in {:.1} ms: {} records applied, {} skipped (page_lsn test: already on the page, \
-         or the page not dirty), {} torn or never-written pages rebuilt from their full images",
-        ms(report.redo_us),
-        report.redone,
-        report.skipped,
-        report.pages_rebuilt
-    );
+            "recovery redo: instant restart, {} dirty pages (log LSN {}..{}) are redone at their first load or by \
+             the background pass",
+            report.dirty_pages,
+            report.redo_start_lsn,
+            report.end_lsn
+        );
+        Some(pending)
+    } else {
+        match analysis.dirty_pages.values().min() {
+            Some(from) => log::log!(
+                level,
+                "recovery redo: repeating history from LSN {from} to LSN {}, for {} dirty pages",
+                report.end_lsn,
+                report.dirty_pages
+            ),
+            None => log::log!(level, "recovery redo: no dirty pages, nothing to redo"),
+        }
+        redo(&pool, &segments, &analysis, &mut report)?;
+        // Redo started at or before the checkpoint and read up to the end.
+        assert!(report.redo_start_lsn <= report.end_lsn, "redo began past the end of the log: {report:?}");
+        report.redo_us = micros(t);
+        log::log!(
+            level,
+            "recovery redo done in {:.1} ms: {} records applied, {} skipped (page_lsn test: already on the page, \
+             or the page not dirty), {} torn or never-written pages rebuilt from their full images",
+            ms(report.redo_us),
+            report.redone,
+            report.skipped,
+            report.pages_rebuilt
+        );
+        None
+    };
 
     let tree = BTree::new(&pool, master.checkpoint_lsn);
     ensure_meta(&pool, &tree, &wal, master.checkpoint_lsn)?;
@@ -190,7 +214,45 @@ pub fn recover(storage: Arc<dyn Storage>, opts: &OpenParams) -> Result<Recovered
         );
     }
     let next_txn_id = analysis.next_txn_id;
-    Ok(Recovered { data_file, master_file, master, wal, pool, stop, txns, next_txn_id, report, start })
+    Ok(Recovered { data_file, master_file, master, wal, pool, stop, txns, next_txn_id, report, start, pending })
+}
+
+/// Instant restart: instead of the redo pass, the list of what each dirty
+/// page owes (`PendingRedo`). Analysis listed the records of each page from
+/// where it began; a page whose rec_lsn (from the checkpoint's dirty page
+/// table) is older also needs the records between it and the checkpoint,
+/// read here.
+fn defer_redo(
+    segments: &Segments,
+    master: &Master,
+    a: &mut Analysis,
+    wal: &Arc<Wal>,
+    report: &mut RecoveryReport,
+) -> Result<Arc<PendingRedo>> {
+    let redo_start = a.dirty_pages.values().copied().min().unwrap_or(Lsn::NONE);
+    report.redo_start_lsn = redo_start.get();
+    report.redo_deferred_pages = a.dirty_pages.len() as u64;
+    let mut page_lsns = std::mem::take(&mut a.page_lsns);
+    let from = analysis_start(master);
+    if redo_start < from {
+        let mut early: std::collections::HashMap<PageId, Vec<Lsn>> = Default::default();
+        reader::scan(segments, redo_start, Lsn::NONE, Some(from), |rec| {
+            for part in rec.body.parts() {
+                if a.dirty_pages.get(&part.page_id).is_some_and(|&rec_lsn| rec.lsn >= rec_lsn) {
+                    let lsns = early.entry(part.page_id).or_default();
+                    if lsns.last() != Some(&rec.lsn) {
+                        lsns.push(rec.lsn);
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        for (page_id, mut lsns) in early {
+            lsns.extend(page_lsns.remove(&page_id).unwrap_or_default());
+            page_lsns.insert(page_id, lsns);
+        }
+    }
+    Ok(Arc::new(PendingRedo::new(wal.clone(), &a.dirty_pages, page_lsns)))
 }
 
 /// How the database was found at open.

@@ -28,6 +28,7 @@ mod analysis;
 mod checkpoint;
 mod driver;
 mod master;
+mod pending;
 mod redo;
 mod undo;
 
@@ -38,6 +39,7 @@ use crate::types::Lsn;
 pub use analysis::{analysis, Analysis};
 pub use checkpoint::{Checkpointer, Reason as CheckpointReason, Sources};
 pub use driver::{recover, OpenParams, Start, DATA_FILE};
+pub use pending::PendingRedo;
 pub use redo::redo;
 pub use undo::undo;
 
@@ -77,8 +79,22 @@ pub struct RecoveryReport {
     pub shape_repairs: u64,
     /// Time spent in each pass, in microseconds.
     pub analysis_us: u64,
-    /// Redo time.
+    /// Redo time (with instant restart: the time to list what each page
+    /// owes; the redo itself comes later).
     pub redo_us: u64,
+    /// Instant restart (`Options::instant_restart`): the dirty pages whose
+    /// redo was left to their first load or to the background pass when the
+    /// open returned (0: redo ran before the open returned).
+    pub redo_deferred_pages: u64,
+    /// Of those, the pages redone so far at their first load by a reader, a
+    /// writer or the engine (undo of the losers at the open included).
+    pub pages_redone_on_demand: u64,
+    /// Of those, the pages redone so far by the background pass.
+    pub pages_redone_in_background: u64,
+    /// Time from the end of analysis until the last deferred page was
+    /// redone, in microseconds (0 while some still owe redo, or when none
+    /// was deferred).
+    pub deferred_redo_us: u64,
     /// Undo time.
     pub undo_us: u64,
 }

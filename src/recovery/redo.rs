@@ -12,11 +12,67 @@ use crate::types::{Lsn, PageId};
 use crate::wal::segments::Segments;
 use crate::wal::{reader, LogRecord, PagePart};
 
-/// Redo one page change of record `rec`. THE pageLSN TEST lives here: a
-/// change is applied only if the page does not have it yet (`page_lsn < lsn`).
-/// A record may carry several changes to one page (a split truncates a page
+/// What redo did with one page change (`redo_change`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Passed over: the page already had it, or the page is torn and a later
+    /// full image rebuilds it.
+    Skipped,
+    /// Applied to a valid page.
+    Applied,
+    /// The page was rebuilt from this change (a full image or an init);
+    /// `torn`: its stored bytes were not all zeros (torn or damaged, rather
+    /// than never written).
+    Rebuilt {
+        /// The stored bytes were not all zeros.
+        torn: bool,
+    },
+}
+
+/// Redo one page change `part` of the record at `lsn` on page `page_id`,
+/// whose bytes are `g` (`valid`: they passed their checks; set once a full
+/// image or init rebuilt them). THE pageLSN TEST lives here: a change is
+/// applied only if the page does not have it yet (`page_lsn < lsn`). A
+/// record may carry several changes to one page (a split truncates a page
 /// and relinks it); `same_record` says an earlier change of this record was
 /// already applied to the page, so the rest of its changes apply too.
+/// Both the redo pass (`redo`) and the redo of a page at its first load
+/// after an instant restart (`PendingRedo`) go through here.
+pub(crate) fn redo_change(
+    g: &mut [u8],
+    valid: &mut bool,
+    page_id: PageId,
+    lsn: Lsn,
+    part: &PagePart,
+    same_record: bool,
+) -> Result<Step> {
+    let mut step = Step::Applied;
+    if !*valid {
+        if !part.op.defines_page() {
+            // A torn page: its full image comes later in the log.
+            return Ok(Step::Skipped);
+        }
+        // All zeros: never written (a new page); anything else was torn.
+        let torn = g.iter().any(|&b| b != 0);
+        g.fill(0);
+        step = Step::Rebuilt { torn };
+    } else if !same_record && g.page_lsn() >= lsn {
+        return Ok(Step::Skipped);
+    }
+    // Never at or below the page's LSN, except for the second change of one
+    // record to one page (or a page rebuilt from scratch).
+    debug_assert!(same_record || !*valid || part.op.defines_page() || g.page_lsn() < lsn);
+    page::apply(g, page_id, &part.op)?;
+    page::set_page_lsn(g, lsn);
+    debug_assert!(g.page_lsn() == lsn && g.fpi_lsn() <= lsn);
+    if part.op.defines_page() {
+        page::set_fpi_lsn(g, lsn);
+        *valid = true;
+    }
+    Ok(step)
+}
+
+/// Redo one page change of record `rec` in the pool (the redo pass).
 fn redo_part(
     pool: &BufferPool,
     rec: &LogRecord,
@@ -27,33 +83,24 @@ fn redo_part(
 ) -> Result<bool> {
     let h = pool.fetch(part.page_id)?;
     let mut g = h.write();
-    if !h.is_valid() {
-        if !part.op.defines_page() {
-            // A torn page: its full image comes later in the log.
+    let mut valid = h.is_valid();
+    match redo_change(&mut g, &mut valid, part.page_id, rec.lsn, part, same_record)? {
+        Step::Skipped => {
             report.skipped += 1;
             return Ok(false);
         }
-        // All zeros: never written (a new page); anything else was torn.
-        if g.iter().any(|&b| b != 0) {
-            torn.push(part.page_id);
+        Step::Applied => {}
+        Step::Rebuilt { torn: was_torn } => {
+            if was_torn {
+                torn.push(part.page_id);
+            }
+            report.pages_rebuilt += 1;
         }
-        g.fill(0);
-        report.pages_rebuilt += 1;
-    } else if !same_record && g.page_lsn() >= rec.lsn {
-        report.skipped += 1;
-        return Ok(false);
     }
-    // Never at or below the page's LSN, except for the second change of one
-    // record to one page (or a page rebuilt from scratch).
-    debug_assert!(same_record || !h.is_valid() || part.op.defines_page() || g.page_lsn() < rec.lsn);
-    page::apply(&mut g, part.page_id, &part.op)?;
     if part.page_id == page::META_PAGE {
         pool.forget_meta_shape();
     }
-    page::set_page_lsn(&mut g, rec.lsn);
-    debug_assert!(g.page_lsn() == rec.lsn && g.fpi_lsn() <= rec.lsn);
-    if part.op.defines_page() {
-        page::set_fpi_lsn(&mut g, rec.lsn);
+    if valid {
         h.set_valid();
     }
     h.mark_dirty(g.fpi_lsn());

@@ -1,0 +1,249 @@
+//! Instant restart's redo: after analysis the database opens at once, and
+//! each page that may be newer in the log than on disk is redone at its
+//! first load into the buffer pool (on demand), or by the background pass
+//! that redoes the rest (`Db`'s redo thread), whichever comes first.
+//!
+//! Analysis lists, for every page of the dirty page table, the LSNs of the
+//! records that change it from its `rec_lsn` on (`Analysis::page_lsns`). At a
+//! page's first load the pool hands its stored bytes here
+//! (`LoadRedo::redo_at_load`); its records are read back from the log and
+//! replayed through the redo pass's own step (`redo::redo_change`, THE pageLSN
+//! TEST), so a page redone on demand ends exactly as the classic redo pass
+//! would leave it. The redo of one page touches that page only: no latch of
+//! another page, no tree latch, no lock.
+//!
+//! Invariants:
+//! - A page owes redo from the open until its redone bytes are in a frame
+//!   marked dirty (or it needed no change): only then is it taken off the
+//!   list (`done`), so a checkpoint's dirty page table, which takes this list
+//!   first and the frames after it (`BufferPool::dirty_pages`), never misses
+//!   a page whose newest version is only in the log.
+//! - A page that owes redo was never in the pool since the open (the pool
+//!   starts empty and every load asks here first), so no one has seen or
+//!   changed it yet.
+//! - Its records stay in the log: every checkpoint's dirty page table carries
+//!   it with its `rec_lsn`, so truncation keeps the log from there.
+//! - A failed redo leaves the page owed (and the load fails): it is never
+//!   handed out stale.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use super::redo::{redo_change, Step};
+use crate::buffer::{LoadRedo, LoadRedone};
+use crate::error::{Error, Result};
+use crate::page::PageRef;
+use crate::types::{Lsn, PageId};
+use crate::wal::{LogRecord, Wal};
+
+/// Records that change more than one page kept for the next loads (`recent`).
+const RECENT_RECORDS: usize = 4;
+
+/// One page's owed redo.
+struct Owed {
+    /// Its `rec_lsn` in the recovered dirty page table.
+    rec_lsn: Lsn,
+    /// The records that change it from `rec_lsn` on, in log order.
+    lsns: Arc<[Lsn]>,
+}
+
+thread_local! {
+    /// Set while the background pass loads pages, so its redos are counted
+    /// apart from the on-demand ones.
+    static IN_BACKGROUND: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Counters of the redo done after the open.
+#[derive(Debug, Default)]
+pub struct PendingCounters {
+    /// Pages redone at their first load by a transaction, a snapshot or the
+    /// engine itself (not the background pass).
+    pub pages_on_demand: AtomicU64,
+    /// Pages redone by the background pass.
+    pub pages_in_background: AtomicU64,
+    /// Page changes applied by either.
+    pub redone: AtomicU64,
+    /// Page changes passed over by the pageLSN test (or for a torn page
+    /// whose full image comes later).
+    pub skipped: AtomicU64,
+    /// Torn or never-written pages rebuilt from a full image or init.
+    pub pages_rebuilt: AtomicU64,
+}
+
+/// The pages that still owe redo after an instant restart.
+pub struct PendingRedo {
+    owed: Mutex<HashMap<PageId, Owed>>,
+    /// `owed.len()`, readable without the mutex.
+    left: AtomicUsize,
+    wal: Arc<Wal>,
+    /// The last few records read that change more than one page (an
+    /// overflow chain's, a split's), newest last: the other pages of such a
+    /// record are usually loaded next, and a record may be megabytes.
+    recent: Mutex<VecDeque<Arc<LogRecord>>>,
+    /// When the list was made (the end of analysis).
+    started: std::time::Instant,
+    /// Microseconds from `started` until no page owed redo (0 before).
+    finished_us: AtomicU64,
+    /// What was redone since the open.
+    pub counters: PendingCounters,
+}
+
+impl std::fmt::Debug for PendingRedo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingRedo").field("left", &self.left()).finish_non_exhaustive()
+    }
+}
+
+impl PendingRedo {
+    /// The owed redo of the dirty page table `dirty_pages` (page ->
+    /// rec_lsn), with the LSNs of each page's records (`page_lsns`, in log
+    /// order; those below the page's rec_lsn are dropped), read back through
+    /// `wal`.
+    pub fn new(
+        wal: Arc<Wal>,
+        dirty_pages: &HashMap<PageId, Lsn>,
+        mut page_lsns: HashMap<PageId, Vec<Lsn>>,
+    ) -> PendingRedo {
+        let owed: HashMap<PageId, Owed> = dirty_pages
+            .iter()
+            .map(|(&page_id, &rec_lsn)| {
+                let mut lsns = page_lsns.remove(&page_id).unwrap_or_default();
+                lsns.retain(|&l| l >= rec_lsn);
+                debug_assert!(lsns.windows(2).all(|w| w[0] < w[1]), "page {page_id}'s records out of log order");
+                (page_id, Owed { rec_lsn, lsns: lsns.into() })
+            })
+            .collect();
+        PendingRedo {
+            left: AtomicUsize::new(owed.len()),
+            owed: Mutex::new(owed),
+            wal,
+            recent: Mutex::new(VecDeque::new()),
+            started: std::time::Instant::now(),
+            finished_us: AtomicU64::new(0),
+            counters: Default::default(),
+        }
+    }
+
+    /// Pages that still owe redo.
+    pub fn left(&self) -> usize {
+        self.left.load(Ordering::Acquire)
+    }
+
+    /// Microseconds from the end of analysis until the last owed page was
+    /// redone (0 while some still owe redo).
+    pub fn finished_us(&self) -> u64 {
+        self.finished_us.load(Ordering::Acquire)
+    }
+
+    /// Up to `n` pages that still owe redo, those with the oldest `rec_lsn`
+    /// first, for the background pass.
+    pub fn next_batch(&self, n: usize) -> Vec<PageId> {
+        let owed = self.owed.lock();
+        let mut v: Vec<(Lsn, PageId)> = owed.iter().map(|(&p, o)| (o.rec_lsn, p)).collect();
+        v.sort_unstable();
+        v.truncate(n);
+        v.into_iter().map(|(_, p)| p).collect()
+    }
+
+    /// Run `f` (which loads pages) as the background pass, so the redos it
+    /// causes are counted as background ones.
+    pub fn as_background<T>(f: impl FnOnce() -> T) -> T {
+        IN_BACKGROUND.with(|b| b.set(true));
+        let r = f();
+        IN_BACKGROUND.with(|b| b.set(false));
+        r
+    }
+}
+
+impl PendingRedo {
+    /// The record at `lsn`, from `recent` or from the log.
+    fn record(&self, lsn: Lsn) -> Result<Arc<LogRecord>> {
+        if let Some(r) = self.recent.lock().iter().find(|r| r.lsn == lsn) {
+            return Ok(r.clone());
+        }
+        let rec = Arc::new(self.wal.read_record(lsn)?);
+        if rec.body.parts().len() > 1 {
+            let mut recent = self.recent.lock();
+            if recent.len() == RECENT_RECORDS {
+                recent.pop_front();
+            }
+            recent.push_back(rec.clone());
+        }
+        Ok(rec)
+    }
+}
+
+impl LoadRedo for PendingRedo {
+    fn redo_at_load(&self, page_id: PageId, buf: &mut [u8], valid: bool) -> Result<Option<LoadRedone>> {
+        let lsns = match self.owed.lock().get(&page_id) {
+            None => return Ok(None),
+            Some(o) => o.lsns.clone(),
+        };
+        let mut valid = valid;
+        let (mut redone, mut skipped, mut rebuilt, mut torn) = (0u64, 0u64, 0u64, false);
+        for &lsn in lsns.iter() {
+            let rec = self.record(lsn)?;
+            let mut applied_here = false;
+            for part in rec.body.parts().iter().filter(|p| p.page_id == page_id) {
+                match redo_change(buf, &mut valid, page_id, lsn, part, applied_here)? {
+                    Step::Skipped => skipped += 1,
+                    Step::Applied => {
+                        applied_here = true;
+                        redone += 1;
+                    }
+                    Step::Rebuilt { torn: t } => {
+                        applied_here = true;
+                        redone += 1;
+                        rebuilt += 1;
+                        torn |= t;
+                    }
+                }
+            }
+        }
+        if !valid {
+            return Err(Error::corruption(
+                "data",
+                format!("page {page_id} is damaged and the log holds no image of it"),
+            ));
+        }
+        if torn {
+            log::warn!("recovery redo: torn page {page_id} (checksum or structure failed) rebuilt from its full image");
+        }
+        let c = &self.counters;
+        c.redone.fetch_add(redone, Ordering::Relaxed);
+        c.skipped.fetch_add(skipped, Ordering::Relaxed);
+        c.pages_rebuilt.fetch_add(rebuilt, Ordering::Relaxed);
+        let who = if IN_BACKGROUND.with(|b| b.get()) { &c.pages_in_background } else { &c.pages_on_demand };
+        who.fetch_add(1, Ordering::Relaxed);
+        Ok(Some(LoadRedone { dirty_rec_lsn: (redone > 0).then(|| buf.fpi_lsn()) }))
+    }
+
+    fn done(&self, page_id: PageId) {
+        let mut owed = self.owed.lock();
+        if owed.remove(&page_id).is_some() {
+            self.left.fetch_sub(1, Ordering::AcqRel);
+            if owed.is_empty() {
+                let us = (super::micros(self.started)).max(1);
+                self.finished_us.store(us, Ordering::Release);
+                log::info!(
+                    "recovery redo: every deferred page redone, {:.1} ms after analysis ({} at their first load, \
+                     {} by the background pass)",
+                    super::ms(us),
+                    self.counters.pages_on_demand.load(Ordering::Relaxed),
+                    self.counters.pages_in_background.load(Ordering::Relaxed)
+                );
+            }
+        }
+    }
+
+    fn owed_pages(&self) -> Vec<(PageId, Lsn)> {
+        self.owed.lock().iter().map(|(&p, o)| (p, o.rec_lsn)).collect()
+    }
+
+    fn left(&self) -> usize {
+        PendingRedo::left(self)
+    }
+}
