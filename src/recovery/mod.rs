@@ -25,6 +25,8 @@
 //! `PROGRESS_INTERVAL` (`Progress`); checkpoints and truncation at debug.
 
 mod analysis;
+#[cfg(test)]
+mod analysis_speed;
 mod checkpoint;
 mod driver;
 mod master;

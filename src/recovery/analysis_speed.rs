@@ -1,0 +1,60 @@
+//! Not a test: times analysis over an existing database's log, read-only,
+//! to measure recovery speed on a realistic log (say the crashed database
+//! that the benchmark runner's `w8-writer` leaves):
+//! `ARIESDB_ANALYSIS_DIR=DIR cargo test --release --lib analysis_speed -- --ignored --nocapture`
+//! (`ARIESDB_ANALYSIS_RUNS`: how many times, 5 unless set). Prints each
+//! run's time and the median, for analysis and for the bare scan.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{analysis, DATA_FILE};
+use crate::page::{Master, MASTER_COPY_LEN};
+use crate::storage::{read_full_at, FsStorage, Storage};
+use crate::wal::reader::scan;
+use crate::wal::segments::Segments;
+use crate::wal::LSN_START;
+
+#[test]
+#[ignore]
+fn analysis_speed() {
+    let Ok(dir) = std::env::var("ARIESDB_ANALYSIS_DIR") else {
+        println!("ARIESDB_ANALYSIS_DIR is not set: nothing to time");
+        return;
+    };
+    let runs: usize = std::env::var("ARIESDB_ANALYSIS_RUNS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
+    let storage: Arc<dyn Storage> = Arc::new(FsStorage::open_read_only(&dir).unwrap());
+    let segments = Segments::discover(storage.clone()).unwrap();
+    let mut head = [0u8; 2 * MASTER_COPY_LEN];
+    read_full_at(&*storage.open(DATA_FILE).unwrap(), &mut head, 0).unwrap();
+    let master = Master::pick(&head).unwrap().expect("a master record");
+    let from = if master.checkpoint_lsn.is_none() { LSN_START } else { master.checkpoint_lsn };
+    let median = |mut t: Vec<Duration>| {
+        t.sort();
+        t[t.len() / 2]
+    };
+    let mut times = Vec::new();
+    for _ in 0..runs {
+        let t = Instant::now();
+        let a = analysis(&segments, from, master.durable_lsn, None).unwrap();
+        times.push(t.elapsed());
+        println!(
+            "analysis: {:?} ({} records, {} bytes, {} active, {} dirty pages, {})",
+            t.elapsed(),
+            a.end.records,
+            a.end.bytes,
+            a.active_txns.len(),
+            a.dirty_pages.len(),
+            a.end.how
+        );
+    }
+    println!("analysis median of {runs}: {:?}", median(times));
+    let mut times = Vec::new();
+    for _ in 0..runs {
+        let t = Instant::now();
+        let end = scan(&segments, from, master.durable_lsn, None, |_| Ok(())).unwrap();
+        times.push(t.elapsed());
+        println!("bare scan: {:?} ({} records)", t.elapsed(), end.records);
+    }
+    println!("bare scan, median of {runs}: {:?}", median(times));
+}
