@@ -16,70 +16,96 @@ pub struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     /// Start reading `buf`; `what` names the file for error messages.
+    #[inline]
     pub fn new(buf: &'a [u8], what: &'static str) -> Reader<'a> {
         Reader { buf, pos: 0, what }
     }
     /// Bytes not yet read.
+    #[inline]
     pub fn remaining(&self) -> usize {
         self.buf.len() - self.pos
     }
     /// Take the next `n` bytes.
+    #[inline]
     pub fn bytes(&mut self, n: usize) -> Result<&'a [u8]> {
         if n > self.remaining() {
-            return Err(Error::corruption(
-                self.what,
-                format!("field of {n} bytes at offset {} runs past the end ({} bytes)", self.pos, self.buf.len()),
-            ));
+            return Err(self.past_end(n));
         }
         let s = &self.buf[self.pos..self.pos + n];
         self.pos += n;
         Ok(s)
     }
+    /// The error of a field of `n` bytes that runs past the end (out of line:
+    /// `bytes` and the readers built on it are inlined into decoders).
+    #[cold]
+    #[inline(never)]
+    fn past_end(&self, n: usize) -> Error {
+        Error::corruption(
+            self.what,
+            format!("field of {n} bytes at offset {} runs past the end ({} bytes)", self.pos, self.buf.len()),
+        )
+    }
     /// Next byte.
+    #[inline]
     pub fn u8(&mut self) -> Result<u8> {
         Ok(self.bytes(1)?[0])
     }
     /// Next u16.
+    #[inline]
     pub fn u16(&mut self) -> Result<u16> {
         Ok(u16::from_le_bytes(self.bytes(2)?.try_into().expect("2")))
     }
     /// Next u32.
+    #[inline]
     pub fn u32(&mut self) -> Result<u32> {
         Ok(u32::from_le_bytes(self.bytes(4)?.try_into().expect("4")))
     }
     /// Next u64.
+    #[inline]
     pub fn u64(&mut self) -> Result<u64> {
         Ok(u64::from_le_bytes(self.bytes(8)?.try_into().expect("8")))
     }
     /// Next LSN (a u64).
+    #[inline]
     pub fn lsn(&mut self) -> Result<Lsn> {
         self.u64().map(Lsn)
     }
     /// Next page id (a u32).
+    #[inline]
     pub fn page_id(&mut self) -> Result<PageId> {
         self.u32().map(PageId)
     }
     /// Next transaction id (a u64).
+    #[inline]
     pub fn txn_id(&mut self) -> Result<TxnId> {
         self.u64().map(TxnId)
     }
     /// A u16 length then that many bytes.
+    #[inline]
     pub fn bytes16(&mut self) -> Result<&'a [u8]> {
         let n = self.u16()? as usize;
         self.bytes(n)
     }
     /// A u32 length then that many bytes (bounded by what remains, so never a huge allocation).
+    #[inline]
     pub fn bytes32(&mut self) -> Result<&'a [u8]> {
         let n = self.u32()? as usize;
         self.bytes(n)
     }
     /// A count that is bounded by the bytes left, given each item takes at least `min_item` bytes.
+    #[inline]
     pub fn count(&mut self, min_item: usize) -> Result<usize> {
         let n = self.u32()? as usize;
         if n.saturating_mul(min_item.max(1)) > self.remaining() {
-            return Err(Error::corruption(self.what, format!("count {n} exceeds the bytes left")));
+            return Err(self.too_many(n));
         }
         Ok(n)
+    }
+    /// The error of a count that exceeds the bytes left (out of line, as `past_end`).
+    #[cold]
+    #[inline(never)]
+    fn too_many(&self, n: usize) -> Error {
+        Error::corruption(self.what, format!("count {n} exceeds the bytes left"))
     }
     /// Fail unless every byte was consumed (the round-trip tests check it).
     #[cfg(test)]
