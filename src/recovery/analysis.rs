@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::types::{Lsn, PageId, TxnEntry, TxnId};
 use crate::wal::reader::ScanEnd;
 use crate::wal::segments::Segments;
-use crate::wal::{reader, Body};
+use crate::wal::{reader, Kind};
 
 /// What analysis found.
 #[derive(Debug, Default)]
@@ -32,8 +32,8 @@ pub struct Analysis {
 pub fn analysis(segments: &Segments, from: Lsn, must_reach: Lsn, known_end: Option<Lsn>) -> Result<Analysis> {
     let mut a = Analysis { next_txn_id: TxnId::SYSTEM.next(), ..Default::default() };
     let mut ended: HashSet<TxnId> = HashSet::new();
-    let end = reader::scan(segments, from, must_reach, known_end, |rec| {
-        if rec.lsn == from && rec.body != Body::CkptBegin && from != crate::wal::LSN_START {
+    let end = reader::scan_views(segments, from, must_reach, known_end, |rec| {
+        if rec.lsn == from && rec.kind != Kind::CkptBegin && from != crate::wal::LSN_START {
             return Err(Error::corruption(
                 "wal",
                 format!("the master record names LSN {from}, which is no checkpoint"),
@@ -41,7 +41,7 @@ pub fn analysis(segments: &Segments, from: Lsn, must_reach: Lsn, known_end: Opti
         }
         if rec.txn_id != TxnId::SYSTEM {
             a.next_txn_id = a.next_txn_id.max(rec.txn_id.next());
-            if rec.body == Body::End {
+            if rec.kind == Kind::End {
                 a.active_txns.remove(&rec.txn_id);
                 ended.insert(rec.txn_id);
             } else {
@@ -54,19 +54,19 @@ pub fn analysis(segments: &Segments, from: Lsn, must_reach: Lsn, known_end: Opti
                 });
                 e.last_lsn = rec.lsn;
                 e.undo_next_lsn = rec.lsn;
-                if rec.body == Body::Commit {
+                if rec.kind == Kind::Commit {
                     e.committed = true;
                 }
             }
         }
-        for part in rec.body.parts() {
-            a.dirty_pages.entry(part.page_id).or_insert(rec.lsn);
-            let lsns = a.page_lsns.entry(part.page_id).or_default();
+        for &page_id in rec.page_ids {
+            a.dirty_pages.entry(page_id).or_insert(rec.lsn);
+            let lsns = a.page_lsns.entry(page_id).or_default();
             if lsns.last() != Some(&rec.lsn) {
                 lsns.push(rec.lsn);
             }
         }
-        if let Body::CkptEnd(c) = &rec.body {
+        if let Some(c) = rec.checkpoint()? {
             if c.begin_lsn == from {
                 a.next_txn_id = a.next_txn_id.max(c.next_txn_id);
                 for t in &c.active_txns {

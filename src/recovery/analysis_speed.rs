@@ -3,7 +3,8 @@
 //! that the benchmark runner's `w8-writer` leaves):
 //! `ARIESDB_ANALYSIS_DIR=DIR cargo test --release --lib analysis_speed -- --ignored --nocapture`
 //! (`ARIESDB_ANALYSIS_RUNS`: how many times, 5 unless set). Prints each
-//! run's time and the median, for analysis and for the bare scan.
+//! run's time and the median, for analysis and for the bare scan (records
+//! as views, then decoded).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,7 +12,7 @@ use std::time::{Duration, Instant};
 use super::{analysis, DATA_FILE};
 use crate::page::{Master, MASTER_COPY_LEN};
 use crate::storage::{read_full_at, FsStorage, Storage};
-use crate::wal::reader::scan;
+use crate::wal::reader::{scan, scan_views};
 use crate::wal::segments::Segments;
 use crate::wal::LSN_START;
 
@@ -52,9 +53,17 @@ fn analysis_speed() {
     let mut times = Vec::new();
     for _ in 0..runs {
         let t = Instant::now();
+        let end = scan_views(&segments, from, master.durable_lsn, None, |_| Ok(())).unwrap();
+        times.push(t.elapsed());
+        println!("bare scan, views: {:?} ({} records)", t.elapsed(), end.records);
+    }
+    println!("bare scan, views, median of {runs}: {:?}", median(times));
+    let mut times = Vec::new();
+    for _ in 0..runs {
+        let t = Instant::now();
         let end = scan(&segments, from, master.durable_lsn, None, |_| Ok(())).unwrap();
         times.push(t.elapsed());
-        println!("bare scan: {:?} ({} records)", t.elapsed(), end.records);
+        println!("bare scan, decoded: {:?} ({} records)", t.elapsed(), end.records);
     }
-    println!("bare scan, median of {runs}: {:?}", median(times));
+    println!("bare scan, decoded, median of {runs}: {:?}", median(times));
 }

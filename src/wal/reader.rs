@@ -27,8 +27,13 @@
 //!   before the log appends anything, so they can never be read as log.
 //! - Memory is bounded by `READ_CHUNK` (or the largest record), and one
 //!   segment handle is held at a time.
+//! - `scan` and `scan_views` find the same records and the same end: both
+//!   check each record with `check_record`, which accepts exactly what
+//!   `decode_record` accepts; `scan` then decodes it (redo), `scan_views`
+//!   hands on a `RecordView`, its header and page ids (analysis).
 
 use std::fmt;
+use std::ops::Range;
 use std::sync::Arc;
 
 use super::record::*;
@@ -37,7 +42,7 @@ use super::LSN_START;
 use crate::error::{Error, Result};
 
 use crate::storage::{read_full_at, StorageFile};
-use crate::types::Lsn;
+use crate::types::{Lsn, PageId};
 
 /// How the log ended, with the LSNs that prove it. The first three variants
 /// end a sound log; the others are damage (`is_damage`).
@@ -236,45 +241,75 @@ pub const READ_CHUNK: usize = 1 << 20;
 
 /// A window over one segment file: reads it in chunks of `READ_CHUNK`, so
 /// recovery's memory is bounded by the chunk (or the largest record), not by
-/// the segment size.
+/// the segment size. The buffer is kept from chunk to chunk and from segment
+/// to segment (`open`): it is allocated and zeroed once, not per chunk.
 struct SegReader {
     file: Arc<dyn StorageFile>,
     /// The file's length.
     len: u64,
-    /// File offset of `win[0]`.
+    /// File offset of `buf[0]`.
     win_start: u64,
-    win: Vec<u8>,
+    /// The window is `buf[..filled]`; the bytes after it are stale.
+    filled: usize,
+    buf: Vec<u8>,
+    /// The page ids of the last record checked (`check_record`).
+    page_ids: Vec<PageId>,
 }
 
 impl SegReader {
     fn new(file: Arc<dyn StorageFile>) -> Result<SegReader> {
         let len = file.len()?;
-        Ok(SegReader { file, len, win_start: 0, win: Vec::new() })
+        Ok(SegReader { file, len, win_start: 0, filled: 0, buf: Vec::new(), page_ids: Vec::new() })
+    }
+
+    /// Go on in `file`, another segment, with the same buffers.
+    fn open(&mut self, file: Arc<dyn StorageFile>) -> Result<()> {
+        self.len = file.len()?;
+        self.file = file;
+        self.win_start = 0;
+        self.filled = 0;
+        Ok(())
     }
 
     /// Up to `want` bytes at offset `off` (fewer only at the end of the file).
     fn slice(&mut self, off: u64, want: usize) -> Result<&[u8]> {
+        let r = self.fill(off, want)?;
+        Ok(&self.buf[r])
+    }
+
+    /// Make the window hold up to `want` bytes at offset `off` (fewer only at
+    /// the end of the file); where they are in `buf`.
+    #[inline]
+    fn fill(&mut self, off: u64, want: usize) -> Result<Range<usize>> {
         let end = off.saturating_add(want as u64).min(self.len);
         if off >= end {
-            return Ok(&[]);
+            return Ok(0..0);
         }
-        let win_end = self.win_start + self.win.len() as u64;
-        if off < self.win_start || end > win_end {
-            let n = usize::try_from((end - off).max(READ_CHUNK as u64).min(self.len - off))
-                .map_err(|_| Error::corruption("wal", "log segment larger than memory"))?;
-            self.win.clear();
-            self.win.resize(n, 0);
-            let got = read_full_at(&*self.file, &mut self.win, off)?;
-            self.win.truncate(got);
-            self.win_start = off;
-            if (got as u64) < end - off {
-                // The file shrank under us: treat what is missing as absent.
-                self.len = off + got as u64;
-            }
+        if off < self.win_start || end > self.win_start + self.filled as u64 {
+            self.read_window(off, end)?;
         }
         let a = (off - self.win_start) as usize;
-        let b = ((end.min(self.win_start + self.win.len() as u64)) - self.win_start) as usize;
-        Ok(&self.win[a..b])
+        let b = (end.min(self.win_start + self.filled as u64) - self.win_start) as usize;
+        Ok(a..b)
+    }
+
+    /// Read the window from `off`: `READ_CHUNK` bytes, or up to `end` if that
+    /// is further, or to the end of the file if that is nearer.
+    fn read_window(&mut self, off: u64, end: u64) -> Result<()> {
+        let n = usize::try_from((end - off).max(READ_CHUNK as u64).min(self.len - off))
+            .map_err(|_| Error::corruption("wal", "log segment larger than memory"))?;
+        if self.buf.len() < n {
+            self.buf.resize(n, 0);
+        }
+        self.filled = 0;
+        let got = read_full_at(&*self.file, &mut self.buf[..n], off)?;
+        self.filled = got;
+        self.win_start = off;
+        if (got as u64) < end - off {
+            // The file shrank under us: treat what is missing as absent.
+            self.len = off + got as u64;
+        }
+        Ok(())
     }
 
     /// The file's length.
@@ -282,21 +317,44 @@ impl SegReader {
         self.len
     }
 
+    /// The first LSN from `from` on, in steps of `RECORD_ALIGN`, where a
+    /// record header could be (`peek_len`) in this segment (starting at
+    /// `seg_start`), if any: the positions a search past a bad record tries,
+    /// looked at in the window, not read one by one.
+    fn next_header(&mut self, seg_start: Lsn, from: Lsn) -> Result<Option<Lsn>> {
+        let mut q = from;
+        loop {
+            let r = self.fill(q - seg_start, RECORD_HEADER_LEN)?;
+            if r.len() < RECORD_HEADER_LEN {
+                return Ok(None);
+            }
+            // Every position whose header lies in the window.
+            let win = &self.buf[r.start..self.filled];
+            for at in (0..=win.len() - RECORD_HEADER_LEN).step_by(RECORD_ALIGN) {
+                if peek_len(&win[at..], q).is_some() {
+                    return Ok(Some(q));
+                }
+                q += RECORD_ALIGN as u64;
+            }
+        }
+    }
+
     /// The record at `lsn` (in the segment starting at `seg_start`), if one is
-    /// there and valid.
-    fn decode_at(&mut self, seg_start: Lsn, lsn: Lsn) -> Result<Option<LogRecord>> {
+    /// there and valid (`check_record`).
+    fn record_at(&mut self, seg_start: Lsn, lsn: Lsn) -> Result<Option<RecordView<'_>>> {
         let Some(off) = lsn.checked_sub(seg_start) else { return Ok(None) };
         let Some(len) = peek_len(self.slice(off, RECORD_HEADER_LEN)?, lsn) else { return Ok(None) };
-        Ok(decode_record(self.slice(off, len)?, lsn).ok())
+        let r = self.fill(off, len)?;
+        Ok(check_record(&self.buf[r], lsn, &mut self.page_ids).ok())
     }
 }
 
 /// Read the log from `from` to its end, calling `visit` for every record in
-/// order, and say how it ended. `must_reach` is where the master record says
-/// the log was durable up to: ending before it is damage. `known_end`, when
-/// given, is where the log is known to end (a clean close, or what analysis
-/// found): the scan stops there without looking past it. Holds one segment
-/// handle at a time.
+/// order, decoded, and say how it ended. `must_reach` is where the master
+/// record says the log was durable up to: ending before it is damage.
+/// `known_end`, when given, is where the log is known to end (a clean close,
+/// or what analysis found): the scan stops there without looking past it.
+/// Holds one segment handle at a time.
 ///
 /// # Errors
 /// `Error::Corruption` for damage (see `LogEnd::check`); an error of `visit`;
@@ -306,20 +364,39 @@ pub fn scan(
     from: Lsn,
     must_reach: Lsn,
     known_end: Option<Lsn>,
-    visit: impl FnMut(&LogRecord) -> Result<()>,
+    mut visit: impl FnMut(&LogRecord) -> Result<()>,
+) -> Result<ScanEnd> {
+    scan_views(segments, from, must_reach, known_end, |rec| visit(&rec.decode()?))
+}
+
+/// `scan`, but `visit` gets each record as a `RecordView`: its header, its
+/// body left undecoded but for what is asked of it. Every record is checked
+/// as `scan` checks it (`check_record`), so the two find the same records
+/// and the same end; this one allocates nothing per record. For analysis,
+/// which needs the header, the kind and the page ids.
+///
+/// # Errors
+/// As `scan`.
+pub fn scan_views(
+    segments: &Segments,
+    from: Lsn,
+    must_reach: Lsn,
+    known_end: Option<Lsn>,
+    visit: impl FnMut(&RecordView<'_>) -> Result<()>,
 ) -> Result<ScanEnd> {
     let end = read_to_end(segments, from, must_reach, known_end, visit)?;
     end.how.check()?;
     Ok(end)
 }
 
-/// `scan`, but damage is returned as its `LogEnd` variant, not as an error.
+/// `scan_views`, but damage is returned as its `LogEnd` variant, not as an
+/// error.
 fn read_to_end(
     segments: &Segments,
     from: Lsn,
     must_reach: Lsn,
     known_end: Option<Lsn>,
-    mut visit: impl FnMut(&LogRecord) -> Result<()>,
+    mut visit: impl FnMut(&RecordView<'_>) -> Result<()>,
 ) -> Result<ScanEnd> {
     let Some((first, _)) = segments.locate(from) else {
         return Ok(ScanEnd::stopped(LogEnd::MissingStart { from }, from));
@@ -333,7 +410,7 @@ fn read_to_end(
         if known_end == Some(pos) {
             break LogEnd::Known { end: pos };
         }
-        let Some(rec) = data.decode_at(out.cur_seg, pos)? else {
+        let Some(rec) = data.record_at(out.cur_seg, pos)? else {
             // A bad or missing record: the end of the log, unless proven damaged.
             break end_at_bad_record(segments, out.cur_seg, &mut data, pos)?;
         };
@@ -344,12 +421,12 @@ fn read_to_end(
         }
         visit(&rec)?;
         pos += rec.len as u64;
-        if rec.body == Body::SegEnd {
+        if rec.kind == Kind::SegEnd {
             out.cur_seg = pos;
             if !segments.contains(pos) {
                 break end_at_missing_segment(segments, pos)?;
             }
-            data = SegReader::new(segments.file(pos)?)?;
+            data.open(segments.file(pos)?)?;
         }
     };
     debug_assert_eq!(how.end_lsn(), pos, "the scan ends where it stopped reading");
@@ -386,14 +463,14 @@ fn proven_short(how: LogEnd, furthest: Option<(Lsn, Lsn)>, must_reach: Lsn) -> L
 #[cfg(feature = "internals")]
 pub fn read_log(
     storage: Arc<dyn crate::storage::Storage>,
-    visit: impl FnMut(&LogRecord) -> Result<()>,
+    mut visit: impl FnMut(&LogRecord) -> Result<()>,
 ) -> Result<(Lsn, String, bool)> {
     let starts: Vec<Lsn> = storage.list()?.iter().filter_map(|n| super::parse_segment_name(n)).collect();
     let Some(&from) = starts.iter().min() else {
         return Ok((Lsn::NONE, "the log has no segment files".into(), false));
     };
     let segments = Segments::load(storage, starts)?;
-    let end = read_to_end(&segments, from, Lsn::NONE, None, visit)?;
+    let end = read_to_end(&segments, from, Lsn::NONE, None, |rec| visit(&rec.decode()?))?;
     Ok((end.how.end_lsn(), end.how.to_string(), end.how.is_damage()))
 }
 
@@ -404,7 +481,7 @@ pub fn record_at(segments: &Segments, lsn: Lsn) -> Result<bool> {
     if lsn - start + RECORD_HEADER_LEN as u64 > data.len() {
         return Ok(false);
     }
-    Ok(data.decode_at(start, lsn)?.is_some())
+    Ok(data.record_at(start, lsn)?.is_some())
 }
 
 /// The end at a bad record at `bad` (in the segment starting at
@@ -414,19 +491,15 @@ pub fn record_at(segments: &Segments, lsn: Lsn) -> Result<bool> {
 /// are stale.
 fn end_at_bad_record(segments: &Segments, seg_start: Lsn, data: &mut SegReader, bad: Lsn) -> Result<LogEnd> {
     let mut stale_until = bad;
-    let step = RECORD_ALIGN as u64;
-    let end = seg_start + data.len();
-    let mut q = bad + step;
-    while q + RECORD_HEADER_LEN as u64 <= end {
-        if peek_len(data.slice(q - seg_start, RECORD_HEADER_LEN)?, q).is_some() {
-            if let Some(rec) = data.decode_at(seg_start, q)? {
-                if rec.durable_lsn > bad {
-                    return Ok(LogEnd::ProvenByLaterRecord { bad, proof: q, durable: rec.durable_lsn });
-                }
-                stale_until = stale_until.max(q + rec.len as u64);
+    let mut from = bad + RECORD_ALIGN as u64;
+    while let Some(q) = data.next_header(seg_start, from)? {
+        if let Some(rec) = data.record_at(seg_start, q)? {
+            if rec.durable_lsn > bad {
+                return Ok(LogEnd::ProvenByLaterRecord { bad, proof: q, durable: rec.durable_lsn });
             }
+            stale_until = stale_until.max(q + rec.len as u64);
         }
-        q += step;
+        from = q + RECORD_ALIGN as u64;
     }
     Ok(match proof_in_later_segments(segments, seg_start, bad)? {
         Some((proof, durable)) => LogEnd::ProvenByLaterRecord { bad, proof, durable },
@@ -449,14 +522,14 @@ fn end_at_missing_segment(segments: &Segments, start: Lsn) -> Result<LogEnd> {
 fn proof_in_later_segments(segments: &Segments, after: Lsn, bad: Lsn) -> Result<Option<(Lsn, Lsn)>> {
     for s in segments.starts_after(after) {
         let mut d = SegReader::new(segments.file(s)?)?;
-        let mut q = s;
-        while q + RECORD_HEADER_LEN as u64 <= s + d.len() {
-            if let Some(rec) = d.decode_at(s, q)? {
+        let mut from = s;
+        while let Some(q) = d.next_header(s, from)? {
+            if let Some(rec) = d.record_at(s, q)? {
                 if rec.durable_lsn > bad {
                     return Ok(Some((q, rec.durable_lsn)));
                 }
             }
-            q += RECORD_ALIGN as u64;
+            from = q + RECORD_ALIGN as u64;
         }
     }
     Ok(None)
