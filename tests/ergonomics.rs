@@ -366,3 +366,73 @@ fn public_types_have_debug() {
         assert!(!s.is_empty());
     }
 }
+
+/// Every key of the transaction's view, with its value.
+fn view(tx: &Txn) -> Vec<(Vec<u8>, Vec<u8>)> {
+    collect(tx.scan(..).unwrap())
+}
+
+#[test]
+fn rollback_to_a_savepoint_already_rolled_past_is_refused_and_changes_nothing() {
+    let db = sim_db(Options::default());
+    let mut tx = db.begin().unwrap();
+    tx.put("a", "1").unwrap();
+    let sp1 = tx.savepoint().unwrap();
+    tx.put("b", "2").unwrap();
+    let sp2 = tx.savepoint().unwrap();
+    tx.put("c", "3").unwrap();
+    let sp3 = tx.savepoint().unwrap();
+    tx.put("d", "4").unwrap();
+
+    // Back to sp2: sp3 is rolled past (the state it marks is gone).
+    tx.rollback_to(&sp2).unwrap();
+    let after_sp2 = view(&tx);
+    assert_eq!(after_sp2.len(), 2);
+    match tx.rollback_to(&sp3) {
+        Err(Error::InvalidArgument(msg)) => assert!(msg.contains("rolled back past"), "{msg}"),
+        other => panic!("rollback_to a rolled-past savepoint: {other:?}"),
+    }
+    assert_eq!(view(&tx), after_sp2);
+
+    // The same savepoint twice is fine, also after new writes.
+    tx.put("e", "5").unwrap();
+    tx.rollback_to(&sp2).unwrap();
+    tx.rollback_to(&sp2).unwrap();
+    assert_eq!(view(&tx), after_sp2);
+
+    // New writes and a new savepoint after the rollback do not revive sp3:
+    // a rollback to it now would land on sp2's state plus "x", never on sp3's.
+    tx.put("x", "9").unwrap();
+    let sp4 = tx.savepoint().unwrap();
+    tx.put("y", "9").unwrap();
+    let before = view(&tx);
+    assert!(matches!(tx.rollback_to(&sp3), Err(Error::InvalidArgument(_))));
+    assert_eq!(view(&tx), before, "a refused rollback_to changed the transaction");
+
+    // The new savepoint works; then back to sp1 rolls past sp2 and sp4.
+    tx.rollback_to(&sp4).unwrap();
+    assert_eq!(view(&tx).len(), 3);
+    tx.rollback_to(&sp1).unwrap();
+    assert_eq!(view(&tx), [(b"a".to_vec(), b"1".to_vec())]);
+    for sp in [&sp2, &sp3, &sp4] {
+        assert!(matches!(tx.rollback_to(sp), Err(Error::InvalidArgument(_))));
+    }
+    tx.rollback_to(&sp1).unwrap();
+
+    // A savepoint taken before any write, rolled back to, stays usable; the
+    // transaction goes on and commits what it holds.
+    tx.put("z", "26").unwrap();
+    tx.commit().unwrap();
+    let snap = db.begin_read().unwrap();
+    assert_eq!(collect(snap.scan(..).unwrap()).len(), 2);
+    drop(snap);
+
+    let mut tx = db.begin().unwrap();
+    let sp0 = tx.savepoint().unwrap();
+    tx.put("q", "1").unwrap();
+    tx.rollback_to(&sp0).unwrap();
+    tx.rollback_to(&sp0).unwrap();
+    tx.put("q", "2").unwrap();
+    tx.commit().unwrap();
+    db.close().unwrap();
+}

@@ -28,10 +28,16 @@ use crate::wal::Body;
 
 /// A partial rollback point of a transaction. A plain value: it does not
 /// borrow the transaction.
+///
+/// As in SQL, a rollback to a savepoint ends the savepoints taken after it:
+/// `Txn::rollback_to` refuses them. A savepoint may be rolled back to any
+/// number of times.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Savepoint {
     txn_id: TxnId,
     lsn: Lsn,
+    /// Its place among the transaction's savepoints (1 for the first).
+    seq: u64,
 }
 
 /// Why a lock wait rolled the transaction back: kept so that
@@ -70,6 +76,31 @@ struct TxnState {
     /// committed nor gone (the version store's invariant: the writers of a
     /// key follow one another).
     keep_locks: bool,
+    /// Savepoints taken so far (the `seq` of the latest).
+    savepoints: u64,
+    /// The savepoints a `rollback_to` has rolled back past: those whose
+    /// `seq` lies in one of these ranges `(after, upto]`, kept in ascending
+    /// disjoint order. A rollback to the savepoint `after` adds
+    /// `(after, savepoints]`, swallowing the ranges above `after`; a
+    /// savepoint taken later gets a `seq` above them all.
+    rolled_past: Vec<(u64, u64)>,
+}
+
+impl TxnState {
+    /// Whether a rollback to an earlier savepoint ended the savepoint `seq`.
+    fn rolled_past(&self, seq: u64) -> bool {
+        self.rolled_past.iter().any(|&(after, upto)| after < seq && seq <= upto)
+    }
+
+    /// A rollback to the savepoint `seq` ended every savepoint taken after it.
+    fn roll_past_after(&mut self, seq: u64) {
+        while self.rolled_past.last().is_some_and(|&(after, _)| after >= seq) {
+            self.rolled_past.pop();
+        }
+        if self.savepoints > seq {
+            self.rolled_past.push((seq, self.savepoints));
+        }
+    }
 }
 
 /// A transaction. Dropping it without `commit` rolls it back.
@@ -559,15 +590,21 @@ impl Txn {
     /// `Error::TxnEnded` once the transaction has ended; `Error::Failed` or
     /// `Error::Closed` once the database stopped or closed.
     pub fn savepoint(&mut self) -> Result<Savepoint> {
-        self.check_active(&self.state.lock())?;
+        let mut st = self.state.lock();
+        self.check_active(&st)?;
         let lsn = self.inner.txns.lock().get(self.id)?.last_lsn;
-        Ok(Savepoint { txn_id: self.id, lsn })
+        st.savepoints += 1;
+        Ok(Savepoint { txn_id: self.id, lsn, seq: st.savepoints })
     }
 
     /// Undo everything done after `sp`, keep what came before. Locks stay
     /// held. Undo writes compensation log records (CLRs), so a crash in the
     /// middle of it never undoes anything twice (ARIES, Mohan et al. 1992,
     /// section 7).
+    ///
+    /// `sp` stays usable: rolling back to it again undoes what was done since.
+    /// The savepoints taken after `sp` end (as SQL's `ROLLBACK TO SAVEPOINT`
+    /// destroys them): the state they marked is gone.
     ///
     /// ```
     /// # let dir = std::env::temp_dir().join(format!("ariesdb-doc-sp-{}", std::process::id()));
@@ -588,20 +625,32 @@ impl Txn {
     /// ```
     ///
     /// # Errors
-    /// `Error::InvalidArgument` for a savepoint of another transaction (the
-    /// transaction stays open); `Error::TxnEnded`, `Error::Failed` and
+    /// `Error::InvalidArgument`, changing nothing (the transaction stays
+    /// open), for a savepoint of another transaction, or for one that an
+    /// earlier `rollback_to` rolled back past (taken after the savepoint
+    /// that rollback went back to); `Error::TxnEnded`, `Error::Failed` and
     /// `Error::Closed` as for `put`; an I/O error of the undo stops the
     /// database.
     pub fn rollback_to(&mut self, sp: &Savepoint) -> Result<()> {
-        self.check_active(&self.state.lock())?;
+        let mut st = self.state.lock();
+        self.check_active(&st)?;
         if sp.txn_id != self.id {
             return Err(Error::InvalidArgument(format!(
                 "savepoint of transaction {} used in transaction {}",
                 sp.txn_id, self.id
             )));
         }
+        if st.rolled_past(sp.seq) {
+            return Err(Error::InvalidArgument(format!(
+                "savepoint {} of transaction {} was rolled back past: a rollback_to an earlier savepoint \
+                 undid what it marks",
+                sp.seq, self.id
+            )));
+        }
         let r = self.inner.txn_env().rollback_to(self.id, sp.lsn);
-        self.inner.guard(r)
+        self.inner.guard(r)?;
+        st.roll_past_after(sp.seq);
+        Ok(())
     }
 
     /// Commit. With `Durability::Immediate` this returns after the commit is on
