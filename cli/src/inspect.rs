@@ -15,16 +15,64 @@ use crate::util::{list_files, size, CliError};
 /// What the commands say about how they looked.
 const HOW: &str = "opened read-only, recovery run in memory; the directory was not changed";
 
-fn print_tree(r: &CheckReport) {
+/// The data file's length in pages of `page_size`: whole pages, and the
+/// bytes of a last page the file reaches only partly.
+fn file_pages(data_len: u64, page_size: u32) -> (u64, u64) {
+    let ps = u64::from(page_size.max(1));
+    (data_len / ps, data_len % ps)
+}
+
+/// `data file data.db: 48.0 KiB, 12 pages of 4096 bytes`.
+fn print_data_file(data_len: u64, page_size: u32) {
+    let (whole, rest) = file_pages(data_len, page_size);
+    let pages = if rest == 0 {
+        format!("{whole} pages of {page_size} bytes")
+    } else {
+        let master = if whole == 0 { " (page 0 begins with the master record)" } else { "" };
+        format!("{whole} whole pages of {page_size} bytes and {rest} bytes of page {whole}{master}")
+    };
+    println!("data file {DATA_FILE}: {}, {pages}", size(data_len));
+}
+
+/// The tree and its pages. The page count is the meta page's (after the
+/// recovery in memory); the data file on disk may hold fewer pages (after a
+/// crash, pages only the log has) or more (pages past the count are unused).
+fn print_tree(r: &CheckReport, data_len: u64, pending: bool) {
     println!("  keys              {}", r.keys);
     println!(
         "  tree height       {} (the bound for this many leaves and separators this long is {})",
         r.height, r.height_bound
     );
-    println!(
-        "  pages             {} in the file: {} leaf, {} inner, {} overflow, {} free, 2 header (master and meta)",
-        r.page_count, r.leaves, r.inner, r.overflow, r.free
+    let (whole, rest) = file_pages(data_len, r.page_size);
+    let in_file = whole + u64::from(rest > 0);
+    let kinds = format!(
+        "{} leaf, {} inner, {} overflow, {} free, 2 header (master and meta)",
+        r.leaves, r.inner, r.overflow, r.free
     );
+    if in_file == r.page_count && rest == 0 {
+        println!("  pages             {} in the file: {kinds}", r.page_count);
+    } else {
+        println!("  pages             {} counted by the meta page: {kinds}", r.page_count);
+        let pad = "                    ";
+        if in_file < r.page_count {
+            let missing = r.page_count - in_file;
+            if pending {
+                println!(
+                    "{pad}the file's length covers {in_file} of them; recovery is pending and will write the other \
+                     {missing} from the log"
+                );
+            } else {
+                println!(
+                    "{pad}the file's length covers {in_file} of them; the other {missing} are not in the file yet"
+                );
+            }
+        } else {
+            println!(
+                "{pad}the file's length covers {in_file} pages; the {} past the meta page's count are unused",
+                in_file - r.page_count
+            );
+        }
+    }
     println!(
         "  average fill      {:.1}% of the usable bytes of leaf and inner pages ({} of {} bytes)",
         r.average_fill() * 100.0,
@@ -33,16 +81,32 @@ fn print_tree(r: &CheckReport) {
     );
 }
 
+/// The length of the data file on disk (0 if it is missing).
+fn data_file_len(dir: &Path) -> Result<u64, CliError> {
+    match std::fs::metadata(dir.join(DATA_FILE)) {
+        Ok(m) => Ok(m.len()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(e.into()),
+    }
+}
+
 pub fn check(dir: &Path) -> Result<(), CliError> {
     let db = Db::open_read_only(dir)?;
+    // Read under the lock the read-only open holds: no writer changes it.
+    let data_len = data_file_len(dir)?;
     let r = db.check_report()?;
     println!("{}: check passed ({HOW})", dir.display());
-    print_tree(&r);
+    print_tree(&r, data_len, is_pending(&db.recovery_report()));
     Ok(())
 }
 
+/// Whether the open found anything to recover (the last shutdown was not clean).
+fn is_pending(r: &RecoveryReport) -> bool {
+    !(r.losers == 0 && r.winners == 0 && r.redone == 0 && r.dirty_pages == 0)
+}
+
 fn recovery_pending(r: &RecoveryReport) -> String {
-    if r.losers == 0 && r.winners == 0 && r.redone == 0 && r.dirty_pages == 0 {
+    if !is_pending(r) {
         "no: the last shutdown was clean (nothing to redo or roll back)".to_string()
     } else {
         format!(
@@ -62,13 +126,8 @@ pub fn stats(dir: &Path) -> Result<(), CliError> {
     let data_len = files.iter().find(|(n, _)| n == DATA_FILE).map_or(0, |(_, l)| *l);
     println!("{} ({HOW})", dir.display());
     println!();
-    let page_size = if r.page_count > 0 && data_len.is_multiple_of(r.page_count) {
-        format!(", {} pages of {} bytes", r.page_count, data_len / r.page_count)
-    } else {
-        String::new()
-    };
-    println!("data file {DATA_FILE}: {}{page_size}", size(data_len));
-    print_tree(&r);
+    print_data_file(data_len, r.page_size);
+    print_tree(&r, data_len, is_pending(&rec));
     println!();
     let segs: Vec<(u64, &String, u64)> =
         files.iter().filter_map(|(n, l)| parse_segment_name(n).map(|s| (s.get(), n, *l))).collect();

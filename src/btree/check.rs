@@ -34,8 +34,13 @@ pub struct CheckReport {
     pub height_bound: u32,
     /// Length in bytes of the longest separator in an inner page.
     pub longest_separator: u32,
-    /// Pages in the data file (the high-water mark, pages 0 and 1 included).
+    /// Pages of the database: the meta page's high-water mark, pages 0 and 1
+    /// included. After a crash the data file may be shorter: the pages only
+    /// the log has count here once recovery has rebuilt them (in memory, for
+    /// `Db::open_read_only`), before any is written back.
     pub page_count: u64,
+    /// Bytes per page (fixed when the database was created).
+    pub page_size: u32,
     /// Bytes of cells and slots on the tree's leaf and inner pages.
     pub tree_bytes_used: u64,
     /// Bytes those pages could hold (usable bytes per page times pages).
@@ -119,7 +124,11 @@ impl BTree<'_> {
         let meta = self.meta()?;
         let mut walk = Walk {
             seen: vec![false; meta.page_count as usize],
-            report: CheckReport { page_count: meta.page_count as u64, ..CheckReport::default() },
+            report: CheckReport {
+                page_count: meta.page_count as u64,
+                page_size: self.pool.page_size() as u32,
+                ..CheckReport::default()
+            },
             leaves_in_order: Vec::new(),
             violations: Vec::new(),
         };
