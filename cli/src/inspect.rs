@@ -137,12 +137,14 @@ pub fn stats(dir: &Path) -> Result<(), CliError> {
         println!("  {name}  starts at LSN {start:>10}  {}", size(*len));
     }
     if let Some((first, _, _)) = segs.first() {
-        println!(
-            "  the log holds records from LSN {first} to LSN {} ({}); segment files are preallocated \
-             at their full size, so the log takes more room than its records",
-            rec.end_lsn,
-            size(rec.end_lsn.saturating_sub(*first))
-        );
+        let span = rec.end_lsn.saturating_sub(*first);
+        let room = if seg_bytes > span {
+            "; a segment file is preallocated at its full size when the log begins it, so the log takes more \
+             room than its records"
+        } else {
+            ""
+        };
+        println!("  the log holds records from LSN {first} to LSN {} ({}){room}", rec.end_lsn, size(span));
     }
     println!();
     if rec.checkpoint_lsn == 0 {

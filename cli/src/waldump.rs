@@ -61,8 +61,10 @@ pub fn run(dir: &Path, f: Filter, summary_only: bool) -> Result<(), CliError> {
             None => return Err(CliError::Other(format!("unknown record kind {k:?}; kinds are: {}", KINDS.join(", ")))),
         },
     };
-    let has_segments = list_files(dir)?.iter().any(|(name, _)| parse_segment_name(name).is_some());
-    if !has_segments {
+    // Start LSN and length of every segment file.
+    let segments: Vec<(u64, u64)> =
+        list_files(dir)?.iter().filter_map(|(name, len)| parse_segment_name(name).map(|s| (s.get(), *len))).collect();
+    if segments.is_empty() {
         return Err(CliError::Missing(format!("{} holds no log segments (wal-*.log)", dir.display())));
     }
     let mut out = std::io::stdout().lock();
@@ -121,9 +123,17 @@ pub fn run(dir: &Path, f: Filter, summary_only: bool) -> Result<(), CliError> {
         return Err(e.into());
     }
     writeln!(out)?;
-    let end_note = match damage {
-        true => format!("DAMAGE: {how}"),
-        false => format!(
+    // The segment file the end falls in, and whether the file ends there too
+    // (a segment cut to its records, as a backup leaves its log).
+    let file_ends_there = segments
+        .iter()
+        .filter(|(start, _)| *start <= end.get())
+        .max()
+        .is_some_and(|(start, len)| start + len == end.get());
+    let end_note = match (damage, file_ends_there) {
+        (true, _) => format!("DAMAGE: {how}"),
+        (false, true) => format!("end of valid records at LSN {end}, where the segment file ends"),
+        (false, false) => format!(
             "end of valid records at LSN {end}; what follows is unused preallocated space or a torn tail, \
              which is normal"
         ),

@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{Db, Snapshot, DATA_FILE};
 use crate::error::{Error, Result};
-use crate::options::{Durability, Options};
+use crate::options::{Durability, Options, MIN_WAL_SEGMENT_BYTES};
+use crate::wal::{parse_segment_name, segment_name};
 
 /// Entries per transaction of the destination, at most.
 const CHUNK_ENTRIES: usize = 1000;
@@ -45,15 +46,19 @@ impl Db {
     /// (its open has nothing to recover), its tree written afresh in key
     /// order: no free pages, but not the smallest possible file either
     /// (splits cut pages in the middle, so pages end up about half to two
-    /// thirds full).
+    /// thirds full). Its log is as small as it can be: the records of its
+    /// last checkpoint (at most 64 KiB), in a segment file cut to them, which
+    /// the log grows again as the copy takes writes; so the copy takes about
+    /// the room of its data file.
     ///
     /// `dest` must not exist yet (its missing parent directories are
     /// created), or be an empty directory (it is replaced). The copy is
     /// written into a staging directory beside it, named
     /// `NAME.backup-partial-PID-N`, in transactions of up to 1000 entries
     /// (`Durability::Eventual`: no fsync per chunk), then closed (every page
-    /// written and synced, a final checkpoint) and renamed to `dest`, and the
-    /// rename made durable. So `dest` appears only complete: an error removes
+    /// written and synced, a final checkpoint), opened and closed once more
+    /// to leave its log small, and renamed to `dest`, and the rename made
+    /// durable. So `dest` appears only complete: an error removes
     /// the staging directory (and parents the call created), and a crash of
     /// the process leaves at most a directory named `*.backup-partial-*`,
     /// never a partial `dest`. The destination is always on real files,
@@ -112,9 +117,10 @@ impl Db {
         let staging = target.make_staging()?;
         let opts = Options::default().page_size(self.inner.page_size).durability(Durability::Eventual);
         let r = (|| {
-            let copy = Db::open_path_with(&staging.dir, opts)?;
+            let copy = Db::open_path_with(&staging.dir, opts.clone())?;
             let report = copy_snapshot(&self.begin_read()?, &copy)?;
             copy.close()?;
+            compact_log(&staging.dir, opts)?;
             target.install(&staging.dir)?;
             Ok(report)
         })();
@@ -177,6 +183,51 @@ fn copy_snapshot(snap: &Snapshot, copy: &Db) -> Result<BackupReport> {
         tx.abort()?;
     }
     Ok(report)
+}
+
+/// Leave the closed copy in `dir` with as little log as it can open with:
+/// the records of its last checkpoint, in a segment file cut to them.
+///
+/// The copy logged every entry it was given, in segments of the default
+/// size, preallocated. Reopened with the smallest segments
+/// (`MIN_WAL_SEGMENT_BYTES`), its log moves to a new segment as soon as the
+/// one it appends to holds that much, so the checkpoint of the open begins
+/// in a new segment and truncation removes the ones before it (with every
+/// page written back, the checkpoint is all recovery needs). A clean close
+/// then records where the log ends, and the segment holding that end is cut
+/// to it: the next open reads the log only to that end (the master record
+/// says so, and no record can start past a file's end), and appending
+/// there writes past the end of the file, which grows it (the log rolls to a
+/// new, preallocated segment once this one reaches the segment size of that
+/// open). Nothing is rewritten but the file's length, after the `Db` is
+/// closed: a crash meanwhile leaves at most the staging directory.
+fn compact_log(dir: &Path, opts: Options) -> Result<()> {
+    let db = Db::open_existing_with(dir, opts.wal_segment_bytes(MIN_WAL_SEGMENT_BYTES))?;
+    let inner = db.inner.clone();
+    db.close()?;
+    // Nothing is appended after a close: it refuses every later call.
+    let (end, durable) = (inner.wal.end_lsn(), inner.wal.durable_lsn());
+    drop(inner); // the last handle: the directory's files close, its lock goes
+    if durable != end {
+        return Ok(()); // not a clean end: keep the log as it is
+    }
+    let mut holding = None;
+    for entry in std::fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        if let Some(start) = name.to_str().and_then(parse_segment_name) {
+            if start <= end && holding.is_none_or(|s| s < start) {
+                holding = Some(start);
+            }
+        }
+    }
+    if let Some(start) = holding {
+        let file = std::fs::OpenOptions::new().write(true).open(dir.join(segment_name(start)))?;
+        if file.metadata()?.len() > end - start {
+            file.set_len(end - start)?;
+            file.sync_all()?;
+        }
+    }
+    Ok(())
 }
 
 /// Where the copy goes: `parent/name`, checked to hold nothing.
