@@ -66,11 +66,13 @@ fn print_tree(r: &CheckReport, data_len: u64, pending: bool) {
                     "{pad}the file's length covers {in_file} of them; the other {missing} are not in the file yet"
                 );
             }
-        } else {
+        } else if in_file > r.page_count {
             println!(
                 "{pad}the file's length covers {in_file} pages; the {} past the meta page's count are unused",
                 in_file - r.page_count
             );
+        } else {
+            println!("{pad}the file's length covers all of them, page {whole} only in part ({rest} bytes)");
         }
     }
     println!(
