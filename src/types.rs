@@ -16,7 +16,9 @@
 //!   redo-only records that belong to none.
 //! - This module depends on nothing in the crate.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::ops::{Add, AddAssign, Sub};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -211,3 +213,37 @@ mod tests {
         assert_eq!(TxnId::SYSTEM.get(), 0);
     }
 }
+
+/// A hasher for page and transaction ids, small integers: one multiply by
+/// the golden ratio and a shift per word, far cheaper than the standard
+/// library's SipHash; the high bits are folded into the low ones, which a
+/// map uses to pick buckets (and the page table's shards split ids by their
+/// low bits). Used by the page table and by analysis, which hash an
+/// id for every fetch and every log record. It does not resist chosen
+/// collisions; ids come from the engine itself or from log records whose
+/// checksum held, and a crafted log could only make analysis slower.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u32(u32::from(b));
+        }
+    }
+    #[inline]
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+    #[inline]
+    fn write_u64(&mut self, n: u64) {
+        let h = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.0 = h ^ (h >> 29);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A map keyed by page or transaction ids (`IdHasher`).
+pub(crate) type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;

@@ -42,7 +42,6 @@
 //!   is applied), so `can_evict_without_log_flush` never undercounts them.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -52,7 +51,7 @@ use crate::error::{Error, Result};
 use crate::failstop::FailStop;
 use crate::page::{self, PageOp, PageRef, PageState};
 use crate::storage::{read_full_at, StorageFile};
-use crate::types::{Lsn, PageId};
+use crate::types::{IdMap, Lsn, PageId};
 use crate::wal::{Body, PagePart, RecordHeader, Wal};
 
 /// Redo that pages owe at their first load after an instant restart
@@ -138,28 +137,7 @@ const FULL_RETRY_YIELDS: usize = 8;
 /// Shards of the page table (a power of two).
 const TABLE_SHARDS: usize = 64;
 
-/// A hasher for page ids: one multiply, with the high bits folded into the
-/// low ones (a shard's ids share their low bits, and the map indexes its
-/// buckets by the hash's low bits).
-#[derive(Default)]
-struct PageIdHasher(u64);
-
-impl Hasher for PageIdHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u32(u32::from(b));
-        }
-    }
-    fn write_u32(&mut self, n: u32) {
-        let h = (self.0 ^ u64::from(n)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        self.0 = h ^ (h >> 29);
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type PageMap = HashMap<PageId, u32, BuildHasherDefault<PageIdHasher>>;
+type PageMap = IdMap<PageId, u32>;
 
 /// One shard of the page table: page id -> frame index, for the pages whose
 /// id is congruent to the shard's index. Aligned so that two shards never

@@ -4,10 +4,10 @@
 //! and find where the log ends (a torn tail is cut; damage is an error, see
 //! `wal::reader`). Reads the log only; changes nothing.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use crate::error::{Error, Result};
-use crate::types::{Lsn, PageId, TxnEntry, TxnId};
+use crate::types::{IdMap, Lsn, PageId, TxnEntry, TxnId};
 use crate::wal::reader::ScanEnd;
 use crate::wal::segments::Segments;
 use crate::wal::{reader, Kind};
@@ -16,12 +16,12 @@ use crate::wal::{reader, Kind};
 #[derive(Debug, Default)]
 pub struct Analysis {
     /// Transactions without an END record.
-    pub active_txns: HashMap<TxnId, TxnEntry>,
+    pub active_txns: IdMap<TxnId, TxnEntry>,
     /// Pages that may be newer in the log than on disk.
-    pub dirty_pages: HashMap<PageId, Lsn>,
+    pub dirty_pages: IdMap<PageId, Lsn>,
     /// For every page a record read changes, the LSNs of those records in
     /// log order (for instant restart's redo of a page at its first load).
-    pub page_lsns: HashMap<PageId, Vec<Lsn>>,
+    pub page_lsns: IdMap<PageId, Vec<Lsn>>,
     /// The next transaction id to hand out.
     pub next_txn_id: TxnId,
     /// Where the log ends.
@@ -60,8 +60,11 @@ pub fn analysis(segments: &Segments, from: Lsn, must_reach: Lsn, known_end: Opti
             }
         }
         for &page_id in rec.page_ids {
-            a.dirty_pages.entry(page_id).or_insert(rec.lsn);
             let lsns = a.page_lsns.entry(page_id).or_default();
+            if lsns.is_empty() {
+                // First seen: its rec_lsn, unless the checkpoint gave one.
+                a.dirty_pages.entry(page_id).or_insert(rec.lsn);
+            }
             if lsns.last() != Some(&rec.lsn) {
                 lsns.push(rec.lsn);
             }

@@ -31,7 +31,7 @@ use crate::failstop::FailStop;
 use crate::page::{self, Master, PageRef, META_PAGE};
 use crate::storage::{Storage, StorageFile};
 use crate::txn::TxnTable;
-use crate::types::{Lsn, PageId, TxnId};
+use crate::types::{IdMap, Lsn, PageId, TxnId};
 use crate::wal::reader::ScanEnd;
 use crate::wal::segments::Segments;
 use crate::wal::{self, reader, Wal};
@@ -235,7 +235,7 @@ fn defer_redo(
     let mut page_lsns = std::mem::take(&mut a.page_lsns);
     let from = analysis_start(master);
     if redo_start < from {
-        let mut early: std::collections::HashMap<PageId, Vec<Lsn>> = Default::default();
+        let mut early: IdMap<PageId, Vec<Lsn>> = Default::default();
         reader::scan(segments, redo_start, Lsn::NONE, Some(from), |rec| {
             for part in rec.body.parts() {
                 if a.dirty_pages.get(&part.page_id).is_some_and(|&rec_lsn| rec.lsn >= rec_lsn) {

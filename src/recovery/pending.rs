@@ -26,7 +26,7 @@
 //! - A failed redo leaves the page owed (and the load fails): it is never
 //!   handed out stale.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -36,7 +36,7 @@ use super::redo::{redo_change, Step};
 use crate::buffer::{LoadRedo, LoadRedone};
 use crate::error::{Error, Result};
 use crate::page::PageRef;
-use crate::types::{Lsn, PageId};
+use crate::types::{IdMap, Lsn, PageId};
 use crate::wal::{LogRecord, Wal};
 
 /// Records that change more than one page kept for the next loads (`recent`).
@@ -75,7 +75,11 @@ pub struct PendingCounters {
 
 /// The pages that still owe redo after an instant restart.
 pub struct PendingRedo {
-    owed: Mutex<HashMap<PageId, Owed>>,
+    owed: Mutex<IdMap<PageId, Owed>>,
+    /// Every page that owed redo at the open, oldest `rec_lsn` first, and
+    /// how far `next_batch` has gone through it.
+    order: Box<[PageId]>,
+    cursor: Mutex<usize>,
     /// `owed.len()`, readable without the mutex.
     left: AtomicUsize,
     wal: Arc<Wal>,
@@ -102,12 +106,8 @@ impl PendingRedo {
     /// rec_lsn), with the LSNs of each page's records (`page_lsns`, in log
     /// order; those below the page's rec_lsn are dropped), read back through
     /// `wal`.
-    pub fn new(
-        wal: Arc<Wal>,
-        dirty_pages: &HashMap<PageId, Lsn>,
-        mut page_lsns: HashMap<PageId, Vec<Lsn>>,
-    ) -> PendingRedo {
-        let owed: HashMap<PageId, Owed> = dirty_pages
+    pub fn new(wal: Arc<Wal>, dirty_pages: &IdMap<PageId, Lsn>, mut page_lsns: IdMap<PageId, Vec<Lsn>>) -> PendingRedo {
+        let owed: IdMap<PageId, Owed> = dirty_pages
             .iter()
             .map(|(&page_id, &rec_lsn)| {
                 let mut lsns = page_lsns.remove(&page_id).unwrap_or_default();
@@ -116,7 +116,11 @@ impl PendingRedo {
                 (page_id, Owed { rec_lsn, lsns: lsns.into() })
             })
             .collect();
+        let mut order: Vec<(Lsn, PageId)> = owed.iter().map(|(&p, o)| (o.rec_lsn, p)).collect();
+        order.sort_unstable();
         PendingRedo {
+            order: order.into_iter().map(|(_, p)| p).collect(),
+            cursor: Mutex::new(0),
             left: AtomicUsize::new(owed.len()),
             owed: Mutex::new(owed),
             wal,
@@ -141,11 +145,21 @@ impl PendingRedo {
     /// Up to `n` pages that still owe redo, those with the oldest `rec_lsn`
     /// first, for the background pass.
     pub fn next_batch(&self, n: usize) -> Vec<PageId> {
-        let owed = self.owed.lock();
-        let mut v: Vec<(Lsn, PageId)> = owed.iter().map(|(&p, o)| (o.rec_lsn, p)).collect();
-        v.sort_unstable();
-        v.truncate(n);
-        v.into_iter().map(|(_, p)| p).collect()
+        let mut cursor = self.cursor.lock();
+        let mut batch = Vec::with_capacity(n);
+        while batch.len() < n && *cursor < self.order.len() {
+            let page_id = self.order[*cursor];
+            *cursor += 1;
+            if self.owed.lock().contains_key(&page_id) {
+                batch.push(page_id);
+            }
+        }
+        if batch.is_empty() && self.left() > 0 {
+            // Pages whose redo failed (their loads failed) are still owed:
+            // one more round over what is left, in any order.
+            batch.extend(self.owed.lock().keys().take(n).copied());
+        }
+        batch
     }
 
     /// Run `f` (which loads pages) as the background pass, so the redos it
