@@ -431,7 +431,17 @@ impl BufferPool {
         // dirty frame; the bound only guards against a pool where every frame
         // stays pinned.
         let mut full_retries = 0;
+        // Loads of this page that failed in other threads while this one
+        // waited: it then tries the load itself, so that it gets its own
+        // error (an I/O error, or the corruption of a page redo cannot
+        // rebuild), once; a second failure elsewhere is reported as I/O.
+        let mut failed_loads = 0;
         for _ in 0..2 * self.frames.len() + 8 {
+            if failed_loads > 1 {
+                return Err(Error::Io(std::io::Error::other(format!(
+                    "reading page {page_id} failed in another thread"
+                ))));
+            }
             // A hit needs the shard only shared, and only to pin the frame:
             // the shard is released before any wait for the page's latch
             // (a loader that fails takes the shard while latching the page).
@@ -445,7 +455,13 @@ impl BufferPool {
             };
             if let Some(idx) = hit {
                 shard.hits.fetch_add(1, Ordering::Relaxed);
-                return self.finish_hit(PageHandle { pool: self, idx }, page_id, read);
+                match self.finish_hit(PageHandle { pool: self, idx }, page_id, read)? {
+                    Some(h) => return Ok(h),
+                    None => {
+                        failed_loads += 1;
+                        continue;
+                    }
+                }
             }
             let mut map = shard.map.write();
             if let Some(idx) = map.get(&page_id).map(|&i| i as usize) {
@@ -453,7 +469,13 @@ impl BufferPool {
                 self.frames[idx].pin.fetch_add(1, Ordering::AcqRel);
                 drop(map);
                 shard.hits.fetch_add(1, Ordering::Relaxed);
-                return self.finish_hit(PageHandle { pool: self, idx }, page_id, read);
+                match self.finish_hit(PageHandle { pool: self, idx }, page_id, read)? {
+                    Some(h) => return Ok(h),
+                    None => {
+                        failed_loads += 1;
+                        continue;
+                    }
+                }
             }
             let victim = match self.pick_victim(page_id, &mut map) {
                 // Concurrent fetchers pin and unpin frames while CLOCK
@@ -491,16 +513,17 @@ impl BufferPool {
     }
 
     /// A pinned frame that already held the page: wait for a load in
-    /// progress (the loader holds the write latch), then check it.
-    fn finish_hit<'a>(&'a self, h: PageHandle<'a>, page_id: PageId, read: bool) -> Result<PageHandle<'a>> {
+    /// progress (the loader holds the write latch), then check it. None:
+    /// that load failed (the frame no longer holds the page).
+    fn finish_hit<'a>(&'a self, h: PageHandle<'a>, page_id: PageId, read: bool) -> Result<Option<PageHandle<'a>>> {
         // The common case: loaded and valid. `valid` is cleared before the
         // page is mapped and set only once its read succeeded.
         if h.is_valid() && self.frames[h.idx].page_id() == page_id {
-            return Ok(h);
+            return Ok(Some(h));
         }
         drop(h.read());
         if self.frames[h.idx].page_id() != page_id {
-            return Err(Error::Io(std::io::Error::other(format!("reading page {page_id} failed in another thread"))));
+            return Ok(None);
         }
         if !h.is_valid() && !read {
             // About to be fully defined: the torn contents do not matter.
@@ -510,7 +533,7 @@ impl BufferPool {
         if !h.is_valid() && !self.recovery_mode.load(Ordering::Acquire) {
             return Err(Error::corruption("data", format!("page {page_id} is torn or missing")));
         }
-        Ok(h)
+        Ok(Some(h))
     }
 
     /// Read `page_id` into frame `idx`, claimed (pinned once) by

@@ -92,7 +92,11 @@ pub(super) fn redo_loop(weak: Weak<Inner>) {
         }
         let r = crate::recovery::PendingRedo::as_background(|| {
             for page_id in batch {
-                drop(inner.pool.fetch(page_id)?);
+                // Read meanwhile, or redone by `close` or `compact` (which
+                // may then have cut the file below it): nothing to do.
+                if pending.owes(page_id) {
+                    drop(inner.pool.fetch(page_id)?);
+                }
             }
             Ok(())
         });

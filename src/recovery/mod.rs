@@ -91,7 +91,9 @@ pub struct RecoveryReport {
     /// Of those, the pages redone so far at their first load by a reader, a
     /// writer or the engine (undo of the losers at the open included).
     pub pages_redone_on_demand: u64,
-    /// Of those, the pages redone so far by the background pass.
+    /// Of those, the pages redone so far by the background pass. (A page
+    /// freed or reallocated before anyone read it is fully defined anew
+    /// without its redo, and counted in neither.)
     pub pages_redone_in_background: u64,
     /// Time from the end of analysis until the last deferred page was
     /// redone, in microseconds (0 while some still owe redo, or when none

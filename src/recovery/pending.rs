@@ -136,6 +136,11 @@ impl PendingRedo {
         self.left.load(Ordering::Acquire)
     }
 
+    /// True if `page_id` still owes redo.
+    pub fn owes(&self, page_id: PageId) -> bool {
+        self.owed.lock().contains_key(&page_id)
+    }
+
     /// Microseconds from the end of analysis until the last owed page was
     /// redone (0 while some still owe redo).
     pub fn finished_us(&self) -> u64 {

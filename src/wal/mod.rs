@@ -65,6 +65,9 @@ pub const MAX_LSN: Lsn = Lsn(1 << 62);
 /// holds no latch (`Wal::flush_if_over`), and no tree change begins until it
 /// is (`btree::TreeLatch`).
 pub const BUFFER_FLUSH_BYTES: usize = 4 << 20;
+/// Bytes `Wal::read_record` reads at once from a segment: a record no
+/// longer than this (most are) takes one read.
+const FIRST_READ: usize = 8 << 10;
 /// The spare buffer keeps at most this capacity: a buffer that grew for a
 /// large record (a long value) is shrunk back when it becomes the spare, so
 /// the log holds at most about twice this between flushes, not its largest
@@ -468,14 +471,19 @@ impl Wal {
             return Err(Error::corruption("wal", format!("LSN {lsn} is before the oldest segment")));
         };
         let file = self.segments.file(seg_start)?;
-        let mut hdr = [0u8; RECORD_HEADER_LEN];
-        let n = read_full_at(&*file, &mut hdr, lsn - seg_start)?;
-        let Some(len) = peek_len(&hdr[..n], lsn) else {
+        // One read for a record of up to `FIRST_READ` bytes (most are), a
+        // second for the rest of a longer one.
+        let off = lsn - seg_start;
+        let mut buf = vec![0u8; FIRST_READ];
+        let mut n = read_full_at(&*file, &mut buf, off)?;
+        let Some(len) = peek_len(&buf[..n.min(RECORD_HEADER_LEN)], lsn) else {
             return Err(Error::corruption("wal", format!("no record at LSN {lsn}")));
         };
-        let mut buf = vec![0u8; len];
-        let n = read_full_at(&*file, &mut buf, lsn - seg_start)?;
-        decode_record(&buf[..n], lsn)
+        if len > n && n == buf.len() {
+            buf.resize(len, 0);
+            n += read_full_at(&*file, &mut buf[n..], off + n as u64)?;
+        }
+        decode_record(&buf[..n.min(len)], lsn)
     }
 
     /// Remove segments that hold only records below `keep_from`. The current
