@@ -425,9 +425,12 @@ fn the_background_pass_races_writers_and_checkpoints_then_power_loss() {
         let o = opts(true).background_writer(true).checkpoint_interval_bytes(64 << 10);
         let db = Arc::new(Db::open_with(sim.clone(), o).unwrap());
         let acked = Arc::new(parking_lot::Mutex::new(Vec::<(u32, u8)>::new()));
+        // A commit that failed at the power loss may still have reached the
+        // disk: (key, tag) of each thread's last one, in doubt.
+        let in_doubt = Arc::new(parking_lot::Mutex::new(Vec::<(u32, u8)>::new()));
         let mut hs = Vec::new();
         for t in 0..2u32 {
-            let (db, acked) = (db.clone(), acked.clone());
+            let (db, acked, in_doubt) = (db.clone(), acked.clone(), in_doubt.clone());
             hs.push(std::thread::spawn(move || {
                 for r in 0..200u32 {
                     let i = (r * 37 + t * 1013) % 3000;
@@ -438,6 +441,7 @@ fn the_background_pass_races_writers_and_checkpoints_then_power_loss() {
                     }
                     let _ = tx.get(k((i * 7) % 2500));
                     if tx.commit().is_err() {
+                        in_doubt.lock().push((i, tag));
                         return;
                     }
                     acked.lock().push((i, tag));
@@ -461,6 +465,10 @@ fn the_background_pass_races_writers_and_checkpoints_then_power_loss() {
             let db = Db::open_with(sim.clone(), opts(instant)).unwrap();
             let got = read_all(&db).unwrap();
             for (key, val) in &expect {
+                let doubt = in_doubt.lock().iter().find(|&&(i, _)| k(i) == *key).map(|&(i, tag)| v(i, tag));
+                if doubt.is_some() && got.get(key) == doubt.as_ref() {
+                    continue;
+                }
                 assert_eq!(
                     got.get(key),
                     Some(val),
