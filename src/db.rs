@@ -432,26 +432,18 @@ impl Db {
         // background pass, and its tools want the whole picture at once.
         let opts = if read_only { opts.instant_restart(false) } else { opts };
         let inner = Arc::new(Inner { read_only, dir, ..Inner::open(storage, opts, place)? });
-        let bg = if inner.opts.background_writer {
+        // A thread running `body` with a weak reference to the engine.
+        let spawn = |name: &str, body: fn(std::sync::Weak<Inner>)| -> Result<JoinHandle<()>> {
             let weak = Arc::downgrade(&inner);
-            Some(
-                std::thread::Builder::new()
-                    .name("ariesdb-writer".into())
-                    .spawn(move || background::background_loop(weak))
-                    .map_err(Error::Io)?,
-            )
-        } else {
-            None
+            std::thread::Builder::new().name(name.into()).spawn(move || body(weak)).map_err(Error::Io)
+        };
+        let bg = match inner.opts.background_writer {
+            true => Some(spawn("ariesdb-writer", background::background_loop)?),
+            false => None,
         };
         let redo_bg = match &inner.pending {
             Some(p) if inner.opts.background_writer && p.left() > 0 => {
-                let weak = Arc::downgrade(&inner);
-                Some(
-                    std::thread::Builder::new()
-                        .name("ariesdb-redo".into())
-                        .spawn(move || background::redo_loop(weak))
-                        .map_err(Error::Io)?,
-                )
+                Some(spawn("ariesdb-redo", background::redo_loop)?)
             }
             _ => None,
         };

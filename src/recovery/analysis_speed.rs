@@ -17,7 +17,7 @@ use crate::wal::segments::Segments;
 use crate::wal::LSN_START;
 
 #[test]
-#[ignore]
+#[ignore = "a timing, not a check: it needs a database's directory in ARIESDB_ANALYSIS_DIR; run by hand (docs/testing.md, Longer runs)"]
 fn analysis_speed() {
     let Ok(dir) = std::env::var("ARIESDB_ANALYSIS_DIR") else {
         println!("ARIESDB_ANALYSIS_DIR is not set: nothing to time");
@@ -30,40 +30,37 @@ fn analysis_speed() {
     read_full_at(&*storage.open(DATA_FILE).unwrap(), &mut head, 0).unwrap();
     let master = Master::pick(&head).unwrap().expect("a master record");
     let from = if master.checkpoint_lsn.is_none() { LSN_START } else { master.checkpoint_lsn };
-    let median = |mut t: Vec<Duration>| {
-        t.sort();
-        t[t.len() / 2]
+    // Run `f` `runs` times, printing each run's time and what `f` says, then the median.
+    let time_runs = |what: &str, f: &dyn Fn() -> String| {
+        let mut times: Vec<Duration> = (0..runs)
+            .map(|_| {
+                let t = Instant::now();
+                let said = f();
+                let took = t.elapsed();
+                println!("{what}: {took:?} ({said})");
+                took
+            })
+            .collect();
+        times.sort();
+        println!("{what}, median of {runs}: {:?}", times[times.len() / 2]);
     };
-    let mut times = Vec::new();
-    for _ in 0..runs {
-        let t = Instant::now();
+    time_runs("analysis", &|| {
         let a = analysis(&segments, from, master.durable_lsn, None).unwrap();
-        times.push(t.elapsed());
-        println!(
-            "analysis: {:?} ({} records, {} bytes, {} active, {} dirty pages, {})",
-            t.elapsed(),
+        format!(
+            "{} records, {} bytes, {} active, {} dirty pages, {}",
             a.end.records,
             a.end.bytes,
             a.active_txns.len(),
             a.dirty_pages.len(),
             a.end.how
-        );
-    }
-    println!("analysis median of {runs}: {:?}", median(times));
-    let mut times = Vec::new();
-    for _ in 0..runs {
-        let t = Instant::now();
+        )
+    });
+    time_runs("bare scan, views", &|| {
         let end = scan_views(&segments, from, master.durable_lsn, None, |_| Ok(())).unwrap();
-        times.push(t.elapsed());
-        println!("bare scan, views: {:?} ({} records)", t.elapsed(), end.records);
-    }
-    println!("bare scan, views, median of {runs}: {:?}", median(times));
-    let mut times = Vec::new();
-    for _ in 0..runs {
-        let t = Instant::now();
+        format!("{} records", end.records)
+    });
+    time_runs("bare scan, decoded", &|| {
         let end = scan(&segments, from, master.durable_lsn, None, |_| Ok(())).unwrap();
-        times.push(t.elapsed());
-        println!("bare scan, decoded: {:?} ({} records)", t.elapsed(), end.records);
-    }
-    println!("bare scan, decoded, median of {runs}: {:?}", median(times));
+        format!("{} records", end.records)
+    });
 }

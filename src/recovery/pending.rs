@@ -175,9 +175,7 @@ impl PendingRedo {
         IN_BACKGROUND.with(|b| b.set(false));
         r
     }
-}
 
-impl PendingRedo {
     /// The record at `lsn`, from `recent` or from the log.
     fn record(&self, lsn: Lsn) -> Result<Arc<LogRecord>> {
         if let Some(r) = self.recent.lock().iter().find(|r| r.lsn == lsn) {
