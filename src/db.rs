@@ -44,6 +44,7 @@ use crate::wal::Wal;
 
 mod background;
 mod backup;
+mod restart_undo;
 mod snapshot;
 mod txn;
 
@@ -55,6 +56,8 @@ pub use txn::{Savepoint, Scan, Txn};
 mod fail_stop_tests;
 #[cfg(test)]
 mod pool_race_tests;
+#[cfg(test)]
+mod restart_undo_tests;
 
 pub use crate::recovery::DATA_FILE;
 /// Pages the redo after an instant restart takes from the owed list at a time.
@@ -97,6 +100,8 @@ pub(crate) struct Inner {
     /// After an instant restart: the pages that still owe redo (None after
     /// a classic redo pass, or when none owed any).
     pending: Option<Arc<PendingRedo>>,
+    /// After an instant restart: the losers still to roll back.
+    undo: restart_undo::RestartUndo,
     counters: Counters,
     /// Opened by `Db::open_read_only`: every change is refused, and the
     /// storage is an overlay that keeps what recovery wrote in memory.
@@ -126,6 +131,8 @@ pub struct Db {
     bg: Option<JoinHandle<()>>,
     /// The background redo pass after an instant restart, while it runs.
     redo_bg: Option<JoinHandle<()>>,
+    /// The background undo of the losers after an instant restart.
+    undo_bg: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Db {
@@ -223,6 +230,10 @@ pub struct Stats {
     /// Pages that still owe redo after an instant restart: redone at their
     /// first read, by the background pass, or at `close`.
     pub pages_owing_redo: u64,
+    /// After an instant restart: transactions the crash left open (losers)
+    /// not yet rolled back by the background undo. Their keys stay locked
+    /// until then (`RecoveryReport::undo_deferred_losers`).
+    pub losers_owing_undo: u64,
 }
 
 impl Db {
@@ -447,7 +458,11 @@ impl Db {
             }
             _ => None,
         };
-        Ok(Db { inner, bg, redo_bg })
+        let undo_bg = match inner.losers_left() {
+            true => Some(spawn("ariesdb-undo", restart_undo::undo_loop)?),
+            false => None,
+        };
+        Ok(Db { inner, bg, redo_bg, undo_bg })
     }
 
     /// Begin a read-write transaction. Many may be open at once, from many
@@ -657,6 +672,11 @@ impl Db {
             r.pages_redone_in_background = c.pages_in_background.load(Ordering::Relaxed);
             r.deferred_redo_us = p.finished_us();
         }
+        let u = &self.inner.undo;
+        r.undone += u.steps.load(Ordering::Relaxed);
+        r.undo_deferred_losers = u.deferred.load(Ordering::Relaxed);
+        r.losers_rolled_back_in_background = u.in_background.load(Ordering::Relaxed);
+        r.deferred_undo_us = u.finished_us.load(Ordering::Relaxed);
         r
     }
 
@@ -685,9 +705,11 @@ impl Db {
 
     /// Clean shutdown: every commit made durable, every dirty page written, a
     /// final checkpoint, and the log's end recorded, so the next open reads
-    /// the log only to there and redoes nothing. A transaction still open is
-    /// not waited for: the next open rolls it back (a loser), and every call
-    /// on it after the close returns `Error::Closed`.
+    /// the log only to there and redoes nothing. After an instant restart it
+    /// first finishes the background redo and the rollback of the losers
+    /// (`Options::instant_restart`). A transaction still open is not waited
+    /// for: the next open rolls it back (a loser), and every call on it
+    /// after the close returns `Error::Closed`.
     ///
     /// # Errors
     /// The first cause if the database had stopped (`Error::Failed`); an I/O
@@ -713,6 +735,9 @@ impl Db {
             let _ = h.join();
         }
         if let Some(h) = self.redo_bg.take() {
+            let _ = h.join();
+        }
+        if let Some(h) = self.undo_bg.take() {
             let _ = h.join();
         }
     }
@@ -765,6 +790,7 @@ impl Inner {
             segment_bytes: opts.segment_bytes(),
             buffer_pool_pages: opts.buffer_pool_pages,
             instant_restart: opts.instant_restart,
+            escalate_keys: opts.lock_escalation_keys,
         };
         let r = recovery::recover(storage, &params)?;
         let fpi_horizon = r.fpi_horizon();
@@ -788,12 +814,17 @@ impl Inner {
             bg_cv: Condvar::new(),
             report: r.report,
             pending: r.pending,
+            undo: restart_undo::RestartUndo::new(
+                #[cfg(test)]
+                opts.hold_restart_undo,
+            ),
             counters: Counters::default(),
             opts,
             read_only: false,
             place: place.to_string(),
             dir: None,
         };
+        inner.adopt_losers(r.losers)?;
         inner.checkpoint(CheckpointReason::Open)?;
         inner.log_open(place, start, started);
         Ok(inner)
@@ -807,15 +838,17 @@ impl Inner {
             Start::Created => format!("created a new database {place}"),
             Start::Clean if r.losers == 0 => format!("opened the database {place} after a clean close"),
             Start::Clean => format!(
-                "opened the database {place} after a clean close, rolling back {} transactions left open at it",
-                r.losers
+                "opened the database {place} after a clean close, rolling back {} transactions left open at it{}",
+                r.losers,
+                if self.losers_left() { " in the background" } else { "" }
             ),
-            Start::Crashed if r.redo_deferred_pages > 0 => format!(
+            Start::Crashed if r.redo_deferred_pages > 0 || self.losers_left() => format!(
                 "opened the database {place} after recovery from an unclean shutdown (instant restart: redo of {} \
-                 pages deferred to their first read{}, {} losers rolled back)",
+                 pages deferred to their first read{}; {} losers, {} of them rolled back in the background)",
                 r.redo_deferred_pages,
                 if self.opts.background_writer { " and the background pass" } else { " and the close" },
-                r.losers
+                r.losers,
+                self.undo.deferred.load(Ordering::Relaxed)
             ),
             Start::Crashed => format!(
                 "opened the database {place} after recovery from an unclean shutdown ({} records redone, {} losers \
@@ -962,6 +995,7 @@ impl Inner {
     /// open, the checkpoint's tables are empty and the next open has nothing
     /// to redo or undo. Then record where the log ends.
     fn close(&self) -> Result<()> {
+        self.finish_undo()?;
         self.finish_redo()?;
         self.pool.flush_dirty(Lsn::MAX, usize::MAX)?;
         self.checkpoint(CheckpointReason::Close)?;
@@ -1046,6 +1080,7 @@ impl Inner {
                 .as_ref()
                 .map_or(0, |p| p.counters.pages_on_demand.load(Ordering::Relaxed)),
             pages_owing_redo: self.pending.as_ref().map_or(0, |p| p.left() as u64),
+            losers_owing_undo: self.undo.left.load(Ordering::Relaxed),
         }
     }
 }

@@ -219,7 +219,26 @@ pub fn crash_ops(input: &[u8]) {
         if let Some(p) = &in_doubt {
             apply(&mut with, p);
         }
-        assert!(got == with, "recovered state is not the committed state");
+        if got != with {
+            let diff: Vec<String> = got
+                .keys()
+                .chain(with.keys())
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .filter(|k| got.get(*k) != with.get(*k))
+                .map(|k| {
+                    let short =
+                        |v: Option<&Vec<u8>>| v.map(|v| String::from_utf8_lossy(&v[..v.len().min(12)]).into_owned());
+                    format!(
+                        "{:?}: got {:?}, committed {:?}",
+                        String::from_utf8_lossy(&k[..k.len().min(8)]),
+                        short(got.get(k)),
+                        short(with.get(k))
+                    )
+                })
+                .collect();
+            panic!("recovered state is not the committed state: {}", diff.join("; "));
+        }
     }
 }
 

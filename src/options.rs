@@ -46,6 +46,10 @@ pub struct Options {
     pub(crate) lock_timeout: Duration,
     pub(crate) transaction_attempts: u32,
     pub(crate) instant_restart: bool,
+    /// Tests: the background undo after an instant restart waits until
+    /// released (`RestartUndo::held`).
+    #[cfg(test)]
+    pub(crate) hold_restart_undo: bool,
 }
 
 impl Default for Options {
@@ -63,6 +67,8 @@ impl Default for Options {
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
             transaction_attempts: 10,
             instant_restart: true,
+            #[cfg(test)]
+            hold_restart_undo: false,
         }
     }
 }
@@ -110,17 +116,23 @@ impl Options {
 
     /// Instant restart after a crash (default on): the open returns after
     /// analysis, the first pass of ARIES restart recovery (Mohan et al., TODS
-    /// 1992, section 6.1), and the rollback of the transactions the crash
-    /// left open; each page that may be newer in the log than on disk is
-    /// redone when it is first read (redo on demand, as in Graefe, Guy and
-    /// Sauer, *Instant Recovery with Write-Ahead Logging*, 2016), or by a
-    /// background pass (with `background_writer`) that redoes the rest;
-    /// `close` and `compact` finish what is left. Off: the classic redo pass
-    /// runs over every such page before the open returns. Either way the
-    /// database serves the same data, and a crash at any point recovers the
-    /// same way. `RecoveryReport` says what was redone when;
-    /// `Stats::pages_redone_on_demand` counts the redos at first read. A
-    /// read-only open always redoes before it returns.
+    /// 1992, section 6.1). Each page that may be newer in the log than on
+    /// disk is redone when it is first read (redo on demand, as in Graefe,
+    /// Guy and Sauer, *Instant Recovery with Write-Ahead Logging*, 2016), or
+    /// by a background pass (with `background_writer`) that redoes the rest.
+    /// The transactions the crash left open (losers) are rolled back by a
+    /// background thread; until each is, the keys it changed stay locked (a
+    /// transaction that needs one waits, up to `lock_timeout`) and snapshots
+    /// read the values from before it (a loser of more than
+    /// `lock_escalation_keys` keys locks every key, and snapshots fail with
+    /// the retryable `Error::SnapshotTooOld` until it is rolled back).
+    /// `close` finishes what is left, and `compact` the redo. Off: the
+    /// classic redo and undo passes run before the open returns. Either way
+    /// the database serves the same data, and a crash at any point recovers
+    /// the same way. `RecoveryReport` says what was redone and undone when;
+    /// `Stats::pages_redone_on_demand`, `Stats::pages_owing_redo` and
+    /// `Stats::losers_owing_undo` say how far it is. A read-only open
+    /// always runs the classic passes.
     pub fn instant_restart(mut self, on: bool) -> Options {
         self.instant_restart = on;
         self

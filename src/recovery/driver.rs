@@ -1,7 +1,10 @@
 //! The recovery driver: what opening a database does before it serves
 //! anyone. Finds the log's segments, reads and validates the master record,
-//! runs analysis, erases the stale records past the end of the log, redoes,
-//! makes sure the meta page exists, undoes the losers and, for a file of an
+//! runs analysis, erases the stale records past the end of the log, redoes
+//! (or, with instant restart, lists what each page owes), makes sure the
+//! meta page exists, undoes the losers (or, with instant restart, lists what
+//! each will change, for the engine to roll back in the background) and,
+//! for a file of an
 //! older format version, reshapes the tree once. The caller then takes the
 //! closing checkpoint (`Checkpointer`), which writes the first master record
 //! of this run.
@@ -23,6 +26,7 @@ use log::Level;
 
 use super::master::MasterFile;
 use super::pending::PendingRedo;
+use super::undo::{prepare_background_undo, Loser};
 use super::{analysis, micros, ms, redo, undo, Analysis, RecoveryReport};
 use crate::btree::{BTree, TxnCtx};
 use crate::buffer::BufferPool;
@@ -50,8 +54,11 @@ pub struct OpenParams {
     pub buffer_pool_pages: usize,
     /// Instant restart: leave redo to each page's first load (and to a
     /// background pass) instead of redoing every dirty page before the open
-    /// returns.
+    /// returns, and leave the losers' rollback to the caller (`Recovered::losers`).
     pub instant_restart: bool,
+    /// With instant restart, a loser of more keys than this (0: no limit) is
+    /// listed as escalated rather than key by key (`Loser`).
+    pub escalate_keys: usize,
 }
 
 /// A recovered database, ready to serve once the caller has checkpointed.
@@ -80,6 +87,9 @@ pub struct Recovered {
     /// After an instant restart: the pages that still owe redo (None after
     /// a classic redo pass, or when no page owed any).
     pub pending: Option<Arc<PendingRedo>>,
+    /// After an instant restart: the losers, still in `txns`, that the
+    /// caller must lock and roll back (empty after a classic undo pass).
+    pub losers: Vec<Loser>,
 }
 
 impl Recovered {
@@ -189,20 +199,39 @@ pub fn recover(storage: Arc<dyn Storage>, opts: &OpenParams) -> Result<Recovered
 
     let t = Instant::now();
     let (winners, losers) = outcomes(&analysis);
-    log::log!(
-        level,
-        "recovery undo: rolling back {losers} losers in one backward sweep; {winners} winners get END records"
-    );
     let mut txns = TxnTable::default();
-    undo(&tree, &wal, &mut txns, &analysis, &mut report)?;
-    report.undo_us = micros(t);
-    log::log!(
-        level,
-        "recovery undo done in {:.1} ms: {} records undone, each logged as a CLR; {} losers rolled back",
-        ms(report.undo_us),
-        report.undone,
-        report.losers
-    );
+    // An older format's tree is reshaped below with no loser left.
+    let background_undo = opts.instant_restart && master.version == page::FORMAT_VERSION;
+    let losers = if background_undo {
+        let losers = prepare_background_undo(&wal, &mut txns, &analysis, opts.escalate_keys, &mut report)?;
+        report.undo_us = micros(t);
+        if losers.is_empty() {
+            log::log!(level, "recovery undo: no losers; {winners} winners got END records");
+        } else {
+            log::log!(
+                level,
+                "recovery undo: {losers} losers are rolled back in the background, their keys locked until then                  ({} escalated to a lock on every key); {winners} winners got END records",
+                losers.iter().filter(|l| l.escalated).count(),
+                losers = losers.len()
+            );
+        }
+        losers
+    } else {
+        log::log!(
+            level,
+            "recovery undo: rolling back {losers} losers in one backward sweep; {winners} winners get END records"
+        );
+        undo(&tree, &wal, &mut txns, &analysis, &mut report)?;
+        report.undo_us = micros(t);
+        log::log!(
+            level,
+            "recovery undo done in {:.1} ms: {} records undone, each logged as a CLR; {} losers rolled back",
+            ms(report.undo_us),
+            report.undone,
+            report.losers
+        );
+        Vec::new()
+    };
     if master.version < page::FORMAT_VERSION {
         // An older version's tree may hold pages below the fill bounds:
         // reshape it once, before the checkpoint that records version 2.
@@ -214,7 +243,7 @@ pub fn recover(storage: Arc<dyn Storage>, opts: &OpenParams) -> Result<Recovered
         );
     }
     let next_txn_id = analysis.next_txn_id;
-    Ok(Recovered { data_file, master_file, master, wal, pool, stop, txns, next_txn_id, report, start, pending })
+    Ok(Recovered { data_file, master_file, master, wal, pool, stop, txns, next_txn_id, report, start, pending, losers })
 }
 
 /// Instant restart: instead of the redo pass, the list of what each dirty

@@ -10,6 +10,9 @@
 //!    TEST). A torn page is rebuilt from the first full image or init of it.
 //! 3. Undo of every loser together in one backward sweep, always taking the
 //!    largest LSN still to undo, with CLRs (`txn::undo_step`); then END records.
+//!    With instant restart, redo waits for each page's first load
+//!    (`PendingRedo`) and undo runs in the background after the open
+//!    (`undo::prepare_background_undo` lists what each loser will change).
 //!
 //! Recovery writes no master record until its closing checkpoint, so a crash
 //! during recovery leads to the same recovery again, which finds the CLRs of
@@ -43,7 +46,7 @@ pub use checkpoint::{Checkpointer, Reason as CheckpointReason, Sources};
 pub use driver::{recover, OpenParams, Start, DATA_FILE};
 pub use pending::PendingRedo;
 pub use redo::redo;
-pub use undo::undo;
+pub use undo::{undo, Loser};
 
 /// What the last open did (see `Db::recovery_report`).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -74,7 +77,8 @@ pub struct RecoveryReport {
     /// Torn or never-written pages rebuilt from a full image or init.
     pub pages_rebuilt: u64,
     /// Undo steps: records of losers the backward sweep took, each an
-    /// Update undone with a CLR, or a CLR whose `undo_next_lsn` it followed.
+    /// Update undone with a CLR, or a CLR whose `undo_next_lsn` it followed
+    /// (after an instant restart, growing while the background undo runs).
     pub undone: u64,
     /// Pages reshaped when a file of an older format version was upgraded
     /// (`BTree::repair_shape`); 0 otherwise.
@@ -99,8 +103,21 @@ pub struct RecoveryReport {
     /// redone, in microseconds (0 while some still owe redo, or when none
     /// was deferred).
     pub deferred_redo_us: u64,
-    /// Undo time.
+    /// Undo time (with instant restart: the time to list what each loser
+    /// changed; the rollback itself comes later).
     pub undo_us: u64,
+    /// Instant restart: the losers left to the background undo when the
+    /// open returned (0: every loser was rolled back before it returned).
+    /// Until each is rolled back, the keys it changed stay locked and
+    /// snapshots see their values from before it.
+    pub undo_deferred_losers: u64,
+    /// Of those, the losers rolled back so far by the background thread
+    /// (the others by `close`).
+    pub losers_rolled_back_in_background: u64,
+    /// Time from the open's listing of the losers until the last of them
+    /// was rolled back, in microseconds (0 while some are left, or when
+    /// none was deferred).
+    pub deferred_undo_us: u64,
 }
 
 /// Time since `t` in microseconds.

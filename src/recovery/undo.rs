@@ -5,16 +5,107 @@
 //! twice. Recovery holds no latch; the log is flushed between steps when its
 //! buffer passes its threshold (`Wal::flush_if_over`), so it stays bounded as
 //! in normal operation.
+//!
+//! With instant restart the losers are instead left to the background
+//! (`prepare_background_undo`): their entries go into the transaction table,
+//! and each loser's remaining changes are listed, key by key, with the value
+//! its rollback will restore, so that the engine can lock those keys and
+//! show snapshots the values from before the loser until the rollback (the
+//! runtime's, `TxnEnv::rollback_steps`) is done.
 
-use std::collections::BinaryHeap;
+use std::collections::{BTreeMap, BinaryHeap};
 
 use super::{Analysis, Progress, RecoveryReport};
 use crate::btree::{BTree, TxnCtx};
 use crate::error::Result;
 
+use crate::error::Error;
 use crate::txn::{undo_step, TxnTable};
+use crate::txn_log::{KeyChange, OldValue, SMALL_OLD_VALUE};
 use crate::types::{Lsn, TxnId};
 use crate::wal::{Body, Wal};
+
+/// A loser left to roll back after the open returns (instant restart).
+#[derive(Debug)]
+pub struct Loser {
+    /// The transaction.
+    pub txn_id: TxnId,
+    /// The keys its remaining Updates (those no CLR compensates yet)
+    /// changed, in key order, each with its value before the first of them:
+    /// the value the rollback restores. Empty when `escalated`.
+    pub changes: Vec<KeyChange>,
+    /// It changed more keys than the limit: they are not listed, and the
+    /// engine locks the whole key space for it instead.
+    pub escalated: bool,
+}
+
+/// Instant restart's undo: END for every winner; every loser into `table`,
+/// with what it changed (`Loser`), listed by a walk back along its chain
+/// (Updates, and CLRs' `undo_next_lsn` past what is already compensated).
+/// A loser of more than `escalate_keys` keys (0: no limit) is listed as
+/// `escalated` as soon as the walk finds that many.
+///
+/// # Errors
+/// `Error::Corruption` for a chain that does not lead back (a record of
+/// another transaction, or a step that does not go back); an I/O error.
+pub fn prepare_background_undo(
+    wal: &Wal,
+    table: &mut TxnTable,
+    a: &Analysis,
+    escalate_keys: usize,
+    report: &mut RecoveryReport,
+) -> Result<Vec<Loser>> {
+    let mut losers = Vec::new();
+    for (&id, e) in &a.active_txns {
+        if e.committed {
+            report.winners += 1;
+            TxnCtx::new(id, e.last_lsn).log_outcome(wal, Body::End)?;
+            wal.flush_if_over()?;
+            continue;
+        }
+        report.losers += 1;
+        table.active_txns.insert(id, *e);
+        losers.push(list_changes(wal, id, e.undo_next_lsn, escalate_keys)?);
+    }
+    losers.sort_by_key(|l| l.txn_id);
+    Ok(losers)
+}
+
+/// Walk the chain of loser `id` back from `cur`: what its rollback will
+/// change (see `Loser`).
+fn list_changes(wal: &Wal, id: TxnId, mut cur: Lsn, escalate_keys: usize) -> Result<Loser> {
+    let mut changes: BTreeMap<Vec<u8>, KeyChange> = BTreeMap::new();
+    while !cur.is_none() {
+        let rec = wal.read_record(cur)?;
+        if rec.txn_id != id {
+            return Err(Error::corruption(
+                "wal",
+                format!("record at LSN {cur} belongs to txn {}, not to loser {id}", rec.txn_id),
+            ));
+        }
+        let next = match rec.body {
+            Body::Update { undo, .. } => {
+                let old = undo.old.map(|v| match v.len() <= SMALL_OLD_VALUE {
+                    true => OldValue::Small(v),
+                    false => OldValue::Large(v.len()),
+                });
+                // Walking back, an earlier change of a key replaces a later one.
+                changes.insert(undo.key.clone(), KeyChange { lsn: rec.lsn, key: undo.key, old });
+                if escalate_keys > 0 && changes.len() > escalate_keys {
+                    return Ok(Loser { txn_id: id, changes: Vec::new(), escalated: true });
+                }
+                rec.prev_lsn
+            }
+            Body::Clr { .. } => rec.undo_next_lsn,
+            _ => rec.prev_lsn,
+        };
+        if next >= cur {
+            return Err(Error::corruption("wal", format!("the chain of loser {id} goes forward at LSN {cur}")));
+        }
+        cur = next;
+    }
+    Ok(Loser { txn_id: id, changes: changes.into_values().collect(), escalated: false })
+}
 
 /// Pass 3: roll back every loser in one backward sweep; END for every winner.
 pub fn undo(

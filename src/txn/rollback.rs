@@ -66,22 +66,38 @@ impl TxnEnv<'_> {
     /// # Errors
     /// An error of a step (the caller stops the database).
     pub fn rollback_to(&self, id: TxnId, target: Lsn) -> Result<()> {
-        let mut next = None;
-        loop {
+        let mut at = None;
+        while !self.rollback_steps(id, target, &mut at, u64::MAX)? {}
+        Ok(())
+    }
+
+    /// At most `max_steps` steps of the rollback of `id` to just after
+    /// `target`, going on from `at` (None: from the transaction's last
+    /// record, where a rollback begins or, after its CLRs, resumes; each
+    /// call leaves in `at` where the next goes on). Returns true once the
+    /// rollback is done. The background undo of losers after an instant
+    /// restart runs a loser this way, a few steps between looks at whether
+    /// the database is closing.
+    ///
+    /// # Errors
+    /// As `rollback_to`.
+    pub fn rollback_steps(&self, id: TxnId, target: Lsn, at: &mut Option<Lsn>, max_steps: u64) -> Result<bool> {
+        for _ in 0..max_steps {
             let done = self.with_txn_ctx(id, 0, |tree, ctx| {
-                let cur = next.unwrap_or(ctx.last_lsn);
+                let cur = at.unwrap_or(ctx.last_lsn);
                 if cur <= target {
                     return Ok(true);
                 }
                 let after = undo_step(tree, self.wal, ctx, cur)?;
                 // Each step moves back along the chain: a rollback ends.
                 assert!(after < cur, "rollback of txn {id} went forward: {after} after {cur}");
-                next = Some(after);
+                *at = Some(after);
                 Ok(false)
             })?;
             if done {
-                return Ok(());
+                return Ok(true);
             }
         }
+        Ok(false)
     }
 }

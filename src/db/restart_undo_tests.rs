@@ -1,0 +1,336 @@
+//! The background undo of losers after an instant restart: their keys stay
+//! locked and snapshots see the state without them until the rollback is
+//! done; `close` finishes it; a crash at any storage call of it recovers the
+//! same state.
+//!
+//! More crash points: `ARIESDB_SEEDS=20 cargo test --lib restart_undo`.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::Db;
+use crate::error::Error;
+use crate::options::Options;
+use crate::storage::{Fault, SimStorage};
+
+type Model = BTreeMap<Vec<u8>, Vec<u8>>;
+
+fn k(i: u32) -> Vec<u8> {
+    format!("key{i:05}").into_bytes()
+}
+
+fn v(i: u32, tag: u8) -> Vec<u8> {
+    // Every 10th value is long: its old value lives in the log only
+    // (`Before::Logged`) for the snapshots.
+    let len = if i % 10 == 5 { 700 } else { 20 + (i % 40) as usize };
+    let mut x = vec![tag; len];
+    x.extend_from_slice(&i.to_le_bytes());
+    x
+}
+
+fn opts(instant: bool) -> Options {
+    Options::default()
+        .buffer_pool_pages(crate::MIN_BUFFER_POOL_PAGES)
+        .background_writer(false)
+        .checkpoint_interval_bytes(0)
+        .wal_segment_bytes(256 << 10)
+        .instant_restart(instant)
+}
+
+/// Instant restart with the background undo held until `release`.
+fn held(lock_timeout_ms: u64) -> Options {
+    let mut o = opts(true).lock_timeout(Duration::from_millis(lock_timeout_ms));
+    o.hold_restart_undo = true;
+    o
+}
+
+fn release(db: &Db) {
+    db.inner.undo.held.store(false, Ordering::Release);
+}
+
+/// Wait (at most a minute: the machine may be loaded) until no loser is left.
+fn wait_for_undo(db: &Db) {
+    let t = Instant::now();
+    while db.stats().losers_owing_undo > 0 {
+        assert!(t.elapsed() < Duration::from_secs(60), "the background undo did not finish");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn read_all_snapshot(db: &Db) -> crate::error::Result<Model> {
+    let snap = db.begin_read()?;
+    let mut m = Model::new();
+    for item in snap.scan(..)? {
+        let (key, value) = item?;
+        m.insert(key, value);
+    }
+    let back: Vec<_> = snap.scan_rev(..)?.collect::<crate::error::Result<_>>()?;
+    assert!(back.into_iter().rev().eq(m.clone()), "a backward scan disagrees with the forward one");
+    Ok(m)
+}
+
+fn read_all_txn(db: &Db) -> crate::error::Result<Model> {
+    let tx = db.begin()?;
+    let mut m = Model::new();
+    for item in tx.scan(..)? {
+        let (key, value) = item?;
+        m.insert(key, value);
+    }
+    tx.commit()?;
+    Ok(m)
+}
+
+/// A crashed database with one committed load and `losers` open
+/// transactions, loser `t` changing keys `t*1000 + 0..keys` (each: an
+/// update, an insert of a new key, a delete or an update to a long value,
+/// by turns), the first loser partly rolled back to a savepoint. Returns the
+/// disk and the committed state.
+fn crashed(seed: u64, losers: u32, keys: u32) -> (Arc<SimStorage>, Model) {
+    let sim = Arc::new(SimStorage::new(seed));
+    let db = Db::open_with(sim.clone(), opts(false)).unwrap();
+    let mut model = Model::new();
+    let mut tx = db.begin().unwrap();
+    for t in 0..losers.max(1) {
+        for i in (0..keys).filter(|i| i % 4 != 1) {
+            let key = t * 1000 + i;
+            tx.put(k(key), v(key, 1)).unwrap();
+            model.insert(k(key), v(key, 1));
+        }
+    }
+    // Keys nobody left open touches.
+    for i in 0..50 {
+        tx.put(k(900_000 + i), v(i, 1)).unwrap();
+        model.insert(k(900_000 + i), v(i, 1));
+    }
+    tx.commit().unwrap();
+    let mut open = Vec::new();
+    for t in 0..losers {
+        let mut tx = db.begin().unwrap();
+        if t == 0 {
+            tx.put(k(999), v(999, 7)).unwrap();
+            let sp = tx.savepoint().unwrap();
+            tx.put(k(998), v(998, 7)).unwrap();
+            tx.delete(k(0)).unwrap();
+            tx.rollback_to(&sp).unwrap();
+        }
+        for i in 0..keys {
+            let key = t * 1000 + i;
+            match i % 4 {
+                0 | 1 => tx.put(k(key), v(key + 1, 2)).unwrap(),
+                2 => assert!(tx.delete(k(key)).unwrap()),
+                _ => tx.put(k(key), v(5, 3)).unwrap(),
+            }
+        }
+        open.push(tx);
+    }
+    db.sync().unwrap();
+    sim.power_loss();
+    drop(open);
+    drop(db);
+    (sim, model)
+}
+
+#[test]
+fn a_losers_keys_stay_locked_and_snapshots_see_the_state_before_it() {
+    let (sim, model) = crashed(1, 2, 40);
+    let db = Db::open_with(sim.clone(), held(150)).unwrap();
+    let r = db.recovery_report();
+    assert_eq!((r.losers, r.undo_deferred_losers, r.losers_rolled_back_in_background), (2, 2, 0), "{r:?}");
+    assert_eq!(db.stats().losers_owing_undo, 2);
+    // The tree still holds the losers' changes; snapshots see around them.
+    assert_eq!(read_all_snapshot(&db).unwrap(), model);
+    let snap = db.begin_read().unwrap();
+    for i in [0u32, 1, 2, 3, 5, 1002] {
+        assert_eq!(snap.get(k(i)).unwrap(), model.get(&k(i)).cloned(), "key {i}");
+    }
+    // Reads and writes of a loser's keys wait, and time out (retryable).
+    let tx = db.begin().unwrap();
+    let e = tx.get(k(0)).unwrap_err();
+    assert!(matches!(e, Error::LockTimeout { .. }) && e.is_retryable(), "{e:?}");
+    let mut tx = db.begin().unwrap();
+    let e = tx.put(k(1), b"x").unwrap_err();
+    assert!(matches!(e, Error::LockTimeout { .. }), "inserted by a loser: {e:?}");
+    // A scan over the gap a loser's delete left (key 2 is gone) waits too.
+    let tx = db.begin().unwrap();
+    let e = tx.scan_range(k(2)..k(4)).unwrap().collect::<crate::error::Result<Vec<_>>>().unwrap_err();
+    assert!(matches!(e, Error::LockTimeout { .. }), "the deleted key's gap: {e:?}");
+    // Keys no loser touched work as usual.
+    let mut tx = db.begin().unwrap();
+    assert_eq!(tx.get(k(900_003)).unwrap(), model.get(&k(900_003)).cloned());
+    tx.put(k(900_003), b"new").unwrap();
+    tx.commit().unwrap();
+    let mut model = model;
+    model.insert(k(900_003), b"new".to_vec());
+
+    release(&db);
+    wait_for_undo(&db);
+    let r = db.recovery_report();
+    assert_eq!((r.undo_deferred_losers, r.losers_rolled_back_in_background), (2, 2), "{r:?}");
+    assert!(r.deferred_undo_us > 0 && r.undone >= 80, "{r:?}");
+    assert_eq!(read_all_txn(&db).unwrap(), model);
+    // The snapshot begun before the undo, and a new one, read the same.
+    assert_eq!(snap.get(k(1)).unwrap(), None);
+    assert_eq!(read_all_snapshot(&db).unwrap(), model);
+    assert_eq!(db.stats().snapshot_version_keys, 1, "only the committed change of a key the snapshot holds");
+    db.check().unwrap();
+    drop(snap);
+    db.close().unwrap();
+    let db = Db::open_with(sim, opts(false)).unwrap();
+    assert_eq!(db.recovery_report().losers, 0);
+    assert_eq!(read_all_txn(&db).unwrap(), model);
+}
+
+/// Found by the crash_ops fuzz target: a loser deleted "b" and then
+/// inserted "c" in the gap its delete widened. Its rollback removes "c"
+/// first: the gap before "e" must stay locked until "b" is back, or a scan
+/// passing then reads the database without "b".
+#[test]
+fn the_gap_a_losers_delete_widened_stays_locked_past_its_own_inserts() {
+    let sim = Arc::new(SimStorage::new(5));
+    let db = Db::open_with(sim.clone(), opts(false)).unwrap();
+    db.transaction(|tx| {
+        for key in ["a", "b", "e"] {
+            tx.put(key, "committed")?;
+        }
+        Ok::<(), Error>(())
+    })
+    .unwrap();
+    let mut loser = db.begin().unwrap();
+    assert!(loser.delete("b").unwrap());
+    loser.put("c", "uncommitted").unwrap();
+    db.sync().unwrap();
+    sim.power_loss();
+    drop(loser);
+    drop(db);
+    let db = Db::open_with(sim.clone(), held(150)).unwrap();
+    let tx = db.begin().unwrap();
+    let e = tx.scan_range("d".."f").unwrap().collect::<crate::error::Result<Vec<_>>>().unwrap_err();
+    assert!(matches!(e, Error::LockTimeout { .. }), "the gap before e: {e:?}");
+    let snap = db.begin_read().unwrap();
+    let keys: Vec<Vec<u8>> = snap.scan(..).unwrap().map(|x| x.unwrap().0).collect();
+    assert_eq!(keys, [b"a".to_vec(), b"b".to_vec(), b"e".to_vec()]);
+    release(&db);
+    wait_for_undo(&db);
+    let tx = db.begin().unwrap();
+    assert_eq!(tx.scan_range("a".."z").unwrap().count(), 3);
+}
+
+#[test]
+fn an_escalated_loser_locks_every_key_and_fails_snapshots_retryably_until_rolled_back() {
+    let (sim, model) = crashed(2, 1, 60);
+    let db = Db::open_with(sim.clone(), held(150).lock_escalation_keys(20)).unwrap();
+    assert_eq!(db.recovery_report().undo_deferred_losers, 1);
+    let e = db.begin_read().unwrap().get(k(900_001)).unwrap_err();
+    assert!(matches!(e, Error::SnapshotTooOld { .. }) && e.is_retryable(), "{e:?}");
+    let e = db.begin().unwrap().get(k(900_001)).unwrap_err();
+    assert!(matches!(e, Error::LockTimeout { .. }), "a key the loser did not touch: {e:?}");
+    release(&db);
+    wait_for_undo(&db);
+    assert_eq!(read_all_snapshot(&db).unwrap(), model);
+    assert_eq!(read_all_txn(&db).unwrap(), model);
+}
+
+#[test]
+fn close_finishes_the_undo_and_a_drop_leaves_it_to_the_next_open() {
+    let (sim, model) = crashed(3, 2, 30);
+    let db = Db::open_with(sim.clone(), held(10_000)).unwrap();
+    // Dropped with the undo held: the losers stay in the log.
+    drop(db);
+    let db = Db::open_with(sim.clone(), held(10_000)).unwrap();
+    let r = db.recovery_report();
+    assert_eq!((r.losers, r.undo_deferred_losers), (2, 2), "{r:?}");
+    db.close().unwrap();
+    let db = Db::open_with(sim.clone(), opts(true)).unwrap();
+    let r = db.recovery_report();
+    assert_eq!((r.losers, r.undone), (0, 0), "close rolled them back: {r:?}");
+    assert_eq!(read_all_txn(&db).unwrap(), model);
+}
+
+#[test]
+fn a_checkpoint_during_the_undo_keeps_the_losers_and_a_crash_then_recovers() {
+    let (sim, model) = crashed(4, 2, 40);
+    let db = Db::open_with(sim.clone(), held(10_000)).unwrap();
+    db.checkpoint().unwrap();
+    db.sync().unwrap();
+    sim.power_loss();
+    drop(db);
+    let db = Db::open_with(sim.clone(), opts(false)).unwrap();
+    assert_eq!(db.recovery_report().losers, 2, "{:?}", db.recovery_report());
+    assert_eq!(read_all_txn(&db).unwrap(), model);
+}
+
+/// After the open: a snapshot and a transaction that waits for the losers'
+/// keys, then five commits. Returns the commits acknowledged and the one in
+/// doubt.
+fn work_after_open(db: Db, model: &Model) -> (Vec<u32>, Option<u32>) {
+    let mut acked = Vec::new();
+    let Ok(snap) = db.begin_read() else { return (acked, None) };
+    release(&db);
+    match read_all_snapshot(&db) {
+        Ok(m) => assert_eq!(&m, model, "a snapshot during the undo"),
+        Err(_) => return (acked, None),
+    }
+    drop(snap);
+    if read_all_txn(&db).is_err() {
+        return (acked, None);
+    }
+    for i in 0..5u32 {
+        let r = db.begin().and_then(|mut tx| {
+            tx.put(k(500_000 + i), v(i, 9))?;
+            Ok(tx)
+        });
+        let Ok(tx) = r else { return (acked, None) };
+        match tx.commit() {
+            Ok(()) => acked.push(i),
+            Err(_) => return (acked, Some(i)),
+        }
+    }
+    let _ = db.close();
+    (acked, None)
+}
+
+#[test]
+fn a_crash_at_every_storage_call_of_the_background_undo_recovers_the_same_state() {
+    let seeds: u64 = std::env::var("ARIESDB_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
+    for seed in 0..seeds {
+        let (sim, model) = crashed(10 + seed, 2, 24);
+        let base = sim.op_count();
+        let db = Db::open_with(sim.clone(), held(10_000)).unwrap();
+        let (acked, _) = work_after_open(db, &model);
+        assert_eq!(acked.len(), 5);
+        let ops = sim.op_count() - base;
+        let step = (ops / 400).max(1);
+        for n in (0..ops).step_by(step as usize) {
+            let (sim, mut expect) = crashed(10 + seed, 2, 24);
+            sim.inject(Fault::CrashAtOp(sim.op_count() + n));
+            let (acked, in_doubt) = match Db::open_with(sim.clone(), held(10_000)) {
+                Ok(db) => work_after_open(db, &expect),
+                Err(_) => (Vec::new(), None),
+            };
+            sim.power_loss();
+            let instant = n % 2 == 0;
+            let db = Db::open_with(sim.clone(), opts(instant)).unwrap_or_else(|e| {
+                panic!("seed {seed}, crash at call {n}: recovery failed: {e}\nreproduce: ARIESDB_SEEDS={} cargo test --lib restart_undo", seed + 1)
+            });
+            let mut got = read_all_txn(&db).unwrap();
+            for i in acked {
+                expect.insert(k(500_000 + i), v(i, 9));
+            }
+            if let Some(i) = in_doubt {
+                if got.get(&k(500_000 + i)) == Some(&v(i, 9)) {
+                    got.remove(&k(500_000 + i));
+                }
+            }
+            assert!(
+                got == expect,
+                "seed {seed}, crash at call {n} (recovered {}): the state differs\nreproduce: ARIESDB_SEEDS={} cargo \
+                 test --lib restart_undo",
+                if instant { "instant" } else { "classic" },
+                seed + 1
+            );
+            db.check().unwrap_or_else(|e| panic!("seed {seed}, crash at call {n}: {e}"));
+        }
+    }
+}
