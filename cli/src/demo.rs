@@ -300,22 +300,38 @@ impl Seen {
 /// it: a database the demo did not make is never deleted.
 const DEMO_MARK: &str = "ARIESDB-DEMO";
 
-/// Refuse to delete a directory that is not a demo database.
-fn reset_dir(dir: &Path) -> Result<(), CliError> {
+/// Refuse a path the demo may not delete and recreate: anything but a
+/// directory, a directory that holds anything but a demo database, or one in
+/// use by another process. Run before the demo prints its story and again
+/// before each run.
+fn refuse_foreign(dir: &Path) -> Result<(), CliError> {
     if dir.exists() {
+        if !dir.is_dir() {
+            return Err(CliError::Other(format!(
+                "{} exists and is not a directory; give the demo a new or demo directory",
+                dir.display()
+            )));
+        }
         let files = list_files(dir)?;
-        let foreign: Vec<&String> = files
+        let mut foreign: Vec<String> = files
             .iter()
             .map(|(n, _)| n)
             .filter(|n| *n != DATA_FILE && *n != LOCK_FILE && *n != DEMO_MARK && parse_segment_name(n).is_none())
+            .cloned()
             .collect();
-        let subdirs = std::fs::read_dir(dir)?.filter_map(|e| e.ok()).any(|e| e.path().is_dir());
-        if !foreign.is_empty() || subdirs {
+        let mut subdirs: Vec<String> = std::fs::read_dir(dir)?
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().is_dir())
+            .map(|e| format!("{}/", e.file_name().to_string_lossy()))
+            .collect();
+        subdirs.sort();
+        foreign.extend(subdirs);
+        if !foreign.is_empty() {
             return Err(CliError::Other(format!(
                 "{} exists and holds files that are not an ariesdb database ({}); \
                  the demo recreates its directory, so give it a new or demo directory",
                 dir.display(),
-                foreign.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                foreign.join(", ")
             )));
         }
         let is_db = files.iter().any(|(n, _)| n == DATA_FILE || parse_segment_name(n).is_some());
@@ -327,6 +343,15 @@ fn reset_dir(dir: &Path) -> Result<(), CliError> {
             )));
         }
         crate::util::ensure_not_in_use(dir)?;
+    }
+    Ok(())
+}
+
+/// Delete and recreate the demo's directory, refusing one that is not the
+/// demo's own.
+fn reset_dir(dir: &Path) -> Result<(), CliError> {
+    refuse_foreign(dir)?;
+    if dir.exists() {
         std::fs::remove_dir_all(dir)?;
     }
     std::fs::create_dir_all(dir)?;
@@ -588,6 +613,7 @@ pub fn run(
     let accounts = if quick { accounts.min(200) } else { accounts }.max(BATCH_ACCOUNTS + 10);
     let threads = threads.max(1);
     let linger = if quick { Duration::from_millis(100) } else { Duration::from_millis(700) };
+    refuse_foreign(dir)?;
     println!("ariesdb demo: a bank in {}, a crash, and its recovery", dir.display());
     println!();
     for attempt in 1..=ATTEMPTS {
@@ -654,6 +680,10 @@ pub fn run(
             println!("  ariesdb waldump {} --summary", dir.display());
             println!("  ariesdb stats {}", dir.display());
             println!("  ariesdb scan {} --prefix acct: --limit 5", dir.display());
+            println!(
+                "The close after recovery cut the log to its last checkpoint; to look at the log and state \
+                 recovery started from, run the demo with --crash-only, which stops after the kill."
+            );
             return Ok(());
         }
         println!("Verdict: FAIL");

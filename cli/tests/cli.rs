@@ -376,6 +376,13 @@ fn demo_crashes_recovers_and_passes() {
     std::fs::write(other.join("notes.txt"), b"mine").unwrap();
     assert_eq!(code(&run(&["demo", other.to_str().unwrap(), "--quick"])), 1);
     assert!(other.join("notes.txt").exists());
+    // Nor a file: refused with its name before the story starts.
+    let file = other.join("notes.txt");
+    let o = run(&["demo", file.to_str().unwrap(), "--quick"]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(stderr(&o).contains("is not a directory"), "{}", stderr(&o));
+    assert!(stdout(&o).is_empty(), "{}", stdout(&o));
+    assert_eq!(std::fs::read(&file).unwrap(), b"mine");
     // Nor a database it did not make: a user's database is never deleted.
     let mine = small_db(&t);
     let o = run(&["demo", mine.to_str().unwrap(), "--quick"]);
