@@ -50,7 +50,15 @@ impl From<Error> for CliError {
                 "{path} is in use by another process (its LOCK file is held); close that process first"
             )),
             Error::NotFound { path, reason } => missing(Path::new(&path), reason),
-            Error::Corruption { file, detail } => CliError::Damage(format!("damage found in {file}: {detail}")),
+            Error::Corruption { file, detail } => {
+                let place = match file {
+                    "data" => "the data file (data.db)",
+                    "wal" => "the log (wal-*.log)",
+                    "btree" => "the B+tree (data.db)",
+                    other => other,
+                };
+                CliError::Damage(format!("damage found in {place}: {detail}"))
+            }
             e => CliError::Other(e.to_string()),
         }
     }

@@ -297,7 +297,7 @@ fn damaged_data_file_is_exit_5() {
     for args in [vec!["check"], vec!["stats"], vec!["get", "apple"]] {
         let o = run_in(&db, args[0], &args[1..]);
         assert_eq!(code(&o), 5, "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
-        assert!(String::from_utf8_lossy(&o.stderr).contains("damage"));
+        assert!(stderr(&o).contains("damage found in the data file (data.db)"), "{}", stderr(&o));
         // All three open read-only.
         assert_eq!(snapshot(&db), before, "{args:?} changed a damaged directory");
     }
