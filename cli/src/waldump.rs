@@ -11,7 +11,7 @@ use std::sync::Arc;
 use ariesdb::internals::{parse_segment_name, read_log};
 use ariesdb::storage::{Storage, StorageFile};
 
-use crate::util::{list_files, require_db, CliError};
+use crate::util::{list_files, require_db, size, CliError};
 
 pub struct Filter {
     pub txn: Option<u64>,
@@ -61,9 +61,11 @@ pub fn run(dir: &Path, f: Filter, summary_only: bool) -> Result<(), CliError> {
             None => return Err(CliError::Other(format!("unknown record kind {k:?}; kinds are: {}", KINDS.join(", ")))),
         },
     };
-    // Start LSN and length of every segment file.
-    let segments: Vec<(u64, u64)> =
-        list_files(dir)?.iter().filter_map(|(name, len)| parse_segment_name(name).map(|s| (s.get(), *len))).collect();
+    // Start LSN, length and name of every segment file.
+    let segments: Vec<(u64, u64, String)> = list_files(dir)?
+        .into_iter()
+        .filter_map(|(name, len)| parse_segment_name(&name).map(|s| (s.get(), len, name)))
+        .collect();
     if segments.is_empty() {
         return Err(CliError::Missing(format!("{} holds no log segments (wal-*.log)", dir.display())));
     }
@@ -125,16 +127,17 @@ pub fn run(dir: &Path, f: Filter, summary_only: bool) -> Result<(), CliError> {
     writeln!(out)?;
     // The segment file the end falls in, and whether the file ends there too
     // (a segment cut to its records, as a backup leaves its log).
-    let file_ends_there = segments
-        .iter()
-        .filter(|(start, _)| *start <= end.get())
-        .max()
-        .is_some_and(|(start, len)| start + len == end.get());
+    let end_seg = segments.iter().filter(|(start, _, _)| *start <= end.get()).max();
+    let file_ends_there = end_seg.is_some_and(|(start, len, _)| start + len == end.get());
+    let place = match end_seg {
+        Some((start, len, name)) => format!(" in {name} (byte {} of {})", end.get() - start, size(*len)),
+        None => String::new(),
+    };
     let end_note = match (damage, file_ends_there) {
         (true, _) => format!("DAMAGE: {how}"),
-        (false, true) => format!("end of valid records at LSN {end}, where the segment file ends"),
+        (false, true) => format!("end of valid records at LSN {end}{place}, where the segment file ends"),
         (false, false) => format!(
-            "end of valid records at LSN {end}; what follows is unused preallocated space or a torn tail, \
+            "end of valid records at LSN {end}{place}; what follows is unused preallocated space or a torn tail, \
              which is normal"
         ),
     };
