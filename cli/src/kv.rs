@@ -143,7 +143,11 @@ pub fn compact(dir: &Path) -> Result<(), CliError> {
 
 pub fn backup(dir: &Path, dest: &Path) -> Result<(), CliError> {
     let db = open(dir)?;
-    let r = db.backup(dest)?;
+    // The library's I/O errors name no path; say which side failed.
+    let r = db.backup(dest).map_err(|e| match e {
+        ariesdb::Error::Io(e) => CliError::Other(format!("backup to {} failed: I/O error: {e}", dest.display())),
+        e => e.into(),
+    })?;
     db.close()?;
     println!(
         "{}: a copy of {} with {} entries ({} of keys and values, {} transactions); it was closed cleanly",

@@ -251,6 +251,12 @@ fn backup_makes_a_copy_that_passes_check() {
     assert_eq!(code(&o), 1);
     assert!(String::from_utf8_lossy(&o.stderr).contains("not empty"), "{o:?}");
     assert_eq!(snapshot(&notes).len(), 1);
+    // A destination under a file: an I/O error that names the destination.
+    let under_file = t.0.join("plain").join("copy");
+    std::fs::write(t.0.join("plain"), b"x").unwrap();
+    let o = run(&["backup", db.to_str().unwrap(), under_file.to_str().unwrap()]);
+    assert_eq!(code(&o), 1);
+    assert!(stderr(&o).contains(&format!("backup to {} failed", under_file.display())), "{}", stderr(&o));
     // The source is in use: exit 4, as for every command that opens it.
     let open = ariesdb::Db::open_existing(&db).unwrap();
     assert_eq!(code(&run(&["backup", db.to_str().unwrap(), t.0.join("other").to_str().unwrap()])), 4);
