@@ -283,7 +283,7 @@ impl Seen {
     fn progress_line(&self, t: Duration) -> String {
         let p = &self.progress;
         format!(
-            "  [{:>5.1}s] {} transfers acknowledged, {} aborted, {} deadlock victims retried, \
+            "  [{:>5.1}s] {} transfers acknowledged, {} aborted, {} retried after a deadlock, \
              {} pages written by the buffer pool, {} checkpoints, {} batch transactions open",
             t.as_secs_f64(),
             p[0],

@@ -133,8 +133,18 @@ pub fn require_db(dir: &Path, allow_new: bool) -> Result<(), CliError> {
     if !dir.is_dir() {
         return Err(missing(dir, "it is not a directory"));
     }
-    if !allow_new && !dir.join(DATA_FILE).exists() {
-        return Err(missing(dir, "the directory holds no data.db"));
+    if !dir.join(DATA_FILE).exists() {
+        if !allow_new {
+            return Err(missing(dir, "the directory holds no data.db"));
+        }
+        // A new database only in an empty directory: `put` into a directory
+        // of other files is more likely a wrong path than a wish.
+        if std::fs::read_dir(dir)?.next().is_some() {
+            return Err(missing(
+                dir,
+                "the directory holds other files and no data.db (put creates a database only in an empty directory)",
+            ));
+        }
     }
     Ok(())
 }
@@ -155,7 +165,7 @@ fn one_shot_opts() -> Options {
 }
 
 /// Open the database in `dir`, creating one if the directory (which must
-/// exist) holds none.
+/// exist) is empty.
 pub fn open_or_create(dir: &Path) -> Result<Db, CliError> {
     require_db(dir, true)?;
     Ok(Db::open_path_with(dir, one_shot_opts())?)

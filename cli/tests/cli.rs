@@ -213,6 +213,17 @@ fn missing_directory_is_exit_3_and_creates_nothing() {
         1,
         "a refused command created something beside the directory (a backup destination?)"
     );
+    // put creates a database only in an empty directory, not among other files.
+    let notes = t.0.join("notes");
+    std::fs::create_dir(&notes).unwrap();
+    std::fs::write(notes.join("notes.txt"), "mine").unwrap();
+    let o = run_in(&notes, "put", &["k", "v"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(code(&o), 3, "{err}");
+    assert!(err.contains("holds other files and no data.db"), "{err}");
+    assert_eq!(std::fs::read_dir(&notes).unwrap().count(), 1, "put created a file among others");
+    ok(run_in(&empty, "put", &["k", "v"]));
+    assert_eq!(ok(run_in(&empty, "get", &["k"])).trim(), "v");
 }
 
 #[test]
