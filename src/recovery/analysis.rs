@@ -7,10 +7,11 @@
 use std::collections::HashSet;
 
 use crate::error::{Error, Result};
+use crate::page::META_PAGE;
 use crate::types::{IdMap, Lsn, PageId, TxnEntry, TxnId};
 use crate::wal::reader::ScanEnd;
 use crate::wal::segments::Segments;
-use crate::wal::{reader, Kind};
+use crate::wal::{reader, Kind, PagePart};
 
 /// What analysis found.
 #[derive(Debug, Default)]
@@ -22,16 +23,27 @@ pub struct Analysis {
     /// For every page a record read changes, the LSNs of those records in
     /// log order (for instant restart's redo of a page at its first load).
     pub page_lsns: IdMap<PageId, Vec<Lsn>>,
+    /// The meta page's parts of the records read, in log order, decoded
+    /// (at most `KEPT_META_PARTS`; None past that): every allocation and
+    /// free changes the meta page, so instant restart would otherwise read
+    /// back a record per split to redo it (`PendingRedo::new`).
+    pub meta_parts: Option<Vec<(Lsn, PagePart)>>,
     /// The next transaction id to hand out.
     pub next_txn_id: TxnId,
     /// Where the log ends.
     pub end: ScanEnd,
 }
 
+/// The most meta page parts analysis keeps (`Analysis::meta_parts`): about
+/// 16 MiB of memory.
+pub const KEPT_META_PARTS: usize = 1 << 18;
+
 /// Pass 1.
 pub fn analysis(segments: &Segments, from: Lsn, must_reach: Lsn, known_end: Option<Lsn>) -> Result<Analysis> {
-    let mut a = Analysis { next_txn_id: TxnId::SYSTEM.next(), ..Default::default() };
+    let mut a = Analysis { next_txn_id: TxnId::SYSTEM.next(), meta_parts: Some(Vec::new()), ..Default::default() };
     let mut ended: HashSet<TxnId> = HashSet::new();
+    // (page, record) for every page a record read changes, in log order.
+    let mut refs: Vec<(PageId, Lsn)> = Vec::new();
     let end = reader::scan_views(segments, from, must_reach, known_end, |rec| {
         if rec.lsn == from && rec.kind != Kind::CkptBegin && from != crate::wal::LSN_START {
             return Err(Error::corruption(
@@ -59,14 +71,18 @@ pub fn analysis(segments: &Segments, from: Lsn, must_reach: Lsn, known_end: Opti
                 }
             }
         }
-        for &page_id in rec.page_ids {
-            let lsns = a.page_lsns.entry(page_id).or_default();
-            if lsns.is_empty() {
-                // First seen: its rec_lsn, unless the checkpoint gave one.
-                a.dirty_pages.entry(page_id).or_insert(rec.lsn);
+        if let Some(kept) = a.meta_parts.as_mut().filter(|_| rec.page_ids.contains(&META_PAGE)) {
+            kept.extend(rec.parts_of(META_PAGE)?.into_iter().map(|p| (rec.lsn, p)));
+            if kept.len() > KEPT_META_PARTS {
+                a.meta_parts = None;
             }
-            if lsns.last() != Some(&rec.lsn) {
-                lsns.push(rec.lsn);
+        }
+        // Appended in log order and grouped by page after the scan: a map
+        // looked up per part here cost two cache misses each (the bucket and
+        // the list's last LSN), half of analysis on a log of many pages.
+        for (i, &page_id) in rec.page_ids.iter().enumerate() {
+            if !rec.page_ids[..i].contains(&page_id) {
+                refs.push((page_id, rec.lsn));
             }
         }
         if let Some(c) = rec.checkpoint()? {
@@ -94,8 +110,77 @@ pub fn analysis(segments: &Segments, from: Lsn, must_reach: Lsn, known_end: Opti
             format!("the checkpoint at LSN {from} named by the master record is unreadable"),
         ));
     }
+    a.page_lsns = group_by_page(refs);
+    for (&page_id, lsns) in &a.page_lsns {
+        // First seen: its rec_lsn, unless the checkpoint gave an older one.
+        let e = a.dirty_pages.entry(page_id).or_insert(lsns[0]);
+        *e = (*e).min(lsns[0]);
+    }
     debug_assert!(a.dirty_pages.values().all(|&rec_lsn| rec_lsn < end.end_lsn() || end.records == 0));
     debug_assert!(a.active_txns.values().all(|e| e.first_lsn <= e.last_lsn));
     a.end = end;
     Ok(a)
+}
+
+/// The LSNs of `refs` (page, record, in log order) by page, each page's in
+/// log order. A counting sort over the page ids when they are dense enough
+/// (at most a few times as many as the pairs, as in any real log), so that
+/// every pair is placed without a lookup; a stable sort otherwise (hostile
+/// page ids never size an allocation).
+fn group_by_page(refs: Vec<(PageId, Lsn)>) -> IdMap<PageId, Vec<Lsn>> {
+    let mut out: IdMap<PageId, Vec<Lsn>> = IdMap::default();
+    let Some(max) = refs.iter().map(|r| r.0.get() as usize).max() else { return out };
+    if max <= 4 * refs.len() + (1 << 16) {
+        let mut start = vec![0u32; max + 2];
+        for r in &refs {
+            start[r.0.get() as usize + 1] += 1;
+        }
+        for i in 1..start.len() {
+            start[i] += start[i - 1];
+        }
+        // Each page's slots, filled in log order.
+        let mut next = start.clone();
+        let mut lsns = vec![Lsn::NONE; refs.len()];
+        for &(page_id, lsn) in &refs {
+            let at = &mut next[page_id.get() as usize];
+            lsns[*at as usize] = lsn;
+            *at += 1;
+        }
+        out.reserve(start.windows(2).filter(|w| w[0] != w[1]).count());
+        for (page, w) in start.windows(2).enumerate() {
+            if w[0] != w[1] {
+                out.insert(PageId(page as u32), lsns[w[0] as usize..w[1] as usize].to_vec());
+            }
+        }
+    } else {
+        let mut refs = refs;
+        refs.sort_by_key(|r| r.0);
+        for (page_id, lsn) in refs {
+            out.entry(page_id).or_default().push(lsn);
+        }
+    }
+    debug_assert!(out.values().all(|l| l.windows(2).all(|w| w[0] < w[1])), "a page's records out of log order");
+    out
+}
+
+#[cfg(test)]
+mod group_tests {
+    use super::*;
+
+    #[test]
+    fn grouping_keeps_log_order_per_page_dense_or_sparse() {
+        for sparse in [false, true] {
+            let mut refs = Vec::new();
+            let mut want: IdMap<PageId, Vec<Lsn>> = IdMap::default();
+            for i in 0..5000u64 {
+                let page =
+                    if sparse { PageId(((i * 7919) % 13) as u32 * 100_000_000) } else { PageId((i * 31 % 97) as u32) };
+                let lsn = Lsn(64 + i * 8);
+                refs.push((page, lsn));
+                want.entry(page).or_default().push(lsn);
+            }
+            assert_eq!(group_by_page(refs), want, "sparse {sparse}");
+        }
+        assert!(group_by_page(Vec::new()).is_empty());
+    }
 }

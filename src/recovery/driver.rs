@@ -281,7 +281,7 @@ fn defer_redo(
             page_lsns.insert(page_id, lsns);
         }
     }
-    Ok(Arc::new(PendingRedo::new(wal.clone(), &a.dirty_pages, page_lsns)))
+    Ok(Arc::new(PendingRedo::new(wal.clone(), &a.dirty_pages, page_lsns, a.meta_parts.take())))
 }
 
 /// How the database was found at open.

@@ -35,12 +35,16 @@ use parking_lot::Mutex;
 use super::redo::{redo_change, Step};
 use crate::buffer::{LoadRedo, LoadRedone};
 use crate::error::{Error, Result};
-use crate::page::PageRef;
+use crate::page::{PageRef, META_PAGE};
 use crate::types::{IdMap, Lsn, PageId};
-use crate::wal::{LogRecord, Wal};
+use crate::wal::{LogRecord, PagePart, Wal};
 
 /// Records that change more than one page kept for the next loads (`recent`).
 const RECENT_RECORDS: usize = 4;
+
+/// A page's parts of consecutive records, decoded, with their LSNs, in log
+/// order.
+type KeptParts = Arc<[(Lsn, PagePart)]>;
 
 /// One page's owed redo.
 struct Owed {
@@ -87,6 +91,9 @@ pub struct PendingRedo {
     /// overflow chain's, a split's), newest last: the other pages of such a
     /// record are usually loaded next, and a record may be megabytes.
     recent: Mutex<VecDeque<Arc<LogRecord>>>,
+    /// Parts analysis kept decoded, by page, in log order (the meta page's:
+    /// `Analysis::meta_parts`): redone from here, not read back.
+    kept: Mutex<IdMap<PageId, KeptParts>>,
     /// When the list was made (the end of analysis).
     started: std::time::Instant,
     /// Microseconds from `started` until no page owed redo (0 before).
@@ -106,7 +113,19 @@ impl PendingRedo {
     /// rec_lsn), with the LSNs of each page's records (`page_lsns`, in log
     /// order; those below the page's rec_lsn are dropped), read back through
     /// `wal`.
-    pub fn new(wal: Arc<Wal>, dirty_pages: &IdMap<PageId, Lsn>, mut page_lsns: IdMap<PageId, Vec<Lsn>>) -> PendingRedo {
+    /// `meta_parts`: the meta page's parts of the records analysis read,
+    /// if it kept them, redone from memory.
+    pub fn new(
+        wal: Arc<Wal>,
+        dirty_pages: &IdMap<PageId, Lsn>,
+        mut page_lsns: IdMap<PageId, Vec<Lsn>>,
+        meta_parts: Option<Vec<(Lsn, PagePart)>>,
+    ) -> PendingRedo {
+        let mut kept: IdMap<PageId, KeptParts> = IdMap::default();
+        if let Some(parts) = meta_parts.filter(|_| dirty_pages.contains_key(&META_PAGE)) {
+            debug_assert!(parts.windows(2).all(|w| w[0].0 <= w[1].0), "the meta page's parts out of log order");
+            kept.insert(META_PAGE, parts.into());
+        }
         let owed: IdMap<PageId, Owed> = dirty_pages
             .iter()
             .map(|(&page_id, &rec_lsn)| {
@@ -125,6 +144,7 @@ impl PendingRedo {
             owed: Mutex::new(owed),
             wal,
             recent: Mutex::new(VecDeque::new()),
+            kept: Mutex::new(kept),
             started: std::time::Instant::now(),
             finished_us: AtomicU64::new(0),
             counters: Default::default(),
@@ -201,10 +221,25 @@ impl LoadRedo for PendingRedo {
         };
         let mut valid = valid;
         let (mut redone, mut skipped, mut rebuilt, mut torn) = (0u64, 0u64, 0u64, false);
+        let kept = self.kept.lock().get(&page_id).cloned();
+        let kept = kept.as_deref().unwrap_or(&[]);
+        let mut k = 0;
         for &lsn in lsns.iter() {
-            let rec = self.record(lsn)?;
+            // Kept parts cover the records from analysis's start on; those
+            // before it (a rec_lsn older than the checkpoint) are read back.
+            while k < kept.len() && kept[k].0 < lsn {
+                k += 1;
+            }
+            let rec = match k < kept.len() && kept[k].0 == lsn {
+                true => None,
+                false => Some(self.record(lsn)?),
+            };
+            let parts: Vec<&PagePart> = match &rec {
+                Some(rec) => rec.body.parts().iter().filter(|p| p.page_id == page_id).collect(),
+                None => kept[k..].iter().take_while(|(l, _)| *l == lsn).map(|(_, p)| p).collect(),
+            };
             let mut applied_here = false;
-            for part in rec.body.parts().iter().filter(|p| p.page_id == page_id) {
+            for part in parts {
                 match redo_change(buf, &mut valid, page_id, lsn, part, applied_here)? {
                     Step::Skipped => skipped += 1,
                     Step::Applied => {
@@ -239,6 +274,7 @@ impl LoadRedo for PendingRedo {
     }
 
     fn done(&self, page_id: PageId) {
+        self.kept.lock().remove(&page_id);
         let mut owed = self.owed.lock();
         if owed.remove(&page_id).is_some() {
             self.left.fetch_sub(1, Ordering::AcqRel);

@@ -484,6 +484,27 @@ impl RecordView<'_> {
         }
     }
 
+    /// The parts of the record that change page `page_id`, decoded (the
+    /// others skipped), in order; none for a record without parts.
+    ///
+    /// # Errors
+    /// None for a view `check_record` returned (it read the same bytes the
+    /// same way).
+    pub fn parts_of(&self, page_id: PageId) -> Result<Vec<PagePart>> {
+        let mut out = Vec::new();
+        if !matches!(self.kind, Kind::Update | Kind::Clr | Kind::Redo) || !self.page_ids.contains(&page_id) {
+            return Ok(out);
+        }
+        let r = &mut Reader::new(self.body, "wal");
+        for _ in 0..r.count(5)? {
+            match r.page_id()? {
+                id if id == page_id => out.push(PagePart { page_id, op: PageOp::decode(r)? }),
+                _ => PageOp::skip(r)?,
+            }
+        }
+        Ok(out)
+    }
+
     /// The whole record, decoded, as `decode_record` gives it.
     ///
     /// # Errors
@@ -635,6 +656,10 @@ mod tests {
                 };
                 assert_eq!(view.checkpoint().unwrap(), ckpt);
                 assert_eq!(view.decode().unwrap(), rec);
+                for &id in view.page_ids.iter().chain([&PageId(12345)]) {
+                    let want: Vec<PagePart> = rec.body.parts().iter().filter(|p| p.page_id == id).cloned().collect();
+                    assert_eq!(view.parts_of(id).unwrap(), want, "the parts of page {id}");
+                }
                 true
             }
             (Err(a), Err(b)) => {
