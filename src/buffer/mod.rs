@@ -623,6 +623,16 @@ impl BufferPool {
         Ok(h)
     }
 
+    /// Read page `page_id`'s stored bytes into `buf`, outside the pool (for
+    /// instant restart's background sweep, of pages that owe redo and so are
+    /// not in the pool): true if they pass their checks.
+    ///
+    /// # Errors
+    /// An I/O error of the read.
+    pub fn read_stored(&self, page_id: PageId, buf: &mut [u8]) -> Result<bool> {
+        Ok(self.read_page(page_id, buf)? == PageState::Valid)
+    }
+
     fn read_page(&self, page_id: PageId, buf: &mut [u8]) -> Result<PageState> {
         let off = page_id.offset(self.page_size);
         let n = read_full_at(&*self.file, buf, off)?;

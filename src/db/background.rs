@@ -23,6 +23,9 @@ use crate::error::{Error, Result};
 const PAGES_PER_TICK: usize = 64;
 /// Time between ticks.
 const TICK: Duration = Duration::from_millis(20);
+/// Bytes of pages the background redo pass redoes in memory per sweep of
+/// the log (`PendingRedo::sweep`).
+const SWEEP_BYTES: usize = 64 << 20;
 
 /// The thread's body: tick until told to stop or the database is gone.
 pub(super) fn background_loop(weak: Weak<Inner>) {
@@ -71,8 +74,10 @@ pub(super) fn background_tick(inner: &Inner) -> Result<()> {
 }
 
 /// After an instant restart, the background redo pass: load every page that
-/// still owes redo, a batch at a time, oldest `rec_lsn` first, until none is
-/// left (pages readers touch first are redone by them). Stops when told to
+/// still owes redo, a batch at a time (64 MiB of pages), oldest `rec_lsn`
+/// first, until none is left (pages readers touch first are redone by
+/// them). Each batch is redone in memory by one sweep of the log in order
+/// (`PendingRedo::sweep`), then loaded. Stops when told to
 /// (`Db::close` and `Db::drop`; `close` finishes what is left) or when the
 /// database stops; an error is logged and ends the pass (the pages left are
 /// redone at their first read or at `close`, which report it).
@@ -84,13 +89,19 @@ pub(super) fn redo_loop(weak: Weak<Inner>) {
             return;
         }
         let Some(pending) = inner.pending.as_ref() else { return };
-        let batch = pending.next_batch(super::REDO_BATCH);
+        let batch = pending.next_batch((SWEEP_BYTES / inner.page_size).max(super::REDO_BATCH));
         if batch.is_empty() {
             inner.pool.clear_load_redo();
             log::debug!("background redo pass done in {:.1} ms", started.elapsed().as_secs_f64() * 1000.0);
             return;
         }
         let r = crate::recovery::PendingRedo::as_background(|| {
+            // One pass over the log for the whole batch; then each page's
+            // load takes its redone bytes. If the sweep fails, each load
+            // redoes its page itself (and reports what failed).
+            if let Err(e) = pending.sweep(&batch, inner.page_size, |p, buf| inner.pool.read_stored(p, buf)) {
+                log::warn!("background redo: the sweep of the log failed ({e}); redoing page by page");
+            }
             for page_id in batch {
                 // Read meanwhile, or redone by `close` or `compact` (which
                 // may then have cut the file below it): nothing to do.

@@ -281,7 +281,8 @@ fn defer_redo(
             page_lsns.insert(page_id, lsns);
         }
     }
-    Ok(Arc::new(PendingRedo::new(wal.clone(), &a.dirty_pages, page_lsns, a.meta_parts.take())))
+    let (segments, end) = (wal.segments().clone(), a.end.end_lsn());
+    Ok(Arc::new(PendingRedo::new(wal.clone(), segments, end, &a.dirty_pages, page_lsns, a.meta_parts.take())))
 }
 
 /// How the database was found at open.

@@ -37,7 +37,8 @@ use crate::buffer::{LoadRedo, LoadRedone};
 use crate::error::{Error, Result};
 use crate::page::{PageRef, META_PAGE};
 use crate::types::{IdMap, Lsn, PageId};
-use crate::wal::{LogRecord, PagePart, Wal};
+use crate::wal::segments::Segments;
+use crate::wal::{reader, LogRecord, PagePart, Wal};
 
 /// Records that change more than one page kept for the next loads (`recent`).
 const RECENT_RECORDS: usize = 4;
@@ -45,6 +46,53 @@ const RECENT_RECORDS: usize = 4;
 /// A page's parts of consecutive records, decoded, with their LSNs, in log
 /// order.
 type KeptParts = Arc<[(Lsn, PagePart)]>;
+
+/// What the redo of one page did.
+#[derive(Debug, Default, Clone, Copy)]
+struct Tally {
+    redone: u64,
+    skipped: u64,
+    rebuilt: u64,
+    /// A full image or init rebuilt stored bytes that were not all zeros.
+    torn: bool,
+}
+
+impl Tally {
+    /// Replay `parts`, one record's changes of `page_id`, on its bytes `buf`
+    /// (`redo_change`: THE pageLSN TEST).
+    fn replay<'p>(
+        &mut self,
+        buf: &mut [u8],
+        valid: &mut bool,
+        page_id: PageId,
+        lsn: Lsn,
+        parts: impl IntoIterator<Item = &'p PagePart>,
+    ) -> Result<()> {
+        let mut applied_here = false;
+        for part in parts {
+            match redo_change(buf, valid, page_id, lsn, part, applied_here)? {
+                Step::Skipped => self.skipped += 1,
+                Step::Applied => {
+                    applied_here = true;
+                    self.redone += 1;
+                }
+                Step::Rebuilt { torn } => {
+                    applied_here = true;
+                    self.redone += 1;
+                    self.rebuilt += 1;
+                    self.torn |= torn;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A page the sweep redid in memory, waiting for its load.
+struct Prepared {
+    bytes: Box<[u8]>,
+    tally: Tally,
+}
 
 /// One page's owed redo.
 struct Owed {
@@ -91,6 +139,13 @@ pub struct PendingRedo {
     /// overflow chain's, a split's), newest last: the other pages of such a
     /// record are usually loaded next, and a record may be megabytes.
     recent: Mutex<VecDeque<Arc<LogRecord>>>,
+    /// Pages the background sweep redid in memory (`sweep`), each used by
+    /// its next load while it still owes redo.
+    prepared: Mutex<IdMap<PageId, Prepared>>,
+    /// The log, for the sweep, and where it ended at the open: no record
+    /// after that changes a page that owes redo (changing one loads it).
+    segments: Arc<Segments>,
+    end: Lsn,
     /// Parts analysis kept decoded, by page, in log order (the meta page's:
     /// `Analysis::meta_parts`): redone from here, not read back.
     kept: Mutex<IdMap<PageId, KeptParts>>,
@@ -117,6 +172,8 @@ impl PendingRedo {
     /// if it kept them, redone from memory.
     pub fn new(
         wal: Arc<Wal>,
+        segments: Arc<Segments>,
+        end: Lsn,
         dirty_pages: &IdMap<PageId, Lsn>,
         mut page_lsns: IdMap<PageId, Vec<Lsn>>,
         meta_parts: Option<Vec<(Lsn, PagePart)>>,
@@ -145,6 +202,9 @@ impl PendingRedo {
             wal,
             recent: Mutex::new(VecDeque::new()),
             kept: Mutex::new(kept),
+            prepared: Mutex::new(IdMap::default()),
+            segments,
+            end,
             started: std::time::Instant::now(),
             finished_us: AtomicU64::new(0),
             counters: Default::default(),
@@ -196,6 +256,87 @@ impl PendingRedo {
         r
     }
 
+    /// The end of a page's redo: a page still invalid is damage the log
+    /// cannot repair; else count what was done, and mark the frame dirty if
+    /// anything was applied.
+    fn finish(&self, page_id: PageId, buf: &[u8], valid: bool, t: Tally) -> Result<Option<LoadRedone>> {
+        if !valid {
+            return Err(Error::corruption(
+                "data",
+                format!("page {page_id} is damaged and the log holds no image of it"),
+            ));
+        }
+        if t.torn {
+            log::warn!("recovery redo: torn page {page_id} (checksum or structure failed) rebuilt from its full image");
+        }
+        let c = &self.counters;
+        c.redone.fetch_add(t.redone, Ordering::Relaxed);
+        c.skipped.fetch_add(t.skipped, Ordering::Relaxed);
+        c.pages_rebuilt.fetch_add(t.rebuilt, Ordering::Relaxed);
+        let who = if IN_BACKGROUND.with(|b| b.get()) { &c.pages_in_background } else { &c.pages_on_demand };
+        who.fetch_add(1, Ordering::Relaxed);
+        Ok(Some(LoadRedone { dirty_rec_lsn: (t.redone > 0).then(|| buf.fpi_lsn()) }))
+    }
+
+    /// The background pass's sweep: redo the pages of `batch` that still
+    /// owe redo in memory, by one pass over the log in order from their
+    /// oldest `rec_lsn` to the end of the log at the open, instead of
+    /// reading each page's records back one by one. `read_stored` reads a
+    /// page's stored bytes (true: they pass their checks). Each page so
+    /// redone waits for its load (`redo_at_load` takes it), which the
+    /// caller makes next; a page found damaged beyond what the log repairs
+    /// is left to that load, which reports it.
+    ///
+    /// The result is the load's own: an owed page was never in the pool
+    /// since the open, so its stored bytes do not change before its load,
+    /// and the sweep replays the same records (those from its `rec_lsn` on)
+    /// through the same step (`redo_change`).
+    ///
+    /// # Errors
+    /// An error of `read_stored` or of reading the log; the caller then
+    /// loads the pages one by one.
+    pub fn sweep(
+        &self,
+        batch: &[PageId],
+        page_size: usize,
+        read_stored: impl Fn(PageId, &mut [u8]) -> Result<bool>,
+    ) -> Result<()> {
+        struct Work {
+            buf: Box<[u8]>,
+            valid: bool,
+            rec_lsn: Lsn,
+            tally: Tally,
+        }
+        let mut work: IdMap<PageId, Work> = IdMap::default();
+        for &page_id in batch {
+            let Some(rec_lsn) = self.owed.lock().get(&page_id).map(|o| o.rec_lsn) else { continue };
+            let mut buf = vec![0u8; page_size].into_boxed_slice();
+            let valid = read_stored(page_id, &mut buf)?;
+            work.insert(page_id, Work { buf, valid, rec_lsn, tally: Tally::default() });
+        }
+        let Some(from) = work.values().map(|w| w.rec_lsn).min() else { return Ok(()) };
+        reader::scan_views(&self.segments, from, Lsn::NONE, Some(self.end), |rec| {
+            for (i, &page_id) in rec.page_ids.iter().enumerate() {
+                if rec.page_ids[..i].contains(&page_id) {
+                    continue;
+                }
+                let Some(w) = work.get_mut(&page_id).filter(|w| rec.lsn >= w.rec_lsn) else { continue };
+                let parts = rec.parts_of(page_id)?;
+                w.tally.replay(&mut w.buf, &mut w.valid, page_id, rec.lsn, &parts)?;
+            }
+            Ok(())
+        })?;
+        // Only for pages still owed: a page loaded meanwhile is done.
+        let owed = self.owed.lock();
+        let mut prepared = self.prepared.lock();
+        for (page_id, w) in work {
+            if w.valid && owed.contains_key(&page_id) {
+                prepared.insert(page_id, Prepared { bytes: w.buf, tally: w.tally });
+            }
+        }
+        Ok(())
+    }
+
     /// The record at `lsn`, from `recent` or from the log.
     fn record(&self, lsn: Lsn) -> Result<Arc<LogRecord>> {
         if let Some(r) = self.recent.lock().iter().find(|r| r.lsn == lsn) {
@@ -219,8 +360,12 @@ impl LoadRedo for PendingRedo {
             None => return Ok(None),
             Some(o) => o.lsns.clone(),
         };
+        if let Some(p) = self.prepared.lock().remove(&page_id) {
+            buf.copy_from_slice(&p.bytes);
+            return self.finish(page_id, buf, true, p.tally);
+        }
         let mut valid = valid;
-        let (mut redone, mut skipped, mut rebuilt, mut torn) = (0u64, 0u64, 0u64, false);
+        let mut tally = Tally::default();
         let kept = self.kept.lock().get(&page_id).cloned();
         let kept = kept.as_deref().unwrap_or(&[]);
         let mut k = 0;
@@ -230,52 +375,22 @@ impl LoadRedo for PendingRedo {
             while k < kept.len() && kept[k].0 < lsn {
                 k += 1;
             }
-            let rec = match k < kept.len() && kept[k].0 == lsn {
-                true => None,
-                false => Some(self.record(lsn)?),
-            };
-            let parts: Vec<&PagePart> = match &rec {
-                Some(rec) => rec.body.parts().iter().filter(|p| p.page_id == page_id).collect(),
-                None => kept[k..].iter().take_while(|(l, _)| *l == lsn).map(|(_, p)| p).collect(),
-            };
-            let mut applied_here = false;
-            for part in parts {
-                match redo_change(buf, &mut valid, page_id, lsn, part, applied_here)? {
-                    Step::Skipped => skipped += 1,
-                    Step::Applied => {
-                        applied_here = true;
-                        redone += 1;
-                    }
-                    Step::Rebuilt { torn: t } => {
-                        applied_here = true;
-                        redone += 1;
-                        rebuilt += 1;
-                        torn |= t;
-                    }
-                }
+            if k < kept.len() && kept[k].0 == lsn {
+                let parts = kept[k..].iter().take_while(|(l, _)| *l == lsn).map(|(_, p)| p);
+                tally.replay(buf, &mut valid, page_id, lsn, parts)?;
+            } else {
+                let rec = self.record(lsn)?;
+                let parts = rec.body.parts().iter().filter(|p| p.page_id == page_id);
+                tally.replay(buf, &mut valid, page_id, lsn, parts)?;
             }
         }
-        if !valid {
-            return Err(Error::corruption(
-                "data",
-                format!("page {page_id} is damaged and the log holds no image of it"),
-            ));
-        }
-        if torn {
-            log::warn!("recovery redo: torn page {page_id} (checksum or structure failed) rebuilt from its full image");
-        }
-        let c = &self.counters;
-        c.redone.fetch_add(redone, Ordering::Relaxed);
-        c.skipped.fetch_add(skipped, Ordering::Relaxed);
-        c.pages_rebuilt.fetch_add(rebuilt, Ordering::Relaxed);
-        let who = if IN_BACKGROUND.with(|b| b.get()) { &c.pages_in_background } else { &c.pages_on_demand };
-        who.fetch_add(1, Ordering::Relaxed);
-        Ok(Some(LoadRedone { dirty_rec_lsn: (redone > 0).then(|| buf.fpi_lsn()) }))
+        self.finish(page_id, buf, valid, tally)
     }
 
     fn done(&self, page_id: PageId) {
         self.kept.lock().remove(&page_id);
         let mut owed = self.owed.lock();
+        self.prepared.lock().remove(&page_id);
         if owed.remove(&page_id).is_some() {
             self.left.fetch_sub(1, Ordering::AcqRel);
             if owed.is_empty() {

@@ -217,6 +217,12 @@ impl Wal {
         (self.flush_taken.load(Ordering::Acquire).max(done), done)
     }
 
+    /// The log's segments (for a reader of old records, such as instant
+    /// restart's background sweep).
+    pub fn segments(&self) -> &Arc<Segments> {
+        &self.segments
+    }
+
     /// The LSN the next record will get (the end of the log).
     pub fn end_lsn(&self) -> Lsn {
         self.append.lock().next_lsn
