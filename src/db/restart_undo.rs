@@ -8,7 +8,10 @@
 //! locks of the gap before the key and of the gap before the next key its
 //! rollback keeps (as `Txn::delete` takes them: the gap it widened, which
 //! must stay locked while the rollback first removes the loser's own
-//! inserts after the key and then puts the key back); past `Options::lock_escalation_keys` keys,
+//! inserts after the key and then puts the key back), and of the gap
+//! before each of those own inserts (until the rollback removes one, an
+//! insert between the key and it enters that gap); past
+//! `Options::lock_escalation_keys` keys,
 //! one lock on the whole key space. It puts each key's value from before the
 //! loser in the version store, so that snapshots see the state without the
 //! losers, and no transaction reads or overwrites an uncommitted change.
@@ -92,19 +95,25 @@ impl RestartUndo {
     }
 }
 
-/// The smallest key after `key` in the tree that the loser's rollback
-/// keeps: keys in `inserted` (the loser's own inserts, which the rollback
-/// removes) are passed over (None: none).
-fn successor(tree: &BTree<'_>, key: &[u8], inserted: &BTreeSet<&[u8]>) -> Result<Option<Vec<u8>>> {
-    let mut next = None;
+/// The locks of the gaps that hold the place of `key` while it is absent
+/// during the loser's rollback: the gap before each key after it in the
+/// tree, up to and including the first that the rollback keeps (the end
+/// of the keys if none). Keys in `inserted` (the loser's own inserts, which
+/// the rollback removes) are passed over, and the gap before each of them
+/// is locked too: until the rollback removes it, an insert between `key`
+/// and it enters that gap.
+fn gaps_after(tree: &BTree<'_>, key: &[u8], inserted: &BTreeSet<&[u8]>) -> Result<Vec<u64>> {
+    let mut gaps = Vec::new();
+    let mut kept = false;
     tree.scan(Bound::Excluded(key), Bound::Unbounded, |k, _| {
-        if inserted.contains(k) {
-            return Ok(true);
-        }
-        next = Some(k.to_vec());
-        Ok(false)
+        gaps.push(gap_lock(Some(k)));
+        kept = !inserted.contains(k);
+        Ok(!kept)
     })?;
-    Ok(next)
+    if !kept {
+        gaps.push(gap_lock(None));
+    }
+    Ok(gaps)
 }
 
 impl Inner {
@@ -138,7 +147,7 @@ impl Inner {
                         // its delete merged stay locked.
                         if tree.get(&c.key)?.is_none() {
                             locks.push(gap_lock(Some(&c.key)));
-                            locks.push(gap_lock(successor(&tree, &c.key, &inserted)?.as_deref()));
+                            locks.extend(gaps_after(&tree, &c.key, &inserted)?);
                         }
                     }
                     locks.sort_unstable();

@@ -334,3 +334,66 @@ fn a_crash_at_every_storage_call_of_the_background_undo_recovers_the_same_state(
         }
     }
 }
+
+/// A crashed database holding the committed `keys`, with one loser that ran
+/// `loser` (left open at the crash). Returns the disk and the loser's id.
+fn crashed_with(seed: u64, keys: &[&str], loser: impl FnOnce(&mut crate::Txn)) -> (Arc<SimStorage>, u64) {
+    let sim = Arc::new(SimStorage::new(seed));
+    let db = Db::open_with(sim.clone(), opts(false)).unwrap();
+    db.transaction(|tx| {
+        for key in keys {
+            tx.put(key, "committed")?;
+        }
+        Ok::<(), Error>(())
+    })
+    .unwrap();
+    let mut tx = db.begin().unwrap();
+    loser(&mut tx);
+    let id = tx.id();
+    db.sync().unwrap();
+    sim.power_loss();
+    drop(tx);
+    drop(db);
+    (sim, id)
+}
+
+fn keys_of_txn_scan(db: &Db) -> crate::error::Result<Vec<String>> {
+    let tx = db.begin()?;
+    let keys = tx.scan(..)?.map(|x| x.map(|(k, _)| String::from_utf8(k).unwrap())).collect::<crate::error::Result<_>>();
+    drop(tx);
+    keys
+}
+
+fn keys_of_snapshot(db: &Db) -> Vec<String> {
+    let snap = db.begin_read().unwrap();
+    let fwd: Vec<String> = snap.scan(..).unwrap().map(|x| String::from_utf8(x.unwrap().0).unwrap()).collect();
+    let mut back: Vec<String> = snap.scan_rev(..).unwrap().map(|x| String::from_utf8(x.unwrap().0).unwrap()).collect();
+    back.reverse();
+    assert_eq!(fwd, back, "a backward scan disagrees with the forward one");
+    fwd
+}
+
+/// A loser inserted "c" and then deleted "b", the key before it: the gap
+/// its delete widened runs from "a" to its own "c", and stays so until the
+/// rollback puts "b" back. An insert into it (say "bb") must wait, as it
+/// waited for the loser before the crash: else a scan reads "a", "bb"
+/// without the committed "b".
+#[test]
+fn the_gap_before_a_losers_own_insert_that_its_delete_widened_stays_locked() {
+    let (sim, _) = crashed_with(7, &["a", "b", "e"], |tx| {
+        tx.put("c", "uncommitted").unwrap();
+        assert!(tx.delete("b").unwrap());
+    });
+    let db = Db::open_with(sim.clone(), held(100)).unwrap();
+    assert_eq!(keys_of_snapshot(&db), ["a", "b", "e"]);
+    let mut tx = db.begin().unwrap();
+    let e = tx.put("bb", "x").unwrap_err();
+    assert!(matches!(e, Error::LockTimeout { .. }), "an insert into the widened gap: {e:?}");
+    let mut tx = db.begin().unwrap();
+    let e = tx.put("d", "x").unwrap_err();
+    assert!(matches!(e, Error::LockTimeout { .. }), "an insert after the loser's insert: {e:?}");
+    release(&db);
+    wait_for_undo(&db);
+    assert_eq!(keys_of_txn_scan(&db).unwrap(), ["a", "b", "e"]);
+    db.close().unwrap();
+}
