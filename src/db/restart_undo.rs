@@ -4,8 +4,9 @@
 //! Recovery lists each loser's remaining changes (`recovery::Loser`). Before
 //! the open returns, `Inner::adopt_losers` gives every loser back the
 //! exclusive locks it held, rebuilt from that list: the lock of each key it
-//! changed and, for a key it deleted last (absent from the tree now), the
-//! locks of the gap before the key and of the gap before the next key its
+//! changed and, for a key it deleted last (absent from the tree now) or
+//! deleted and put back (absent for a while during the rollback, which
+//! undoes the put before the delete), the locks of the gap before the key and of the gap before the next key its
 //! rollback keeps (as `Txn::delete` takes them: the gap it widened, which
 //! must stay locked while the rollback first removes the loser's own
 //! inserts after the key and then puts the key back), and of the gap
@@ -143,9 +144,11 @@ impl Inner {
                         l.changes.iter().filter(|c| c.old.is_none()).map(|c| c.key.as_slice()).collect();
                     for c in &l.changes {
                         locks.push(lock_key(&c.key));
-                        // Absent now, so deleted by the loser last: the gaps
-                        // its delete merged stay locked.
-                        if tree.get(&c.key)?.is_none() {
+                        // Absent now (deleted by the loser last), or absent
+                        // for a while during the rollback (deleted, then put
+                        // back): the gaps its delete merged stay locked.
+                        let midway = l.absent_midway.binary_search(&c.key).is_ok();
+                        if midway || tree.get(&c.key)?.is_none() {
                             locks.push(gap_lock(Some(&c.key)));
                             locks.extend(gaps_after(&tree, &c.key, &inserted)?);
                         }

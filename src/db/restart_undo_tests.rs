@@ -357,6 +357,14 @@ fn crashed_with(seed: u64, keys: &[&str], loser: impl FnOnce(&mut crate::Txn)) -
     (sim, id)
 }
 
+/// Take `n` steps of the rollback of loser `id` here (the thread is held),
+/// as the thread would between two holds of the tree latch.
+fn undo_steps(db: &Db, id: u64, n: u64) {
+    let mut at = None;
+    let done = db.inner.txn_env().rollback_steps(crate::types::TxnId(id), crate::types::Lsn::NONE, &mut at, n).unwrap();
+    assert!(!done, "the loser was rolled back whole");
+}
+
 fn keys_of_txn_scan(db: &Db) -> crate::error::Result<Vec<String>> {
     let tx = db.begin()?;
     let keys = tx.scan(..)?.map(|x| x.map(|(k, _)| String::from_utf8(k).unwrap())).collect::<crate::error::Result<_>>();
@@ -371,6 +379,37 @@ fn keys_of_snapshot(db: &Db) -> Vec<String> {
     back.reverse();
     assert_eq!(fwd, back, "a backward scan disagrees with the forward one");
     fwd
+}
+
+/// A loser deleted "b" and put it back: "b" is in the tree at the open, but
+/// its rollback first removes it again (undoing the insert) and only then
+/// restores the committed value. Between those two steps a scan must not
+/// pass over the place of "b" (it would read the database without a
+/// committed key), nor may an insert enter the gap the delete widened.
+#[test]
+fn a_key_a_loser_deleted_and_put_back_keeps_its_gaps_locked() {
+    let (sim, id) = crashed_with(6, &["a", "b", "e"], |tx| {
+        assert!(tx.delete("b").unwrap());
+        tx.put("b", "uncommitted").unwrap();
+    });
+    let db = Db::open_with(sim.clone(), held(100)).unwrap();
+    assert_eq!(keys_of_snapshot(&db), ["a", "b", "e"]);
+    // The first step undoes the put: "b" is gone from the tree for a while.
+    undo_steps(&db, id, 1);
+    let r = keys_of_txn_scan(&db);
+    assert!(matches!(r, Err(Error::LockTimeout { .. })), "a scan mid-rollback: {r:?}");
+    // As the loser held it: the gap before "e", which its delete widened.
+    let mut tx = db.begin().unwrap();
+    let e = tx.put("c", "x").unwrap_err();
+    assert!(matches!(e, Error::LockTimeout { .. }), "an insert next to the deleted key: {e:?}");
+    let e = db.begin().unwrap().scan_rev(..).unwrap().collect::<crate::error::Result<Vec<_>>>().unwrap_err();
+    assert!(matches!(e, Error::LockTimeout { .. }), "a backward scan mid-rollback: {e:?}");
+    assert_eq!(keys_of_snapshot(&db), ["a", "b", "e"]);
+    release(&db);
+    wait_for_undo(&db);
+    assert_eq!(keys_of_txn_scan(&db).unwrap(), ["a", "b", "e"]);
+    assert_eq!(db.begin().unwrap().get("b").unwrap().as_deref(), Some(&b"committed"[..]));
+    db.close().unwrap();
 }
 
 /// A loser inserted "c" and then deleted "b", the key before it: the gap

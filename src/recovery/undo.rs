@@ -13,7 +13,7 @@
 //! show snapshots the values from before the loser until the rollback (the
 //! runtime's, `TxnEnv::rollback_steps`) is done.
 
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
 use super::{Analysis, Progress, RecoveryReport};
 use crate::btree::{BTree, TxnCtx};
@@ -34,6 +34,11 @@ pub struct Loser {
     /// changed, in key order, each with its value before the first of them:
     /// the value the rollback restores. Empty when `escalated`.
     pub changes: Vec<KeyChange>,
+    /// Keys of `changes` that its rollback removes from the tree on the way
+    /// (a remaining Update other than the key's first inserted it: the
+    /// loser deleted the key and put it back), whatever the tree holds at
+    /// the end. In key order.
+    pub absent_midway: Vec<Vec<u8>>,
     /// It changed more keys than the limit: they are not listed, and the
     /// engine locks the whole key space for it instead.
     pub escalated: bool,
@@ -75,6 +80,7 @@ pub fn prepare_background_undo(
 /// change (see `Loser`).
 fn list_changes(wal: &Wal, id: TxnId, mut cur: Lsn, escalate_keys: usize) -> Result<Loser> {
     let mut changes: BTreeMap<Vec<u8>, KeyChange> = BTreeMap::new();
+    let mut absent_midway = BTreeSet::new();
     while !cur.is_none() {
         let rec = wal.read_record(cur)?;
         if rec.txn_id != id {
@@ -90,9 +96,16 @@ fn list_changes(wal: &Wal, id: TxnId, mut cur: Lsn, escalate_keys: usize) -> Res
                     false => OldValue::Large(v.len()),
                 });
                 // Walking back, an earlier change of a key replaces a later one.
-                changes.insert(undo.key.clone(), KeyChange { lsn: rec.lsn, key: undo.key, old });
+                let key = undo.key.clone();
+                if let Some(later) = changes.insert(key.clone(), KeyChange { lsn: rec.lsn, key: undo.key, old }) {
+                    // The later change inserted the key: undone, it removes
+                    // the key before this one's undo puts back what it had.
+                    if later.old.is_none() {
+                        absent_midway.insert(key);
+                    }
+                }
                 if escalate_keys > 0 && changes.len() > escalate_keys {
-                    return Ok(Loser { txn_id: id, changes: Vec::new(), escalated: true });
+                    return Ok(Loser { txn_id: id, changes: Vec::new(), absent_midway: Vec::new(), escalated: true });
                 }
                 rec.prev_lsn
             }
@@ -104,7 +117,12 @@ fn list_changes(wal: &Wal, id: TxnId, mut cur: Lsn, escalate_keys: usize) -> Res
         }
         cur = next;
     }
-    Ok(Loser { txn_id: id, changes: changes.into_values().collect(), escalated: false })
+    Ok(Loser {
+        txn_id: id,
+        changes: changes.into_values().collect(),
+        absent_midway: absent_midway.into_iter().collect(),
+        escalated: false,
+    })
 }
 
 /// Pass 3: roll back every loser in one backward sweep; END for every winner.
