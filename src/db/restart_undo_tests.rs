@@ -436,3 +436,116 @@ fn the_gap_before_a_losers_own_insert_that_its_delete_widened_stays_locked() {
     assert_eq!(keys_of_txn_scan(&db).unwrap(), ["a", "b", "e"]);
     db.close().unwrap();
 }
+
+/// A loser that had begun its abort (its Abort record and the first CLRs
+/// are in the log) when the crash hit: only what its rollback has not
+/// undone yet stays locked and hidden, and the background finishes it.
+#[test]
+fn a_loser_caught_in_its_abort_is_finished_in_the_background() {
+    let sim = Arc::new(SimStorage::new(8));
+    let db = Db::open_with(sim.clone(), opts(false)).unwrap();
+    db.transaction(|tx| {
+        for key in ["a", "b", "d", "f"] {
+            tx.put(key, "committed")?;
+        }
+        Ok::<(), Error>(())
+    })
+    .unwrap();
+    let mut tx = db.begin().unwrap();
+    tx.put("a", vec![b'u'; 700]).unwrap();
+    assert!(tx.delete("b").unwrap());
+    tx.put("c", "uncommitted").unwrap();
+    assert!(tx.delete("d").unwrap());
+    tx.put("e", "uncommitted").unwrap();
+    let id = crate::types::TxnId(tx.id());
+    // The abort as `Txn::abort` begins it: its record, then three steps
+    // (past the Abort record, then the undo of "e" and of "d").
+    let env = db.inner.txn_env();
+    env.log_txn_record(id, crate::wal::Body::Abort).unwrap();
+    let mut at = None;
+    assert!(!env.rollback_steps(id, crate::types::Lsn::NONE, &mut at, 3).unwrap());
+    db.sync().unwrap();
+    sim.power_loss();
+    drop(tx);
+    drop(db);
+    let db = Db::open_with(sim.clone(), held(100)).unwrap();
+    assert_eq!(db.recovery_report().undo_deferred_losers, 1);
+    assert_eq!(keys_of_snapshot(&db), ["a", "b", "d", "f"]);
+    // "e" and "d" are undone: nothing of them is locked.
+    let mut tx = db.begin().unwrap();
+    assert_eq!(tx.get("d").unwrap().as_deref(), Some(&b"committed"[..]));
+    tx.put("e", "new").unwrap();
+    tx.commit().unwrap();
+    // "c" and what comes before it still are.
+    for key in ["a", "b", "c"] {
+        let e = db.begin().unwrap().get(key).unwrap_err();
+        assert!(matches!(e, Error::LockTimeout { .. }), "{key}: {e:?}");
+    }
+    release(&db);
+    wait_for_undo(&db);
+    assert_eq!(keys_of_txn_scan(&db).unwrap(), ["a", "b", "d", "e", "f"]);
+    assert_eq!(db.begin().unwrap().get("a").unwrap().as_deref(), Some(&b"committed"[..]));
+    db.close().unwrap();
+    let db = Db::open_with(sim, opts(true)).unwrap();
+    assert_eq!(db.recovery_report().losers, 0);
+}
+
+/// Two losers past the escalation limit: the second cannot get the lock on
+/// every key the first holds, so both are rolled back before the open
+/// returns.
+#[test]
+fn losers_whose_locks_cannot_all_be_rebuilt_are_rolled_back_in_the_open() {
+    let (sim, model) = crashed(9, 2, 60);
+    let db = Db::open_with(sim.clone(), held(100).lock_escalation_keys(20)).unwrap();
+    let r = db.recovery_report();
+    assert_eq!((r.losers, r.undo_deferred_losers), (2, 0), "{r:?}");
+    assert_eq!(db.stats().losers_owing_undo, 0);
+    assert_eq!(read_all_snapshot(&db).unwrap(), model);
+    assert_eq!(read_all_txn(&db).unwrap(), model);
+    db.close().unwrap();
+}
+
+/// A long value (its old value in the log only) that a loser deleted and
+/// put back short: a snapshot begun mid-rollback reads it from the log,
+/// across checkpoints that truncate the log, until the undo is done.
+#[test]
+fn a_snapshot_reads_a_long_value_a_loser_replaced_across_checkpoints() {
+    let long = vec![b'L'; 3000];
+    let sim = Arc::new(SimStorage::new(10));
+    let db = Db::open_with(sim.clone(), opts(false)).unwrap();
+    db.transaction(|tx| {
+        tx.put("a", "committed")?;
+        tx.put("b", &long)?;
+        tx.put("e", "committed")
+    })
+    .unwrap();
+    let mut tx = db.begin().unwrap();
+    assert!(tx.delete("b").unwrap());
+    tx.put("b", "short").unwrap();
+    let id = tx.id();
+    db.sync().unwrap();
+    sim.power_loss();
+    drop(tx);
+    drop(db);
+    let db = Db::open_with(sim.clone(), held(100)).unwrap();
+    let snap = db.begin_read().unwrap();
+    undo_steps(&db, id, 1);
+    // Enough log for checkpoints to remove segments.
+    for i in 0..300u32 {
+        let mut tx = db.begin().unwrap();
+        tx.put(k(i), v(5, 4)).unwrap();
+        tx.commit().unwrap();
+        if i % 50 == 0 {
+            db.checkpoint().unwrap();
+        }
+    }
+    assert_eq!(snap.get("b").unwrap(), Some(long.clone()));
+    assert_eq!(db.begin_read().unwrap().get("b").unwrap(), Some(long.clone()));
+    release(&db);
+    wait_for_undo(&db);
+    db.checkpoint().unwrap();
+    assert_eq!(snap.get("b").unwrap(), Some(long.clone()));
+    assert_eq!(db.begin().unwrap().get("b").unwrap(), Some(long));
+    drop(snap);
+    db.close().unwrap();
+}
