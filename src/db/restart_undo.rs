@@ -10,8 +10,8 @@
 //! rollback keeps (as `Txn::delete` takes them: the gap it widened, which
 //! must stay locked while the rollback first removes the loser's own
 //! inserts after the key and then puts the key back), and of the gap
-//! before each of those own inserts (until the rollback removes one, an
-//! insert between the key and it enters that gap); past
+//! before each insert of a loser passed on the way there (until a rollback
+//! removes one, an insert between the key and it enters that gap); past
 //! `Options::lock_escalation_keys` keys,
 //! one lock on the whole key space. It puts each key's value from before the
 //! loser in the version store, so that snapshots see the state without the
@@ -99,10 +99,11 @@ impl RestartUndo {
 /// The locks of the gaps that hold the place of `key` while it is absent
 /// during the loser's rollback: the gap before each key after it in the
 /// tree, up to and including the first that the rollback keeps (the end
-/// of the keys if none). Keys in `inserted` (the loser's own inserts, which
-/// the rollback removes) are passed over, and the gap before each of them
-/// is locked too: until the rollback removes it, an insert between `key`
-/// and it enters that gap.
+/// of the keys if none). Keys in `inserted` (the losers' inserts, which
+/// their rollbacks remove: the loser's own, and those of another loser,
+/// which may have gone into the gap before one of them) are passed over,
+/// and the gap before each of them is locked too: until a rollback removes
+/// it, an insert between `key` and it enters that gap.
 fn gaps_after(tree: &BTree<'_>, key: &[u8], inserted: &BTreeSet<&[u8]>) -> Result<Vec<u64>> {
     let mut gaps = Vec::new();
     let mut kept = false;
@@ -135,13 +136,15 @@ impl Inner {
         {
             let _r = self.read_latch()?;
             let tree = self.tree();
+            let inserted: BTreeSet<&[u8]> = losers
+                .iter()
+                .flat_map(|l| l.changes.iter().filter(|c| c.old.is_none()).map(|c| c.key.as_slice()))
+                .collect();
             for l in &losers {
                 let mut locks = Vec::new();
                 if l.escalated {
                     granted &= self.locks.try_escalate(l.txn_id, &[], LockMode::Exclusive)?;
                 } else {
-                    let inserted: BTreeSet<&[u8]> =
-                        l.changes.iter().filter(|c| c.old.is_none()).map(|c| c.key.as_slice()).collect();
                     for c in &l.changes {
                         locks.push(lock_key(&c.key));
                         // Absent now (deleted by the loser last), or absent

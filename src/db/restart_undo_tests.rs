@@ -549,3 +549,43 @@ fn a_snapshot_reads_a_long_value_a_loser_replaced_across_checkpoints() {
     drop(snap);
     db.close().unwrap();
 }
+
+/// Two losers: B deleted "b" and inserted "d"; A, older, then inserted "c"
+/// into the gap before "d" (which B did not hold: its delete locked the gap
+/// before "e"). A's rollback removes "c", B's first step removes "d": the
+/// place of "b" is then under the gap before "e", which must still be B's,
+/// though the walk from "b" to the key its rollback keeps passes another
+/// loser's insert.
+#[test]
+fn the_gap_a_losers_delete_widened_stays_locked_past_other_losers_inserts() {
+    let sim = Arc::new(SimStorage::new(11));
+    let db = Db::open_with(sim.clone(), opts(false)).unwrap();
+    db.transaction(|tx| {
+        for key in ["a", "b", "e"] {
+            tx.put(key, "committed")?;
+        }
+        Ok::<(), Error>(())
+    })
+    .unwrap();
+    let mut older = db.begin().unwrap();
+    let mut younger = db.begin().unwrap();
+    assert!(younger.delete("b").unwrap());
+    younger.put("d", "uncommitted").unwrap();
+    older.put("c", "uncommitted").unwrap();
+    let (a, b) = (older.id(), younger.id());
+    db.sync().unwrap();
+    sim.power_loss();
+    drop((older, younger));
+    drop(db);
+    let db = Db::open_with(sim.clone(), held(100)).unwrap();
+    assert_eq!(db.recovery_report().undo_deferred_losers, 2);
+    undo_steps(&db, a, 1);
+    undo_steps(&db, b, 1);
+    let r = keys_of_txn_scan(&db);
+    assert!(matches!(r, Err(Error::LockTimeout { .. })), "a scan mid-rollback: {r:?}");
+    assert_eq!(keys_of_snapshot(&db), ["a", "b", "e"]);
+    release(&db);
+    wait_for_undo(&db);
+    assert_eq!(keys_of_txn_scan(&db).unwrap(), ["a", "b", "e"]);
+    db.close().unwrap();
+}
