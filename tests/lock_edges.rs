@@ -93,3 +93,28 @@ fn a_lock_waiter_is_woken_by_the_close_while_the_holder_stays_open() {
         drop(b);
     }
 }
+
+/// A transaction deleted "b" (locking the gap before "e", the next key)
+/// and then inserted "c" into that gap: the gap before "c" is part of what
+/// its delete widened. Another transaction's insert of "bb" must wait for
+/// it, or a scan reads "a", "bb", waits at "c", and after the rollback goes
+/// on past where "b" is back: the committed "b" is missed.
+#[test]
+fn an_insert_waits_for_a_delete_that_widened_its_gap_before_the_deleters_own_insert() {
+    let db = Db::open_with(new_sim(44), opts().lock_timeout(Duration::from_millis(100))).unwrap();
+    let mut tx = db.begin().unwrap();
+    for key in ["a", "b", "e"] {
+        tx.put(key, "committed").unwrap();
+    }
+    tx.commit().unwrap();
+    let mut deleter = db.begin().unwrap();
+    assert!(deleter.delete("b").unwrap());
+    deleter.put("c", "uncommitted").unwrap();
+    let mut other = db.begin().unwrap();
+    let r = other.put("bb", "x");
+    assert!(matches!(r, Err(Error::LockTimeout { .. })), "an insert into the widened gap: {r:?}");
+    deleter.abort().unwrap();
+    let tx = db.begin().unwrap();
+    let keys: Vec<Vec<u8>> = tx.scan(..).unwrap().map(|x| x.unwrap().0).collect();
+    assert_eq!(keys, [b"a".to_vec(), b"b".to_vec(), b"e".to_vec()]);
+}

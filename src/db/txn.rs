@@ -295,6 +295,17 @@ impl Txn {
             inner.check_ok()?;
             // An insert enters the gap before its next key: it waits for a
             // scan or delete holding that key's lock (instant duration).
+            //
+            // If this transaction holds that gap exclusively already, one
+            // of its deletes widened it, and the new key splits it: the part
+            // before the key becomes the gap before the key, which must stay
+            // locked as well (to the end of the transaction). Else another
+            // transaction could insert there while the delete is
+            // uncommitted, and a scan would read past the deleted key (in
+            // "a", "b", "e": delete "b", insert "c"; another inserts "bb"; a
+            // scan reads "a", "bb", waits at "c", and once the rollback has
+            // put "b" back goes on after "bb").
+            let mut taken = None;
             let r = inner.txn_env().with_txn_ctx(id, overflow_pages, |tree, ctx| {
                 let mut blocked = None;
                 tree.put_gated(ctx, key, value, |exists, next| {
@@ -302,20 +313,38 @@ impl Txn {
                         let nk = gap_lock(next);
                         match inner.locks.try_lock(id, nk, LockMode::Exclusive)? {
                             None => {
-                                blocked = Some(nk);
+                                blocked = Some((nk, false));
                                 return Ok(false);
                             }
                             Some(true) => inner.locks.release_one(id, nk),
-                            Some(false) => {}
+                            Some(false) => {
+                                let gk = gap_lock(Some(key));
+                                match inner.locks.try_lock(id, gk, LockMode::Exclusive)? {
+                                    None => {
+                                        blocked = Some((gk, true));
+                                        return Ok(false);
+                                    }
+                                    Some(true) => taken = Some(gk),
+                                    Some(false) => {}
+                                }
+                            }
                         }
                     }
                     Ok(true)
                 })?;
                 Ok(blocked)
             });
-            match inner.guard(r)? {
+            let r = inner.guard(r)?;
+            if let Some(gk) = taken.take() {
+                st.locks.push(gk);
+                st.exclusive = true;
+                let e = self.escalate_if_needed(&mut st);
+                self.lock_failure_rolls_back(&mut st, e)?;
+            }
+            match r {
                 None => return Ok(()),
-                Some(nk) => self.lock_instant(&mut st, nk, LockMode::Exclusive)?,
+                Some((lk, false)) => self.lock_instant(&mut st, lk, LockMode::Exclusive)?,
+                Some((lk, true)) => self.lock_id(&mut st, lk, LockMode::Exclusive)?,
             }
         }
     }
