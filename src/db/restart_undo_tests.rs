@@ -3,7 +3,8 @@
 //! done; `close` finishes it; a crash at any storage call of it recovers the
 //! same state.
 //!
-//! More crash points: `ARIESDB_SEEDS=20 cargo test --lib restart_undo`.
+//! More crash points, and more random losers stepped through:
+//! `ARIESDB_SEEDS=20 cargo test --lib restart_undo`.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -588,4 +589,134 @@ fn the_gap_a_losers_delete_widened_stays_locked_past_other_losers_inserts() {
     wait_for_undo(&db);
     assert_eq!(keys_of_txn_scan(&db).unwrap(), ["a", "b", "e"]);
     db.close().unwrap();
+}
+
+/// A small xorshift generator, seeded.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+fn small_key(i: u64) -> Vec<u8> {
+    format!("k{i}").into_bytes()
+}
+
+/// A crashed database: a committed load on a few keys, then random work
+/// of three lanes of transactions on them (puts of short and long values,
+/// deletes, savepoints and rollbacks to them, commits), those open at the
+/// end left open (losers). Deterministic in `case`. Returns the disk, the
+/// number of keys and the generator, to go on with.
+fn random_losers(case: u64) -> (Arc<SimStorage>, u64, Rng) {
+    let mut rng = Rng(case.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let keys = 3 + rng.below(5);
+    let sim = Arc::new(SimStorage::new(100 + case));
+    let db = Db::open_with(sim.clone(), opts(false).lock_timeout(Duration::from_millis(1))).unwrap();
+    let mut tx = db.begin().unwrap();
+    for i in (0..keys).filter(|_| rng.below(2) == 0) {
+        tx.put(small_key(i), b"c0").unwrap();
+    }
+    tx.commit().unwrap();
+    let value = |rng: &mut Rng, tag: u8| vec![tag; if rng.below(4) == 0 { 600 } else { 3 }];
+    let mut lanes: Vec<Option<(crate::Txn, Vec<crate::Savepoint>)>> = vec![None, None, None];
+    for step in 0..24u8 {
+        let lane = rng.below(3) as usize;
+        let (tx, sps) = lanes[lane].get_or_insert_with(|| (db.begin().unwrap(), Vec::new()));
+        let key = small_key(rng.below(keys));
+        let r = match rng.below(12) {
+            0..=4 => tx.put(&key, value(&mut rng, step)),
+            5..=8 => tx.delete(&key).map(|_| ()),
+            9 => tx.savepoint().map(|sp| sps.push(sp)),
+            10 => match sps.last().copied() {
+                Some(sp) => tx.rollback_to(&sp),
+                None => Ok(()),
+            },
+            _ => lanes[lane].take().unwrap().0.commit(),
+        };
+        if r.is_err() {
+            // A lock wait on another lane: this one was rolled back.
+            lanes[lane] = None;
+        }
+    }
+    db.sync().unwrap();
+    sim.power_loss();
+    drop(lanes);
+    drop(db);
+    (sim, keys, rng)
+}
+
+/// Random losers on a few shared keys (`random_losers`), then their
+/// rollback one step at a time, and after each step: a read-write scan
+/// forward and backward, and reads of every key, either wait (and time
+/// out) or read the committed state; a snapshot reads it; and an insert or
+/// delete of another transaction that gets its locks commits.
+#[test]
+fn every_step_of_the_background_undo_shows_only_the_committed_state() {
+    let cases: u64 = std::env::var("ARIESDB_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(1) * 40;
+    for case in 0..cases {
+        // The committed state, as the classic recovery makes it.
+        let mut model = {
+            let (sim, _, _) = random_losers(case);
+            let db = Db::open_with(sim, opts(false)).unwrap();
+            read_all_txn(&db).unwrap()
+        };
+        let (sim, keys, mut rng) = random_losers(case);
+        let db = Db::open_with(sim.clone(), held(1)).unwrap();
+        let mut losers: Vec<u64> = db.inner.txns.lock().active_txns.keys().map(|id| id.get()).collect();
+        losers.sort_unstable();
+        // Where the rollback of the first loser left goes on.
+        let mut at = None;
+        let mut turn = 0u32;
+        loop {
+            turn += 1;
+            let ctx = format!("case {case}, turn {turn}");
+            assert_eq!(read_all_snapshot(&db).unwrap(), model, "{ctx}: a snapshot");
+            match read_all_txn(&db) {
+                Ok(m) => assert_eq!(m, model, "{ctx}: a scan"),
+                Err(e) => assert!(matches!(e, Error::LockTimeout { .. }), "{ctx}: {e:?}"),
+            }
+            match db.begin().unwrap().scan_rev(..).unwrap().collect::<crate::error::Result<Vec<_>>>() {
+                Ok(m) => assert!(m.into_iter().rev().eq(model.clone()), "{ctx}: a backward scan"),
+                Err(e) => assert!(matches!(e, Error::LockTimeout { .. }), "{ctx}: {e:?}"),
+            }
+            for i in 0..keys + 1 {
+                match db.begin().unwrap().get(small_key(i)) {
+                    Ok(v) => assert_eq!(v.as_ref(), model.get(&small_key(i)), "{ctx}: a get of k{i}"),
+                    Err(e) => assert!(matches!(e, Error::LockTimeout { .. }), "{ctx}: {e:?}"),
+                }
+            }
+            // Another transaction writes where it gets the locks.
+            let key = format!("k{}{}", rng.below(keys), ["", "5"][rng.below(2) as usize]).into_bytes();
+            let mut tx = db.begin().unwrap();
+            let r = match rng.below(2) {
+                0 => tx.put(&key, b"other").map(|()| Some(b"other".to_vec())),
+                _ => tx.delete(&key).map(|_| None),
+            };
+            if let Ok(v) = r {
+                tx.commit().unwrap();
+                match v {
+                    Some(v) => model.insert(key, v),
+                    None => model.remove(&key),
+                };
+            }
+            // One step of the oldest loser left.
+            let Some(&id) = losers.first() else { break };
+            let env = db.inner.txn_env();
+            if env.rollback_steps(crate::types::TxnId(id), crate::types::Lsn::NONE, &mut at, 1).unwrap() {
+                losers.remove(0);
+                at = None;
+            }
+        }
+        release(&db);
+        wait_for_undo(&db);
+        assert_eq!(read_all_txn(&db).unwrap(), model, "case {case}: after the undo");
+        assert_eq!(read_all_snapshot(&db).unwrap(), model, "case {case}: after the undo");
+        db.check().unwrap();
+        db.close().unwrap();
+    }
 }
