@@ -666,7 +666,9 @@ fn every_step_of_the_background_undo_shows_only_the_committed_state() {
             read_all_txn(&db).unwrap()
         };
         let (sim, keys, mut rng) = random_losers(case);
-        let db = Db::open_with(sim.clone(), held(1)).unwrap();
+        // Every third case, losers of more than 2 keys lock every key.
+        let escalation = if case % 3 == 2 { 2 } else { 0 };
+        let db = Db::open_with(sim.clone(), held(1).lock_escalation_keys(escalation)).unwrap();
         let mut losers: Vec<u64> = db.inner.txns.lock().active_txns.keys().map(|id| id.get()).collect();
         losers.sort_unstable();
         // Where the rollback of the first loser left goes on.
@@ -675,7 +677,28 @@ fn every_step_of_the_background_undo_shows_only_the_committed_state() {
         loop {
             turn += 1;
             let ctx = format!("case {case}, turn {turn}");
-            assert_eq!(read_all_snapshot(&db).unwrap(), model, "{ctx}: a snapshot");
+            match read_all_snapshot(&db) {
+                Ok(m) => assert_eq!(m, model, "{ctx}: a snapshot"),
+                Err(e) => assert!(escalation > 0 && matches!(e, Error::SnapshotTooOld { .. }), "{ctx}: {e:?}"),
+            }
+            // A range, forward and backward.
+            let (lo, hi) = (small_key(rng.below(keys + 1)), small_key(rng.below(keys + 1)));
+            if lo < hi {
+                let want: Vec<_> = model.range(lo.clone()..hi.clone()).map(|(k, v)| (k.clone(), v.clone())).collect();
+                let tx = db.begin().unwrap();
+                match tx.scan_range(lo.clone()..hi.clone()).unwrap().collect::<crate::error::Result<Vec<_>>>() {
+                    Ok(m) => assert_eq!(m, want, "{ctx}: a range scan"),
+                    Err(e) => assert!(matches!(e, Error::LockTimeout { .. }), "{ctx}: {e:?}"),
+                }
+                let tx = db.begin().unwrap();
+                match tx.scan_range_rev(lo..hi).unwrap().collect::<crate::error::Result<Vec<_>>>() {
+                    Ok(m) => assert!(m.into_iter().rev().eq(want), "{ctx}: a backward range scan"),
+                    Err(e) => assert!(matches!(e, Error::LockTimeout { .. }), "{ctx}: {e:?}"),
+                }
+            }
+            if turn.is_multiple_of(4) {
+                db.checkpoint().unwrap();
+            }
             match read_all_txn(&db) {
                 Ok(m) => assert_eq!(m, model, "{ctx}: a scan"),
                 Err(e) => assert!(matches!(e, Error::LockTimeout { .. }), "{ctx}: {e:?}"),
@@ -718,5 +741,8 @@ fn every_step_of_the_background_undo_shows_only_the_committed_state() {
         assert_eq!(read_all_snapshot(&db).unwrap(), model, "case {case}: after the undo");
         db.check().unwrap();
         db.close().unwrap();
+        let db = Db::open_with(sim, opts(true)).unwrap();
+        assert_eq!(db.recovery_report().losers, 0, "case {case}");
+        assert_eq!(read_all_txn(&db).unwrap(), model, "case {case}: reopened");
     }
 }
