@@ -751,3 +751,33 @@ fn every_step_of_the_background_undo_shows_only_the_committed_state() {
         assert_eq!(read_all_txn(&db).unwrap(), model, "case {case}: reopened");
     }
 }
+
+/// An I/O error at a storage call of the background undo stops the
+/// database (later calls fail, the losers' keys are never handed out), and
+/// the next open finishes the rollback.
+#[test]
+fn an_io_error_in_the_background_undo_stops_the_database_and_the_next_open_finishes_it() {
+    // The undo takes about 50 storage calls.
+    for n in (0..60).step_by(2) {
+        let (sim, model) = crashed(20, 2, 24);
+        let db = Db::open_with(sim.clone(), held(10_000)).unwrap();
+        sim.inject(Fault::IoErrorFromOp(sim.op_count() + n));
+        release(&db);
+        let t = Instant::now();
+        while db.stats().losers_owing_undo > 0 && db.inner.check_ok().is_ok() {
+            assert!(t.elapsed() < Duration::from_secs(60), "call {n}: the undo neither ended nor stopped");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        if db.stats().losers_owing_undo > 0 {
+            let e = db.begin().and_then(|tx| tx.get(k(0))).unwrap_err();
+            assert!(matches!(e, Error::Failed { .. }), "call {n}: {e:?}");
+        }
+        drop(db);
+        sim.power_loss();
+        sim.clear_faults();
+        let db = Db::open_with(sim.clone(), opts(n % 12 == 0)).unwrap();
+        wait_for_undo(&db);
+        assert_eq!(read_all_txn(&db).unwrap(), model, "call {n}");
+        db.close().unwrap();
+    }
+}
