@@ -6,13 +6,13 @@
 //! exclusive locks it held, rebuilt from that list: the lock of each key it
 //! changed and, for a key it deleted last (absent from the tree now) or
 //! deleted and put back (absent for a while during the rollback, which
-//! undoes the put before the delete), the locks of the gap before the key and of the gap before the next key its
-//! rollback keeps (as `Txn::delete` takes them: the gap it widened, which
-//! must stay locked while the rollback first removes the loser's own
-//! inserts after the key and then puts the key back), and of the gap
-//! before each insert of a loser passed on the way there (until a rollback
-//! removes one, an insert between the key and it enters that gap); past
-//! `Options::lock_escalation_keys` keys,
+//! undoes the put before the delete), the locks of the gap before the key
+//! and of the gap before the next key its rollback keeps (as `Txn::delete`
+//! takes them: the gap it widened, which must stay locked while the
+//! rollback first removes the loser's own inserts after the key and then
+//! puts the key back), and of the gap before each insert of a loser passed
+//! on the way there (until a rollback removes one, an insert between the
+//! key and it enters that gap); past `Options::lock_escalation_keys` keys,
 //! one lock on the whole key space. It puts each key's value from before the
 //! loser in the version store, so that snapshots see the state without the
 //! losers, and no transaction reads or overwrites an uncommitted change.
