@@ -25,9 +25,11 @@
 //! Invariants:
 //! - Every loser's locks are granted, and its versions noted, before the
 //!   open returns, so before any other transaction or snapshot begins. If a
-//!   rebuilt lock cannot be granted (two losers whose lock ids collide), no
-//!   loser is left to the background: all are rolled back before the open
-//!   returns, as the classic undo pass would.
+//!   rebuilt lock cannot be granted (an escalated loser beside another
+//!   loser, whose locks its lock on every key conflicts with; two losers'
+//!   rebuilt gap locks that overlap; lock ids that collide), no loser is
+//!   left to the background: all are rolled back before the open returns,
+//!   as the classic undo pass would.
 //! - A loser's versions go only after its rollback restored the tree, and
 //!   its locks only after its END record (`Txn::abort`'s order).
 //! - One actor rolls losers back at a time: the holder of `queue`'s mutex
@@ -168,8 +170,8 @@ impl Inner {
         self.undo.left.store(queue.len() as u64, Ordering::Relaxed);
         if !granted {
             log::warn!(
-                "recovery undo: the locks of {} losers could not all be rebuilt (two share a lock id); rolling \
-                 them back before the open returns",
+                "recovery undo: the locks of {} losers could not all be rebuilt (an escalated loser beside \
+                 others, or two losers' locks overlap); rolling them back before the open returns",
                 queue.len()
             );
             return self.roll_back_queue(&mut queue, &|| true).map(|_| ());
