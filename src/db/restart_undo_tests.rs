@@ -781,3 +781,35 @@ fn an_io_error_in_the_background_undo_stops_the_database_and_the_next_open_finis
         db.close().unwrap();
     }
 }
+
+/// The background undo and the background redo pass (its sweeps of the log)
+/// run at once, with readers: the result is the classic restart's.
+#[test]
+fn the_background_undo_and_redo_pass_run_together_and_leave_the_classic_state() {
+    for seed in [40u64, 41] {
+        let (sim, model) = crashed(seed, 3, 400);
+        let db = Db::open_with(sim.clone(), held(10_000).background_writer(true)).unwrap();
+        assert_eq!(db.stats().losers_owing_undo, 3);
+        let deferred = db.recovery_report().redo_deferred_pages;
+        assert!(deferred > 50, "seed {seed}: only {deferred} pages deferred");
+        release(&db);
+        // Readers meanwhile: snapshots at once, a transaction once the keys are free.
+        assert_eq!(read_all_snapshot(&db).unwrap(), model, "seed {seed}: a snapshot during both passes");
+        assert_eq!(read_all_txn(&db).unwrap(), model, "seed {seed}: a transaction during both passes");
+        wait_for_undo(&db);
+        let t = Instant::now();
+        while db.stats().pages_owing_redo > 0 {
+            assert!(t.elapsed() < Duration::from_secs(60), "the background redo pass did not finish");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let (classic, _) = crashed(seed, 3, 400);
+        let db_b = Db::open_with(classic, opts(false)).unwrap();
+        let (ca, cb) = (db.check().unwrap(), db_b.check().unwrap());
+        assert_eq!(format!("{ca:?}"), format!("{cb:?}"), "seed {seed}: the trees differ");
+        assert_eq!(read_all_txn(&db_b).unwrap(), model);
+        db.close().unwrap();
+        let db = Db::open_with(sim, opts(true)).unwrap();
+        assert_eq!(db.recovery_report().losers, 0);
+        assert_eq!(read_all_txn(&db).unwrap(), model);
+    }
+}
