@@ -268,11 +268,40 @@ fn instant_restart_logs_what_it_deferred() {
     assert!(errors(&lines).is_empty(), "{lines:#?}");
 }
 
+/// Instant restart with a loser: the undo line says the loser is rolled
+/// back in the background, in one readable sentence (no run of spaces
+/// left by a line break in the source).
+fn instant_restart_logs_the_background_undo() {
+    let sim = Arc::new(SimStorage::new(9));
+    let opts = small_opts().instant_restart(true);
+    let db = Db::open_with(sim.clone(), opts.clone()).unwrap();
+    put_many(&db, 0, 200, 60).commit().unwrap();
+    let loser = put_many(&db, 0, 20, 70);
+    db.sync().unwrap();
+    sim.power_loss();
+    drop(loser);
+    drop(db);
+    take();
+    let db = Db::open_with(sim.clone(), opts).unwrap();
+    assert_eq!(db.recovery_report().undo_deferred_losers, 1, "{:?}", db.recovery_report());
+    let lines = take();
+    let undo = one(&lines, Level::Info, "recovery undo: 1 losers are rolled back in the background");
+    assert!(undo.msg.contains("their keys locked until then (0 escalated to a lock on every key)"), "{undo:?}");
+    db.close().unwrap();
+    let lines = take();
+    one(&lines, Level::Info, "recovery undo: every loser rolled back");
+    for l in &lines {
+        assert!(!l.msg.contains("  "), "a run of spaces in {l:?}");
+    }
+    assert!(errors(&lines).is_empty(), "{lines:#?}");
+}
+
 #[test]
 fn the_library_logs_recovery_checkpoints_and_failures() {
     capture();
     crash_and_recovery_log_each_pass();
     instant_restart_logs_what_it_deferred();
+    instant_restart_logs_the_background_undo();
     checkpoints_and_truncation_at_debug();
     a_torn_page_is_a_warning();
     a_storage_failure_logs_one_error();

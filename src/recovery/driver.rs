@@ -210,7 +210,8 @@ pub fn recover(storage: Arc<dyn Storage>, opts: &OpenParams) -> Result<Recovered
         } else {
             log::log!(
                 level,
-                "recovery undo: {losers} losers are rolled back in the background, their keys locked until then                  ({} escalated to a lock on every key); {winners} winners got END records",
+                "recovery undo: {losers} losers are rolled back in the background, their keys locked until then \
+                 ({} escalated to a lock on every key); {winners} winners got END records",
                 losers.iter().filter(|l| l.escalated).count(),
                 losers = losers.len()
             );
