@@ -97,9 +97,8 @@ impl Db {
     /// database opened by path): nothing is created then.
     /// `Error::SnapshotTooOld` (retryable) if the snapshot expired during
     /// the copy (see above), or if it overlaps a transaction of more than
-    /// `Options::lock_escalation_keys` keys that is not committed, such as a
-    /// loser of that size still being rolled back after an instant restart
-    /// (`Options::instant_restart`). `Error::Failed` or `Error::Closed` if this database stopped
+    /// `Options::lock_escalation_keys` keys that is not committed.
+    /// `Error::Failed` or `Error::Closed` if this database stopped
     /// or closed; an I/O error or `Error::Corruption` from reading it (an
     /// I/O error stops it, as any read's does). An I/O error of the
     /// destination (a full disk, say) is returned as it is and does not

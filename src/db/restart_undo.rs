@@ -12,8 +12,7 @@
 //! rollback first removes the loser's own inserts after the key and then
 //! puts the key back), and of the gap before each insert of a loser passed
 //! on the way there (until a rollback removes one, an insert between the
-//! key and it enters that gap); past `Options::lock_escalation_keys` keys,
-//! one lock on the whole key space. It puts each key's value from before the
+//! key and it enters that gap). It puts each key's value from before the
 //! loser in the version store, so that snapshots see the state without the
 //! losers, and no transaction reads or overwrites an uncommitted change.
 //! The thread `ariesdb-undo` then rolls each loser back with the runtime's
@@ -25,11 +24,12 @@
 //! Invariants:
 //! - Every loser's locks are granted, and its versions noted, before the
 //!   open returns, so before any other transaction or snapshot begins. If a
-//!   rebuilt lock cannot be granted (an escalated loser beside another
-//!   loser, whose locks its lock on every key conflicts with; two losers'
-//!   rebuilt gap locks that overlap; lock ids that collide), no loser is
-//!   left to the background: all are rolled back before the open returns,
-//!   as the classic undo pass would.
+//!   loser changed more than `Options::lock_escalation_keys` keys (more
+//!   than the version store keeps values for: snapshots would have nothing
+//!   to read), or a rebuilt lock cannot be granted (two losers' rebuilt gap
+//!   locks that overlap; lock ids that collide), no loser is left to the
+//!   background: all are rolled back before the open returns, as the
+//!   classic undo pass would.
 //! - A loser's versions go only after its rollback restored the tree, and
 //!   its locks only after its END record (`Txn::abort`'s order).
 //! - One actor rolls losers back at a time: the holder of `queue`'s mutex
@@ -134,6 +134,22 @@ impl Inner {
         }
         let mut queue = self.undo.queue.lock();
         assert!(queue.is_empty(), "losers adopted twice");
+        // A loser of more keys than the versions are kept for would leave
+        // snapshots nothing to read until its rollback (the version store
+        // keeps no values past `lock_escalation_keys` keys): roll every
+        // loser back here, as the classic pass does.
+        let escalated = losers.iter().filter(|l| l.escalated).count();
+        if escalated > 0 {
+            log::info!(
+                "recovery undo: {escalated} of {} losers changed more than lock_escalation_keys ({}) keys, too many to \
+                 keep their versions for snapshots: rolling every loser back before the open returns",
+                losers.len(),
+                self.opts.lock_escalation_keys
+            );
+            queue.extend(losers.iter().map(|l| Adopted { txn_id: l.txn_id, locks: Vec::new() }));
+            self.undo.left.store(queue.len() as u64, Ordering::Relaxed);
+            return self.roll_back_queue(&mut queue, &|| true).map(|_| ());
+        }
         let mut granted = true;
         {
             let _r = self.read_latch()?;
@@ -144,9 +160,7 @@ impl Inner {
                 .collect();
             for l in &losers {
                 let mut locks = Vec::new();
-                if l.escalated {
-                    granted &= self.locks.try_escalate(l.txn_id, &[], LockMode::Exclusive)?;
-                } else {
+                {
                     for c in &l.changes {
                         locks.push(lock_key(&c.key));
                         // Absent now (deleted by the loser last), or absent
@@ -170,17 +184,14 @@ impl Inner {
         self.undo.left.store(queue.len() as u64, Ordering::Relaxed);
         if !granted {
             log::warn!(
-                "recovery undo: the locks of {} losers could not all be rebuilt (an escalated loser beside \
-                 others, or two losers' locks overlap); rolling them back before the open returns",
+                "recovery undo: the locks of {} losers could not all be rebuilt (two losers' rebuilt locks \
+                 overlap); rolling them back before the open returns",
                 queue.len()
             );
             return self.roll_back_queue(&mut queue, &|| true).map(|_| ());
         }
         for l in &losers {
-            match l.escalated {
-                true => self.versions.note_untracked_everywhere(l.txn_id),
-                false => l.changes.iter().for_each(|c| self.versions.note_change(l.txn_id, c)),
-            }
+            l.changes.iter().for_each(|c| self.versions.note_change(l.txn_id, c));
         }
         self.undo.deferred.store(queue.len() as u64, Ordering::Relaxed);
         Ok(())

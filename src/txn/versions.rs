@@ -247,18 +247,6 @@ impl VersionStore {
         self.note_busy(&st);
     }
 
-    /// A loser of an instant restart that changed too many keys to list
-    /// (`recovery::Loser::escalated`), to be rolled back in the background:
-    /// until `forget_aborted`, no snapshot can read any key (each read fails
-    /// with `Error::SnapshotTooOld`, as inside the range of a live
-    /// transaction that changed too many keys).
-    pub fn note_untracked_everywhere(&self, txn: TxnId) {
-        let mut st = self.state.lock();
-        debug_assert!(!st.keys_of.contains_key(&txn), "txn {txn} already has versions");
-        st.untracked.insert(txn, (Box::default(), None));
-        self.note_busy(&st);
-    }
-
     /// Begin a snapshot: returns its read_seq.
     pub fn begin_snapshot(&self) -> u64 {
         let mut st = self.state.lock();
