@@ -791,6 +791,9 @@ impl Inner {
             buffer_pool_pages: opts.buffer_pool_pages,
             instant_restart: opts.instant_restart,
             escalate_keys: opts.lock_escalation_keys,
+            // About 128 bytes of versions per key listed, within the cap
+            // snapshots have.
+            list_keys: (opts.snapshot_cap_bytes / 128).max(1),
         };
         let r = recovery::recover(storage, &params)?;
         let fpi_horizon = r.fpi_horizon();

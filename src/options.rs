@@ -123,9 +123,11 @@ impl Options {
     /// The transactions the crash left open (losers) are rolled back by a
     /// background thread; until each is, the keys it changed stay locked (a
     /// transaction that needs one waits, up to `lock_timeout`) and snapshots
-    /// read the values from before it. If a loser changed more than
-    /// `lock_escalation_keys` keys (more than snapshots are kept values
-    /// for), every loser is rolled back before the open returns instead.
+    /// read the values from before it (a loser of more than
+    /// `lock_escalation_keys` keys locks every key). If a loser changed
+    /// more keys than its versions may take memory for (about 128 bytes a
+    /// key, within `snapshot_cap_bytes`), every loser is rolled back before
+    /// the open returns instead.
     /// `close` finishes what is left, and `compact` the redo. Off: the
     /// classic redo and undo passes run before the open returns. Either way
     /// the database serves the same data, and a crash at any point recovers

@@ -12,8 +12,10 @@
 //! rollback first removes the loser's own inserts after the key and then
 //! puts the key back), and of the gap before each insert of a loser passed
 //! on the way there (until a rollback removes one, an insert between the
-//! key and it enters that gap). It puts each key's value from before the
-//! loser in the version store, so that snapshots see the state without the
+//! key and it enters that gap); past `Options::lock_escalation_keys` keys,
+//! one lock on every key instead. It puts each key's value from before the
+//! loser in the version store (by the LSN of its Update only, past
+//! `lock_escalation_keys` keys), so that snapshots see the state without the
 //! losers, and no transaction reads or overwrites an uncommitted change.
 //! The thread `ariesdb-undo` then rolls each loser back with the runtime's
 //! rollback (`TxnEnv::rollback_steps`: one step, one CLR, per hold of the
@@ -24,12 +26,12 @@
 //! Invariants:
 //! - Every loser's locks are granted, and its versions noted, before the
 //!   open returns, so before any other transaction or snapshot begins. If a
-//!   loser changed more than `Options::lock_escalation_keys` keys (more
-//!   than the version store keeps values for: snapshots would have nothing
-//!   to read), or a rebuilt lock cannot be granted (two losers' rebuilt gap
-//!   locks that overlap; lock ids that collide), no loser is left to the
-//!   background: all are rolled back before the open returns, as the
-//!   classic undo pass would.
+//!   loser changed more keys than its versions may take memory for (about
+//!   128 bytes a key, within `Options::snapshot_cap_bytes`), or a rebuilt
+//!   lock cannot be granted (an escalated loser beside another loser; two
+//!   losers' rebuilt gap locks that overlap; lock ids that collide), no
+//!   loser is left to the background: all are rolled back before the open
+//!   returns, as the classic undo pass would.
 //! - A loser's versions go only after its rollback restored the tree, and
 //!   its locks only after its END record (`Txn::abort`'s order).
 //! - One actor rolls losers back at a time: the holder of `queue`'s mutex
@@ -134,17 +136,16 @@ impl Inner {
         }
         let mut queue = self.undo.queue.lock();
         assert!(queue.is_empty(), "losers adopted twice");
-        // A loser of more keys than the versions are kept for would leave
-        // snapshots nothing to read until its rollback (the version store
-        // keeps no values past `lock_escalation_keys` keys): roll every
-        // loser back here, as the classic pass does.
-        let escalated = losers.iter().filter(|l| l.escalated).count();
-        if escalated > 0 {
+        // A loser of more keys than the open lists would need too much
+        // memory for its versions, and snapshots would have nothing to read
+        // until its rollback: roll every loser back here, as the classic
+        // pass does.
+        let unlisted = losers.iter().filter(|l| l.unlisted).count();
+        if unlisted > 0 {
             log::info!(
-                "recovery undo: {escalated} of {} losers changed more than lock_escalation_keys ({}) keys, too many to \
-                 keep their versions for snapshots: rolling every loser back before the open returns",
-                losers.len(),
-                self.opts.lock_escalation_keys
+                "recovery undo: {unlisted} of {} losers changed more keys than their versions may take memory for \
+                 (snapshot_cap_bytes): rolling every loser back before the open returns",
+                losers.len()
             );
             queue.extend(losers.iter().map(|l| Adopted { txn_id: l.txn_id, locks: Vec::new() }));
             self.undo.left.store(queue.len() as u64, Ordering::Relaxed);
@@ -160,7 +161,10 @@ impl Inner {
                 .collect();
             for l in &losers {
                 let mut locks = Vec::new();
-                {
+                if l.escalated {
+                    // One lock on every key: its gaps and keys with it.
+                    granted &= self.locks.try_escalate(l.txn_id, &[], LockMode::Exclusive)?;
+                } else {
                     for c in &l.changes {
                         locks.push(lock_key(&c.key));
                         // Absent now (deleted by the loser last), or absent
@@ -184,14 +188,14 @@ impl Inner {
         self.undo.left.store(queue.len() as u64, Ordering::Relaxed);
         if !granted {
             log::warn!(
-                "recovery undo: the locks of {} losers could not all be rebuilt (two losers' rebuilt locks \
-                 overlap); rolling them back before the open returns",
+                "recovery undo: the locks of {} losers could not all be rebuilt (an escalated loser beside \
+                 others, or two losers' rebuilt locks overlap); rolling them back before the open returns",
                 queue.len()
             );
             return self.roll_back_queue(&mut queue, &|| true).map(|_| ());
         }
         for l in &losers {
-            l.changes.iter().for_each(|c| self.versions.note_change(l.txn_id, c));
+            l.changes.iter().for_each(|c| self.versions.note_loser_change(l.txn_id, c));
         }
         self.undo.deferred.store(queue.len() as u64, Ordering::Relaxed);
         Ok(())

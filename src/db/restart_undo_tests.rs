@@ -218,13 +218,30 @@ fn the_gap_a_losers_delete_widened_stays_locked_past_its_own_inserts() {
     assert_eq!(tx.scan_range("a".."z").unwrap().count(), 3);
 }
 
-/// A loser of more keys than `lock_escalation_keys`: the version store
-/// would keep no values of it for snapshots, so the open rolls it back
-/// itself, and snapshots and transactions read at once.
+/// A loser of more keys than `lock_escalation_keys`: one lock on every key
+/// while it is rolled back in the background, and snapshots read around
+/// it from its versions (old values by LSN, read from the log).
 #[test]
-fn a_loser_past_the_escalation_limit_is_rolled_back_before_the_open_returns() {
+fn an_escalated_loser_locks_every_key_while_snapshots_read_around_it() {
     let (sim, model) = crashed(2, 1, 60);
     let db = Db::open_with(sim.clone(), held(150).lock_escalation_keys(20)).unwrap();
+    let r = db.recovery_report();
+    assert_eq!((r.losers, r.undo_deferred_losers), (1, 1), "{r:?}");
+    assert_eq!(read_all_snapshot(&db).unwrap(), model);
+    let e = db.begin().unwrap().get(k(900_001)).unwrap_err();
+    assert!(matches!(e, Error::LockTimeout { .. }), "a key the loser did not touch: {e:?}");
+    release(&db);
+    wait_for_undo(&db);
+    assert_eq!(read_all_snapshot(&db).unwrap(), model);
+    assert_eq!(read_all_txn(&db).unwrap(), model);
+}
+
+/// A loser of more keys than its versions may take memory for (about 128
+/// bytes a key, within `snapshot_cap_bytes`): the open rolls it back itself.
+#[test]
+fn a_loser_too_large_to_list_is_rolled_back_before_the_open_returns() {
+    let (sim, model) = crashed(2, 1, 60);
+    let db = Db::open_with(sim.clone(), held(150).snapshot_cap_bytes(128 * 20)).unwrap();
     let r = db.recovery_report();
     assert_eq!((r.losers, r.undo_deferred_losers), (1, 0), "{r:?}");
     assert!(r.undone >= 60, "{r:?}");
@@ -491,8 +508,9 @@ fn a_loser_caught_in_its_abort_is_finished_in_the_background() {
     assert_eq!(db.recovery_report().losers, 0);
 }
 
-/// Two losers, both past the escalation limit: both are rolled back before
-/// the open returns.
+/// Two losers, both past the escalation limit: the second cannot get the
+/// lock on every key the first holds, so both are rolled back before the
+/// open returns.
 #[test]
 fn losers_whose_locks_cannot_all_be_rebuilt_are_rolled_back_in_the_open() {
     let (sim, model) = crashed(9, 2, 60);

@@ -57,8 +57,12 @@ pub struct OpenParams {
     /// returns, and leave the losers' rollback to the caller (`Recovered::losers`).
     pub instant_restart: bool,
     /// With instant restart, a loser of more keys than this (0: no limit) is
-    /// listed as escalated rather than key by key (`Loser`).
+    /// escalated: one lock on every key (`Loser`).
     pub escalate_keys: usize,
+    /// With instant restart, a loser of more keys than this (0: no limit) is
+    /// not listed (`Loser::unlisted`): the versions of its keys would take
+    /// too much memory.
+    pub list_keys: usize,
 }
 
 /// A recovered database, ready to serve once the caller has checkpointed.
@@ -203,7 +207,8 @@ pub fn recover(storage: Arc<dyn Storage>, opts: &OpenParams) -> Result<Recovered
     // An older format's tree is reshaped below with no loser left.
     let background_undo = opts.instant_restart && master.version == page::FORMAT_VERSION;
     let losers = if background_undo {
-        let losers = prepare_background_undo(&wal, &mut txns, &analysis, opts.escalate_keys, &mut report)?;
+        let losers =
+            prepare_background_undo(&wal, &mut txns, &analysis, opts.escalate_keys, opts.list_keys, &mut report)?;
         report.undo_us = micros(t);
         if losers.is_empty() {
             log::log!(level, "recovery undo: no losers; {winners} winners got END records");

@@ -32,23 +32,28 @@ pub struct Loser {
     pub txn_id: TxnId,
     /// The keys its remaining Updates (those no CLR compensates yet)
     /// changed, in key order, each with its value before the first of them:
-    /// the value the rollback restores. Empty when `escalated`.
+    /// the value the rollback restores (when `escalated`, every old value
+    /// by the LSN of its Update only). Empty when `unlisted`.
     pub changes: Vec<KeyChange>,
     /// Keys of `changes` that its rollback removes from the tree on the way
     /// (a remaining Update other than the key's first inserted it: the
     /// loser deleted the key and put it back), whatever the tree holds at
     /// the end. In key order.
     pub absent_midway: Vec<Vec<u8>>,
-    /// It changed more keys than the limit: they are not listed, and the
-    /// engine locks the whole key space for it instead.
+    /// It changed more keys than `lock_escalation_keys`: the engine locks
+    /// the whole key space for it instead of each key.
     pub escalated: bool,
+    /// It changed more keys than the open lists (`list_keys`): they are not
+    /// listed, and the open rolls the losers back itself.
+    pub unlisted: bool,
 }
 
 /// Instant restart's undo: END for every winner; every loser into `table`,
 /// with what it changed (`Loser`), listed by a walk back along its chain
 /// (Updates, and CLRs' `undo_next_lsn` past what is already compensated).
-/// A loser of more than `escalate_keys` keys (0: no limit) is listed as
-/// `escalated` as soon as the walk finds that many.
+/// A loser of more than `escalate_keys` keys (0: no limit) is `escalated`;
+/// one of more than `list_keys` (0: no limit) is `unlisted` as soon as the
+/// walk finds that many.
 ///
 /// # Errors
 /// `Error::Corruption` for a chain that does not lead back (a record of
@@ -58,6 +63,7 @@ pub fn prepare_background_undo(
     table: &mut TxnTable,
     a: &Analysis,
     escalate_keys: usize,
+    list_keys: usize,
     report: &mut RecoveryReport,
 ) -> Result<Vec<Loser>> {
     let mut losers = Vec::new();
@@ -70,7 +76,7 @@ pub fn prepare_background_undo(
         }
         report.losers += 1;
         table.active_txns.insert(id, *e);
-        losers.push(list_changes(wal, id, e.undo_next_lsn, escalate_keys)?);
+        losers.push(list_changes(wal, id, e.undo_next_lsn, escalate_keys, list_keys)?);
     }
     losers.sort_by_key(|l| l.txn_id);
     Ok(losers)
@@ -78,7 +84,7 @@ pub fn prepare_background_undo(
 
 /// Walk the chain of loser `id` back from `cur`: what its rollback will
 /// change (see `Loser`).
-fn list_changes(wal: &Wal, id: TxnId, mut cur: Lsn, escalate_keys: usize) -> Result<Loser> {
+fn list_changes(wal: &Wal, id: TxnId, mut cur: Lsn, escalate_keys: usize, list_keys: usize) -> Result<Loser> {
     let mut changes: BTreeMap<Vec<u8>, KeyChange> = BTreeMap::new();
     let mut absent_midway = BTreeSet::new();
     while !cur.is_none() {
@@ -104,8 +110,9 @@ fn list_changes(wal: &Wal, id: TxnId, mut cur: Lsn, escalate_keys: usize) -> Res
                         absent_midway.insert(key);
                     }
                 }
-                if escalate_keys > 0 && changes.len() > escalate_keys {
-                    return Ok(Loser { txn_id: id, changes: Vec::new(), absent_midway: Vec::new(), escalated: true });
+                if list_keys > 0 && changes.len() > list_keys {
+                    let (changes, absent_midway) = (Vec::new(), Vec::new());
+                    return Ok(Loser { txn_id: id, changes, absent_midway, escalated: true, unlisted: true });
                 }
                 rec.prev_lsn
             }
@@ -117,12 +124,17 @@ fn list_changes(wal: &Wal, id: TxnId, mut cur: Lsn, escalate_keys: usize) -> Res
         }
         cur = next;
     }
-    Ok(Loser {
-        txn_id: id,
-        changes: changes.into_values().collect(),
-        absent_midway: absent_midway.into_iter().collect(),
-        escalated: false,
-    })
+    let escalated = escalate_keys > 0 && changes.len() > escalate_keys;
+    let mut changes: Vec<KeyChange> = changes.into_values().collect();
+    if escalated {
+        // Many keys: the versions keep each old value by its LSN only.
+        for c in &mut changes {
+            if let Some(OldValue::Small(v)) = &c.old {
+                c.old = Some(OldValue::Large(v.len()));
+            }
+        }
+    }
+    Ok(Loser { txn_id: id, changes, absent_midway: absent_midway.into_iter().collect(), escalated, unlisted: false })
 }
 
 /// Pass 3: roll back every loser in one backward sweep; END for every winner.

@@ -174,6 +174,19 @@ impl VersionStore {
     /// hold as the change. Only the transaction's first change of a key is
     /// kept: its old value is the key's value before the transaction.
     pub fn note_change(&self, txn: TxnId, change: &KeyChange) {
+        self.note(txn, change, self.escalate_keys);
+    }
+
+    /// As `note_change`, for a loser of an instant restart
+    /// (`recovery::Loser`): its versions are kept whatever its number of
+    /// keys (the open bounds them), so that snapshots read around it until
+    /// its background rollback is done.
+    pub fn note_loser_change(&self, txn: TxnId, change: &KeyChange) {
+        self.note(txn, change, 0);
+    }
+
+    /// `note_change` with a limit of `escalate_keys` keys (0: none).
+    fn note(&self, txn: TxnId, change: &KeyChange, escalate_keys: usize) {
         debug_assert!(txn != TxnId::SYSTEM && !change.lsn.is_none());
         let key = change.key.as_slice();
         let mut st = self.state.lock();
@@ -198,7 +211,7 @@ impl VersionStore {
         let key: Box<[u8]> = key.into();
         let changed = st.keys_of.entry(txn).or_default();
         changed.push(key.clone());
-        let escalate = self.escalate_keys > 0 && changed.len() > self.escalate_keys;
+        let escalate = escalate_keys > 0 && changed.len() > escalate_keys;
         st.by_key.entry(key).or_insert_with(|| Vec::with_capacity(1)).push(version);
         if escalate {
             untrack(&mut st, txn);
