@@ -83,6 +83,31 @@ fn read_all_txn(db: &Db) -> crate::error::Result<Model> {
     Ok(m)
 }
 
+/// A database on a new `SimStorage` from `seed`, with `keys` committed
+/// (each set to "committed").
+fn committed(seed: u64, keys: &[&str]) -> (Arc<SimStorage>, Db) {
+    let sim = Arc::new(SimStorage::new(seed));
+    let db = Db::open_with(sim.clone(), opts(false)).unwrap();
+    db.transaction(|tx| {
+        for key in keys {
+            tx.put(key, "committed")?;
+        }
+        Ok::<(), Error>(())
+    })
+    .unwrap();
+    (sim, db)
+}
+
+/// The crash: the log made durable (the losers' records with it), then a
+/// power loss; the old process's transactions `open` and its `db` go with
+/// it, writing nothing.
+fn power_loss(sim: &SimStorage, db: Db, open: Vec<crate::Txn>) {
+    db.sync().unwrap();
+    sim.power_loss();
+    drop(open);
+    drop(db);
+}
+
 /// A crashed database with one committed load and `losers` open
 /// transactions, loser `t` changing keys `t*1000 + 0..keys` (each: an
 /// update, an insert of a new key, a delete or an update to a long value,
@@ -126,10 +151,7 @@ fn crashed(seed: u64, losers: u32, keys: u32) -> (Arc<SimStorage>, Model) {
         }
         open.push(tx);
     }
-    db.sync().unwrap();
-    sim.power_loss();
-    drop(open);
-    drop(db);
+    power_loss(&sim, db, open);
     (sim, model)
 }
 
@@ -189,22 +211,11 @@ fn a_losers_keys_stay_locked_and_snapshots_see_the_state_before_it() {
 /// passing then reads the database without "b".
 #[test]
 fn the_gap_a_losers_delete_widened_stays_locked_past_its_own_inserts() {
-    let sim = Arc::new(SimStorage::new(5));
-    let db = Db::open_with(sim.clone(), opts(false)).unwrap();
-    db.transaction(|tx| {
-        for key in ["a", "b", "e"] {
-            tx.put(key, "committed")?;
-        }
-        Ok::<(), Error>(())
-    })
-    .unwrap();
+    let (sim, db) = committed(5, &["a", "b", "e"]);
     let mut loser = db.begin().unwrap();
     assert!(loser.delete("b").unwrap());
     loser.put("c", "uncommitted").unwrap();
-    db.sync().unwrap();
-    sim.power_loss();
-    drop(loser);
-    drop(db);
+    power_loss(&sim, db, vec![loser]);
     let db = Db::open_with(sim.clone(), held(150)).unwrap();
     let tx = db.begin().unwrap();
     let e = tx.scan_range("d".."f").unwrap().collect::<crate::error::Result<Vec<_>>>().unwrap_err();
@@ -356,22 +367,11 @@ fn a_crash_at_every_storage_call_of_the_background_undo_recovers_the_same_state(
 /// A crashed database holding the committed `keys`, with one loser that ran
 /// `loser` (left open at the crash). Returns the disk and the loser's id.
 fn crashed_with(seed: u64, keys: &[&str], loser: impl FnOnce(&mut crate::Txn)) -> (Arc<SimStorage>, u64) {
-    let sim = Arc::new(SimStorage::new(seed));
-    let db = Db::open_with(sim.clone(), opts(false)).unwrap();
-    db.transaction(|tx| {
-        for key in keys {
-            tx.put(key, "committed")?;
-        }
-        Ok::<(), Error>(())
-    })
-    .unwrap();
+    let (sim, db) = committed(seed, keys);
     let mut tx = db.begin().unwrap();
     loser(&mut tx);
     let id = tx.id();
-    db.sync().unwrap();
-    sim.power_loss();
-    drop(tx);
-    drop(db);
+    power_loss(&sim, db, vec![tx]);
     (sim, id)
 }
 
@@ -460,15 +460,7 @@ fn the_gap_before_a_losers_own_insert_that_its_delete_widened_stays_locked() {
 /// undone yet stays locked and hidden, and the background finishes it.
 #[test]
 fn a_loser_caught_in_its_abort_is_finished_in_the_background() {
-    let sim = Arc::new(SimStorage::new(8));
-    let db = Db::open_with(sim.clone(), opts(false)).unwrap();
-    db.transaction(|tx| {
-        for key in ["a", "b", "d", "f"] {
-            tx.put(key, "committed")?;
-        }
-        Ok::<(), Error>(())
-    })
-    .unwrap();
+    let (sim, db) = committed(8, &["a", "b", "d", "f"]);
     let mut tx = db.begin().unwrap();
     tx.put("a", vec![b'u'; 700]).unwrap();
     assert!(tx.delete("b").unwrap());
@@ -482,10 +474,7 @@ fn a_loser_caught_in_its_abort_is_finished_in_the_background() {
     env.log_txn_record(id, crate::wal::Body::Abort).unwrap();
     let mut at = None;
     assert!(!env.rollback_steps(id, crate::types::Lsn::NONE, &mut at, 3).unwrap());
-    db.sync().unwrap();
-    sim.power_loss();
-    drop(tx);
-    drop(db);
+    power_loss(&sim, db, vec![tx]);
     let db = Db::open_with(sim.clone(), held(100)).unwrap();
     assert_eq!(db.recovery_report().undo_deferred_losers, 1);
     assert_eq!(keys_of_snapshot(&db), ["a", "b", "d", "f"]);
@@ -541,10 +530,7 @@ fn a_snapshot_reads_a_long_value_a_loser_replaced_across_checkpoints() {
     assert!(tx.delete("b").unwrap());
     tx.put("b", "short").unwrap();
     let id = tx.id();
-    db.sync().unwrap();
-    sim.power_loss();
-    drop(tx);
-    drop(db);
+    power_loss(&sim, db, vec![tx]);
     let db = Db::open_with(sim.clone(), held(100)).unwrap();
     let snap = db.begin_read().unwrap();
     undo_steps(&db, id, 1);
@@ -577,15 +563,7 @@ fn a_snapshot_reads_a_long_value_a_loser_replaced_across_checkpoints() {
 /// loser's insert.
 #[test]
 fn the_gap_a_losers_delete_widened_stays_locked_past_other_losers_inserts() {
-    let sim = Arc::new(SimStorage::new(11));
-    let db = Db::open_with(sim.clone(), opts(false)).unwrap();
-    db.transaction(|tx| {
-        for key in ["a", "b", "e"] {
-            tx.put(key, "committed")?;
-        }
-        Ok::<(), Error>(())
-    })
-    .unwrap();
+    let (sim, db) = committed(11, &["a", "b", "e"]);
     let mut older = db.begin().unwrap();
     let mut younger = db.begin().unwrap();
     assert!(younger.delete("b").unwrap());
@@ -596,10 +574,7 @@ fn the_gap_a_losers_delete_widened_stays_locked_past_other_losers_inserts() {
     db.inner.locks.release_one(crate::types::TxnId(younger.id()), gap_d);
     older.put("c", "uncommitted").unwrap();
     let (a, b) = (older.id(), younger.id());
-    db.sync().unwrap();
-    sim.power_loss();
-    drop((older, younger));
-    drop(db);
+    power_loss(&sim, db, vec![older, younger]);
     let db = Db::open_with(sim.clone(), held(100)).unwrap();
     assert_eq!(db.recovery_report().undo_deferred_losers, 2);
     undo_steps(&db, a, 1);
@@ -665,10 +640,7 @@ fn random_losers(case: u64) -> (Arc<SimStorage>, u64, Rng) {
             lanes[lane] = None;
         }
     }
-    db.sync().unwrap();
-    sim.power_loss();
-    drop(lanes);
-    drop(db);
+    power_loss(&sim, db, lanes.into_iter().flatten().map(|(tx, _)| tx).collect());
     (sim, keys, rng)
 }
 
@@ -839,24 +811,13 @@ fn the_background_undo_and_redo_pass_run_together_and_leave_the_classic_state() 
 /// itself, and every reader sees the committed state at once.
 #[test]
 fn losers_whose_rebuilt_gap_locks_overlap_are_rolled_back_in_the_open() {
-    let sim = Arc::new(SimStorage::new(42));
-    let db = Db::open_with(sim.clone(), opts(false)).unwrap();
-    db.transaction(|tx| {
-        for key in ["a", "b", "d", "e"] {
-            tx.put(key, "committed")?;
-        }
-        Ok::<(), Error>(())
-    })
-    .unwrap();
+    let (sim, db) = committed(42, &["a", "b", "d", "e"]);
     let mut a = db.begin().unwrap();
     assert!(a.delete("b").unwrap());
     db.inner.locks.release_one(crate::types::TxnId(a.id()), crate::txn::gap_lock(Some(b"d")));
     let mut b = db.begin().unwrap();
     assert!(b.delete("d").unwrap());
-    db.sync().unwrap();
-    sim.power_loss();
-    drop((a, b));
-    drop(db);
+    power_loss(&sim, db, vec![a, b]);
     let db = Db::open_with(sim.clone(), held(100)).unwrap();
     let r = db.recovery_report();
     assert_eq!((r.losers, r.undo_deferred_losers), (2, 0), "{r:?}");

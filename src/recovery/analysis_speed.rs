@@ -1,7 +1,7 @@
 //! Not a test: times analysis over an existing database's log, read-only,
 //! to measure recovery speed on a realistic log (say the crashed database
 //! that the benchmark runner's `w8-writer` leaves):
-//! `ARIESDB_ANALYSIS_DIR=DIR cargo test --release --lib analysis_speed -- --ignored --nocapture`
+//! `ARIESDB_ANALYSIS_DIR=DIR cargo test --release --lib recovery::analysis_speed::analysis_speed -- --ignored --nocapture`
 //! (`ARIESDB_ANALYSIS_RUNS`: how many times, 5 unless set). Prints each
 //! run's time and the median, for analysis and for the bare scan (records
 //! as views, then decoded).
@@ -17,7 +17,7 @@ use crate::wal::segments::Segments;
 use crate::wal::LSN_START;
 
 #[test]
-#[ignore = "a timing, not a check: it needs a database's directory in ARIESDB_ANALYSIS_DIR; run by hand (docs/testing.md, Longer runs)"]
+#[ignore = "a timing, not a check: needs a database directory in ARIESDB_ANALYSIS_DIR; run: ARIESDB_ANALYSIS_DIR=DIR cargo test --release --lib recovery::analysis_speed::analysis_speed -- --ignored --nocapture (docs/testing.md)"]
 fn analysis_speed() {
     let Ok(dir) = std::env::var("ARIESDB_ANALYSIS_DIR") else {
         println!("ARIESDB_ANALYSIS_DIR is not set: nothing to time");

@@ -287,8 +287,8 @@ fn defer_redo(
             page_lsns.insert(page_id, lsns);
         }
     }
-    let (segments, end) = (wal.segments().clone(), a.end.end_lsn());
-    Ok(Arc::new(PendingRedo::new(wal.clone(), segments, end, &a.dirty_pages, page_lsns, a.meta_parts.take())))
+    let end = a.end.end_lsn();
+    Ok(Arc::new(PendingRedo::new(wal.clone(), end, &a.dirty_pages, page_lsns, a.meta_parts.take())))
 }
 
 /// How the database was found at open.

@@ -37,7 +37,6 @@ use crate::buffer::{LoadRedo, LoadRedone};
 use crate::error::{Error, Result};
 use crate::page::{PageRef, META_PAGE};
 use crate::types::{IdMap, Lsn, PageId};
-use crate::wal::segments::Segments;
 use crate::wal::{reader, LogRecord, PagePart, Wal};
 
 /// Records that change more than one page kept for the next loads (`recent`).
@@ -142,9 +141,8 @@ pub struct PendingRedo {
     /// Pages the background sweep redid in memory (`sweep`), each used by
     /// its next load while it still owes redo.
     prepared: Mutex<IdMap<PageId, Prepared>>,
-    /// The log, for the sweep, and where it ended at the open: no record
-    /// after that changes a page that owes redo (changing one loads it).
-    segments: Arc<Segments>,
+    /// Where the log ended at the open: no record after it changes a page
+    /// that owes redo (changing one loads it first).
     end: Lsn,
     /// Parts analysis kept decoded, by page, in log order (the meta page's:
     /// `Analysis::meta_parts`): redone from here, not read back.
@@ -172,7 +170,6 @@ impl PendingRedo {
     /// if it kept them, redone from memory.
     pub fn new(
         wal: Arc<Wal>,
-        segments: Arc<Segments>,
         end: Lsn,
         dirty_pages: &IdMap<PageId, Lsn>,
         mut page_lsns: IdMap<PageId, Vec<Lsn>>,
@@ -188,6 +185,8 @@ impl PendingRedo {
             .map(|(&page_id, &rec_lsn)| {
                 let mut lsns = page_lsns.remove(&page_id).unwrap_or_default();
                 lsns.retain(|&l| l >= rec_lsn);
+                // The sweep reads to `end` only.
+                debug_assert!(lsns.last().is_none_or(|&l| l < end), "page {page_id} owes a record past the end");
                 debug_assert!(lsns.windows(2).all(|w| w[0] < w[1]), "page {page_id}'s records out of log order");
                 (page_id, Owed { rec_lsn, lsns: lsns.into() })
             })
@@ -203,7 +202,6 @@ impl PendingRedo {
             recent: Mutex::new(VecDeque::new()),
             kept: Mutex::new(kept),
             prepared: Mutex::new(IdMap::default()),
-            segments,
             end,
             started: std::time::Instant::now(),
             finished_us: AtomicU64::new(0),
@@ -315,7 +313,7 @@ impl PendingRedo {
             work.insert(page_id, Work { buf, valid, rec_lsn, tally: Tally::default() });
         }
         let Some(from) = work.values().map(|w| w.rec_lsn).min() else { return Ok(()) };
-        reader::scan_views(&self.segments, from, Lsn::NONE, Some(self.end), |rec| {
+        reader::scan_views(self.wal.segments(), from, Lsn::NONE, Some(self.end), |rec| {
             for (i, &page_id) in rec.page_ids.iter().enumerate() {
                 if rec.page_ids[..i].contains(&page_id) {
                     continue;

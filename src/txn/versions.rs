@@ -86,8 +86,8 @@ struct Version {
     before: Before,
 }
 
-/// The smallest and largest key of a set (None: past every key).
-type KeySpan = (Box<[u8]>, Option<Box<[u8]>>);
+/// The smallest and largest key of a set.
+type KeySpan = (Box<[u8]>, Box<[u8]>);
 
 #[derive(Default)]
 struct State {
@@ -193,7 +193,7 @@ impl VersionStore {
         if let Some((lo, hi)) = st.untracked.get_mut(&txn) {
             if key < &**lo {
                 *lo = key.into();
-            } else if let Some(hi) = hi.as_mut().filter(|hi| key > &***hi) {
+            } else if key > &**hi {
                 *hi = key.into();
             }
             return;
@@ -353,8 +353,8 @@ impl VersionStore {
     fn check_untracked(&self, st: &State, read_seq: u64, range: (Bound<&[u8]>, Bound<&[u8]>)) -> Result<()> {
         for (txn, (lo, hi)) in &st.untracked {
             let visible = st.seq_of.get(txn).is_some_and(|&seq| seq <= read_seq);
-            let hi = hi.as_deref().map_or(Bound::Unbounded, Bound::Included);
-            let overlaps = !range_is_empty((range.0, hi)) && !range_is_empty((Bound::Included(&**lo), range.1));
+            let overlaps = !range_is_empty((range.0, Bound::Included(&**hi)))
+                && !range_is_empty((Bound::Included(&**lo), range.1));
             if !visible && overlaps {
                 return Err(Error::SnapshotTooOld {
                     cause: SnapshotTooOld::LargeTransaction { escalation_keys: self.escalate_keys },
@@ -457,7 +457,7 @@ fn untrack(st: &mut State, txn: TxnId) {
             hi = key;
         }
     }
-    st.untracked.insert(txn, (lo, Some(hi)));
+    st.untracked.insert(txn, (lo, hi));
 }
 
 /// A version was added to (`added`) or removed from `by_key`: keep `logged`
