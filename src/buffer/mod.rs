@@ -143,6 +143,10 @@ type PageMap = IdMap<PageId, u32>;
 /// id is congruent to the shard's index. Aligned so that two shards never
 /// share a cache line.
 #[repr(align(128))]
+/// Aligned to two cache lines, so that fetches of pages of neighbouring
+/// shards from different threads do not share a line (adjacent-line
+/// prefetch pairs lines).
+#[repr(align(128))]
 struct Shard {
     map: RwLock<PageMap>,
     /// Fetches of this shard's pages served from the pool.
@@ -187,6 +191,10 @@ pub struct BufferPool {
     /// The meta page's root and page count, `root << 32 | page_count`
     /// (0: not known; the root is never page 0).
     meta_shape: AtomicU64,
+    /// Frames whose `dirty` flag is set (changed only by the flag's swaps in
+    /// `set_dirty` and `clear_dirty`), so a write-back pass over a pool with
+    /// no dirty frame costs nothing.
+    dirty_frames: AtomicUsize,
     /// Counters.
     pub counters: PoolCounters,
 }
@@ -240,7 +248,7 @@ impl PageHandle<'_> {
         if !f.dirty.load(Ordering::Acquire) {
             debug_assert!(!rec_lsn.is_none());
             f.set_rec_lsn(rec_lsn);
-            f.dirty.store(true, Ordering::Release);
+            self.pool.set_dirty(f);
         }
     }
 }
@@ -301,6 +309,7 @@ impl BufferPool {
             stop,
             changed_in_epoch: Default::default(),
             meta_shape: AtomicU64::new(0),
+            dirty_frames: AtomicUsize::new(0),
             counters: PoolCounters::default(),
         }
     }
@@ -550,7 +559,7 @@ impl BufferPool {
         let f = &self.frames[idx];
         debug_assert_eq!(f.pin.load(Ordering::Acquire), 1);
         f.set_page_id(page_id);
-        f.dirty.store(false, Ordering::Release);
+        self.clear_dirty(f);
         f.valid.store(false, Ordering::Release);
         f.set_rec_lsn(Lsn::NONE);
         // Uncontended: nobody holds a latch on a claimed frame.
@@ -592,7 +601,7 @@ impl BufferPool {
                         valid = true;
                         if let Some(rec_lsn) = redone.dirty_rec_lsn {
                             f.set_rec_lsn(rec_lsn);
-                            f.dirty.store(true, Ordering::Release);
+                            self.set_dirty(f);
                             if page_id == page::META_PAGE {
                                 self.forget_meta_shape();
                             }
@@ -607,7 +616,7 @@ impl BufferPool {
                             map.remove(&page_id);
                         }
                         f.set_page_id(NO_PAGE);
-                        f.dirty.store(false, Ordering::Release);
+                        self.clear_dirty(f);
                         f.set_rec_lsn(Lsn::NONE);
                         return Err(e);
                     }
@@ -781,10 +790,37 @@ impl BufferPool {
         let mut copy = data.to_vec();
         page::seal(&mut copy);
         self.stopping(self.file.write_all_at(&copy, page_id.offset(self.page_size)))?;
-        f.dirty.store(false, Ordering::Release);
+        self.clear_dirty(f);
         f.set_rec_lsn(Lsn::NONE);
         self.counters.pages_written.fetch_add(1, Ordering::Relaxed);
         Ok(waited)
+    }
+
+    /// Set frame `f`'s dirty flag (its `rec_lsn` set first), counting it.
+    fn set_dirty(&self, f: &Frame) {
+        if !f.dirty.swap(true, Ordering::AcqRel) {
+            self.dirty_frames.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Clear frame `f`'s dirty flag, counting it.
+    fn clear_dirty(&self, f: &Frame) {
+        if f.dirty.swap(false, Ordering::AcqRel) {
+            let before = self.dirty_frames.fetch_sub(1, Ordering::AcqRel);
+            debug_assert!(before > 0, "more dirty flags cleared than set");
+        }
+    }
+
+    /// Frames with changes not yet written back.
+    pub fn dirty_frame_count(&self) -> usize {
+        self.dirty_frames.load(Ordering::Acquire)
+    }
+
+    /// Frames whose dirty flag is set, counted one by one (to check
+    /// `dirty_frame_count` against).
+    #[cfg(test)]
+    pub(crate) fn dirty_flags_set(&self) -> usize {
+        self.frames.iter().filter(|f| f.dirty.load(Ordering::Acquire)).count()
     }
 
     /// The dirty page table: (page, rec_lsn) of every dirty frame, and of
@@ -834,13 +870,15 @@ impl BufferPool {
         self.stop.check()?;
         let mut written = 0;
         for idx in 0..self.frames.len() {
-            if written >= limit {
+            if written >= limit || self.dirty_frame_count() == 0 {
                 break;
             }
             let f = &self.frames[idx];
             {
                 let pid = f.page_id();
-                if pid == NO_PAGE {
+                // Looked at first without the shard, so that a pass over
+                // clean frames takes no lock; checked again under it.
+                if pid == NO_PAGE || !f.dirty.load(Ordering::Acquire) || f.rec_lsn() >= older_than {
                     continue;
                 }
                 let map = self.shard(pid).map.read();

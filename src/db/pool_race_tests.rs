@@ -138,3 +138,41 @@ fn dirty_page_table_never_has_rec_lsn_none() {
     eprintln!("{nones} dirty page tables with rec_lsn NONE of {tables}");
     assert_eq!(nones, 0, "{nones} dirty page tables with rec_lsn NONE of {tables}");
 }
+
+/// The pool's count of dirty frames follows the flags through changes,
+/// evictions of dirty frames (a pool of 24 frames), rollbacks, write-backs
+/// and reloads; a write-back pass over a clean pool writes nothing.
+#[test]
+fn dirty_frame_count_follows_the_flags() {
+    let db = filled();
+    let pool = &db.inner.pool;
+    assert_eq!(pool.dirty_frame_count(), 0);
+    assert_eq!(pool.dirty_flags_set(), 0);
+    for round in 0..6u32 {
+        let mut tx = db.begin().unwrap();
+        for i in (round..3000).step_by(7) {
+            tx.put(format!("key{i:06}").as_bytes(), [round as u8; 150]).unwrap();
+        }
+        if round % 3 == 2 {
+            tx.abort().unwrap();
+        } else {
+            tx.commit().unwrap();
+        }
+        assert!(pool.dirty_frame_count() > 0, "round {round}");
+        assert_eq!(pool.dirty_frame_count(), pool.dirty_flags_set(), "round {round}");
+        if round % 2 == 1 {
+            db.inner.wal.flush_all().unwrap();
+            pool.flush_dirty(Lsn::MAX, 5).unwrap();
+            assert_eq!(pool.dirty_frame_count(), pool.dirty_flags_set(), "round {round}");
+        }
+    }
+    db.inner.wal.flush_all().unwrap();
+    pool.flush_dirty(Lsn::MAX, usize::MAX).unwrap();
+    assert_eq!(pool.dirty_frame_count(), 0);
+    assert_eq!(pool.dirty_flags_set(), 0);
+    assert_eq!(pool.flush_dirty(Lsn::MAX, usize::MAX).unwrap(), 0);
+    // Reads reload evicted pages clean.
+    let snap = db.begin_read().unwrap();
+    assert_eq!(snap.get(b"key000001").unwrap().map(|v| v.len()), Some(150));
+    assert_eq!(pool.dirty_frame_count(), 0);
+}
