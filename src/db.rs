@@ -166,6 +166,11 @@ pub struct Stats {
     pub wal_syncs: u64,
     /// Log flushes (each may serve many committers).
     pub wal_flushes: u64,
+    /// Log flushes whose leader, a committing transaction, first waited (at
+    /// most half a flush's time, 1 ms at most) for the other threads its
+    /// last flush served to commit too, so that one fsync serves them all
+    /// (group commit; a thread committing alone never waits).
+    pub wal_group_waits: u64,
     /// Bytes written to the log.
     pub wal_bytes_written: u64,
     /// Bytes the log segments occupy on storage.
@@ -1059,6 +1064,7 @@ impl Inner {
             checkpoints: self.ckpt.count(),
             wal_syncs: w.syncs.load(Ordering::Relaxed),
             wal_flushes: w.flushes.load(Ordering::Relaxed),
+            wal_group_waits: w.group_waits.load(Ordering::Relaxed),
             wal_bytes_written: w.bytes_written.load(Ordering::Relaxed),
             wal_disk_bytes: self.wal.disk_bytes(),
             cache_hits: self.pool.hits(),

@@ -180,3 +180,98 @@ fn a_flush_in_a_no_flush_zone_is_caught_but_an_eviction_s_is_not() {
     assert!(wal.durable_lsn() > lsn);
     assert_eq!(wal.counters.flushes_in_no_flush_zone.load(Ordering::Relaxed), 1);
 }
+
+/// A log whose group commit leaders wait `wait` for their siblings, however
+/// fast the last flush was (SimStorage's are microseconds).
+fn group_wal(seed: u64, wait: Duration) -> Arc<Wal> {
+    let mut wal = new_wal(Arc::new(SimStorage::new(seed)));
+    wal.set_group_wait(wait, wait);
+    Arc::new(wal)
+}
+
+#[test]
+fn a_commit_leader_waits_for_the_committer_its_last_flush_served() {
+    let wal = group_wal(4, Duration::from_secs(20));
+    // This thread commits once: the flush serves it alone.
+    let first = record(&wal, 100);
+    wal.flush_commit(first).unwrap();
+    let syncs = wal.counters.syncs.load(Ordering::Relaxed);
+    // Another thread commits and leads the next flush: it waits for this one.
+    let other = {
+        let wal = wal.clone();
+        std::thread::spawn(move || {
+            let lsn = record(&wal, 100);
+            wal.flush_commit(lsn).unwrap();
+            lsn
+        })
+    };
+    let t0 = std::time::Instant::now();
+    while wal.counters.group_waits.load(Ordering::Relaxed) == 0 {
+        assert!(t0.elapsed() < Duration::from_secs(20), "the other thread led a flush without waiting");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(wal.counters.syncs.load(Ordering::Relaxed), syncs, "the leader synced before its sibling came");
+    let mine = record(&wal, 100);
+    wal.flush_commit(mine).unwrap();
+    let theirs = other.join().unwrap();
+    assert!(wal.durable_lsn() > mine.max(theirs));
+    // One sync made both commits durable.
+    assert_eq!(wal.counters.syncs.load(Ordering::Relaxed), syncs + 1);
+    assert_eq!(wal.counters.group_waits.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn a_thread_committing_alone_never_waits() {
+    let wal = group_wal(5, Duration::from_secs(20));
+    let syncs = wal.counters.syncs.load(Ordering::Relaxed);
+    for _ in 0..20 {
+        let lsn = record(&wal, 100);
+        wal.flush_commit(lsn).unwrap();
+        assert!(wal.durable_lsn() > lsn);
+    }
+    assert_eq!(wal.counters.group_waits.load(Ordering::Relaxed), 0);
+    assert_eq!(wal.counters.syncs.load(Ordering::Relaxed), syncs + 20);
+    // Nor do flushes other than commits, from any thread.
+    let other = {
+        let wal = wal.clone();
+        std::thread::spawn(move || {
+            record(&wal, 100);
+            wal.flush_all().unwrap()
+        })
+    };
+    other.join().unwrap();
+    assert_eq!(wal.counters.group_waits.load(Ordering::Relaxed), 0);
+}
+
+#[test]
+fn a_wait_that_nobody_joins_ends_and_the_next_leads_skip_it() {
+    let wal = group_wal(6, Duration::from_millis(30));
+    // Another thread commits once and never again.
+    {
+        let wal = wal.clone();
+        std::thread::spawn(move || wal.flush_commit(record(&wal, 100)).unwrap()).join().unwrap();
+    }
+    let lsn = record(&wal, 100);
+    wal.flush_commit(lsn).unwrap();
+    assert!(wal.durable_lsn() > lsn);
+    assert_eq!(wal.counters.group_waits.load(Ordering::Relaxed), 1);
+    // Each lead by a new thread expects the thread served before it, which
+    // never comes back: the next GROUP_WAIT_SKIPS leads skip the wait.
+    let commit_in_new_thread = || {
+        let wal = wal.clone();
+        std::thread::spawn(move || {
+            let lsn = record(&wal, 100);
+            wal.flush_commit(lsn).unwrap();
+            assert!(wal.durable_lsn() > lsn);
+        })
+        .join()
+        .unwrap()
+    };
+    for _ in 0..GROUP_WAIT_SKIPS {
+        commit_in_new_thread();
+    }
+    assert_eq!(wal.counters.group_waits.load(Ordering::Relaxed), 1);
+    // Then one waits again.
+    commit_in_new_thread();
+    assert_eq!(wal.counters.group_waits.load(Ordering::Relaxed), 2);
+}

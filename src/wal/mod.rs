@@ -18,7 +18,9 @@
 //!   the stale tail past the end (`Segments::erase_stale_tail`).
 //! - Group commit: committers wait on one condition variable while a single
 //!   leader writes and syncs everything appended so far; no lock that
-//!   appenders need is held across the fsync.
+//!   appenders need is held across the fsync. A committing leader may first
+//!   wait, a bounded time and holding no lock, for the committing threads
+//!   its last flush served to join it (`wait_for_siblings`).
 //! - `append` never writes or waits: callers append under the tree latch and
 //!   the transaction table's mutex, where no log flush may be waited for
 //!   (`no_flush`). A buffer past `BUFFER_FLUSH_BYTES` is flushed by a caller
@@ -46,7 +48,10 @@ pub mod segments;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use parking_lot::{Condvar, Mutex};
+use std::thread::ThreadId;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::error::{Error, Result};
 use crate::failstop::FailStop;
@@ -55,6 +60,14 @@ use crate::storage::{read_full_at, Storage};
 use crate::types::Lsn;
 pub use record::*;
 use segments::Segments;
+
+/// The longest a group commit leader waits for other committers to join
+/// its flush (`Wal::wait_for_siblings`); it waits at most half the last
+/// flush's time, within this.
+pub const GROUP_WAIT_MAX: Duration = Duration::from_millis(1);
+/// Leads that do not wait for other committers after a wait that none
+/// joined.
+const GROUP_WAIT_SKIPS: u32 = 8;
 
 /// LSN of the first record of a new database.
 pub const LSN_START: Lsn = Lsn(4096);
@@ -107,6 +120,20 @@ struct AppendState {
 
 struct FlushState {
     in_progress: bool,
+    /// Committing threads waiting for the flush in progress (or about to
+    /// begin): their records are appended.
+    waiting: Vec<ThreadId>,
+    /// Committers that started to wait, ever (what a leader waiting for its
+    /// siblings counts).
+    arrivals: u64,
+    /// The committing threads whose records the last flush took (its
+    /// leader's and its waiters' at its start).
+    last_covered: Vec<ThreadId>,
+    /// Leads left that skip the wait for siblings (after a wait in which
+    /// none came).
+    skip_waits: u32,
+    /// The last flush's write and sync, in nanoseconds (0: none yet).
+    last_flush_ns: u64,
 }
 
 /// Counters for stats.
@@ -123,6 +150,9 @@ pub struct WalCounters {
     /// Flushes started by `flush_if_over`: the buffer had passed
     /// `BUFFER_FLUSH_BYTES`.
     pub size_flushes: AtomicU64,
+    /// Flushes whose leader first waited for other committers to join
+    /// (group commit, `Wal::wait_for_siblings`).
+    pub group_waits: AtomicU64,
     /// Flushes waited for by a thread in a no-flush zone (holding the tree
     /// latch or the transaction table), eviction's excepted: 0 unless a bug.
     pub flushes_in_no_flush_zone: AtomicU64,
@@ -133,6 +163,9 @@ pub struct WalCounters {
 enum Flusher {
     /// A caller outside any no-flush zone, refused once the database stopped.
     Caller,
+    /// A committing transaction (`Wal::flush_commit`): as `Caller`, and
+    /// counted for group commit.
+    Commit,
     /// An eviction under the caller's latches (the documented exception).
     Eviction,
     /// A dropped `Db`: refused only if the log's own flush failed.
@@ -146,6 +179,12 @@ pub struct Wal {
     append: Mutex<AppendState>,
     flush: Mutex<FlushState>,
     flush_cv: Condvar,
+    /// Signalled when a caller starts waiting for a flush (a leader waiting
+    /// for its siblings watches it).
+    arrival_cv: Condvar,
+    /// Bounds of a group commit leader's wait (`wait_for_siblings`): 0 and
+    /// `GROUP_WAIT_MAX` (tests raise the floor).
+    group_wait: (Duration, Duration),
     durable_lsn: AtomicU64,
     /// `AppendState::buf`'s length, readable without the mutex.
     buffered: AtomicUsize,
@@ -191,8 +230,17 @@ impl Wal {
                 spare: Vec::with_capacity(1 << 20),
                 in_flight: None,
             }),
-            flush: Mutex::new(FlushState { in_progress: false }),
+            flush: Mutex::new(FlushState {
+                in_progress: false,
+                waiting: Vec::new(),
+                arrivals: 0,
+                last_covered: Vec::new(),
+                skip_waits: 0,
+                last_flush_ns: 0,
+            }),
             flush_cv: Condvar::new(),
+            arrival_cv: Condvar::new(),
+            group_wait: (Duration::ZERO, GROUP_WAIT_MAX),
             durable_lsn: AtomicU64::new(end_lsn.get()),
             buffered: AtomicUsize::new(0),
             flush_taken: AtomicU64::new(0),
@@ -297,6 +345,17 @@ impl Wal {
         self.flush_to_inner(lsn, Flusher::Caller)
     }
 
+    /// `flush_to` for a commit while `siblings` other transactions that
+    /// wrote are still running (group commit): a caller that leads the
+    /// flush first waits, up to half the last flush's time, for that many
+    /// committers to join it, so that one sync makes them all durable.
+    ///
+    /// # Errors
+    /// As `flush_to`.
+    pub fn flush_commit(&self, lsn: Lsn) -> Result<()> {
+        self.flush_to_inner(lsn, Flusher::Commit)
+    }
+
     /// `flush_to` for an eviction that must write a page ahead of the log:
     /// the one flush a thread may wait for under the tree latch (counted by
     /// the pool as `eviction_log_waits`; see `no_flush`).
@@ -312,6 +371,7 @@ impl Wal {
     /// log). A flush to wait for in a no-flush zone, eviction's excepted, is
     /// counted and fails a debug assertion.
     fn flush_to_inner(&self, lsn: Lsn, who: Flusher) -> Result<()> {
+        let me = std::thread::current().id();
         if self.durable_lsn() <= lsn && who != Flusher::Eviction && no_flush::log_flush_forbidden() {
             self.counters.flushes_in_no_flush_zone.fetch_add(1, Ordering::Relaxed);
             debug_assert!(false, "log flush to LSN {lsn} under the tree latch or the transaction table");
@@ -330,7 +390,17 @@ impl Wal {
                 return Ok(());
             }
             if f.in_progress {
+                if who == Flusher::Commit {
+                    f.waiting.push(me);
+                    f.arrivals += 1;
+                    self.arrival_cv.notify_one();
+                }
                 self.flush_cv.wait(&mut f);
+                if who == Flusher::Commit {
+                    if let Some(i) = f.waiting.iter().position(|&t| t == me) {
+                        f.waiting.swap_remove(i);
+                    }
+                }
                 continue;
             }
             if lsn >= self.end_lsn() {
@@ -339,9 +409,23 @@ impl Wal {
                 return Err(Error::corruption("wal", format!("flush to LSN {lsn}, past the end of the log")));
             }
             f.in_progress = true;
+            if who == Flusher::Commit {
+                self.wait_for_siblings(&mut f, me);
+            }
+            // The committers whose records this flush takes: the waiting
+            // ones, and this one.
+            let mut covered = std::mem::take(&mut f.last_covered);
+            covered.clear();
+            covered.extend_from_slice(&f.waiting);
+            if who == Flusher::Commit {
+                covered.push(me);
+            }
+            f.last_covered = covered;
             drop(f);
+            let t0 = Instant::now();
             let result = self.lead_flush();
             let mut f = self.flush.lock();
+            f.last_flush_ns = u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
             f.in_progress = false;
             if let Err(e) = &result {
                 self.flush_failed.store(true, Ordering::Release);
@@ -351,6 +435,40 @@ impl Wal {
             drop(f);
             result?;
         }
+    }
+
+    /// Group commit's wait, by a committer `me` about to lead a flush (with
+    /// `in_progress` set): if the last flush also took the records of other
+    /// committing threads that are not waiting now, those threads are likely
+    /// about to commit again; wait for them to join this flush, up to half
+    /// the last flush's time (`GROUP_WAIT_MAX` at most), so that one sync
+    /// makes them all durable. A thread alone never waits. After a wait that
+    /// nobody joined, the next `GROUP_WAIT_SKIPS` leads do not wait.
+    /// (PostgreSQL's `commit_delay` waits likewise, but for a fixed time and
+    /// whenever enough transactions are open.)
+    fn wait_for_siblings(&self, f: &mut MutexGuard<'_, FlushState>, me: ThreadId) {
+        let expected = f.last_covered.iter().filter(|&&t| t != me && !f.waiting.contains(&t)).count() as u64;
+        if expected == 0 {
+            return;
+        }
+        if f.skip_waits > 0 {
+            f.skip_waits -= 1;
+            return;
+        }
+        self.counters.group_waits.fetch_add(1, Ordering::Relaxed);
+        let wait = Duration::from_nanos(f.last_flush_ns / 2).clamp(self.group_wait.0, self.group_wait.1);
+        let deadline = Instant::now() + wait;
+        let arrivals = f.arrivals;
+        while f.arrivals < arrivals + expected && !self.arrival_cv.wait_until(f, deadline).timed_out() {}
+        if f.arrivals == arrivals {
+            f.skip_waits = GROUP_WAIT_SKIPS;
+        }
+    }
+
+    /// Set the bounds of a group commit leader's wait (tests).
+    #[cfg(test)]
+    fn set_group_wait(&mut self, floor: Duration, cap: Duration) {
+        self.group_wait = (floor, cap);
     }
 
     /// Flush everything appended so far.
