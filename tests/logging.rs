@@ -257,12 +257,13 @@ fn instant_restart_logs_what_it_deferred() {
     let db = Db::open_with(sim.clone(), opts).unwrap();
     let r = db.recovery_report();
     assert!(r.redo_deferred_pages > 0, "{r:?}");
-    let lines = take();
+    let mut lines = take();
     one(&lines, Level::Info, &format!("recovery redo: instant restart, {} dirty pages", r.redo_deferred_pages));
     one(&lines, Level::Info, &format!("redo of {} pages deferred", r.redo_deferred_pages));
-    assert!(!lines.iter().any(|l| l.msg.contains("every deferred page redone")), "{lines:#?}");
     db.close().unwrap();
-    let lines = take();
+    // The background pass may have finished before the first take: the
+    // line comes once, before the close returns.
+    lines.extend(take());
     let done = one(&lines, Level::Info, "recovery redo: every deferred page redone");
     assert!(done.msg.contains("at their first load"), "{done:?}");
     assert!(errors(&lines).is_empty(), "{lines:#?}");
@@ -284,11 +285,12 @@ fn instant_restart_logs_the_background_undo() {
     take();
     let db = Db::open_with(sim.clone(), opts).unwrap();
     assert_eq!(db.recovery_report().undo_deferred_losers, 1, "{:?}", db.recovery_report());
-    let lines = take();
+    let mut lines = take();
     let undo = one(&lines, Level::Info, "recovery undo: 1 losers are rolled back in the background");
     assert!(undo.msg.contains("their keys locked until then (0 escalated to a lock on every key)"), "{undo:?}");
     db.close().unwrap();
-    let lines = take();
+    // The background undo may have finished before the first take.
+    lines.extend(take());
     one(&lines, Level::Info, "recovery undo: every loser rolled back");
     for l in &lines {
         assert!(!l.msg.contains("  "), "a run of spaces in {l:?}");
