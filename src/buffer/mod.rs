@@ -143,10 +143,6 @@ type PageMap = IdMap<PageId, u32>;
 /// id is congruent to the shard's index. Aligned so that two shards never
 /// share a cache line.
 #[repr(align(128))]
-/// Aligned to two cache lines, so that fetches of pages of neighbouring
-/// shards from different threads do not share a line (adjacent-line
-/// prefetch pairs lines).
-#[repr(align(128))]
 struct Shard {
     map: RwLock<PageMap>,
     /// Fetches of this shard's pages served from the pool.

@@ -19,8 +19,9 @@
 //! - Group commit: committers wait on one condition variable while a single
 //!   leader writes and syncs everything appended so far; no lock that
 //!   appenders need is held across the fsync. A committing leader may first
-//!   wait, a bounded time and holding no lock, for the committing threads
-//!   its last flush served to join it (`wait_for_siblings`).
+//!   wait, holding no lock, for the committing threads its last flush served
+//!   to join it (`wait_for_siblings`); other flushers wait for it meanwhile,
+//!   an eviction under the tree latch included, 1 ms at most.
 //! - `append` never writes or waits: callers append under the tree latch and
 //!   the transaction table's mutex, where no log flush may be waited for
 //!   (`no_flush`). A buffer past `BUFFER_FLUSH_BYTES` is flushed by a caller
@@ -68,6 +69,8 @@ pub const GROUP_WAIT_MAX: Duration = Duration::from_millis(1);
 /// Leads that do not wait for other committers after a wait that none
 /// joined.
 const GROUP_WAIT_SKIPS: u32 = 8;
+/// Committing threads a flush remembers having served, at most.
+const GROUP_TRACKED: usize = 64;
 
 /// LSN of the first record of a new database.
 pub const LSN_START: Lsn = Lsn(4096);
@@ -345,10 +348,9 @@ impl Wal {
         self.flush_to_inner(lsn, Flusher::Caller)
     }
 
-    /// `flush_to` for a commit while `siblings` other transactions that
-    /// wrote are still running (group commit): a caller that leads the
-    /// flush first waits, up to half the last flush's time, for that many
-    /// committers to join it, so that one sync makes them all durable.
+    /// `flush_to` for a commit (group commit): a caller that leads the
+    /// flush may first wait for the committing threads the last flush
+    /// served to join it (`wait_for_siblings`).
     ///
     /// # Errors
     /// As `flush_to`.
@@ -413,10 +415,11 @@ impl Wal {
                 self.wait_for_siblings(&mut f, me);
             }
             // The committers whose records this flush takes: the waiting
-            // ones, and this one.
+            // ones, and this one (at most `GROUP_TRACKED`: the next leader
+            // compares them with the waiting ones, pair by pair).
             let mut covered = std::mem::take(&mut f.last_covered);
             covered.clear();
-            covered.extend_from_slice(&f.waiting);
+            covered.extend(f.waiting.iter().take(GROUP_TRACKED - 1));
             if who == Flusher::Commit {
                 covered.push(me);
             }
