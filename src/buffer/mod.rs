@@ -12,13 +12,21 @@
 //! - The page table is split in `TABLE_SHARDS` shards by page id, each behind
 //!   its own reader-writer lock, so that fetches of different pages (and hits
 //!   on the same page) do not serialize on one lock.
-//! - A frame's pin count is raised only while its page's shard lock is held
-//!   (shared is enough for a hit), or by the compare-and-swap from 0 to 1 with
-//!   which an eviction claims the frame, under that shard's exclusive lock.
-//!   So a claimed frame has no other pinner, and no hit can pin it until its
-//!   new page is mapped.
+//! - A frame's pin count is raised while its page's shard lock is held
+//!   (shared is enough for a hit), by the compare-and-swap from 0 to 1 with
+//!   which an eviction takes the frame (under the shard's exclusive lock),
+//!   or by a hit through the frame hints, which holds no lock.
+//! - A frame about to get another page is CLAIMED (the pin word's top bit,
+//!   set by a compare-and-swap from exactly one pin, the evictor's, or from
+//!   0 for an empty frame) until its new page is mapped. A hint hit pins
+//!   first, then backs off if the frame is claimed or holds another page:
+//!   so no hit ever uses a frame whose page is changing, and a claimed frame
+//!   has no pinner but its claimant that counts.
 //! - A frame's page id changes only while the shard of the page it gets is
-//!   held exclusively and the frame is claimed (pinned once, by the loader).
+//!   held exclusively and the frame is claimed.
+//! - The frame hints (`hints`) map a page to the frame that held it when
+//!   the hint was written: a cache of the page table that may be stale or
+//!   missing, never trusted without the checks above.
 //! - `rec_lsn` of a dirty frame is at or before the first log record whose
 //!   effect the stored page lacks, and at a record that fully defines the page
 //!   (a full image or an init), so redo from `rec_lsn` can rebuild a torn page.
@@ -137,6 +145,30 @@ const FULL_RETRY_YIELDS: usize = 8;
 /// Shards of the page table (a power of two).
 const TABLE_SHARDS: usize = 64;
 
+/// The pin word's bit that marks a frame claimed for another page.
+const CLAIMED: u32 = 1 << 31;
+
+/// Hint slots per frame (`BufferPool::hints`).
+const HINTS_PER_FRAME: usize = 4;
+
+/// Counters of hint hits, one per group of threads, each on its own cache
+/// lines, so that readers of the same hot page do not share a counter.
+const HIT_STRIPES: usize = 16;
+
+/// A counter alone on its cache lines.
+#[derive(Default)]
+#[repr(align(128))]
+struct Stripe(AtomicU64);
+
+/// This thread's stripe of `HIT_STRIPES`, given out in turn.
+fn hit_stripe() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static STRIPE: usize = NEXT.fetch_add(1, Ordering::Relaxed) % HIT_STRIPES;
+    }
+    STRIPE.with(|s| *s)
+}
+
 type PageMap = IdMap<PageId, u32>;
 
 /// One shard of the page table: page id -> frame index, for the pages whose
@@ -187,6 +219,13 @@ pub struct BufferPool {
     /// The meta page's root and page count, `root << 32 | page_count`
     /// (0: not known; the root is never page 0).
     meta_shape: AtomicU64,
+    /// Frame hints: slot `hint_slot(page)` holds `(page + 1) << 32 | frame`
+    /// (0: none), written when a page is mapped or found through the page
+    /// table, cleared when it is unmapped. A hit through a hint takes no
+    /// lock (see the invariants for how it is checked).
+    hints: Box<[AtomicU64]>,
+    /// Fetches served through a hint, in stripes.
+    hint_hits: Box<[Stripe]>,
     /// Frames whose `dirty` flag is set (changed only by the flag's swaps in
     /// `set_dirty` and `clear_dirty`), so a write-back pass over a pool with
     /// no dirty frame costs nothing.
@@ -271,6 +310,7 @@ impl BufferPool {
         stop: Arc<FailStop>,
     ) -> BufferPool {
         assert!(u32::try_from(frames).is_ok(), "frame indices are kept as u32");
+        let hint_slots = (frames * HINTS_PER_FRAME).next_power_of_two();
         let frames: Box<[Frame]> = (0..frames)
             .map(|_| Frame {
                 page_id: AtomicU32::new(NO_PAGE.get()),
@@ -305,6 +345,8 @@ impl BufferPool {
             stop,
             changed_in_epoch: Default::default(),
             meta_shape: AtomicU64::new(0),
+            hints: (0..hint_slots).map(|_| AtomicU64::new(0)).collect(),
+            hint_hits: (0..HIT_STRIPES).map(|_| Stripe::default()).collect(),
             dirty_frames: AtomicUsize::new(0),
             counters: PoolCounters::default(),
         }
@@ -421,9 +463,55 @@ impl BufferPool {
         &self.shards[page_id.get() as usize % TABLE_SHARDS]
     }
 
-    /// Fetches served from the pool, summed over the shards.
+    /// Fetches served from the pool, summed over the shards and the hint
+    /// stripes.
     pub fn hits(&self) -> u64 {
-        self.shards.iter().map(|s| s.hits.load(Ordering::Relaxed)).sum()
+        let by_table: u64 = self.shards.iter().map(|s| s.hits.load(Ordering::Relaxed)).sum();
+        by_table + self.hint_hits.iter().map(|s| s.0.load(Ordering::Relaxed)).sum::<u64>()
+    }
+
+    /// Fetches served through a hint (tests).
+    #[cfg(test)]
+    pub(crate) fn hint_hit_count(&self) -> u64 {
+        self.hint_hits.iter().map(|s| s.0.load(Ordering::Relaxed)).sum()
+    }
+
+    /// `page_id`'s slot of the frame hints (Fibonacci hashing).
+    fn hint_slot(&self, page_id: PageId) -> &AtomicU64 {
+        let h = u64::from(page_id.get()).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        &self.hints[(h >> 32) as usize & (self.hints.len() - 1)]
+    }
+
+    /// Note that frame `idx` holds `page_id`.
+    fn set_hint(&self, page_id: PageId, idx: usize) {
+        self.hint_slot(page_id).store((u64::from(page_id.get()) + 1) << 32 | idx as u64, Ordering::Release);
+    }
+
+    /// Forget the hint that frame `idx` holds `page_id`, if it is there.
+    fn clear_hint(&self, page_id: PageId, idx: usize) {
+        let hint = (u64::from(page_id.get()) + 1) << 32 | idx as u64;
+        let _ = self.hint_slot(page_id).compare_exchange(hint, 0, Ordering::AcqRel, Ordering::Relaxed);
+    }
+
+    /// A hit through the frame hints, without a lock: the frame the hint
+    /// names, pinned, if it still holds `page_id` and is not claimed. None:
+    /// no hint, or a stale one (the caller looks in the page table).
+    fn hint_hit(&self, page_id: PageId) -> Option<PageHandle<'_>> {
+        let hint = self.hint_slot(page_id).load(Ordering::Acquire);
+        if hint >> 32 != u64::from(page_id.get()) + 1 {
+            return None;
+        }
+        let idx = (hint & 0xffff_ffff) as usize;
+        let f = self.frames.get(idx)?;
+        // Pin first (dropping the handle unpins): a claim made before this
+        // shows in the old value; one tried after it fails on this pin.
+        let before = f.pin.fetch_add(1, Ordering::AcqRel);
+        let h = PageHandle { pool: self, idx };
+        if before & CLAIMED != 0 || f.page_id() != page_id {
+            return None;
+        }
+        self.hint_hits[hit_stripe()].0.fetch_add(1, Ordering::Relaxed);
+        Some(h)
     }
 
     fn fetch_inner(&self, page_id: PageId, read: bool) -> Result<PageHandle<'_>> {
@@ -447,6 +535,15 @@ impl BufferPool {
                     "reading page {page_id} failed in another thread"
                 ))));
             }
+            if let Some(h) = self.hint_hit(page_id) {
+                match self.finish_hit(h, page_id, read)? {
+                    Some(h) => return Ok(h),
+                    None => {
+                        failed_loads += 1;
+                        continue;
+                    }
+                }
+            }
             // A hit needs the shard only shared, and only to pin the frame:
             // the shard is released before any wait for the page's latch
             // (a loader that fails takes the shard while latching the page).
@@ -455,6 +552,7 @@ impl BufferPool {
                 map.get(&page_id).map(|&idx| {
                     let idx = idx as usize;
                     self.frames[idx].pin.fetch_add(1, Ordering::AcqRel);
+                    self.set_hint(page_id, idx);
                     idx
                 })
             };
@@ -553,7 +651,8 @@ impl BufferPool {
         read: bool,
     ) -> Result<PageHandle<'a>> {
         let f = &self.frames[idx];
-        debug_assert_eq!(f.pin.load(Ordering::Acquire), 1);
+        // Claimed; a hint hit may have pinned it meanwhile and is backing off.
+        debug_assert!(f.pin.load(Ordering::Acquire) & CLAIMED != 0);
         f.set_page_id(page_id);
         self.clear_dirty(f);
         f.valid.store(false, Ordering::Release);
@@ -565,6 +664,9 @@ impl BufferPool {
             *d = vec![0u8; self.page_size].into_boxed_slice();
         }
         map.insert(page_id, idx as u32);
+        // Mapped: hits may pin it now (and wait on the latch for the read).
+        f.pin.fetch_and(!CLAIMED, Ordering::AcqRel);
+        self.set_hint(page_id, idx);
         drop(map);
         let h = PageHandle { pool: self, idx };
         let state = if read {
@@ -576,6 +678,7 @@ impl BufferPool {
                     if map.get(&page_id) == Some(&(idx as u32)) {
                         map.remove(&page_id);
                     }
+                    self.clear_hint(page_id, idx);
                     f.set_page_id(NO_PAGE);
                     return Err(e);
                 }
@@ -611,6 +714,7 @@ impl BufferPool {
                         if map.get(&page_id) == Some(&(idx as u32)) {
                             map.remove(&page_id);
                         }
+                        self.clear_hint(page_id, idx);
                         f.set_page_id(NO_PAGE);
                         self.clear_dirty(f);
                         f.set_rec_lsn(Lsn::NONE);
@@ -714,13 +818,13 @@ impl BufferPool {
         let old = f.page_id();
         if old == NO_PAGE {
             // No shard to hold: the claim alone excludes other evictors.
-            if f.pin.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            if f.pin.compare_exchange(0, CLAIMED | 1, Ordering::AcqRel, Ordering::Acquire).is_ok() {
                 if f.page_id() == NO_PAGE {
                     unpin_fallback(needs_log_flush.take());
                     return Some(Victim::Clean(idx));
                 }
                 // Taken and loaded by another thread meanwhile.
-                f.pin.fetch_sub(1, Ordering::AcqRel);
+                f.pin.fetch_sub(CLAIMED | 1, Ordering::AcqRel);
             }
             return None;
         }
@@ -757,11 +861,17 @@ impl BufferPool {
                 return None;
             }
         }
+        if !dirty && f.pin.compare_exchange(1, CLAIMED | 1, Ordering::AcqRel, Ordering::Acquire).is_err() {
+            // A hint hit pinned it since the claim above: in use.
+            f.pin.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
         unpin_fallback(needs_log_flush.take());
         if dirty {
             return Some(Victim::Dirty(idx));
         }
         map.remove(&old);
+        self.clear_hint(old, idx);
         self.counters.evictions.fetch_add(1, Ordering::Relaxed);
         Some(Victim::Clean(idx))
     }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use super::Db;
 use crate::error::Error;
 use crate::options::Options;
+use crate::page::PageRef;
 use crate::storage::SimStorage;
 use crate::types::{Lsn, PageId};
 
@@ -16,6 +17,14 @@ fn opts() -> Options {
         .buffer_pool_pages(crate::MIN_BUFFER_POOL_PAGES)
         .background_writer(false)
         .checkpoint_interval_bytes(0)
+}
+
+/// The next of a xorshift sequence (Marsaglia 2003) from `x`.
+fn xorshift(x: &mut u64) -> u64 {
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    *x
 }
 
 /// A database of a few hundred pages, everything written back.
@@ -52,9 +61,7 @@ fn spurious_full(pinned: usize, threads: usize, secs: u64) -> (u64, u64) {
                 let _r = inner.tree_latch.for_read(&inner.pool, &inner.wal).unwrap();
                 let mut x = 0x9E37_79B9_7F4A_7C15u64.wrapping_mul(t + 1);
                 while !stop.load(Ordering::Relaxed) {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
+                    let x = xorshift(&mut x);
                     let pid = PageId(2 + (x % u64::from(page_count - 2)) as u32);
                     fetches.fetch_add(1, Ordering::Relaxed);
                     match inner.pool.fetch(pid) {
@@ -175,4 +182,47 @@ fn dirty_frame_count_follows_the_flags() {
     let snap = db.begin_read().unwrap();
     assert_eq!(snap.get(b"key000001").unwrap().map(|v| v.len()), Some(150));
     assert_eq!(pool.dirty_frame_count(), 0);
+}
+
+/// Readers of random pages in a pool of 24 frames, so that frames change
+/// pages all the time under the hints: every fetch must return the page
+/// asked for, whole (its header names it), through a hint or the table.
+#[test]
+fn hint_hits_never_return_another_page() {
+    let secs = std::env::var("REVIEW_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(4);
+    let db = filled();
+    let inner = &db.inner;
+    let page_count = inner.tree().meta().unwrap().page_count;
+    let hint_hits = inner.pool.hint_hit_count();
+    let fetches = AtomicU64::new(0);
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for t in 0..3u64 {
+            let (fetches, stop) = (&fetches, &stop);
+            s.spawn(move || {
+                let _r = inner.tree_latch.for_read(&inner.pool, &inner.wal).unwrap();
+                let mut x = 0x2545_F491_4F6C_DD1Du64.wrapping_mul(t + 1);
+                while !stop.load(Ordering::Relaxed) {
+                    let x = xorshift(&mut x);
+                    // Half the fetches go to 8 hot pages, so that hints hit.
+                    let span = if x & 1 == 0 { 8 } else { u64::from(page_count - 2) };
+                    let pid = PageId(2 + ((x >> 1) % span) as u32);
+                    match inner.pool.fetch(pid) {
+                        Ok(h) => {
+                            let g = h.read();
+                            assert_eq!(g.page_id(), pid, "fetched page {pid}, got the bytes of another");
+                        }
+                        Err(Error::BufferPoolFull { .. }) => {}
+                        Err(e) => panic!("{e}"),
+                    }
+                    fetches.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        std::thread::sleep(Duration::from_secs(secs));
+        stop.store(true, Ordering::Relaxed);
+    });
+    let hint_hits = inner.pool.hint_hit_count() - hint_hits;
+    eprintln!("{} fetches, {hint_hits} through a hint", fetches.load(Ordering::Relaxed));
+    assert!(hint_hits > 0, "no fetch went through a hint");
 }
