@@ -232,7 +232,15 @@ pub struct BufferPool {
     dirty_frames: AtomicUsize,
     /// Counters.
     pub counters: PoolCounters,
+    /// Tests: run by `try_claim` just before it marks a clean victim
+    /// CLAIMED, with the page the victim holds; kept until it returns true.
+    #[cfg(test)]
+    claim_hook: parking_lot::Mutex<Option<ClaimHook>>,
 }
+
+/// A test's hook into `try_claim` (`BufferPool::set_claim_hook`).
+#[cfg(test)]
+pub(crate) type ClaimHook = Box<dyn FnMut(&BufferPool, PageId) -> bool + Send>;
 
 /// `meta_shape`'s packing of a meta page's root and page count.
 /// (0, "not known", for a meta page without a root).
@@ -349,6 +357,8 @@ impl BufferPool {
             hint_hits: (0..HIT_STRIPES).map(|_| Stripe::default()).collect(),
             dirty_frames: AtomicUsize::new(0),
             counters: PoolCounters::default(),
+            #[cfg(test)]
+            claim_hook: parking_lot::Mutex::new(None),
         }
     }
 
@@ -474,6 +484,19 @@ impl BufferPool {
     #[cfg(test)]
     pub(crate) fn hint_hit_count(&self) -> u64 {
         self.hint_hits.iter().map(|s| s.0.load(Ordering::Relaxed)).sum()
+    }
+
+    /// Run `hook` at the next claims of clean victims, until it returns true
+    /// (tests).
+    #[cfg(test)]
+    pub(crate) fn set_claim_hook(&self, hook: ClaimHook) {
+        *self.claim_hook.lock() = Some(hook);
+    }
+
+    /// A fetch through the frame hints only, taking no lock (tests).
+    #[cfg(test)]
+    pub(crate) fn fetch_by_hint(&self, page_id: PageId) -> Option<PageHandle<'_>> {
+        self.hint_hit(page_id)
     }
 
     /// `page_id`'s slot of the frame hints (Fibonacci hashing).
@@ -835,15 +858,17 @@ impl BufferPool {
             other_guard = self.shard(old).map.try_write()?;
             &mut other_guard
         };
-        // With `old`'s shard held exclusively, no hit can pin the frame
-        // and its page cannot change; check it still holds `old`.
+        // With `old`'s shard held exclusively, no hit through the table can
+        // pin the frame (a hint hit can) and its page cannot change; check
+        // it still holds `old`.
         if f.page_id() != old || map.get(&old) != Some(&(idx as u32)) {
             return None;
         }
         // Claim first, then read `dirty`: a pinner that dirtied the page
         // and unpinned since the check above is seen by the claim (whose
-        // compare-and-swap reads from its unpin), and no one can dirty a
-        // claimed frame. (Read before the claim, `dirty` could be stale.)
+        // compare-and-swap reads from its unpin). (Read before the claim,
+        // `dirty` could be stale.) A hint hit can still pin the frame until
+        // it is CLAIMED, so a clean one is checked again after that.
         if f.pin.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire).is_err() {
             return None;
         }
@@ -861,9 +886,24 @@ impl BufferPool {
                 return None;
             }
         }
+        #[cfg(test)]
+        if !dirty {
+            let hook = self.claim_hook.lock().take();
+            if let Some(mut hook) = hook {
+                if !hook(self, old) {
+                    *self.claim_hook.lock() = Some(hook);
+                }
+            }
+        }
         if !dirty && f.pin.compare_exchange(1, CLAIMED | 1, Ordering::AcqRel, Ordering::Acquire).is_err() {
             // A hint hit pinned it since the claim above: in use.
             f.pin.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        if !dirty && f.dirty.load(Ordering::Acquire) && f.valid.load(Ordering::Acquire) {
+            // A hint hit pinned it after the first claim, changed it and let
+            // go before the CLAIMED bit (which reads from its unpin): in use.
+            f.pin.fetch_sub(CLAIMED | 1, Ordering::AcqRel);
             return None;
         }
         unpin_fallback(needs_log_flush.take());

@@ -226,3 +226,51 @@ fn hint_hits_never_return_another_page() {
     eprintln!("{} fetches, {hint_hits} through a hint", fetches.load(Ordering::Relaxed));
     assert!(hint_hits > 0, "no fetch went through a hint");
 }
+
+/// A writer that pins a clean frame through its hint after an eviction
+/// pinned it (and read it clean) but before the eviction marks it CLAIMED,
+/// and that changes the page and lets go in that window: the eviction must
+/// not reuse the frame, or the change is lost (the page is read back from
+/// storage without it, and its frame's dirty flag is simply cleared).
+#[test]
+fn an_eviction_keeps_a_change_made_through_a_hint_before_its_claim() {
+    let db = filled();
+    let pool = &db.inner.pool;
+    let page_count = db.inner.tree().meta().unwrap().page_count;
+    // The page changed and its bytes after the change.
+    type Changed = Option<(PageId, Vec<u8>)>;
+    let changed: Arc<parking_lot::Mutex<Changed>> = Arc::default();
+    let c = changed.clone();
+    pool.set_claim_hook(Box::new(move |pool, page| {
+        // The writer, between the evictor's pin and its claim: a hit
+        // through the hint (no lock, so it runs here, in the evictor's
+        // thread, while the evictor holds the page's shard).
+        let Some(h) = pool.fetch_by_hint(page) else {
+            return false;
+        };
+        let mut g = h.write();
+        let last = g.len() - 1;
+        g[last] ^= 0xff;
+        let fpi_lsn = g.fpi_lsn();
+        h.mark_dirty(fpi_lsn);
+        *c.lock() = Some((page, g.to_vec()));
+        drop(g);
+        drop(h);
+        true
+    }));
+    // Misses that evict clean frames until the hook has run.
+    for pid in 2..page_count {
+        if changed.lock().is_some() {
+            break;
+        }
+        drop(pool.fetch(PageId(pid)).unwrap());
+    }
+    let (page, image) = changed.lock().take().expect("no clean frame was claimed with its hint set");
+    let h = pool.fetch(page).unwrap();
+    let same = **h.read() == image[..];
+    assert!(h.is_dirty() && same, "the change to page {page} made before the claim of its frame was lost");
+    // Undo the change, so that the tree stays whole for the drop.
+    let mut g = h.write();
+    let last = g.len() - 1;
+    g[last] ^= 0xff;
+}
