@@ -21,7 +21,9 @@
 //!   0 for an empty frame) until its new page is mapped. A hint hit pins
 //!   first, then backs off if the frame is claimed or holds another page:
 //!   so no hit ever uses a frame whose page is changing, and a claimed frame
-//!   has no pinner but its claimant that counts.
+//!   has no pinner but its claimant that counts. A hint hit may pin and
+//!   dirty a clean victim between the evictor's first pin and its claim, so
+//!   the evictor reads `dirty` again once the frame is CLAIMED.
 //! - A frame's page id changes only while the shard of the page it gets is
 //!   held exclusively and the frame is claimed.
 //! - The frame hints (`hints`) map a page to the frame that held it when
@@ -680,7 +682,8 @@ impl BufferPool {
         self.clear_dirty(f);
         f.valid.store(false, Ordering::Release);
         f.set_rec_lsn(Lsn::NONE);
-        // Uncontended: nobody holds a latch on a claimed frame.
+        // At most a pinner letting go still holds the latch (`log_and_apply`
+        // unpins before it unlatches); the write latch waits for it.
         let mut d = f.data.write();
         if d.len() != self.page_size {
             debug_assert!(d.is_empty(), "a frame's bytes are a page or nothing");
