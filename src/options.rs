@@ -81,8 +81,11 @@ impl Options {
         self
     }
     /// Number of pages the buffer pool caches (at least `MIN_BUFFER_POOL_PAGES`, 24).
-    /// The pool's frames are allocated when the database opens, so memory
-    /// use is `pages * page_size` from the start, whatever the data's size.
+    /// A frame's page memory is allocated when the frame first holds a page,
+    /// so the pool grows to at most `pages * page_size` bytes as pages are
+    /// read; at open it allocates only its bookkeeping, about 125 bytes a
+    /// frame (the frame's state, its share of the page table, and 4 frame
+    /// hints of 8 bytes).
     pub fn buffer_pool_pages(mut self, pages: usize) -> Options {
         self.buffer_pool_pages = pages;
         self
