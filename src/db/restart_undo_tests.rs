@@ -199,10 +199,7 @@ fn a_losers_keys_stay_locked_and_snapshots_see_the_state_before_it() {
     assert_eq!(db.stats().snapshot_version_keys, 1, "only the committed change of a key the snapshot holds");
     db.check().unwrap();
     drop(snap);
-    db.close().unwrap();
-    let db = Db::open_with(sim, opts(false)).unwrap();
-    assert_eq!(db.recovery_report().losers, 0);
-    assert_eq!(read_all_txn(&db).unwrap(), model);
+    closed_and_reopened_clean(db, sim, false, &model);
 }
 
 /// Found by the crash_ops fuzz target: a loser deleted "b" and then
@@ -796,10 +793,7 @@ fn the_background_undo_and_redo_pass_run_together_and_leave_the_classic_state() 
         let (ca, cb) = (db.check().unwrap(), db_b.check().unwrap());
         assert_eq!(format!("{ca:?}"), format!("{cb:?}"), "seed {seed}: the trees differ");
         assert_eq!(read_all_txn(&db_b).unwrap(), model);
-        db.close().unwrap();
-        let db = Db::open_with(sim, opts(true)).unwrap();
-        assert_eq!(db.recovery_report().losers, 0);
-        assert_eq!(read_all_txn(&db).unwrap(), model);
+        closed_and_reopened_clean(db, sim, true, &model);
     }
 }
 
@@ -825,4 +819,13 @@ fn losers_whose_rebuilt_gap_locks_overlap_are_rolled_back_in_the_open() {
     assert_eq!(keys_of_snapshot(&db), ["a", "b", "d", "e"]);
     assert_eq!(keys_of_txn_scan(&db).unwrap(), ["a", "b", "d", "e"]);
     db.check().unwrap();
+}
+
+/// Close `db`, reopen `sim` (instantly or not): nothing is left to roll
+/// back, and the committed state is `model`.
+fn closed_and_reopened_clean(db: Db, sim: Arc<SimStorage>, instant: bool, model: &Model) {
+    db.close().unwrap();
+    let db = Db::open_with(sim, opts(instant)).unwrap();
+    assert_eq!(db.recovery_report().losers, 0);
+    assert_eq!(&read_all_txn(&db).unwrap(), model);
 }

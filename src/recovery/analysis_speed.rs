@@ -17,7 +17,7 @@ use crate::wal::segments::Segments;
 use crate::wal::LSN_START;
 
 #[test]
-#[ignore = "a timing, not a check: needs a database directory in ARIESDB_ANALYSIS_DIR; run: ARIESDB_ANALYSIS_DIR=DIR cargo test --release --lib recovery::analysis_speed::analysis_speed -- --ignored --nocapture (docs/testing.md)"]
+#[ignore = "a timing, not a check: needs a database directory in ARIESDB_ANALYSIS_DIR; run: ARIESDB_ANALYSIS_DIR=DIR/db cargo test --release --lib recovery::analysis_speed::analysis_speed -- --ignored --nocapture (docs/testing.md)"]
 fn analysis_speed() {
     let Ok(dir) = std::env::var("ARIESDB_ANALYSIS_DIR") else {
         println!("ARIESDB_ANALYSIS_DIR is not set: nothing to time");
