@@ -217,9 +217,20 @@ fn delete_ninety_percent_then_reinsert() {
         }
         tx.commit().unwrap();
         let r = checked(&db, "after reinserts");
-        // Freed pages are reused before the file grows.
+        // Freed pages are reused before the file grows: a file that grew has
+        // next to nothing on its free list. It may grow a little: leaves
+        // share cells before splitting only with siblings that need no full
+        // page image first, so the fill after the reinserts differs from
+        // the load's by a few percent either way.
         assert!(
-            r.page_count <= full.page_count + 8,
+            r.page_count <= full.page_count + 8 || r.free <= 8,
+            "round {round}: file grew from {} to {} pages with {} free",
+            full.page_count,
+            r.page_count,
+            r.free
+        );
+        assert!(
+            r.page_count <= full.page_count + full.page_count / 20 + 8,
             "round {round}: file grew from {} to {} pages",
             full.page_count,
             r.page_count
@@ -508,4 +519,40 @@ fn a_sliding_window_keeps_its_size() {
         rep.page_count,
         rep.average_fill()
     );
+}
+
+/// Leaves fill to about 80% under random inserts and about 90% under
+/// ordered ones, rather than the 69% and 67% of splits alone: an over-full
+/// leaf first moves cells to a sibling with room. The pool holds every page
+/// and nothing is written back, so every sibling can take cells without a
+/// full page image first.
+#[test]
+fn over_full_leaves_share_with_siblings_before_splitting() {
+    let n = 20_000;
+    for (order, want) in [(Order::Random, 0.76), (Order::Ascending, 0.85), (Order::Descending, 0.85)] {
+        let opts = Options::default().buffer_pool_pages(4096).background_writer(false).checkpoint_interval_bytes(0);
+        let db = Db::open_with(new_sim(5), opts).unwrap();
+        let mut keys = make_keys(Shape::Len(24), n, 11); // ascending
+        match order {
+            Order::Ascending => {}
+            Order::Descending => keys.reverse(),
+            Order::Random => keys.shuffle(&mut rng(3)),
+        }
+        for chunk in keys.chunks(250) {
+            let mut tx = db.begin().unwrap();
+            for k in chunk {
+                tx.put(k, [k[0]; 150]).unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        let r = checked(&db, &format!("{order:?}"));
+        assert_eq!(r.keys, n as u64);
+        eprintln!("{order:?}: {} leaves, fill {:.3}", r.leaves, r.average_fill());
+        assert!(r.average_fill() >= want, "{order:?}: fill {:.3} below {want}: {r:?}", r.average_fill());
+        let tx = db.begin().unwrap();
+        let got: Vec<Vec<u8>> = tx.scan(..).unwrap().map(|e| e.unwrap().0).collect();
+        tx.commit().unwrap();
+        keys.sort();
+        assert_eq!(got, keys, "{order:?}: a scan gives every key once, in order");
+    }
 }

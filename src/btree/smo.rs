@@ -1,13 +1,15 @@
-//! Structure modifications: splits, merges, redistributions and root changes,
-//! planned in memory and logged in the same record as the key change that
-//! caused them.
+//! Structure modifications: splits, merges, redistributions, shares with a
+//! sibling and root changes, planned in memory and logged in the same record
+//! as the key change that caused them.
 //!
 //! A key change that leaves its leaf over-full or under-full loads the pages
 //! it must reshape into a `Plan`, fixes the tree bottom-up along the path it
 //! descended (`Plan::fix_up`), and emits the page parts of one log record:
-//! patch ops (insert, delete, replace one cell) for pages that only gained or
-//! lost a separator, a whole-page `Init` for pages that were split, merged or
-//! redistributed, `Free` inits for pages given back, and the meta page. The
+//! for each page it loaded, ops on the page as it was (truncate, delete,
+//! replace, insert, set link) or a whole-page `Init`, whichever logs fewer
+//! bytes (`Node::page_parts`); an `Init` for each new page, `Free` inits for
+//! pages given back, one-cell ops for pages it changed without loading them
+//! (a split's or a share's parent, a share's sibling), and the meta page. The
 //! record is an Update (or a CLR during rollback) whose undo is logical: undo
 //! finds the key again from the root and reshapes the tree as it needs, so no
 //! structure change is ever undone page by page, and a crash can never leave
@@ -26,7 +28,12 @@
 //!
 //! Splits and redistributions choose the boundary that makes the smaller side
 //! as large as possible; with every cell at most a third of the page this is
-//! what makes the bounds above hold (see docs/design.md, section 5.1).
+//! what makes the bounds above hold (see docs/design.md, section 5.1). A
+//! share (`shift_to_sibling`) keeps both leaves within them too, and leaves
+//! each with room for about two more cells.
+//!
+//! The ops of a patched page are ordered so that every step fits the page
+//! (`Node::into_patch_ops`): redo applies them one by one.
 
 use super::*;
 use crate::alloc::PageAllocator;
@@ -167,16 +174,46 @@ fn biased_split_point(cells: &[Vec<u8>], bias: SplitBias, min: usize, usable: us
     }
 }
 
-/// A page being reshaped: its cells in memory, and how to log the change.
+/// Where a node's cell came from: a slot of a page as the plan loaded it,
+/// unchanged or replaced in place (with the length the cell had there), or
+/// nowhere (a new cell). Cells keep their origin when they move between
+/// nodes; a cell counts as already on a page only on the page it came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Origin {
+    Kept(PageId, u16),
+    Replaced(PageId, u16, usize),
+    New,
+}
+
+impl Origin {
+    /// The slot this cell held on page `pid` as loaded, if it came from there.
+    fn slot_on(self, pid: PageId) -> Option<u16> {
+        match self {
+            Origin::Kept(p, s) | Origin::Replaced(p, s, _) if p == pid => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// A page being reshaped: its cells in memory, where each came from, and
+/// what the page held when the plan loaded it, so that `finish` can log the
+/// change as ops on the old page or as a whole new page, whichever is less.
+#[derive(Clone)]
 pub(crate) struct Node {
     pub pid: PageId,
     pub ty: PageType,
     pub link: PageId,
     pub level: u32,
     pub cells: Vec<Vec<u8>>,
-    /// The ops that turn the page as read into this node while it only
-    /// gained, lost or replaced cells; None once it must be written whole.
-    patch: Option<Vec<PageOp>>,
+    /// Parallel to `cells`.
+    origin: Vec<Origin>,
+    /// The slot count and link of the page as loaded; None for a page this
+    /// plan made (always written whole).
+    loaded: Option<(usize, PageId)>,
+    /// Changing the page in place would first log a full image of it (it
+    /// was clean, with its last image older than the horizon, when loaded;
+    /// `BufferPool::log_and_apply` decides, this only steers the choice).
+    needs_image: bool,
     freed: bool,
 }
 
@@ -200,29 +237,159 @@ impl Node {
     }
 
     pub fn insert(&mut self, slot: usize, cell: Vec<u8>) {
-        if let Some(p) = &mut self.patch {
-            p.push(PageOp::Insert { slot: slot as u16, cell: cell.clone() });
-        }
         self.cells.insert(slot, cell);
+        self.origin.insert(slot, Origin::New);
     }
 
     pub fn replace(&mut self, slot: usize, cell: Vec<u8>) {
-        if let Some(p) = &mut self.patch {
-            p.push(PageOp::Replace { slot: slot as u16, cell: cell.clone() });
-        }
+        let old_len = self.cells[slot].len();
+        self.origin[slot] = match self.origin[slot] {
+            Origin::Kept(p, s) => Origin::Replaced(p, s, old_len),
+            other => other,
+        };
         self.cells[slot] = cell;
     }
 
     pub fn remove(&mut self, slot: usize) {
-        if let Some(p) = &mut self.patch {
-            p.push(PageOp::Delete { slot: slot as u16 });
-        }
         self.cells.remove(slot);
+        self.origin.remove(slot);
     }
 
-    fn rewrite(&mut self) {
-        self.patch = None;
+    /// Cells `[at..]` and their origins, taken off the node.
+    fn split_off(&mut self, at: usize) -> (Vec<Vec<u8>>, Vec<Origin>) {
+        (self.cells.split_off(at), self.origin.split_off(at))
     }
+
+    /// Every cell and its origin, taken off the node.
+    fn take_all(&mut self) -> (Vec<Vec<u8>>, Vec<Origin>) {
+        (std::mem::take(&mut self.cells), std::mem::take(&mut self.origin))
+    }
+
+    fn set_cells(&mut self, (cells, origin): (Vec<Vec<u8>>, Vec<Origin>)) {
+        debug_assert_eq!(cells.len(), origin.len());
+        self.cells = cells;
+        self.origin = origin;
+    }
+
+    /// Whether the page as loaded can be patched into this node: it was
+    /// loaded, and its cells still here are in their old order (no change
+    /// here reorders them; otherwise the page is written whole).
+    fn patchable(&self) -> bool {
+        let Some((count, _)) = self.loaded else { return false };
+        let mut next = 0usize;
+        for o in &self.origin {
+            if let Some(s) = o.slot_on(self.pid) {
+                if (s as usize) < next || s as usize >= count {
+                    return false;
+                }
+                next = s as usize + 1;
+            }
+        }
+        true
+    }
+
+    /// About how many bytes the patch of a `patchable` node logs: each op
+    /// adds its cell and about 12 bytes (page id, tag, slot, length).
+    fn patch_len(&self) -> usize {
+        let (count, old_link) = self.loaded.expect("patchable");
+        let kept = self.origin.iter().filter(|o| o.slot_on(self.pid).is_some()).count();
+        let changed: usize = (self.origin.iter().zip(&self.cells))
+            .filter(|(o, _)| !matches!(o, Origin::Kept(p, _) if *p == self.pid))
+            .map(|(_, c)| c.len() + 12)
+            .sum();
+        changed + (count - kept) * 12 + if self.link != old_link { 12 } else { 0 }
+    }
+
+    /// The ops that turn the page as loaded into this node (which must be
+    /// `patchable`), taking its cells. Each op leaves the page no fuller
+    /// than the larger of the page as loaded and the node, so every step
+    /// fits: first the old cells that left (a suffix by one `Truncate`, the
+    /// rest from the highest slot down), then the replacements that shrink
+    /// a cell, then those that grow one, then the new cells from the lowest
+    /// slot up.
+    fn into_patch_ops(mut self) -> Vec<PageOp> {
+        let (count, old_link) = self.loaded.expect("patchable");
+        let mut present = vec![false; count];
+        for o in &self.origin {
+            if let Some(s) = o.slot_on(self.pid) {
+                present[s as usize] = true;
+            }
+        }
+        let mut ops = Vec::new();
+        let end = present.iter().rposition(|&p| p).map_or(0, |s| s + 1);
+        if end < count {
+            ops.push(PageOp::Truncate { from: end as u16 });
+        }
+        for s in (0..end).rev().filter(|&s| !present[s]) {
+            ops.push(PageOp::Delete { slot: s as u16 });
+        }
+        // Replacements at their slots among the old cells still here.
+        let mut grow = Vec::new();
+        let mut rank = 0u16;
+        for (i, o) in self.origin.iter().enumerate() {
+            if let Origin::Replaced(p, _, old_len) = *o {
+                if p == self.pid {
+                    let shrinks = self.cells[i].len() <= old_len;
+                    let op = PageOp::Replace { slot: rank, cell: std::mem::take(&mut self.cells[i]) };
+                    if shrinks {
+                        ops.push(op);
+                    } else {
+                        grow.push(op);
+                    }
+                }
+            }
+            if o.slot_on(self.pid).is_some() {
+                rank += 1;
+            }
+        }
+        ops.append(&mut grow);
+        for (i, o) in self.origin.iter().enumerate() {
+            if o.slot_on(self.pid).is_none() {
+                ops.push(PageOp::Insert { slot: i as u16, cell: std::mem::take(&mut self.cells[i]) });
+            }
+        }
+        if self.link != old_link {
+            ops.push(PageOp::SetLink(self.link));
+        }
+        ops
+    }
+
+    /// The parts that log this node's page: nothing if it did not change,
+    /// else its patch ops or one whole-page `Init`, whichever logs fewer
+    /// bytes (a patch of a page that needs a full image first counts the
+    /// image).
+    fn page_parts(self, page_size: usize, parts: &mut Vec<PagePart>) {
+        let pid = self.pid;
+        if self.patchable() {
+            let patch_len = self.patch_len();
+            if patch_len == 0 {
+                return;
+            }
+            let patch_len = patch_len + if self.needs_image { page_size } else { 0 };
+            if patch_len < used(&self.cells) + 16 {
+                parts.extend(self.into_patch_ops().into_iter().map(|op| PagePart { page_id: pid, op }));
+                return;
+            }
+        }
+        parts.push(PagePart {
+            page_id: pid,
+            op: PageOp::Init { ty: self.ty as u8, link: self.link, aux: self.level, cells: self.cells },
+        });
+    }
+}
+
+/// `Plan::shift_to_sibling` leaves each of the two leaves about this many
+/// average cells of room: fewer fill pages more but move cells more often.
+const SHIFT_SLACK_CELLS: usize = 2;
+
+/// What `Plan::shift_to_sibling` did.
+enum Shift {
+    /// Nothing: no sibling under the same parent had room.
+    NoRoom,
+    /// The cells were shared and the parent took its new separator unloaded.
+    Done,
+    /// The cells were shared; the parent (this node) changed and is fixed next.
+    Parent(usize),
 }
 
 /// The pages one record reshapes, and its page allocation.
@@ -285,15 +452,36 @@ impl<'t, 'p> Plan<'t, 'p> {
                 )))
             }
         };
-        let cells = (0..g.slot_count()).map(|i| page::cell(&g, i).to_vec()).collect();
-        self.nodes.push(Node { pid, ty, link: g.link(), level, cells, patch: Some(Vec::new()), freed: false });
+        let count = g.slot_count();
+        let cells = (0..count).map(|i| page::cell(&g, i).to_vec()).collect();
+        let origin = (0..count).map(|i| Origin::Kept(pid, i as u16)).collect();
+        let needs_image = !h.is_dirty() && g.fpi_lsn() < self.tree.fpi_horizon;
+        self.nodes.push(Node {
+            pid,
+            ty,
+            link: g.link(),
+            level,
+            cells,
+            origin,
+            loaded: Some((count, g.link())),
+            needs_image,
+            freed: false,
+        });
         Ok(self.nodes.len() - 1)
     }
 
     /// A new page holding a node, written whole.
-    fn new_node(&mut self, ty: PageType, link: PageId, level: u32, cells: Vec<Vec<u8>>) -> Result<usize> {
+    fn new_node(
+        &mut self,
+        ty: PageType,
+        link: PageId,
+        level: u32,
+        cells: (Vec<Vec<u8>>, Vec<Origin>),
+    ) -> Result<usize> {
         let pid = self.alloc.alloc(self.tree.pool)?;
-        let node = Node { pid, ty, link, level, cells, patch: None, freed: false };
+        let (cells, origin) = cells;
+        debug_assert_eq!(cells.len(), origin.len());
+        let node = Node { pid, ty, link, level, cells, origin, loaded: None, needs_image: false, freed: false };
         // A page this record freed and now reuses: its old node is gone.
         if let Some(i) = self.nodes.iter().position(|n| n.pid == pid) {
             assert!(self.nodes[i].freed, "page {pid} allocated while in use");
@@ -309,6 +497,7 @@ impl<'t, 'p> Plan<'t, 'p> {
         assert!(!n.freed, "page {} freed twice", n.pid);
         n.freed = true;
         n.cells.clear();
+        n.origin.clear();
         self.alloc.free(n.pid);
     }
 
@@ -333,6 +522,16 @@ impl<'t, 'p> Plan<'t, 'p> {
         // Each turn moves one level up: bounded by the path's length.
         loop {
             if self.over_full(idx) {
+                if depth > 0 && self.nodes[idx].ty == PageType::Leaf {
+                    match self.shift_to_sibling(idx, path, depth)? {
+                        Shift::Done => return Ok(()),
+                        Shift::Parent(p) => {
+                            (idx, depth) = (p, depth - 1);
+                            continue;
+                        }
+                        Shift::NoRoom => {}
+                    }
+                }
                 match self.split(idx, path, depth)? {
                     Some(parent) => {
                         (idx, depth) = (parent, depth - 1);
@@ -368,6 +567,139 @@ impl<'t, 'p> Plan<'t, 'p> {
         Ok((p, pos))
     }
 
+    /// Before an over-full leaf splits: move some of its cells to a sibling
+    /// under the same parent that has room for them, so that random inserts
+    /// fill leaves to about 80% rather than the 69% of splits alone
+    /// (deferred splitting, as in Knuth's B*-tree, TAOCP vol. 3, section
+    /// 6.2.4; SQLite's balance_nonroot shares among three siblings).
+    ///
+    /// The right sibling is asked first, then the left, and only one whose
+    /// change needs no full page image first (it is dirty, or imaged since
+    /// the horizon): otherwise the move would log more than the split it
+    /// saves. It has room when the two hold at most two pages less
+    /// `SHIFT_SLACK_CELLS` of the leaf's average cells each. The cut is the
+    /// most even one, or, for keys arriving in order (`SplitBias`), the one
+    /// that fills the page behind the insert to that mark. Only cells of the
+    /// leaf move, so the sibling is not loaded: it takes them as one-cell
+    /// inserts, and the new separator lies between two of the leaf's keys.
+    /// The parent's separator for the pair is replaced; as in
+    /// `insert_into_unloaded_parent`, a parent not in the plan takes it
+    /// without being loaded when it still fits and does not shrink below
+    /// half a page, else it is loaded and fixed in turn.
+    fn shift_to_sibling(&mut self, idx: usize, path: &Path, depth: usize) -> Result<Shift> {
+        debug_assert!(depth > 0 && self.nodes[idx].ty == PageType::Leaf);
+        let (parent, leaf) = (path.nodes[depth - 1], path.nodes[depth]);
+        let in_plan = |pid: PageId, plan: &Self| {
+            plan.nodes.iter().any(|n| n.pid == pid && !n.freed) || plan.unloaded.iter().any(|p| p.page_id == pid)
+        };
+        if in_plan(parent, self) || self.nodes[idx].cells.len() < 2 {
+            return Ok(Shift::NoRoom);
+        }
+        if !self.alloc.meta.holds(parent) {
+            return Err(corrupt(format!("child pointer to page {parent} outside the file")));
+        }
+        let pos = path.child_pos[depth - 1];
+        let usable = self.usable;
+        // What the parent says: the siblings, and the separators around the leaf.
+        let (siblings, parent_used, sep_lens) = {
+            let h = self.tree.pool.fetch(parent)?;
+            let g = h.read();
+            if g.page_type() != Some(PageType::Inner) || g.aux() != 1 {
+                return Err(corrupt(format!(
+                    "page {parent} of type {:?}, level {} where level 1 was expected",
+                    g.page_type(),
+                    g.aux()
+                )));
+            }
+            let separators = g.slot_count();
+            if pos > separators || child_at(&g, pos) != leaf {
+                return Err(corrupt(format!("inner page {parent} does not point at page {leaf} at {pos}")));
+            }
+            let left = (pos > 0).then(|| child_at(&g, pos - 1));
+            let right = (pos < separators).then(|| child_at(&g, pos + 1));
+            let sep_len = |slot: usize| page::cell(&g, slot).len();
+            let lens = [pos.checked_sub(1).map_or(0, sep_len), if pos < separators { sep_len(pos) } else { 0 }];
+            ([(left, true), (right, false)], usable - page::free_space(&g), lens)
+        };
+        // The first sibling, right then left, that needs no image and has
+        // room: at most two pages less `slack` between the two.
+        let (leaf_used, cells) = (self.nodes[idx].used(), self.nodes[idx].cells.len());
+        let room = usable.saturating_sub(SHIFT_SLACK_CELLS * leaf_used / cells);
+        let mut found = None;
+        for (sib, is_left) in [siblings[1], siblings[0]] {
+            let Some(sib) = sib else { continue };
+            if !self.alloc.meta.holds(sib) {
+                return Err(corrupt(format!("child pointer to page {sib} outside the file")));
+            }
+            if in_plan(sib, self) {
+                continue;
+            }
+            let h = self.tree.pool.fetch(sib)?;
+            let g = h.read();
+            if g.page_type() != Some(PageType::Leaf) {
+                return Err(corrupt(format!("page {sib} of type {:?} where a leaf was expected", g.page_type())));
+            }
+            let linked = if is_left { g.link() == leaf } else { self.nodes[idx].link == sib };
+            if !linked {
+                return Err(corrupt(format!("leaves {sib} and {leaf} are siblings but not linked in key order")));
+            }
+            let used = usable - page::free_space(&g);
+            if leaf_used + used <= 2 * room && (h.is_dirty() || g.fpi_lsn() >= self.tree.fpi_horizon) {
+                found = Some((sib, used, g.slot_count(), is_left));
+                break;
+            }
+        }
+        let Some((sib, sib_used, sib_count, sib_is_left)) = found else { return Ok(Shift::NoRoom) };
+        let node = &self.nodes[idx];
+        // The cut: the leaf keeps cells [..b] (sibling on the right) or
+        // [b..] (sibling on the left); the rest move. Sides in bytes for
+        // each b, as (left page, right page).
+        let min = leaf_min_fill(self.page_size);
+        let fits = |(l, r): (usize, usize)| l >= min && r >= min && l <= room && r <= room;
+        let mut prefix = 0;
+        let mut sides = Vec::with_capacity(node.cells.len());
+        for c in &node.cells[..node.cells.len() - 1] {
+            prefix += footprint(c);
+            sides.push(if sib_is_left {
+                (sib_used + prefix, leaf_used - prefix)
+            } else {
+                (prefix, leaf_used - prefix + sib_used)
+            });
+        }
+        let cut = match (self.bias, sib_is_left) {
+            (SplitBias::Append, true) => sides.iter().rposition(|&s| fits(s)),
+            (SplitBias::Prepend, false) => sides.iter().position(|&s| fits(s)),
+            _ => (0..sides.len()).filter(|&i| fits(sides[i])).max_by_key(|&i| sides[i].0.min(sides[i].1)),
+        };
+        let Some(b) = cut.map(|i| i + 1) else { return Ok(Shift::NoRoom) };
+        let sep = separator(node.key(b - 1), node.key(b)).to_vec();
+        let (moved, _) = if sib_is_left {
+            let rest = self.nodes[idx].split_off(b);
+            let moved = self.nodes[idx].take_all();
+            self.nodes[idx].set_cells(rest);
+            moved
+        } else {
+            self.nodes[idx].split_off(b)
+        };
+        let first_slot = if sib_is_left { sib_count } else { 0 };
+        for (i, cell) in moved.into_iter().enumerate() {
+            self.unloaded.push(PagePart { page_id: sib, op: PageOp::Insert { slot: (first_slot + i) as u16, cell } });
+        }
+        // The pair's separator: in the parent, at the left page's position.
+        let (sep_slot, old_len, right_pid) =
+            if sib_is_left { (pos - 1, sep_lens[0], leaf) } else { (pos, sep_lens[1], sib) };
+        let sep_cell = inner_cell(&sep, right_pid);
+        let used_after = parent_used - old_len + sep_cell.len();
+        if used_after <= usable && (used_after >= parent_used || 2 * used_after >= usable) {
+            self.unloaded
+                .push(PagePart { page_id: parent, op: PageOp::Replace { slot: sep_slot as u16, cell: sep_cell } });
+            return Ok(Shift::Done);
+        }
+        let (p, _) = self.parent_of(path, depth)?;
+        self.nodes[p].replace(sep_slot, sep_cell);
+        Ok(Shift::Parent(p))
+    }
+
     /// Split an over-full node in two; the separator goes to the parent (or a
     /// new root). Returns the parent, which may now be over-full in turn.
     fn split(&mut self, idx: usize, path: &Path, depth: usize) -> Result<Option<usize>> {
@@ -378,27 +710,24 @@ impl<'t, 'p> Plan<'t, 'p> {
             let cells = &self.nodes[idx].cells;
             let min = leaf_min_fill(self.page_size);
             let b = biased_split_point(cells, self.bias, min, self.usable).unwrap_or_else(|| leaf_split_point(cells));
-            let right = self.nodes[idx].cells.split_off(b);
-            sep = separator(self.nodes[idx].key(b - 1), key_of(ty, &right[0])).to_vec();
+            let right = self.nodes[idx].split_off(b);
+            sep = separator(self.nodes[idx].key(b - 1), key_of(ty, &right.0[0])).to_vec();
             right_idx = self.new_node(PageType::Leaf, link, 0, right)?;
-            let right_pid = self.nodes[right_idx].pid;
-            let n = &mut self.nodes[idx];
-            n.link = right_pid;
-            n.rewrite();
+            self.nodes[idx].link = self.nodes[right_idx].pid;
         } else {
             let k = inner_split_point(&self.nodes[idx].cells);
-            let mut right = self.nodes[idx].cells.split_off(k);
+            let (mut right, mut right_origin) = self.nodes[idx].split_off(k);
             let up = right.remove(0);
+            right_origin.remove(0);
             sep = key_of(ty, &up).to_vec();
-            right_idx = self.new_node(PageType::Inner, child_of(&up), level, right)?;
-            self.nodes[idx].rewrite();
+            right_idx = self.new_node(PageType::Inner, child_of(&up), level, (right, right_origin))?;
         }
         assert!(!self.over_full(idx) && !self.over_full(right_idx), "split halves must fit their pages");
         debug_assert!(!self.under_full(idx) || depth == 0 || ty == PageType::Inner);
         let sep_cell = inner_cell(&sep, self.nodes[right_idx].pid);
         if depth == 0 {
             let old_root = self.nodes[idx].pid;
-            let root = self.new_node(PageType::Inner, old_root, level + 1, vec![sep_cell])?;
+            let root = self.new_node(PageType::Inner, old_root, level + 1, (vec![sep_cell], vec![Origin::New]))?;
             self.alloc.meta.root = self.nodes[root].pid;
             return Ok(None);
         }
@@ -470,7 +799,7 @@ impl<'t, 'p> Plan<'t, 'p> {
             (self.load(sibling, level)?, idx, pos - 1)
         };
         let right_pid = self.nodes[right].pid;
-        let mut all = std::mem::take(&mut self.nodes[left].cells);
+        let (mut all, mut all_origin) = self.nodes[left].take_all();
         if ty == PageType::Leaf {
             if self.nodes[left].link != right_pid {
                 return Err(corrupt(format!(
@@ -481,15 +810,16 @@ impl<'t, 'p> Plan<'t, 'p> {
         } else {
             let down = key_of(PageType::Inner, &self.nodes[p].cells[sep_slot]).to_vec();
             all.push(inner_cell(&down, self.nodes[right].link));
+            all_origin.push(Origin::New);
         }
-        all.append(&mut self.nodes[right].cells);
-        self.nodes[left].rewrite();
-        self.nodes[right].rewrite();
+        let (mut r, mut r_origin) = self.nodes[right].take_all();
+        all.append(&mut r);
+        all_origin.append(&mut r_origin);
         if used(&all) <= self.usable {
             // Merge into the left page; the right one is freed.
             let right_link = self.nodes[right].link;
             let l = &mut self.nodes[left];
-            l.cells = all;
+            l.set_cells((all, all_origin));
             if ty == PageType::Leaf {
                 l.link = right_link;
             }
@@ -499,19 +829,20 @@ impl<'t, 'p> Plan<'t, 'p> {
         }
         let up = if ty == PageType::Leaf {
             let b = leaf_split_point(&all);
-            let r = all.split_off(b);
-            let sep = separator(key_of(ty, &all[b - 1]), key_of(ty, &r[0])).to_vec();
-            self.nodes[right].cells = r;
+            let r = (all.split_off(b), all_origin.split_off(b));
+            let sep = separator(key_of(ty, &all[b - 1]), key_of(ty, &r.0[0])).to_vec();
+            self.nodes[right].set_cells(r);
             sep
         } else {
             let k = inner_split_point(&all);
-            let mut r = all.split_off(k);
+            let (mut r, mut r_origin) = (all.split_off(k), all_origin.split_off(k));
             let up = r.remove(0);
+            r_origin.remove(0);
             self.nodes[right].link = child_of(&up);
-            self.nodes[right].cells = r;
+            self.nodes[right].set_cells((r, r_origin));
             key_of(ty, &up).to_vec()
         };
-        self.nodes[left].cells = all;
+        self.nodes[left].set_cells((all, all_origin));
         assert!(!self.over_full(left) && !self.over_full(right), "redistributed pages must fit");
         self.nodes[p].replace(sep_slot, inner_cell(&up, right_pid));
         Ok(p)
@@ -540,13 +871,7 @@ impl<'t, 'p> Plan<'t, 'p> {
                 continue;
             }
             debug_assert!(used(&n.cells) <= self.usable);
-            match n.patch {
-                Some(ops) => parts.extend(ops.into_iter().map(|op| PagePart { page_id: n.pid, op })),
-                None => parts.push(PagePart {
-                    page_id: n.pid,
-                    op: PageOp::Init { ty: n.ty as u8, link: n.link, aux: n.level, cells: n.cells },
-                }),
-            }
+            n.page_parts(self.page_size, parts);
         }
         parts.extend(self.unloaded);
         self.alloc.finish(parts);
@@ -611,5 +936,180 @@ mod tests {
             assert!(leaf_min_fill(size) * 3 + 3 >= usable, "page size {size}");
             size *= 2;
         }
+    }
+}
+
+#[cfg(test)]
+mod patch_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const PAGE: usize = 4096;
+
+    fn cell(tag: u32, len: usize) -> Vec<u8> {
+        let mut c = Vec::new();
+        page::LeafCell::encode_inline(&tag.to_be_bytes(), &vec![tag as u8; len], &mut c);
+        c
+    }
+
+    fn loaded(pid: PageId, link: PageId, cells: Vec<Vec<u8>>, needs_image: bool) -> Node {
+        let origin = (0..cells.len()).map(|i| Origin::Kept(pid, i as u16)).collect();
+        let loaded = Some((cells.len(), link));
+        Node { pid, ty: PageType::Leaf, link, level: 0, cells, origin, loaded, needs_image, freed: false }
+    }
+
+    fn page_with(pid: PageId, link: PageId, cells: &[Vec<u8>]) -> Vec<u8> {
+        let mut b = vec![0u8; PAGE];
+        let init = PageOp::Init { ty: PageType::Leaf as u8, link, aux: 0, cells: cells.to_vec() };
+        page::apply(&mut b, pid, &init).unwrap();
+        b
+    }
+
+    fn cells_of(b: &[u8]) -> Vec<Vec<u8>> {
+        (0..b.slot_count()).map(|i| page::cell(b, i).to_vec()).collect()
+    }
+
+    #[derive(Clone, Debug)]
+    enum Edit {
+        Insert(usize, usize),
+        Remove(usize),
+        Replace(usize, usize),
+        /// Keep only the first cells (a split's left page).
+        Cut(usize),
+        /// Take a neighbour's cells at the end or the front (a share or merge).
+        Take(bool, usize),
+        Link,
+    }
+
+    fn edit() -> impl Strategy<Value = Edit> {
+        prop_oneof![
+            (any::<usize>(), 1usize..300).prop_map(|(a, l)| Edit::Insert(a, l)),
+            any::<usize>().prop_map(Edit::Remove),
+            (any::<usize>(), 1usize..300).prop_map(|(a, l)| Edit::Replace(a, l)),
+            any::<usize>().prop_map(Edit::Cut),
+            (any::<bool>(), 1usize..8).prop_map(|(f, n)| Edit::Take(f, n)),
+            Just(Edit::Link),
+        ]
+    }
+
+    proptest! {
+        /// However a node's cells were edited or moved, its patch ops turn the
+        /// page as loaded into the node, every op fitting the page as it
+        /// stands, and the parts `finish` logs (patch or Init) do the same.
+        #[test]
+        fn patch_ops_rebuild_the_node(
+            lens in proptest::collection::vec(1usize..300, 0..40),
+            edits in proptest::collection::vec(edit(), 0..30),
+            needs_image in any::<bool>(),
+        ) {
+            let (pid, other, link) = (PageId(5), PageId(6), PageId(9));
+            let usable = page::usable_space(PAGE);
+            // The page as loaded: as many of the cells as fit.
+            let mut orig = Vec::new();
+            for (i, &l) in lens.iter().enumerate() {
+                let c = cell(i as u32, l);
+                if used(&orig) + footprint(&c) > usable {
+                    break;
+                }
+                orig.push(c);
+            }
+            let mut node = loaded(pid, link, orig.clone(), needs_image);
+            let mut neighbour = loaded(other, PageId(0), (100..120).map(|t| cell(t, 50)).collect(), false);
+            let mut next_tag = 1000;
+            for e in edits {
+                let n = node.cells.len();
+                match e {
+                    Edit::Insert(at, l) => {
+                        next_tag += 1;
+                        node.insert(at % (n + 1), cell(next_tag, l));
+                    }
+                    Edit::Remove(at) if n > 0 => node.remove(at % n),
+                    Edit::Replace(at, l) if n > 0 => {
+                        next_tag += 1;
+                        node.replace(at % n, cell(next_tag, l));
+                    }
+                    Edit::Cut(at) => {
+                        node.split_off(at % (n + 1));
+                    }
+                    Edit::Take(front, k) => {
+                        let k = k.min(neighbour.cells.len());
+                        let (mut cells, mut origin) = if front {
+                            let rest = neighbour.split_off(k);
+                            let taken = neighbour.take_all();
+                            neighbour.set_cells(rest);
+                            taken
+                        } else {
+                            let at = neighbour.cells.len() - k;
+                            neighbour.split_off(at)
+                        };
+                        let (mut mine, mut mine_origin) = node.take_all();
+                        if front {
+                            cells.append(&mut mine);
+                            origin.append(&mut mine_origin);
+                            node.set_cells((cells, origin));
+                        } else {
+                            mine.append(&mut cells);
+                            mine_origin.append(&mut origin);
+                            node.set_cells((mine, mine_origin));
+                        }
+                    }
+                    Edit::Link => node.link = PageId(node.link.get() + 1),
+                    _ => {}
+                }
+            }
+            // A plan leaves every page fitting: drop cells from the end until it does.
+            while node.used() > usable {
+                let n = node.cells.len();
+                node.split_off(n - 1);
+            }
+            prop_assert!(node.patchable());
+            let ops = node.clone().into_patch_ops();
+            let mut b = page_with(pid, link, &orig);
+            for op in &ops {
+                page::apply(&mut b, pid, op).map_err(|e| TestCaseError::fail(format!("{op:?}: {e}")))?;
+            }
+            prop_assert_eq!(cells_of(&b), node.cells.clone());
+            prop_assert_eq!(b.link(), node.link);
+            let (want, want_link) = (node.cells.clone(), node.link);
+            let mut parts = Vec::new();
+            node.page_parts(PAGE, &mut parts);
+            let mut b = page_with(pid, link, &orig);
+            for p in &parts {
+                prop_assert_eq!(p.page_id, pid);
+                page::apply(&mut b, pid, &p.op).unwrap();
+            }
+            prop_assert_eq!(cells_of(&b), want);
+            prop_assert_eq!(b.link(), want_link);
+        }
+    }
+
+    #[test]
+    fn a_split_logs_its_left_page_as_a_truncate() {
+        let (pid, link) = (PageId(5), PageId(9));
+        let orig: Vec<Vec<u8>> = (0..20).map(|t| cell(t, 150)).collect();
+        let mut node = loaded(pid, link, orig, false);
+        node.insert(3, cell(99, 150));
+        node.split_off(11);
+        node.link = PageId(12);
+        assert!(node.patchable());
+        let ops = node.into_patch_ops();
+        assert_eq!(
+            ops,
+            vec![
+                PageOp::Truncate { from: 10 },
+                PageOp::Insert { slot: 3, cell: cell(99, 150) },
+                PageOp::SetLink(PageId(12))
+            ]
+        );
+        // A page that would need a full image first is written whole instead.
+        let mut clean = loaded(pid, link, (0..20).map(|t| cell(t, 150)).collect(), true);
+        clean.split_off(10);
+        let mut parts = Vec::new();
+        clean.page_parts(PAGE, &mut parts);
+        assert!(matches!(&parts[..], [PagePart { op: PageOp::Init { .. }, .. }]));
+        // An unchanged page logs nothing.
+        let mut parts = Vec::new();
+        loaded(pid, link, vec![cell(1, 10)], true).page_parts(PAGE, &mut parts);
+        assert!(parts.is_empty());
     }
 }
