@@ -184,6 +184,17 @@ impl<'a> BTree<'a> {
         Ok(shape)
     }
 
+    /// Descend from the root to the leaf that covers `key`, and run `at_leaf`
+    /// on its bytes in the descent's own latch hold (one fetch and one latch
+    /// of the leaf serve both the path and what the caller reads there).
+    pub(crate) fn find_leaf_with<T>(&self, key: &[u8], at_leaf: impl FnOnce(&[u8]) -> Result<T>) -> Result<(Path, T)> {
+        let meta = self.shape()?;
+        let path = Path { nodes: Vec::with_capacity(8), child_pos: Vec::with_capacity(8) };
+        self.descend_from(&meta, path, meta.root, None, Target::Covering(key), true, |path, _, g| {
+            Ok((path, at_leaf(g)?))
+        })
+    }
+
     /// Descend from the root to the leaf that covers `key` (or the leftmost leaf
     /// when `key` is None).
     pub(crate) fn find_leaf(&self, key: Option<&[u8]>) -> Result<Path> {

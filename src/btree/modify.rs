@@ -48,18 +48,15 @@ impl BTree<'_> {
         let page_size = self.pool.page_size();
         let inline = LEAF_CELL_HEADER + key.len() + value.len() <= self.max_inline_cell();
         let cell_len = LEAF_CELL_HEADER + key.len() + if inline { value.len() } else { 4 };
-        let path = self.find_leaf(Some(key))?;
-        let leaf = path.leaf();
-        let (slot, old, free, used, next) = {
-            let h = self.pool.fetch(leaf)?;
-            let g = h.read();
-            let free = page::free_space(&g);
+        let (path, (slot, old, free, used, next)) = self.find_leaf_with(key, |g| {
+            let free = page::free_space(g);
             let used = page::usable_space(page_size) - free;
-            match page::search(&g, key) {
-                Ok(s) => (Ok(s), Some(self.old_cell(&g, s)?), free, used, None),
-                Err(s) => (Err(s), None, free, used, Some(NextKey::at(&g, s))),
-            }
-        };
+            Ok(match page::search(g, key) {
+                Ok(s) => (Ok(s), Some(self.old_cell(g, s)?), free, used, None),
+                Err(s) => (Err(s), None, free, used, Some(NextKey::at(g, s))),
+            })
+        })?;
+        let leaf = path.leaf();
         let next = match next {
             Some(n) => self.resolve_next(n)?,
             None => None,
@@ -165,22 +162,20 @@ impl BTree<'_> {
         gate: impl FnOnce(bool, Option<&[u8]>) -> Result<bool>,
     ) -> Result<Option<bool>> {
         let page_size = self.pool.page_size();
-        let path = self.find_leaf(Some(key))?;
-        let leaf = path.leaf();
-        // What the delete needs, read in one hold of the leaf's latch: the
-        // slot, old value, overflow chain and fill after, if the key is there.
-        let (found, next) = {
-            let h = self.pool.fetch(leaf)?;
-            let g = h.read();
-            match page::search(&g, key) {
+        // What the delete needs, read in the descent's hold of the leaf's
+        // latch: the slot, old value, overflow chain and fill after, if the
+        // key is there.
+        let (path, (found, next)) = self.find_leaf_with(key, |g| {
+            Ok(match page::search(g, key) {
                 Ok(s) => {
-                    let (value, chain, cell_len) = self.old_cell(&g, s)?;
-                    let used = page::usable_space(page_size) - page::free_space(&g);
-                    (Some((s, value, chain, used - cell_len - 2)), NextKey::at(&g, s + 1))
+                    let (value, chain, cell_len) = self.old_cell(g, s)?;
+                    let used = page::usable_space(page_size) - page::free_space(g);
+                    (Some((s, value, chain, used - cell_len - 2)), NextKey::at(g, s + 1))
                 }
-                Err(s) => (None, NextKey::at(&g, s)),
-            }
-        };
+                Err(s) => (None, NextKey::at(g, s)),
+            })
+        })?;
+        let leaf = path.leaf();
         let next = self.resolve_next(next)?;
         if !gate(found.is_some(), next.as_deref())? {
             return Ok(None);
