@@ -241,6 +241,7 @@ impl<'a> LeafCell<'a> {
     /// Encode a leaf cell with an inline value.
     pub fn encode_inline(key: &[u8], value: &[u8], out: &mut Vec<u8>) {
         out.clear();
+        out.reserve_exact(LEAF_CELL_HEADER + key.len() + value.len());
         out.extend_from_slice(&(key.len() as u16).to_le_bytes());
         out.push(0);
         out.extend_from_slice(&(value.len() as u32).to_le_bytes());
@@ -251,6 +252,7 @@ impl<'a> LeafCell<'a> {
     /// Encode a leaf cell whose value lives in an overflow chain.
     pub fn encode_overflow(key: &[u8], val_len: usize, first: PageId, out: &mut Vec<u8>) {
         out.clear();
+        out.reserve_exact(LEAF_CELL_HEADER + key.len() + 4);
         out.extend_from_slice(&(key.len() as u16).to_le_bytes());
         out.push(FLAG_OVERFLOW);
         out.extend_from_slice(&(val_len as u32).to_le_bytes());
