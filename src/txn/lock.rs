@@ -40,7 +40,7 @@
 //!   at a stop or a close keeps its locks (its changes wait for recovery),
 //!   so nobody may wait for them.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -51,7 +51,7 @@ use parking_lot::{Condvar, Mutex};
 use crate::error::StopCause;
 use crate::error::{Error, Result};
 use crate::failstop::FailStop;
-use crate::types::TxnId;
+use crate::types::{IdMap, TxnId};
 
 /// The lock id of the root (the whole key space). `crate::txn::lock_key`
 /// never returns it.
@@ -182,9 +182,9 @@ impl KeyLock {
 #[derive(Default)]
 struct Table {
     /// Key locks, and the root at `ROOT`.
-    keys: HashMap<u64, KeyLock>,
+    keys: IdMap<u64, KeyLock>,
     /// What each waiting transaction waits for.
-    waiting: HashMap<TxnId, u64>,
+    waiting: IdMap<TxnId, u64>,
     /// The database was closed (or its `Db` dropped): see `LockManager::close`.
     closed: bool,
 }

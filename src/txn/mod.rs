@@ -31,14 +31,13 @@ pub mod lock;
 mod rollback;
 pub mod versions;
 
-use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
 
 use parking_lot::{Mutex, MutexGuard};
 
 use crate::error::{Error, Result};
 
-use crate::types::{TxnEntry, TxnId};
+use crate::types::{IdMap, TxnEntry, TxnId};
 use crate::wal::no_flush::NoLogFlush;
 
 pub use env::TxnEnv;
@@ -48,7 +47,7 @@ pub use rollback::undo_step;
 #[derive(Default)]
 pub struct TxnTable {
     /// Entries by transaction id.
-    pub active_txns: HashMap<TxnId, TxnEntry>,
+    pub active_txns: IdMap<TxnId, TxnEntry>,
 }
 
 impl TxnTable {

@@ -30,7 +30,7 @@
 //!   `Error::SnapshotTooOld`) rather than memory or the log growing without
 //!   bound or a writer waiting.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -39,7 +39,7 @@ use parking_lot::Mutex;
 
 use crate::error::{Error, Result, SnapshotTooOld};
 use crate::txn_log::{KeyChange, OldValue};
-use crate::types::{Lsn, TxnId};
+use crate::types::{IdMap, Lsn, TxnId};
 
 /// A key's value before a transaction's first change to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,12 +96,12 @@ struct State {
     /// Transactions that changed more keys than a version each is kept for
     /// (`escalate_keys`): the smallest and largest key they changed. A
     /// snapshot that must not see one cannot read inside its range.
-    untracked: HashMap<TxnId, KeySpan>,
+    untracked: IdMap<TxnId, KeySpan>,
     /// Keys each transaction has a version of.
-    keys_of: HashMap<TxnId, Vec<Box<[u8]>>>,
+    keys_of: IdMap<TxnId, Vec<Box<[u8]>>>,
     /// Commit sequence numbers of the committed transactions that still
     /// have versions, and the transactions by seq.
-    seq_of: HashMap<TxnId, u64>,
+    seq_of: IdMap<TxnId, u64>,
     by_seq: BTreeMap<u64, TxnId>,
     /// The last published commit.
     last_seq: u64,
