@@ -91,9 +91,11 @@ impl TxnCtx {
                     true => OldValue::Small(v.to_vec()),
                     false => OldValue::Large(v.len()),
                 });
-                let key = undo.key.clone();
-                let lsn = pool.log_and_apply(&self.header(Lsn::NONE), &Body::Update { parts, undo }, fpi_horizon)?;
-                self.changes.push(KeyChange { lsn, key, old });
+                let body = Body::Update { parts, undo };
+                let lsn = pool.log_and_apply(&self.header(Lsn::NONE), &body, fpi_horizon)?;
+                // The key moves on from the record logged, not copied.
+                let Body::Update { undo, .. } = body else { unreachable!("built as an Update above") };
+                self.changes.push(KeyChange { lsn, key: undo.key, old });
                 lsn
             }
         };
