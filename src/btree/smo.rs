@@ -289,15 +289,19 @@ impl Node {
     }
 
     /// About how many bytes the patch of a `patchable` node logs: each op
-    /// adds its cell and about 12 bytes (page id, tag, slot, length).
+    /// adds its cell and about 12 bytes (page id, tag, slot, length). The
+    /// old cells that left are one `Truncate` for the suffix past the last
+    /// one kept and a `Delete` for each of the others (`into_patch_ops`).
     fn patch_len(&self) -> usize {
         let (count, old_link) = self.loaded.expect("patchable");
         let kept = self.origin.iter().filter(|o| o.slot_on(self.pid).is_some()).count();
+        let end = self.origin.iter().filter_map(|o| o.slot_on(self.pid)).max().map_or(0, |s| s as usize + 1);
+        let removals = (end - kept) + usize::from(end < count);
         let changed: usize = (self.origin.iter().zip(&self.cells))
             .filter(|(o, _)| !matches!(o, Origin::Kept(p, _) if *p == self.pid))
             .map(|(_, c)| c.len() + 12)
             .sum();
-        changed + (count - kept) * 12 + if self.link != old_link { 12 } else { 0 }
+        changed + removals * 12 + if self.link != old_link { 12 } else { 0 }
     }
 
     /// The ops that turn the page as loaded into this node (which must be
