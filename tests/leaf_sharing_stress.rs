@@ -39,6 +39,11 @@ fn review_value(r: &mut StdRng, page_size: usize) -> Vec<u8> {
     (0..len).map(|i| b.wrapping_add(i as u8)).collect()
 }
 
+/// The command that runs one seed again.
+fn reproduce(seed: u64) -> String {
+    format!("reproduce: ARIESDB_SEED_START={seed} ARIESDB_SEEDS=1 cargo test --test leaf_sharing_stress")
+}
+
 fn run(seed: u64, page_size: usize, txns: usize) {
     run_with(seed, page_size, txns, 64, 256 << 10);
     run_with(seed, page_size, txns, 4096, 0);
@@ -56,7 +61,7 @@ fn run_with(seed: u64, page_size: usize, txns: usize, pool: usize, ckpt: u64) {
     let mut model = Model::new();
     let db = Db::open_with(sim.clone(), opts.clone()).unwrap();
     for t in 0..txns {
-        let ctx = format!("seed {seed} page {page_size} txn {t}");
+        let ctx = format!("seed {seed} page {page_size} txn {t} ({})", reproduce(seed));
         let mut tx = db.begin().unwrap();
         let mut pending = model.clone();
         let mut sp = None;
@@ -91,9 +96,10 @@ fn run_with(seed: u64, page_size: usize, txns: usize, pool: usize, ckpt: u64) {
     }
     drop(db);
     sim.power_loss();
-    let db = Db::open_with(sim.clone(), opts).unwrap_or_else(|e| panic!("seed {seed}: reopen: {e}"));
-    let got = read_all(&db).unwrap_or_else(|e| panic!("seed {seed}: after reopen: {e}"));
-    assert!(got == model, "seed {seed}: after reopen the tree differs from the model");
+    let ctx = format!("seed {seed} page {page_size} ({})", reproduce(seed));
+    let db = Db::open_with(sim.clone(), opts).unwrap_or_else(|e| panic!("{ctx}: reopen: {e}"));
+    let got = read_all(&db).unwrap_or_else(|e| panic!("{ctx}: after reopen: {e}"));
+    assert!(got == model, "{ctx}: after reopen the tree differs from the model");
 }
 
 #[test]
@@ -129,7 +135,7 @@ fn share_crash_cycles() {
                 .wal_segment_bytes(256 << 10);
             let mut outcome = Outcome { model: Model::new(), in_doubt: Vec::new(), history: vec![Model::new()] };
             for round in 0..4 {
-                let ctx = format!("seed {seed} page {page_size} round {round}");
+                let ctx = format!("seed {seed} page {page_size} round {round} ({})", reproduce(seed));
                 let opts = base.clone().instant_restart(r.gen_bool(0.5));
                 let db = Db::open_with(sim.clone(), opts).unwrap_or_else(|e| panic!("{ctx}: recovery failed: {e}"));
                 let model = verify(&db, &outcome, &ctx);
