@@ -335,9 +335,17 @@ impl SnapshotScan<'_> {
                     return Ok(false);
                 }
                 let ks = bytes.len();
-                bytes.extend_from_slice(k);
-                let vs = bytes.len();
-                tree.read_value_into(cell, bytes)?;
+                let vs = ks + k.len();
+                if cell.inline.is_some() {
+                    // Key and value in one copy: they are adjacent in the cell.
+                    debug_assert!(
+                        cell.key_and_inline.starts_with(k) && cell.key_and_inline.len() == k.len() + cell.val_len
+                    );
+                    bytes.extend_from_slice(cell.key_and_inline);
+                } else {
+                    bytes.extend_from_slice(k);
+                    tree.read_value_into(cell, bytes)?;
+                }
                 from_tree.push([ks, vs, vs, bytes.len()]);
                 Ok(true)
             };

@@ -221,6 +221,9 @@ pub struct LeafCell<'a> {
     pub inline: Option<&'a [u8]>,
     /// The first overflow page, when it is not.
     pub overflow: Option<PageId>,
+    /// The key and, for an inline value, the value after it: the two are
+    /// adjacent in the cell, so a reader copying both copies this once.
+    pub key_and_inline: &'a [u8],
 }
 
 impl<'a> LeafCell<'a> {
@@ -232,9 +235,10 @@ impl<'a> LeafCell<'a> {
         let key = &c[LEAF_CELL_HEADER..LEAF_CELL_HEADER + key_len];
         let rest = &c[LEAF_CELL_HEADER + key_len..];
         if flags & FLAG_OVERFLOW != 0 {
-            LeafCell { key, val_len, inline: None, overflow: Some(PageId(get_u32(rest, 0))) }
+            LeafCell { key, val_len, inline: None, overflow: Some(PageId(get_u32(rest, 0))), key_and_inline: key }
         } else {
-            LeafCell { key, val_len, inline: Some(&rest[..val_len]), overflow: None }
+            let key_and_inline = &c[LEAF_CELL_HEADER..LEAF_CELL_HEADER + key_len + val_len];
+            LeafCell { key, val_len, inline: Some(&rest[..val_len]), overflow: None, key_and_inline }
         }
     }
 
