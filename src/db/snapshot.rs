@@ -12,7 +12,7 @@ use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
 use super::{as_ref, check_key, owned_bounds, owned_slice_bounds, prefix_bounds, Inner, KeyRange, SCAN_BATCH};
-use crate::btree::{LeafPos, ScanEnd, ScanStart};
+use crate::btree::{BTree, LeafPos, ScanEnd, ScanStart};
 use crate::error::{Error, Result};
 use crate::page::LeafCell;
 use crate::txn::versions::{Before, Seen};
@@ -213,13 +213,26 @@ pub(super) struct Batch {
     pub(super) next: usize,
 }
 
+/// Append the key and then the value of leaf cell `cell` (whose key is
+/// `key`) to `bytes`: an inline value with its key in one copy, since the two
+/// are adjacent in the cell; a value in overflow pages read from its chain.
+pub(super) fn copy_entry(tree: &BTree<'_>, key: &[u8], cell: &LeafCell<'_>, bytes: &mut Vec<u8>) -> Result<()> {
+    if cell.inline.is_some() {
+        debug_assert!(cell.key_and_inline.starts_with(key) && cell.key_and_inline.len() == key.len() + cell.val_len);
+        bytes.extend_from_slice(cell.key_and_inline);
+        Ok(())
+    } else {
+        bytes.extend_from_slice(key);
+        tree.read_value_into(cell, bytes)
+    }
+}
+
 impl Batch {
-    /// Append an entry: `key`, then the value that `value` appends.
-    pub(super) fn push_with(&mut self, key: &[u8], value: impl FnOnce(&mut Vec<u8>) -> Result<()>) -> Result<()> {
+    /// Append the entry of leaf cell `cell`, whose key is `key`.
+    pub(super) fn push_cell(&mut self, tree: &BTree<'_>, key: &[u8], cell: &LeafCell<'_>) -> Result<()> {
         let ks = self.bytes.len();
-        self.bytes.extend_from_slice(key);
-        let vs = self.bytes.len();
-        value(&mut self.bytes)?;
+        copy_entry(tree, key, cell, &mut self.bytes)?;
+        let vs = ks + key.len();
         self.entries.push([ks, vs, vs, self.bytes.len()]);
         Ok(())
     }
@@ -335,17 +348,8 @@ impl SnapshotScan<'_> {
                     return Ok(false);
                 }
                 let ks = bytes.len();
+                copy_entry(&tree, k, cell, bytes)?;
                 let vs = ks + k.len();
-                if cell.inline.is_some() {
-                    // Key and value in one copy: they are adjacent in the cell.
-                    debug_assert!(
-                        cell.key_and_inline.starts_with(k) && cell.key_and_inline.len() == k.len() + cell.val_len
-                    );
-                    bytes.extend_from_slice(cell.key_and_inline);
-                } else {
-                    bytes.extend_from_slice(k);
-                    tree.read_value_into(cell, bytes)?;
-                }
                 from_tree.push([ks, vs, vs, bytes.len()]);
                 Ok(true)
             };

@@ -949,7 +949,7 @@ impl Scan<'_> {
                                 Some(false) => {}
                             }
                         }
-                        batch.push_with(k, |bytes| tree.read_value_into(cell, bytes))?;
+                        batch.push_cell(&tree, k, cell)?;
                         Ok(batch.entries.len() < SCAN_BATCH)
                     };
                     let (lo, hi) = (as_ref(&self.lo), as_ref(&self.hi));
