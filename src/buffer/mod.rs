@@ -59,7 +59,7 @@ use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::error::{Error, Result};
 use crate::failstop::FailStop;
-use crate::page::{self, PageOp, PageRef, PageState};
+use crate::page::{self, PageRef, PageState};
 use crate::storage::{read_full_at, StorageFile};
 use crate::types::{IdMap, Lsn, PageId};
 use crate::wal::{Body, PagePart, RecordHeader, Wal};
@@ -1071,8 +1071,9 @@ impl BufferPool {
     /// Log a record and apply its page parts: the one path by which pages
     /// change in normal operation. Before the first change to a clean page
     /// whose last full image is older than `fpi_horizon` (the begin LSN of the
-    /// latest checkpoint), a full page image is logged, so that a torn write of
-    /// the page can be repaired by redo.
+    /// latest checkpoint), a full page image is logged (`page::image_op`: the
+    /// cells of a leaf or inner page as an Init, the bytes of any other), so
+    /// that a torn write of the page can be repaired by redo.
     pub fn log_and_apply(&self, header: &RecordHeader, body: &Body, fpi_horizon: Lsn) -> Result<Lsn> {
         self.stop.check()?;
         let parts = body.parts();
@@ -1091,7 +1092,7 @@ impl BufferPool {
             let mut g = self.frames[h.idx].data.write();
             if !h.is_dirty() && g.fpi_lsn() < fpi_horizon {
                 // Full page image before the first change since the horizon.
-                let image = PagePart { page_id: part.page_id, op: PageOp::Image(g.to_vec()) };
+                let image = PagePart { page_id: part.page_id, op: page::image_op(&g) };
                 let fpi = self.wal.append(&RecordHeader::default(), &Body::Redo { parts: vec![image] })?;
                 self.counters.fpis.fetch_add(1, Ordering::Relaxed);
                 page::set_fpi_lsn(&mut g, fpi);

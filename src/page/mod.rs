@@ -18,7 +18,7 @@ mod ops;
 mod slotted;
 
 pub use master::{Master, FORMAT_VERSION, MASTER_COPY_LEN};
-pub use ops::{apply, PageOp};
+pub use ops::{apply, image_op, PageOp};
 pub use slotted::*;
 
 use crate::error::{Error, Result};
