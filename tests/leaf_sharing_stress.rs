@@ -11,7 +11,7 @@ use common::*;
 use rand::rngs::StdRng;
 use rand::Rng;
 
-fn review_key(r: &mut StdRng) -> Vec<u8> {
+fn random_key(r: &mut StdRng) -> Vec<u8> {
     match r.gen_range(0..4) {
         0 => format!("s{:05}", r.gen_range(0..3000)).into_bytes(),
         1 => {
@@ -29,7 +29,7 @@ fn review_key(r: &mut StdRng) -> Vec<u8> {
     }
 }
 
-fn review_value(r: &mut StdRng, page_size: usize) -> Vec<u8> {
+fn random_value(r: &mut StdRng, page_size: usize) -> Vec<u8> {
     let len = match r.gen_range(0..10) {
         0..=5 => r.gen_range(0..200),
         6..=8 => r.gen_range(200..page_size / 3),
@@ -67,9 +67,9 @@ fn run_with(seed: u64, page_size: usize, txns: usize, pool: usize, ckpt: u64) {
         let mut sp = None;
         let mut at_sp = None;
         for _ in 0..r.gen_range(1..40) {
-            let k = review_key(&mut r);
+            let k = random_key(&mut r);
             if r.gen_bool(0.7) {
-                let v = review_value(&mut r, page_size);
+                let v = random_value(&mut r, page_size);
                 tx.put(&k, &v).unwrap_or_else(|e| panic!("{ctx}: put: {e}"));
                 pending.insert(k, v);
             } else {

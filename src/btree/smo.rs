@@ -457,7 +457,7 @@ impl<'t, 'p> Plan<'t, 'p> {
             }
         };
         let count = g.slot_count();
-        let cells = (0..count).map(|i| page::cell(&g, i).to_vec()).collect();
+        let cells = page::cells(&g);
         let origin = (0..count).map(|i| Origin::Kept(pid, i as u16)).collect();
         let needs_image = !h.is_dirty() && g.fpi_lsn() < self.tree.fpi_horizon;
         self.nodes.push(Node {
@@ -593,38 +593,21 @@ impl<'t, 'p> Plan<'t, 'p> {
     fn shift_to_sibling(&mut self, idx: usize, path: &Path, depth: usize) -> Result<Shift> {
         debug_assert!(depth > 0 && self.nodes[idx].ty == PageType::Leaf);
         let (parent, leaf) = (path.nodes[depth - 1], path.nodes[depth]);
-        let in_plan = |pid: PageId, plan: &Self| {
-            plan.nodes.iter().any(|n| n.pid == pid && !n.freed) || plan.unloaded.iter().any(|p| p.page_id == pid)
-        };
-        if in_plan(parent, self) || self.nodes[idx].cells.len() < 2 {
+        if self.nodes[idx].cells.len() < 2 {
             return Ok(Shift::NoRoom);
-        }
-        if !self.alloc.meta.holds(parent) {
-            return Err(corrupt(format!("child pointer to page {parent} outside the file")));
         }
         let pos = path.child_pos[depth - 1];
         let usable = self.usable;
         // What the parent says: the siblings, and the separators around the leaf.
-        let (siblings, parent_used, sep_lens) = {
-            let h = self.tree.pool.fetch(parent)?;
-            let g = h.read();
-            if g.page_type() != Some(PageType::Inner) || g.aux() != 1 {
-                return Err(corrupt(format!(
-                    "page {parent} of type {:?}, level {} where level 1 was expected",
-                    g.page_type(),
-                    g.aux()
-                )));
-            }
+        let parent_says = self.read_unloaded_parent(path, depth, 1, |g| {
             let separators = g.slot_count();
-            if pos > separators || child_at(&g, pos) != leaf {
-                return Err(corrupt(format!("inner page {parent} does not point at page {leaf} at {pos}")));
-            }
-            let left = (pos > 0).then(|| child_at(&g, pos - 1));
-            let right = (pos < separators).then(|| child_at(&g, pos + 1));
-            let sep_len = |slot: usize| page::cell(&g, slot).len();
+            let left = (pos > 0).then(|| child_at(g, pos - 1));
+            let right = (pos < separators).then(|| child_at(g, pos + 1));
+            let sep_len = |slot: usize| page::cell(g, slot).len();
             let lens = [pos.checked_sub(1).map_or(0, sep_len), if pos < separators { sep_len(pos) } else { 0 }];
-            ([(left, true), (right, false)], usable - page::free_space(&g), lens)
-        };
+            ([(left, true), (right, false)], usable - page::free_space(g), lens)
+        })?;
+        let Some((siblings, parent_used, sep_lens)) = parent_says else { return Ok(Shift::NoRoom) };
         // The first sibling, right then left, that needs no image and has
         // room: at most two pages less `slack` between the two.
         let (leaf_used, cells) = (self.nodes[idx].used(), self.nodes[idx].cells.len());
@@ -635,7 +618,7 @@ impl<'t, 'p> Plan<'t, 'p> {
             if !self.alloc.meta.holds(sib) {
                 return Err(corrupt(format!("child pointer to page {sib} outside the file")));
             }
-            if in_plan(sib, self) {
+            if self.in_plan(sib) {
                 continue;
             }
             let h = self.tree.pool.fetch(sib)?;
@@ -743,19 +726,28 @@ impl<'t, 'p> Plan<'t, 'p> {
         Ok(Some(p))
     }
 
-    /// A split's common case: the parent of the node at `path.nodes[depth]`
-    /// is not in the plan yet and has room for the separator. It then takes
-    /// the separator as a one-cell insert without its cells being loaded
-    /// (loading copies every cell of an inner page, most of a split's cost),
-    /// and the fix-up ends there: a parent that only gained a cell and is
-    /// not over-full meets the shape bounds it met before. False (nothing
-    /// done) otherwise; checks what `parent_of` checks.
-    fn insert_into_unloaded_parent(&mut self, path: &Path, depth: usize, sep_cell: &[u8]) -> Result<bool> {
+    /// True if page `pid` is in the plan: loaded (and not freed), or
+    /// changed by a part pushed without loading it.
+    fn in_plan(&self, pid: PageId) -> bool {
+        self.nodes.iter().any(|n| n.pid == pid && !n.freed) || self.unloaded.iter().any(|p| p.page_id == pid)
+    }
+
+    /// Read the parent of the node at `path.nodes[depth]`, an inner page of
+    /// `level`, without loading it into the plan: check that it is in the
+    /// file, has that type and level, and points at the node where the path
+    /// says, then give its bytes to `f`. None (nothing read) if the parent is
+    /// in the plan already: its bytes would not be what the record changes.
+    fn read_unloaded_parent<T>(
+        &self,
+        path: &Path,
+        depth: usize,
+        level: u32,
+        f: impl FnOnce(&[u8]) -> T,
+    ) -> Result<Option<T>> {
         let (parent, child) = (path.nodes[depth - 1], path.nodes[depth]);
-        if self.nodes.iter().any(|n| n.pid == parent && !n.freed) || self.unloaded.iter().any(|p| p.page_id == parent) {
-            return Ok(false);
+        if self.in_plan(parent) {
+            return Ok(None);
         }
-        let level = self.nodes.iter().find(|n| n.pid == child && !n.freed).map_or(0, |n| n.level) + 1;
         if !self.alloc.meta.holds(parent) {
             return Err(corrupt(format!("child pointer to page {parent} outside the file")));
         }
@@ -772,8 +764,25 @@ impl<'t, 'p> Plan<'t, 'p> {
         if pos > g.slot_count() || child_at(&g, pos) != child {
             return Err(corrupt(format!("inner page {parent} does not point at page {child} at {pos}")));
         }
+        Ok(Some(f(&g)))
+    }
+
+    /// A split's common case: the parent of the node at `path.nodes[depth]`
+    /// is not in the plan yet and has room for the separator. It then takes
+    /// the separator as a one-cell insert without its cells being loaded
+    /// (loading copies every cell of an inner page, most of a split's cost),
+    /// and the fix-up ends there: a parent that only gained a cell and is
+    /// not over-full meets the shape bounds it met before. False (nothing
+    /// done) otherwise; checks what `parent_of` checks.
+    fn insert_into_unloaded_parent(&mut self, path: &Path, depth: usize, sep_cell: &[u8]) -> Result<bool> {
+        let (parent, child) = (path.nodes[depth - 1], path.nodes[depth]);
+        let level = self.nodes.iter().find(|n| n.pid == child && !n.freed).map_or(0, |n| n.level) + 1;
         // Bytes of cells and slots now: what `Node::used` would count.
-        let used_now = page::usable_space(self.page_size) - page::free_space(&g);
+        let usable = self.usable;
+        let Some(used_now) = self.read_unloaded_parent(path, depth, level, |g| usable - page::free_space(g))? else {
+            return Ok(false);
+        };
+        let pos = path.child_pos[depth - 1];
         if used_now + footprint(sep_cell) > self.usable {
             return Ok(false);
         }
@@ -969,10 +978,6 @@ mod patch_tests {
         b
     }
 
-    fn cells_of(b: &[u8]) -> Vec<Vec<u8>> {
-        (0..b.slot_count()).map(|i| page::cell(b, i).to_vec()).collect()
-    }
-
     #[derive(Clone, Debug)]
     enum Edit {
         Insert(usize, usize),
@@ -1072,7 +1077,7 @@ mod patch_tests {
             for op in &ops {
                 page::apply(&mut b, pid, op).map_err(|e| TestCaseError::fail(format!("{op:?}: {e}")))?;
             }
-            prop_assert_eq!(cells_of(&b), node.cells.clone());
+            prop_assert_eq!(page::cells(&b), node.cells.clone());
             prop_assert_eq!(b.link(), node.link);
             let (want, want_link) = (node.cells.clone(), node.link);
             let mut parts = Vec::new();
@@ -1082,7 +1087,7 @@ mod patch_tests {
                 prop_assert_eq!(p.page_id, pid);
                 page::apply(&mut b, pid, &p.op).unwrap();
             }
-            prop_assert_eq!(cells_of(&b), want);
+            prop_assert_eq!(page::cells(&b), want);
             prop_assert_eq!(b.link(), want_link);
         }
     }

@@ -294,12 +294,9 @@ fn apply_image(b: &mut [u8], page_id: PageId, img: &[u8]) -> Result<()> {
 /// image: it defines the page. Any other page is logged as its bytes.
 pub fn image_op(b: &[u8]) -> PageOp {
     match b.page_type() {
-        Some(t @ (PageType::Leaf | PageType::Inner)) => PageOp::Init {
-            ty: t as u8,
-            link: b.link(),
-            aux: b.aux(),
-            cells: (0..b.slot_count()).map(|i| cell(b, i).to_vec()).collect(),
-        },
+        Some(t @ (PageType::Leaf | PageType::Inner)) => {
+            PageOp::Init { ty: t as u8, link: b.link(), aux: b.aux(), cells: cells(b) }
+        }
         _ => PageOp::Image(b.to_vec()),
     }
 }
@@ -435,7 +432,6 @@ mod tests {
         assert!(enc.len() < 17 * 170 + 100, "{} bytes logged for 17 cells", enc.len());
         let mut rebuilt = vec![0xAAu8; 4096];
         apply(&mut rebuilt, PageId(7), &op).unwrap();
-        let cells = |b: &[u8]| (0..b.slot_count()).map(|i| cell(b, i).to_vec()).collect::<Vec<_>>();
         assert_eq!(cells(&rebuilt), cells(&p));
         assert_eq!((rebuilt.page_type(), rebuilt.link(), rebuilt.aux()), (p.page_type(), p.link(), p.aux()));
         seal(&mut rebuilt);

@@ -52,6 +52,11 @@ pub fn cell(b: &[u8], i: usize) -> &[u8] {
     &b[off..off + len]
 }
 
+/// Copies of every cell of a leaf or inner page, in slot order.
+pub fn cells(b: &[u8]) -> Vec<Vec<u8>> {
+    (0..b.slot_count()).map(|i| cell(b, i).to_vec()).collect()
+}
+
 /// Free bytes usable for a new cell plus its slot, counting fragments.
 pub fn free_space(b: &[u8]) -> usize {
     let slots_end = HEADER_LEN + 2 * b.slot_count();

@@ -80,17 +80,7 @@ pub fn analysis(segments: &Segments, from: Lsn, must_reach: Lsn, known_end: Opti
         // Appended in log order and grouped by page after the scan: a map
         // looked up per part here cost two cache misses each (the bucket and
         // the list's last LSN), half of analysis on a log of many pages.
-        // A record's parts come grouped by page (a structure change may log
-        // hundreds of one-cell ops on one page), so a repeat of the part
-        // before is skipped without searching all earlier ones.
-        for (i, &page_id) in rec.page_ids.iter().enumerate() {
-            if i > 0 && rec.page_ids[i - 1] == page_id {
-                continue;
-            }
-            if !rec.page_ids[..i].contains(&page_id) {
-                refs.push((page_id, rec.lsn));
-            }
-        }
+        refs.extend(rec.pages().map(|page_id| (page_id, rec.lsn)));
         if let Some(c) = rec.checkpoint()? {
             if c.begin_lsn == from {
                 a.next_txn_id = a.next_txn_id.max(c.next_txn_id);

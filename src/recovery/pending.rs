@@ -314,12 +314,7 @@ impl PendingRedo {
         }
         let Some(from) = work.values().map(|w| w.rec_lsn).min() else { return Ok(()) };
         reader::scan_views(self.wal.segments(), from, Lsn::NONE, Some(self.end), |rec| {
-            for (i, &page_id) in rec.page_ids.iter().enumerate() {
-                // Parts come grouped by page: a repeat of the one before is
-                // skipped without searching all earlier ones.
-                if i > 0 && rec.page_ids[i - 1] == page_id || rec.page_ids[..i].contains(&page_id) {
-                    continue;
-                }
+            for page_id in rec.pages() {
                 let Some(w) = work.get_mut(&page_id).filter(|w| rec.lsn >= w.rec_lsn) else { continue };
                 let parts = rec.parts_of(page_id)?;
                 w.tally.replay(&mut w.buf, &mut w.valid, page_id, rec.lsn, &parts)?;

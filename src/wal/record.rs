@@ -473,6 +473,18 @@ pub struct RecordView<'a> {
 }
 
 impl RecordView<'_> {
+    /// The pages the record changes, each once, in the order of their first
+    /// part. A record's parts come grouped by page (a structure change may
+    /// log hundreds of one-cell ops on one page), so a repeat of the part
+    /// before is skipped without searching all earlier ones.
+    pub fn pages(&self) -> impl Iterator<Item = PageId> + '_ {
+        let ids = self.page_ids;
+        ids.iter().enumerate().filter_map(move |(i, &page_id)| {
+            let repeat = i > 0 && ids[i - 1] == page_id || ids[..i].contains(&page_id);
+            (!repeat).then_some(page_id)
+        })
+    }
+
     /// A checkpoint end's content (None for another kind).
     ///
     /// # Errors
@@ -529,6 +541,23 @@ impl RecordView<'_> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_records_pages_are_listed_once_each_in_first_part_order() {
+        let ids: Vec<PageId> = [3, 3, 3, 5, 3, 7, 7, 5].into_iter().map(PageId).collect();
+        let view = RecordView {
+            lsn: Lsn(4096),
+            len: 0,
+            prev_lsn: Lsn::NONE,
+            txn_id: TxnId(1),
+            durable_lsn: Lsn::NONE,
+            undo_next_lsn: Lsn::NONE,
+            kind: Kind::Update,
+            page_ids: &ids,
+            body: &[],
+        };
+        assert_eq!(view.pages().collect::<Vec<_>>(), vec![PageId(3), PageId(5), PageId(7)]);
+    }
+
     use super::*;
     use crate::page::Meta;
 
