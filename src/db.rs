@@ -39,7 +39,7 @@ use crate::storage::{FsStorage, OverlayStorage, ProcessStorage, Storage, Storage
 use crate::txn::lock::LockManager;
 use crate::txn::versions::VersionStore;
 use crate::txn::{SharedTxnTable, TxnEnv};
-use crate::types::{AtomicLsn, Lsn, TxnEntry, TxnId};
+use crate::types::{Lsn, TxnEntry, TxnId};
 use crate::wal::Wal;
 
 mod background;
@@ -85,7 +85,6 @@ pub(crate) struct Inner {
     txns: SharedTxnTable,
     locks: LockManager,
     next_txn_id: AtomicU64,
-    fpi_horizon: AtomicLsn,
     /// The versions read-only snapshots see (`txn::versions`).
     versions: VersionStore,
     ckpt: Checkpointer,
@@ -183,7 +182,8 @@ pub struct Stats {
     pub evictions: u64,
     /// Data pages written.
     pub pages_written: u64,
-    /// Full page images logged.
+    /// Full page images logged (before a page is written back, if its last
+    /// image is older than the latest checkpoint: torn-page protection).
     pub full_page_images: u64,
     /// Page evictions that had to wait for the log to become durable before
     /// writing their victim (the write-ahead rule). The victim choice and the
@@ -801,7 +801,6 @@ impl Inner {
             list_keys: (opts.snapshot_cap_bytes / 128).max(1),
         };
         let r = recovery::recover(storage, &params)?;
-        let fpi_horizon = r.fpi_horizon();
         let start = r.start;
         let inner = Inner {
             page_size: r.master.page_size as usize,
@@ -812,7 +811,6 @@ impl Inner {
             txns: SharedTxnTable::new(r.txns),
             locks: LockManager::with_fail_stop(r.stop.clone(), opts.lock_timeout),
             next_txn_id: AtomicU64::new(r.next_txn_id.get()),
-            fpi_horizon: AtomicLsn::new(fpi_horizon),
             versions: VersionStore::new(opts.snapshot_cap_bytes, opts.lock_escalation_keys),
             ckpt: Checkpointer::new(r.master_file, r.master.checkpoint_lsn),
             compacting: Mutex::new(()),
@@ -873,7 +871,7 @@ impl Inner {
     }
 
     fn tree(&self) -> BTree<'_> {
-        BTree::new(&self.pool, self.fpi_horizon.load())
+        BTree::new(&self.pool)
     }
 
     fn check_ok(&self) -> Result<()> {
@@ -935,14 +933,7 @@ impl Inner {
     /// The engine's parts a transaction's tree changes, outcome records and
     /// rollback use.
     fn txn_env(&self) -> TxnEnv<'_> {
-        TxnEnv {
-            latch: &self.tree_latch,
-            pool: &self.pool,
-            wal: &self.wal,
-            txns: &self.txns,
-            fpi_horizon: &self.fpi_horizon,
-            versions: &self.versions,
-        }
+        TxnEnv { latch: &self.tree_latch, pool: &self.pool, wal: &self.wal, txns: &self.txns, versions: &self.versions }
     }
 
     /// The engine's parts a checkpoint reads and writes.
@@ -983,7 +974,7 @@ impl Inner {
     /// The moves and the cut of `Db::compact`; the caller holds `compacting`.
     fn compact(&self) -> Result<u64> {
         self.finish_redo()?;
-        compact_in_rounds(&self.tree_latch, &self.pool, &self.wal, &self.fpi_horizon)?;
+        compact_in_rounds(&self.tree_latch, &self.pool, &self.wal)?;
         // No record before this checkpoint is redone after a crash, so no
         // redo can touch the pages past the new end once they are cut.
         self.pool.flush_dirty(Lsn::MAX, usize::MAX)?;

@@ -73,18 +73,12 @@ impl TxnCtx {
 
     /// Log a key change and apply its page parts: an Update with its logical
     /// undo, or, while compensating, a CLR (THE place a CLR is made).
-    pub fn log_key_change(
-        &mut self,
-        pool: &BufferPool,
-        parts: Vec<PagePart>,
-        undo: KeyUndo,
-        fpi_horizon: Lsn,
-    ) -> Result<()> {
+    pub fn log_key_change(&mut self, pool: &BufferPool, parts: Vec<PagePart>, undo: KeyUndo) -> Result<()> {
         let lsn = match self.compensating {
             Some(undo_next_lsn) => {
                 // The record compensated is after the one to undo next.
                 assert!(undo_next_lsn < self.last_lsn || self.last_lsn.is_none(), "a CLR must point back");
-                pool.log_and_apply(&self.header(undo_next_lsn), &Body::Clr { parts }, fpi_horizon)?
+                pool.log_and_apply(&self.header(undo_next_lsn), &Body::Clr { parts })?
             }
             None => {
                 let old = undo.old.as_deref().map(|v| match v.len() <= SMALL_OLD_VALUE {
@@ -92,7 +86,7 @@ impl TxnCtx {
                     false => OldValue::Large(v.len()),
                 });
                 let body = Body::Update { parts, undo };
-                let lsn = pool.log_and_apply(&self.header(Lsn::NONE), &body, fpi_horizon)?;
+                let lsn = pool.log_and_apply(&self.header(Lsn::NONE), &body)?;
                 // The key moves on from the record logged, not copied.
                 let Body::Update { undo, .. } = body else { unreachable!("built as an Update above") };
                 self.changes.push(KeyChange { lsn, key: undo.key, old });
@@ -110,8 +104,8 @@ impl TxnCtx {
     }
 
     /// Log a redo-only record and apply its page parts.
-    pub fn log_redo(&mut self, pool: &BufferPool, parts: Vec<PagePart>, fpi_horizon: Lsn) -> Result<()> {
-        let lsn = pool.log_and_apply(&self.header(Lsn::NONE), &Body::Redo { parts }, fpi_horizon)?;
+    pub fn log_redo(&mut self, pool: &BufferPool, parts: Vec<PagePart>) -> Result<()> {
+        let lsn = pool.log_and_apply(&self.header(Lsn::NONE), &Body::Redo { parts })?;
         debug_assert!(lsn > self.last_lsn);
         self.last_lsn = lsn;
         Ok(())

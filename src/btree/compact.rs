@@ -25,7 +25,7 @@ use std::collections::HashMap;
 
 use super::*;
 use crate::page::PageOp;
-use crate::types::{AtomicLsn, Lsn, TxnId};
+use crate::types::{Lsn, TxnId};
 use crate::wal::{PagePart, Wal};
 
 /// A place that holds a pointer to a page.
@@ -69,12 +69,12 @@ pub struct Compaction {
 ///
 /// # Errors
 /// `Error::Corruption` for damage found on the way; an I/O error.
-pub fn compact_in_rounds(latch: &TreeLatch, pool: &BufferPool, wal: &Wal, fpi_horizon: &AtomicLsn) -> Result<u32> {
+pub fn compact_in_rounds(latch: &TreeLatch, pool: &BufferPool, wal: &Wal) -> Result<u32> {
     let mut ctx = TxnCtx::new(TxnId::SYSTEM, Lsn::NONE);
     let mut plan: Option<(Compaction, Lsn)> = None;
     loop {
         let _w = latch.for_change(pool, wal, CHANGE_HEADROOM_PAGES)?;
-        let tree = BTree::new(pool, fpi_horizon.load());
+        let tree = BTree::new(pool);
         let mut c = match plan.take() {
             Some((c, end)) if end == wal.end_lsn() => c,
             _ => tree.plan_compaction()?,

@@ -64,8 +64,6 @@ const _: () = assert!(
 /// A B+tree over the buffer pool.
 pub struct BTree<'a> {
     pool: &'a BufferPool,
-    /// Begin LSN of the latest checkpoint: the full-page-image horizon.
-    fpi_horizon: Lsn,
 }
 
 /// A root-to-leaf path: the pages and, for each inner page, the position of
@@ -153,8 +151,8 @@ pub(crate) fn child_pos_for(b: &[u8], key: &[u8]) -> usize {
 
 impl<'a> BTree<'a> {
     /// A tree over `pool`.
-    pub fn new(pool: &'a BufferPool, fpi_horizon: Lsn) -> BTree<'a> {
-        BTree { pool, fpi_horizon }
+    pub fn new(pool: &'a BufferPool) -> BTree<'a> {
+        BTree { pool }
     }
 
     /// Read the meta page.

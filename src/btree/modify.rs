@@ -18,12 +18,12 @@ impl BTree<'_> {
 
     /// Log a redo-only record for `ctx` and apply it.
     pub(super) fn log_redo(&self, ctx: &mut TxnCtx, parts: Vec<PagePart>) -> Result<()> {
-        ctx.log_redo(self.pool, parts, self.fpi_horizon)
+        ctx.log_redo(self.pool, parts)
     }
 
     /// Log a key change (an Update, or a CLR when compensating) and apply it.
     fn log_key_change(&self, ctx: &mut TxnCtx, parts: Vec<PagePart>, undo: KeyUndo) -> Result<()> {
-        ctx.log_key_change(self.pool, parts, undo, self.fpi_horizon)
+        ctx.log_key_change(self.pool, parts, undo)
     }
 
     /// Insert or overwrite `key`: one Update (or CLR) record holding the leaf

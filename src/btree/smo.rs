@@ -210,10 +210,6 @@ pub(crate) struct Node {
     /// The slot count and link of the page as loaded; None for a page this
     /// plan made (always written whole).
     loaded: Option<(usize, PageId)>,
-    /// Changing the page in place would first log a full image of it (it
-    /// was clean, with its last image older than the horizon, when loaded;
-    /// `BufferPool::log_and_apply` decides, this only steers the choice).
-    needs_image: bool,
     freed: bool,
 }
 
@@ -360,16 +356,14 @@ impl Node {
 
     /// The parts that log this node's page: nothing if it did not change,
     /// else its patch ops or one whole-page `Init`, whichever logs fewer
-    /// bytes (a patch of a page that needs a full image first counts the
-    /// image).
-    fn page_parts(self, page_size: usize, parts: &mut Vec<PagePart>) {
+    /// bytes.
+    fn page_parts(self, parts: &mut Vec<PagePart>) {
         let pid = self.pid;
         if self.patchable() {
             let patch_len = self.patch_len();
             if patch_len == 0 {
                 return;
             }
-            let patch_len = patch_len + if self.needs_image { page_size } else { 0 };
             if patch_len < used(&self.cells) + 16 {
                 parts.extend(self.into_patch_ops().into_iter().map(|op| PagePart { page_id: pid, op }));
                 return;
@@ -459,7 +453,6 @@ impl<'t, 'p> Plan<'t, 'p> {
         let count = g.slot_count();
         let cells = page::cells(&g);
         let origin = (0..count).map(|i| Origin::Kept(pid, i as u16)).collect();
-        let needs_image = !h.is_dirty() && g.fpi_lsn() < self.tree.fpi_horizon;
         self.nodes.push(Node {
             pid,
             ty,
@@ -468,7 +461,6 @@ impl<'t, 'p> Plan<'t, 'p> {
             cells,
             origin,
             loaded: Some((count, g.link())),
-            needs_image,
             freed: false,
         });
         Ok(self.nodes.len() - 1)
@@ -485,7 +477,7 @@ impl<'t, 'p> Plan<'t, 'p> {
         let pid = self.alloc.alloc(self.tree.pool)?;
         let (cells, origin) = cells;
         debug_assert_eq!(cells.len(), origin.len());
-        let node = Node { pid, ty, link, level, cells, origin, loaded: None, needs_image: false, freed: false };
+        let node = Node { pid, ty, link, level, cells, origin, loaded: None, freed: false };
         // A page this record freed and now reuses: its old node is gone.
         if let Some(i) = self.nodes.iter().position(|n| n.pid == pid) {
             assert!(self.nodes[i].freed, "page {pid} allocated while in use");
@@ -577,10 +569,8 @@ impl<'t, 'p> Plan<'t, 'p> {
     /// (deferred splitting, as in Knuth's B*-tree, TAOCP vol. 3, section
     /// 6.2.4; SQLite's balance_nonroot shares among three siblings).
     ///
-    /// The right sibling is asked first, then the left, and only one whose
-    /// change needs no full page image first (it is dirty, or imaged since
-    /// the horizon): otherwise the move would log more than the split it
-    /// saves. It has room when the two hold at most two pages less
+    /// The right sibling is asked first, then the left. It has room when the
+    /// two hold at most two pages less
     /// `SHIFT_SLACK_CELLS` of the leaf's average cells each. The cut is the
     /// most even one, or, for keys arriving in order (`SplitBias`), the one
     /// that fills the page behind the insert to that mark. Only cells of the
@@ -631,7 +621,7 @@ impl<'t, 'p> Plan<'t, 'p> {
                 return Err(corrupt(format!("leaves {sib} and {leaf} are siblings but not linked in key order")));
             }
             let used = usable - page::free_space(&g);
-            if leaf_used + used <= 2 * room && (h.is_dirty() || g.fpi_lsn() >= self.tree.fpi_horizon) {
+            if leaf_used + used <= 2 * room {
                 found = Some((sib, used, g.slot_count(), is_left));
                 break;
             }
@@ -884,7 +874,7 @@ impl<'t, 'p> Plan<'t, 'p> {
                 continue;
             }
             debug_assert!(used(&n.cells) <= self.usable);
-            n.page_parts(self.page_size, parts);
+            n.page_parts(parts);
         }
         parts.extend(self.unloaded);
         self.alloc.finish(parts);
@@ -965,10 +955,10 @@ mod patch_tests {
         c
     }
 
-    fn loaded(pid: PageId, link: PageId, cells: Vec<Vec<u8>>, needs_image: bool) -> Node {
+    fn loaded(pid: PageId, link: PageId, cells: Vec<Vec<u8>>) -> Node {
         let origin = (0..cells.len()).map(|i| Origin::Kept(pid, i as u16)).collect();
         let loaded = Some((cells.len(), link));
-        Node { pid, ty: PageType::Leaf, link, level: 0, cells, origin, loaded, needs_image, freed: false }
+        Node { pid, ty: PageType::Leaf, link, level: 0, cells, origin, loaded, freed: false }
     }
 
     fn page_with(pid: PageId, link: PageId, cells: &[Vec<u8>]) -> Vec<u8> {
@@ -1009,7 +999,6 @@ mod patch_tests {
         fn patch_ops_rebuild_the_node(
             lens in proptest::collection::vec(1usize..300, 0..40),
             edits in proptest::collection::vec(edit(), 0..30),
-            needs_image in any::<bool>(),
         ) {
             let (pid, other, link) = (PageId(5), PageId(6), PageId(9));
             let usable = page::usable_space(PAGE);
@@ -1022,8 +1011,8 @@ mod patch_tests {
                 }
                 orig.push(c);
             }
-            let mut node = loaded(pid, link, orig.clone(), needs_image);
-            let mut neighbour = loaded(other, PageId(0), (100..120).map(|t| cell(t, 50)).collect(), false);
+            let mut node = loaded(pid, link, orig.clone());
+            let mut neighbour = loaded(other, PageId(0), (100..120).map(|t| cell(t, 50)).collect());
             let mut next_tag = 1000;
             for e in edits {
                 let n = node.cells.len();
@@ -1081,7 +1070,7 @@ mod patch_tests {
             prop_assert_eq!(b.link(), node.link);
             let (want, want_link) = (node.cells.clone(), node.link);
             let mut parts = Vec::new();
-            node.page_parts(PAGE, &mut parts);
+            node.page_parts(&mut parts);
             let mut b = page_with(pid, link, &orig);
             for p in &parts {
                 prop_assert_eq!(p.page_id, pid);
@@ -1117,13 +1106,13 @@ mod patch_tests {
                 c
             })
             .collect();
-        let mut node = loaded(pid, link, orig, false);
+        let mut node = loaded(pid, link, orig);
         node.split_off(180);
         node.link = PageId(12);
         let patch: Vec<PagePart> =
             node.clone().into_patch_ops().into_iter().map(|op| PagePart { page_id: pid, op }).collect();
         let mut parts = Vec::new();
-        node.page_parts(PAGE, &mut parts);
+        node.page_parts(&mut parts);
         assert!(
             encoded_len(&parts) <= encoded_len(&patch),
             "page_parts logged {} bytes ({} parts) where the patch is {} bytes ({} parts)",
@@ -1138,7 +1127,7 @@ mod patch_tests {
     fn a_split_logs_its_left_page_as_a_truncate() {
         let (pid, link) = (PageId(5), PageId(9));
         let orig: Vec<Vec<u8>> = (0..20).map(|t| cell(t, 150)).collect();
-        let mut node = loaded(pid, link, orig, false);
+        let mut node = loaded(pid, link, orig);
         node.insert(3, cell(99, 150));
         node.split_off(11);
         node.link = PageId(12);
@@ -1152,15 +1141,9 @@ mod patch_tests {
                 PageOp::SetLink(PageId(12))
             ]
         );
-        // A page that would need a full image first is written whole instead.
-        let mut clean = loaded(pid, link, (0..20).map(|t| cell(t, 150)).collect(), true);
-        clean.split_off(10);
-        let mut parts = Vec::new();
-        clean.page_parts(PAGE, &mut parts);
-        assert!(matches!(&parts[..], [PagePart { op: PageOp::Init { .. }, .. }]));
         // An unchanged page logs nothing.
         let mut parts = Vec::new();
-        loaded(pid, link, vec![cell(1, 10)], true).page_parts(PAGE, &mut parts);
+        loaded(pid, link, vec![cell(1, 10)]).page_parts(&mut parts);
         assert!(parts.is_empty());
     }
 }

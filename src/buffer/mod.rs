@@ -7,8 +7,16 @@
 //! or never written and that redo has not yet rebuilt from a full image.
 //!
 //! Invariants:
-//! - `write_page` is the only code that writes a data page, and it first makes
-//!   the log durable through the page's `page_lsn` (the write-ahead rule).
+//! - `write_page_gated` is the only code that writes a data page, and it
+//!   first makes the log durable through the page's `page_lsn` (the
+//!   write-ahead rule).
+//! - THE TORN-PAGE RULE (`log_image_if_due`): a page is written only if its
+//!   last full image (its `fpi_lsn`, or the frame's `image_lsn`) is at or
+//!   after the horizon, the begin LSN of the latest checkpoint; else an
+//!   image is logged first. Every write holds `write_gate` shared from its
+//!   look at the horizon to its end, and the horizon advances only with
+//!   the gate taken exclusively after it (`advance_fpi_horizon`), so a write
+//!   that saw an older horizon ended before the checkpoint's data sync.
 //! - The page table is split in `TABLE_SHARDS` shards by page id, each behind
 //!   its own reader-writer lock, so that fetches of different pages (and hits
 //!   on the same page) do not serialize on one lock.
@@ -30,8 +38,9 @@
 //!   the hint was written: a cache of the page table that may be stale or
 //!   missing, never trusted without the checks above.
 //! - `rec_lsn` of a dirty frame is at or before the first log record whose
-//!   effect the stored page lacks, and at a record that fully defines the page
-//!   (a full image or an init), so redo from `rec_lsn` can rebuild a torn page.
+//!   effect the stored page lacks. A stored page can be torn only by a write
+//!   after the last checkpoint's data sync, and such a write followed an
+//!   image at or after that checkpoint's begin, inside redo's range.
 //! - `log_and_apply` is the only path by which pages change in normal operation:
 //!   log first, then apply, then set page_lsn.
 //! - Fail-stop: every entry point (`fetch`, `fetch_new`, `flush_dirty`,
@@ -61,7 +70,7 @@ use crate::error::{Error, Result};
 use crate::failstop::FailStop;
 use crate::page::{self, PageRef, PageState};
 use crate::storage::{read_full_at, StorageFile};
-use crate::types::{IdMap, Lsn, PageId};
+use crate::types::{AtomicLsn, IdMap, Lsn, PageId};
 use crate::wal::{Body, PagePart, RecordHeader, Wal};
 
 /// Redo that pages owe at their first load after an instant restart
@@ -93,6 +102,59 @@ pub struct LoadRedone {
     pub dirty_rec_lsn: Option<Lsn>,
 }
 
+/// What `log_image_if_due` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Image {
+    /// The page's last image is recent enough: none logged.
+    NotDue,
+    /// An image was logged at this LSN.
+    Logged(Lsn),
+    /// A record that defines the page anew is being applied: no image
+    /// (it would follow that record with a state that lacks it), and none
+    /// needed (`write_page_gated`).
+    Busy,
+}
+
+/// The pages a record defines anew, listed in `BufferPool::defining` from
+/// before the record is appended until the record's last part for each has
+/// been applied (or the record fails).
+struct Defining<'a> {
+    pool: &'a BufferPool,
+    /// Each page with the index of the record's last part for it.
+    last_part: HashMap<PageId, usize>,
+}
+
+impl<'a> Defining<'a> {
+    fn new(pool: &'a BufferPool, parts: &[PagePart], defined: Vec<PageId>) -> Defining<'a> {
+        let mut last_part: HashMap<PageId, usize> = defined.iter().map(|&p| (p, 0)).collect();
+        for (i, part) in parts.iter().enumerate() {
+            if let Some(l) = last_part.get_mut(&part.page_id) {
+                *l = i;
+            }
+        }
+        pool.defining.lock().extend(defined);
+        Defining { pool, last_part }
+    }
+
+    /// Part `i`, for `page`, was applied: if it was the record's last for
+    /// the page, the page may be imaged again.
+    fn applied(&mut self, page: PageId, i: usize) {
+        if self.last_part.get(&page) == Some(&i) {
+            self.last_part.remove(&page);
+            self.pool.defining.lock().remove(&page);
+        }
+    }
+}
+
+impl Drop for Defining<'_> {
+    fn drop(&mut self) {
+        let mut set = self.pool.defining.lock();
+        for p in self.last_part.keys() {
+            set.remove(p);
+        }
+    }
+}
+
 /// A frame that holds no page.
 const NO_PAGE: PageId = PageId(u32::MAX);
 
@@ -104,6 +166,11 @@ pub struct Frame {
     dirty: AtomicBool,
     valid: AtomicBool,
     rec_lsn: AtomicU64,
+    /// The latest full image of the page logged at a write-back
+    /// (`BufferPool::log_image_if_due`), 0 if none since its load: the page's
+    /// own `fpi_lsn` is not raised in the frame (the image is logged under a
+    /// shared latch), only in the copy written to the file.
+    image_lsn: AtomicU64,
     /// Flush epoch of the last change applied here in normal operation.
     changed_epoch: AtomicU64,
     /// The page bytes (empty until the frame is first loaded).
@@ -152,6 +219,9 @@ const CLAIMED: u32 = 1 << 31;
 
 /// Hint slots per frame (`BufferPool::hints`).
 const HINTS_PER_FRAME: usize = 4;
+
+/// Pages `flush_dirty` writes back per log flush of their images.
+const WRITE_BATCH: usize = 64;
 
 /// Counters of hint hits, one per group of threads, each on its own cache
 /// lines, so that readers of the same hot page do not share a counter.
@@ -210,6 +280,17 @@ pub struct BufferPool {
     /// CLOCK's hand (taken modulo the frame count).
     hand: AtomicUsize,
     recovery_mode: AtomicBool,
+    /// The full-page-image horizon: the begin LSN of the latest checkpoint
+    /// (`advance_fpi_horizon`). A page written back whose last full image is
+    /// older gets one logged first.
+    fpi_horizon: AtomicLsn,
+    /// Held shared by every write-back from its look at `fpi_horizon` to the
+    /// end of its write; taken exclusively, for an instant, when the horizon
+    /// advances, so that every write that saw the older horizon has ended
+    /// (and is covered by the checkpoint's data sync that follows).
+    write_gate: RwLock<()>,
+    /// Pages a record being logged defines anew (`Defining`).
+    defining: parking_lot::Mutex<std::collections::HashSet<PageId>>,
     /// The redo pages owe after an instant restart (None: none owed).
     load_redo: RwLock<Option<Arc<dyn LoadRedo>>>,
     /// The database's fail-stop state.
@@ -329,6 +410,7 @@ impl BufferPool {
                 dirty: AtomicBool::new(false),
                 valid: AtomicBool::new(false),
                 rec_lsn: AtomicU64::new(0),
+                image_lsn: AtomicU64::new(0),
                 changed_epoch: AtomicU64::new(u64::MAX),
                 // Allocated at the frame's first load: a pool sized for a
                 // large cache costs nothing until it is used.
@@ -351,6 +433,9 @@ impl BufferPool {
             hand: AtomicUsize::new(0),
             frames,
             recovery_mode: AtomicBool::new(false),
+            fpi_horizon: AtomicLsn::new(Lsn::NONE),
+            write_gate: RwLock::new(()),
+            defining: Default::default(),
             load_redo: RwLock::new(None),
             stop,
             changed_in_epoch: Default::default(),
@@ -362,6 +447,11 @@ impl BufferPool {
             #[cfg(test)]
             claim_hook: parking_lot::Mutex::new(None),
         }
+    }
+
+    /// The number of frames.
+    pub fn frame_count(&self) -> usize {
+        self.frames.len()
     }
 
     /// The page size.
@@ -680,6 +770,7 @@ impl BufferPool {
         debug_assert!(f.pin.load(Ordering::Acquire) & CLAIMED != 0);
         f.set_page_id(page_id);
         self.clear_dirty(f);
+        f.image_lsn.store(0, Ordering::Release);
         f.valid.store(false, Ordering::Release);
         f.set_rec_lsn(Lsn::NONE);
         // At most a pinner letting go still holds the latch (`log_and_apply`
@@ -700,12 +791,7 @@ impl BufferPool {
             match self.read_page(page_id, &mut d) {
                 Ok(s) => s,
                 Err(e) => {
-                    let mut map = self.shard(page_id).map.write();
-                    if map.get(&page_id) == Some(&(idx as u32)) {
-                        map.remove(&page_id);
-                    }
-                    self.clear_hint(page_id, idx);
-                    f.set_page_id(NO_PAGE);
+                    self.unmap(page_id, idx);
                     return Err(e);
                 }
             }
@@ -736,12 +822,7 @@ impl BufferPool {
                         redo.done(page_id);
                     }
                     Err(e) => {
-                        let mut map = self.shard(page_id).map.write();
-                        if map.get(&page_id) == Some(&(idx as u32)) {
-                            map.remove(&page_id);
-                        }
-                        self.clear_hint(page_id, idx);
-                        f.set_page_id(NO_PAGE);
+                        self.unmap(page_id, idx);
                         self.clear_dirty(f);
                         f.set_rec_lsn(Lsn::NONE);
                         return Err(e);
@@ -756,6 +837,19 @@ impl BufferPool {
             return Err(Error::corruption("data", format!("page {page_id} {what}")));
         }
         Ok(h)
+    }
+
+    /// Take frame `idx` (pinned and latched by the caller) off page
+    /// `page_id`, whose bytes it does not hold: a load that failed, or a
+    /// page fetched to be defined anew by a record that was not logged.
+    /// Fetchers waiting for it find it gone and look again.
+    fn unmap(&self, page_id: PageId, idx: usize) {
+        let mut map = self.shard(page_id).map.write();
+        if map.get(&page_id) == Some(&(idx as u32)) {
+            map.remove(&page_id);
+        }
+        self.clear_hint(page_id, idx);
+        self.frames[idx].set_page_id(NO_PAGE);
     }
 
     /// Read page `page_id`'s stored bytes into `buf`, outside the pool (for
@@ -879,8 +973,20 @@ impl BufferPool {
         if dirty {
             // Claimed: a latch still held is being let go (`log_and_apply`
             // unpins before it unlatches); try_read does not wait for it.
-            let ahead = f.data.try_read().is_none_or(|g| g.page_lsn() >= durable);
-            if ahead {
+            // A page that owes an image (the torn-page rule) needs a flush
+            // of it too.
+            let horizon = self.fpi_horizon.load();
+            let (ahead, owes_image) = match f.data.try_read() {
+                Some(g) => (g.page_lsn() >= durable, Self::last_image(f, &g) < horizon),
+                None => (true, true),
+            };
+            if owes_image && self.recovery_mode.load(Ordering::Acquire) {
+                // Redo may be part way through the page: an image of it
+                // logged now would be out of log order (`recovery::redo`).
+                f.pin.fetch_sub(1, Ordering::AcqRel);
+                return None;
+            }
+            if ahead || owes_image {
                 if needs_log_flush.is_none() {
                     *needs_log_flush = Some(idx);
                 } else {
@@ -919,16 +1025,90 @@ impl BufferPool {
         Some(Victim::Clean(idx))
     }
 
-    /// Write a dirty frame back to the data file. THE WRITE-AHEAD RULE: the log
-    /// is made durable through the page's `page_lsn` first. Returns true if
-    /// that meant waiting for a log flush. An eviction (`evicting`) may run
-    /// under the caller's tree latch: its flush is the documented exception
-    /// to "no log flush under the latch" (`wal::no_flush`).
+    /// Move the full-page-image horizon to `begin` (a checkpoint's begin
+    /// LSN, or at open the one recovery started from) and wait until every
+    /// write-back that looked at the older horizon has ended. Call before
+    /// the checkpoint syncs the data file, with no page latched: from then
+    /// on a page whose last image is older than `begin` is imaged before it
+    /// is written, and every earlier write is covered by that sync.
+    pub fn advance_fpi_horizon(&self, begin: Lsn) {
+        debug_assert!(begin >= self.fpi_horizon.load(), "the image horizon only moves forward");
+        self.fpi_horizon.store(begin);
+        drop(self.write_gate.write());
+    }
+
+    /// The full-page-image horizon (`advance_fpi_horizon`).
+    pub fn fpi_horizon(&self) -> Lsn {
+        self.fpi_horizon.load()
+    }
+
+    /// The latest full image of the page in frame `f` (bytes `g`): its own
+    /// `fpi_lsn`, or a later image logged at a write-back.
+    fn last_image(f: &Frame, g: &[u8]) -> Lsn {
+        g.fpi_lsn().max(Lsn(f.image_lsn.load(Ordering::Acquire)))
+    }
+
+    /// THE TORN-PAGE RULE: a page about to be written back whose last full
+    /// image is older than the horizon gets one logged first (`page::image_op`:
+    /// the cells of a leaf or inner page as an Init, the bytes of any other),
+    /// so that redo can rebuild the page if this write is torn. Call with
+    /// `write_gate` held shared, `horizon` read after it was taken, and the
+    /// frame pinned.
+    fn log_image_if_due(&self, f: &Frame, horizon: Lsn) -> Result<Image> {
+        let g = f.data.read();
+        if Self::last_image(f, &g) >= horizon {
+            return Ok(Image::NotDue);
+        }
+        // Held through the append: a record that defines the page anew is
+        // either listed now, or appended after the image.
+        let defining = self.defining.lock();
+        if defining.contains(&f.page_id()) {
+            // Such a record is logged and not yet applied: an image of the
+            // bytes now would follow it in the log with a state that lacks it.
+            return Ok(Image::Busy);
+        }
+        let image = PagePart { page_id: f.page_id(), op: page::image_op(&g) };
+        let lsn = self.wal.append(&RecordHeader::default(), &Body::Redo { parts: vec![image] })?;
+        drop(defining);
+        // Still latched: no change of the page lies between its bytes and
+        // the image, so the image's LSN may stand as the copy's page_lsn.
+        f.image_lsn.store(lsn.get(), Ordering::Release);
+        self.counters.fpis.fetch_add(1, Ordering::Relaxed);
+        Ok(Image::Logged(lsn))
+    }
+
+    /// Write a dirty frame back to the data file (`write_gate` taken here).
+    /// Returns true if that meant waiting for a log flush. An eviction
+    /// (`evicting`) may run under the caller's tree latch: its flush is the
+    /// documented exception to "no log flush under the latch" (`wal::no_flush`).
     fn write_page(&self, f: &Frame, evicting: bool) -> Result<bool> {
+        let _gate = self.write_gate.read();
+        let horizon = self.fpi_horizon.load();
+        let image = self.log_image_if_due(f, horizon)?;
+        self.write_page_gated(f, horizon, image, evicting)
+    }
+
+    /// `write_page` with `write_gate` held (`horizon` read after it was
+    /// taken) and any image due already logged. THE WRITE-AHEAD RULE: the
+    /// log is made durable through the page's `page_lsn` (or its later
+    /// image's LSN) first.
+    fn write_page_gated(&self, f: &Frame, horizon: Lsn, image: Image, evicting: bool) -> Result<bool> {
         let data = f.data.read();
         let page_id = f.page_id();
         debug_assert_eq!(data.page_id(), page_id);
-        let page_lsn = data.page_lsn();
+        let last_image = Self::last_image(f, &data);
+        // A page a record being applied defines anew needs no image: torn,
+        // it is rebuilt by that record, which lies at or after the latest
+        // checkpoint's begin (a checkpoint begins under the exclusive tree
+        // latch, and pages change under the tree latch).
+        assert!(
+            last_image >= horizon || image == Image::Busy,
+            "torn-page rule: page {page_id} written without a recent image"
+        );
+        let image = last_image;
+        // An image logged since the page's last change defines the page as
+        // it is: the copy carries the image's LSN.
+        let page_lsn = data.page_lsn().max(image);
         let waited = page_lsn >= self.wal.durable_lsn();
         if evicting {
             self.wal.flush_for_eviction(page_lsn)?;
@@ -937,6 +1117,8 @@ impl BufferPool {
         }
         assert!(self.wal.durable_lsn() > page_lsn, "write-ahead rule: page {page_id} ahead of the log");
         let mut copy = data.to_vec();
+        page::set_page_lsn(&mut copy, page_lsn);
+        page::set_fpi_lsn(&mut copy, image);
         page::seal(&mut copy);
         self.stopping(self.file.write_all_at(&copy, page_id.offset(self.page_size)))?;
         self.clear_dirty(f);
@@ -1011,6 +1193,9 @@ impl BufferPool {
 
     /// Write back dirty pages whose rec_lsn is below `older_than` (all of them
     /// for `Lsn::MAX`), at most `limit`. Returns how many were written.
+    /// Pages go in batches of `WRITE_BATCH`: the images the batch owes
+    /// (`log_image_if_due`) are logged first and made durable with one log
+    /// flush, then the pages are written.
     ///
     /// # Errors
     /// `Error::Failed` once the database has stopped; an error of the log
@@ -1018,35 +1203,63 @@ impl BufferPool {
     pub fn flush_dirty(&self, older_than: Lsn, limit: usize) -> Result<usize> {
         self.stop.check()?;
         let mut written = 0;
-        for idx in 0..self.frames.len() {
-            if written >= limit || self.dirty_frame_count() == 0 {
-                break;
-            }
-            let f = &self.frames[idx];
-            {
-                let pid = f.page_id();
-                // Looked at first without the shard, so that a pass over
-                // clean frames takes no lock; checked again under it.
-                if pid == NO_PAGE || !f.dirty.load(Ordering::Acquire) || f.rec_lsn() >= older_than {
-                    continue;
+        let mut batch: Vec<(usize, PageId)> = Vec::with_capacity(WRITE_BATCH.min(limit));
+        let mut next = 0;
+        while written < limit && next < self.frames.len() && self.dirty_frame_count() > 0 {
+            let _gate = self.write_gate.read();
+            let horizon = self.fpi_horizon.load();
+            // The batch's images, each under its page's pin (let go before
+            // the next: a small pool must keep frames to evict).
+            batch.clear();
+            let mut last_image = Lsn::NONE;
+            while batch.len() < WRITE_BATCH.min(limit - written) && next < self.frames.len() {
+                if let Some(h) = self.pin_if_dirty(next, older_than, None) {
+                    if let Image::Logged(lsn) = self.log_image_if_due(h.frame(), horizon)? {
+                        last_image = lsn;
+                    }
+                    batch.push((next, h.frame().page_id()));
                 }
-                let map = self.shard(pid).map.read();
-                let eligible = f.page_id() == pid
-                    && f.dirty.load(Ordering::Acquire)
-                    && f.valid.load(Ordering::Acquire)
-                    && f.rec_lsn() < older_than;
-                if !eligible || map.get(&pid) != Some(&(idx as u32)) {
-                    continue;
-                }
-                f.pin.fetch_add(1, Ordering::AcqRel);
+                next += 1;
             }
-            let h = PageHandle { pool: self, idx };
-            if h.is_dirty() {
-                self.write_page(f, false)?;
-                written += 1;
+            if !last_image.is_none() {
+                self.wal.flush_to(last_image)?;
+            }
+            // The writes, of the pages still there and dirty.
+            for &(idx, pid) in &batch {
+                if let Some(h) = self.pin_if_dirty(idx, Lsn::MAX, Some(pid)) {
+                    let image = self.log_image_if_due(h.frame(), horizon)?;
+                    self.write_page_gated(h.frame(), horizon, image, false)?;
+                    written += 1;
+                }
             }
         }
         Ok(written)
+    }
+
+    /// Frame `idx`, pinned, if it holds a valid dirty page (`page`, if
+    /// given) whose rec_lsn is below `older_than`.
+    fn pin_if_dirty(&self, idx: usize, older_than: Lsn, page: Option<PageId>) -> Option<PageHandle<'_>> {
+        let f = &self.frames[idx];
+        let pid = f.page_id();
+        // Looked at first without the shard, so that a pass over clean
+        // frames takes no lock; checked again under it.
+        if pid == NO_PAGE
+            || page.is_some_and(|p| p != pid)
+            || !f.dirty.load(Ordering::Acquire)
+            || f.rec_lsn() >= older_than
+        {
+            return None;
+        }
+        let map = self.shard(pid).map.read();
+        let eligible = f.page_id() == pid
+            && f.dirty.load(Ordering::Acquire)
+            && f.valid.load(Ordering::Acquire)
+            && f.rec_lsn() < older_than;
+        if !eligible || map.get(&pid) != Some(&(idx as u32)) {
+            return None;
+        }
+        f.pin.fetch_add(1, Ordering::AcqRel);
+        Some(PageHandle { pool: self, idx })
     }
 
     /// Make every page written so far durable.
@@ -1069,12 +1282,10 @@ impl BufferPool {
     }
 
     /// Log a record and apply its page parts: the one path by which pages
-    /// change in normal operation. Before the first change to a clean page
-    /// whose last full image is older than `fpi_horizon` (the begin LSN of the
-    /// latest checkpoint), a full page image is logged (`page::image_op`: the
-    /// cells of a leaf or inner page as an Init, the bytes of any other), so
-    /// that a torn write of the page can be repaired by redo.
-    pub fn log_and_apply(&self, header: &RecordHeader, body: &Body, fpi_horizon: Lsn) -> Result<Lsn> {
+    /// change in normal operation. A page's first change since its last
+    /// write-back sets its `rec_lsn`; no image is logged here (the torn-page
+    /// rule runs at write-back, `log_image_if_due`).
+    pub fn log_and_apply(&self, header: &RecordHeader, body: &Body) -> Result<Lsn> {
         self.stop.check()?;
         let parts = body.parts();
         // Latch every page whose old contents matter, in part order, once each.
@@ -1089,18 +1300,15 @@ impl BufferPool {
                 continue;
             }
             let h = self.fetch(part.page_id)?;
-            let mut g = self.frames[h.idx].data.write();
-            if !h.is_dirty() && g.fpi_lsn() < fpi_horizon {
-                // Full page image before the first change since the horizon.
-                let image = PagePart { page_id: part.page_id, op: page::image_op(&g) };
-                let fpi = self.wal.append(&RecordHeader::default(), &Body::Redo { parts: vec![image] })?;
-                self.counters.fpis.fetch_add(1, Ordering::Relaxed);
-                page::set_fpi_lsn(&mut g, fpi);
-            }
+            let g = self.frames[h.idx].data.write();
             held.push((part.page_id, h, g));
         }
+        // The pages defined anew are latched only after the append (a record
+        // may define more pages than the pool has frames): until they are
+        // applied, no write-back logs an image of them (`log_image_if_due`).
+        let mut defining = (!defined.is_empty()).then(|| Defining::new(self, parts, defined));
         let lsn = self.wal.append(header, body)?;
-        for part in parts {
+        for (i, part) in parts.iter().enumerate() {
             if let Some(pos) = held.iter().position(|(p, _, _)| *p == part.page_id) {
                 let (_, h, g) = &mut held[pos];
                 Self::apply_part(h, g, part, lsn)?;
@@ -1108,6 +1316,10 @@ impl BufferPool {
                 let h = self.fetch_new(part.page_id)?;
                 let mut g = self.frames[h.idx].data.write();
                 Self::apply_part(&h, &mut g, part, lsn)?;
+                // Whole: the record has no later part for the page.
+                if let Some(d) = defining.as_mut() {
+                    d.applied(part.page_id, i);
+                }
             }
         }
         Ok(lsn)
@@ -1126,8 +1338,8 @@ impl BufferPool {
         if part.op.defines_page() {
             page::set_fpi_lsn(g, lsn);
         }
-        debug_assert!(!g.fpi_lsn().is_none() && g.fpi_lsn() <= lsn);
-        h.mark_dirty(g.fpi_lsn());
+        debug_assert!(g.fpi_lsn() <= lsn);
+        h.mark_dirty(lsn);
         Ok(())
     }
 }

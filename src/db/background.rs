@@ -60,8 +60,7 @@ pub(super) fn background_tick(inner: &Inner) -> Result<()> {
             inner.wal.flush_all()?;
         }
         step = "writing back dirty pages";
-        let horizon = inner.fpi_horizon.load();
-        inner.pool.flush_dirty(horizon, PAGES_PER_TICK)?;
+        inner.pool.flush_dirty(inner.pool.fpi_horizon(), PAGES_PER_TICK)?;
         step = "taking a checkpoint";
         inner.checkpoint_if_due()
     })();

@@ -38,7 +38,12 @@ fn filled(seed: u64) -> (Arc<SimStorage>, Db) {
 
 /// Make the next storage call fail; returns its index.
 fn fail_next_call(sim: &SimStorage) -> u64 {
-    let op = sim.op_count();
+    fail_call_after(sim, 0)
+}
+
+/// Make the storage call after the next `skip` fail; returns its index.
+fn fail_call_after(sim: &SimStorage, skip: u64) -> u64 {
+    let op = sim.op_count() + skip;
     sim.inject(Fault::IoErrorAtOp(op));
     op
 }
@@ -78,8 +83,9 @@ fn all_refuse(db: &Db, first: &StopCause) {
 #[test]
 fn a_data_file_write_failure_stops_every_layer() {
     let (sim, db) = filled(11);
-    let op = fail_next_call(&sim);
-    // The checkpoint's first I/O writes back the dirty pages.
+    // The checkpoint's first I/O writes back the dirty pages: first the
+    // images they owe (a log write and sync), then the pages.
+    let op = fail_call_after(&sim, 2);
     let e = db.checkpoint().unwrap_err();
     assert!(matches!(e, Error::Io(_)), "{e}");
     failed_write_was(&sim, op, |f| f == DATA_FILE);
@@ -107,7 +113,8 @@ fn a_background_write_back_failure_stops_every_layer() {
     db.checkpoint().unwrap();
     assert!(!db.inner.pool.dirty_pages().is_empty());
     sim.set_trace(64);
-    let op = fail_next_call(&sim);
+    // The images the pages owe (a log write and sync), then the pages.
+    let op = fail_call_after(&sim, 2);
     let e = background::background_tick(&db.inner).unwrap_err();
     assert!(matches!(e, Error::Io(_)), "{e}");
     failed_write_was(&sim, op, |f| f == DATA_FILE);

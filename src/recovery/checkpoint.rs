@@ -94,8 +94,8 @@ struct Kept {
 pub struct Sources<'a> {
     /// The log; the buffer pool (its dirty page table); the tree latch, held
     /// exclusively for the instant of the begin record; the transaction
-    /// table; the full-page-image horizon, set to the begin LSN (changes
-    /// after it log a full page image first).
+    /// table; the pool's full-page-image horizon, advanced to the begin LSN
+    /// before the data sync.
     pub env: TxnEnv<'a>,
     /// The next transaction id, recorded in the end record.
     pub next_txn_id: &'a AtomicU64,
@@ -205,11 +205,14 @@ impl Checkpointer {
             let _w = s.env.latch.exclusive();
             let t = s.env.txns.lock();
             let begin = s.env.wal.append(&RecordHeader::default(), &Body::CkptBegin)?;
-            s.env.fpi_horizon.store(begin);
             let att: Vec<TxnEntry> = t.active_txns.values().filter(|e| !e.last_lsn.is_none()).copied().collect();
             (begin, att, s.env.pool.dirty_pages())
         };
         assert!(begin > st.last_begin, "a checkpoint begins after the previous one");
+        // Pages written back after the data sync below are imaged first
+        // unless imaged since `begin` (the torn-page rule); this returns once
+        // every write that saw the older horizon has ended.
+        s.env.pool.advance_fpi_horizon(begin);
         let redo_start = dirty_pages.iter().map(|&(_, l)| l).min().unwrap_or(begin).min(begin);
         // Kept: what redo and undo need, and the Update records whose old
         // values open snapshots read (`txn::versions`).

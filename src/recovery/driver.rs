@@ -96,14 +96,6 @@ pub struct Recovered {
     pub losers: Vec<Loser>,
 }
 
-impl Recovered {
-    /// Where full page images are needed from: the begin of the checkpoint
-    /// recovery started from.
-    pub fn fpi_horizon(&self) -> Lsn {
-        self.master.checkpoint_lsn
-    }
-}
-
 /// Restart recovery on `storage`: the three passes and what goes with them.
 ///
 /// # Errors
@@ -157,6 +149,9 @@ pub fn recover(storage: Arc<dyn Storage>, opts: &OpenParams) -> Result<Recovered
         Arc::new(Wal::new(storage.clone(), seg_bytes, segments.clone(), end.cur_seg, end.end_lsn(), stop.clone()));
     let page_size = master.page_size as usize;
     let pool = BufferPool::new(data_file.clone(), wal.clone(), page_size, opts.buffer_pool_pages, stop.clone());
+    // A page written back from here on is imaged first unless imaged since
+    // the checkpoint recovery starts from.
+    pool.advance_fpi_horizon(master.checkpoint_lsn);
 
     let t = Instant::now();
     let pending = if opts.instant_restart && !analysis.dirty_pages.is_empty() {
@@ -198,7 +193,7 @@ pub fn recover(storage: Arc<dyn Storage>, opts: &OpenParams) -> Result<Recovered
         None
     };
 
-    let tree = BTree::new(&pool, master.checkpoint_lsn);
+    let tree = BTree::new(&pool);
     ensure_meta(&pool, &tree, &wal, master.checkpoint_lsn)?;
 
     let t = Instant::now();

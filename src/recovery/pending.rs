@@ -35,7 +35,7 @@ use parking_lot::Mutex;
 use super::redo::{redo_change, Step};
 use crate::buffer::{LoadRedo, LoadRedone};
 use crate::error::{Error, Result};
-use crate::page::{PageRef, META_PAGE};
+use crate::page::META_PAGE;
 use crate::types::{IdMap, Lsn, PageId};
 use crate::wal::{reader, LogRecord, PagePart, Wal};
 
@@ -49,6 +49,8 @@ type KeptParts = Arc<[(Lsn, PagePart)]>;
 /// What the redo of one page did.
 #[derive(Debug, Default, Clone, Copy)]
 struct Tally {
+    /// The first change applied (`Lsn::NONE`: none yet): the page's rec_lsn.
+    first_applied: Lsn,
     redone: u64,
     skipped: u64,
     rebuilt: u64,
@@ -69,7 +71,11 @@ impl Tally {
     ) -> Result<()> {
         let mut applied_here = false;
         for part in parts {
-            match redo_change(buf, valid, page_id, lsn, part, applied_here)? {
+            let step = redo_change(buf, valid, page_id, lsn, part, applied_here)?;
+            if step != Step::Skipped && self.first_applied.is_none() {
+                self.first_applied = lsn;
+            }
+            match step {
                 Step::Skipped => self.skipped += 1,
                 Step::Applied => {
                     applied_here = true;
@@ -257,7 +263,7 @@ impl PendingRedo {
     /// The end of a page's redo: a page still invalid is damage the log
     /// cannot repair; else count what was done, and mark the frame dirty if
     /// anything was applied.
-    fn finish(&self, page_id: PageId, buf: &[u8], valid: bool, t: Tally) -> Result<Option<LoadRedone>> {
+    fn finish(&self, page_id: PageId, valid: bool, t: Tally) -> Result<Option<LoadRedone>> {
         if !valid {
             return Err(Error::corruption(
                 "data",
@@ -273,7 +279,7 @@ impl PendingRedo {
         c.pages_rebuilt.fetch_add(t.rebuilt, Ordering::Relaxed);
         let who = if IN_BACKGROUND.with(|b| b.get()) { &c.pages_in_background } else { &c.pages_on_demand };
         who.fetch_add(1, Ordering::Relaxed);
-        Ok(Some(LoadRedone { dirty_rec_lsn: (t.redone > 0).then(|| buf.fpi_lsn()) }))
+        Ok(Some(LoadRedone { dirty_rec_lsn: (t.redone > 0).then_some(t.first_applied) }))
     }
 
     /// The background pass's sweep: redo the pages of `batch` that still
@@ -357,7 +363,7 @@ impl LoadRedo for PendingRedo {
         };
         if let Some(p) = self.prepared.lock().remove(&page_id) {
             buf.copy_from_slice(&p.bytes);
-            return self.finish(page_id, buf, true, p.tally);
+            return self.finish(page_id, true, p.tally);
         }
         let mut valid = valid;
         let mut tally = Tally::default();
@@ -379,7 +385,7 @@ impl LoadRedo for PendingRedo {
                 tally.replay(buf, &mut valid, page_id, lsn, parts)?;
             }
         }
-        self.finish(page_id, buf, valid, tally)
+        self.finish(page_id, valid, tally)
     }
 
     fn done(&self, page_id: PageId) {

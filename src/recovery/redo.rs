@@ -8,7 +8,7 @@ use super::{Analysis, Progress, RecoveryReport};
 use crate::buffer::BufferPool;
 use crate::error::{Error, Result};
 use crate::page::{self, PageRef};
-use crate::types::{Lsn, PageId};
+use crate::types::{IdMap, Lsn, PageId};
 use crate::wal::segments::Segments;
 use crate::wal::{reader, LogRecord, PagePart};
 
@@ -103,45 +103,52 @@ fn redo_part(
     if valid {
         h.set_valid();
     }
-    h.mark_dirty(g.fpi_lsn());
+    // The first change redone since the page's load sets its rec_lsn.
+    h.mark_dirty(rec.lsn);
     report.redone += 1;
     Ok(true)
 }
 
-/// Pass 2.
+/// Pass 2. The dirty pages are redone in batches of at most half the pool,
+/// oldest `rec_lsn` first, by one scan of the log from the batch's oldest
+/// `rec_lsn` each (one scan when the dirty page table fits). A batch's pages
+/// are whole when its scan ends and are written back before the next batch
+/// (each imaged first, `BufferPool::flush_dirty`): a page part way through
+/// its redo is never written with an image (an image logged now, at the end
+/// of the log, would claim a state older than the records before it), and
+/// the pool evicts none that would need one (`recovery_mode`).
 pub fn redo(pool: &BufferPool, segments: &Segments, a: &Analysis, report: &mut RecoveryReport) -> Result<()> {
     let Some(&redo_start) = a.dirty_pages.values().min() else { return Ok(()) };
     report.redo_start_lsn = redo_start.get();
     pool.set_recovery_mode(true);
-    // Analysis found the end: redo stops there without looking past it again.
-    let end_lsn = a.end.end_lsn();
-    let mut prev = Lsn::NONE;
-    let mut progress = Progress::new("redo", end_lsn);
+    let r = redo_batches(pool, segments, a, report);
+    pool.set_recovery_mode(false);
+    r
+}
+
+fn redo_batches(pool: &BufferPool, segments: &Segments, a: &Analysis, report: &mut RecoveryReport) -> Result<()> {
+    let mut order: Vec<(Lsn, PageId)> = a.dirty_pages.iter().map(|(&p, &l)| (l, p)).collect();
+    order.sort_unstable();
+    let batch_len = (pool.frame_count() / 2).max(1);
+    let batches = order.len().div_ceil(batch_len);
     let mut torn = Vec::new();
-    let end = reader::scan(segments, redo_start, Lsn::NONE, Some(end_lsn), |rec| {
-        if rec.lsn >= end_lsn {
-            return Ok(());
-        }
-        // Repeating history: in log order, never before redo's start.
-        assert!(rec.lsn > prev && rec.lsn >= redo_start, "redo out of log order at LSN {}", rec.lsn);
-        prev = rec.lsn;
-        progress.tick(rec.lsn, rec.lsn - redo_start, end_lsn - redo_start);
-        let mut applied: Vec<PageId> = Vec::new();
-        for part in rec.body.parts() {
-            match a.dirty_pages.get(&part.page_id) {
-                Some(&rec_lsn) if rec.lsn >= rec_lsn => {
-                    let same_record = applied.contains(&part.page_id);
-                    if redo_part(pool, rec, part, same_record, report, &mut torn)? && !same_record {
-                        applied.push(part.page_id);
-                    }
-                }
-                _ => report.skipped += 1,
+    for (i, batch) in order.chunks(batch_len).enumerate() {
+        let pages: IdMap<PageId, Lsn> = batch.iter().map(|&(l, p)| (p, l)).collect();
+        redo_batch(pool, segments, a, &pages, batch[0].0, i == 0, report, &mut torn)?;
+        // Every page of the batch must now be whole: a torn page with no
+        // image is damage.
+        for &(_, pid) in batch {
+            let h = pool.fetch(pid)?;
+            if !h.is_valid() {
+                return Err(Error::corruption(
+                    "data",
+                    format!("page {pid} is damaged and the log holds no image of it"),
+                ));
             }
         }
-        Ok(())
-    })?;
-    if end.end_lsn() != end_lsn {
-        return Err(Error::corruption("wal", "the log changed between analysis and redo"));
+        if i + 1 < batches {
+            pool.flush_dirty(Lsn::MAX, usize::MAX)?;
+        }
     }
     if !torn.is_empty() {
         let shown: Vec<String> = torn.iter().take(8).map(|p| p.to_string()).collect();
@@ -153,14 +160,53 @@ pub fn redo(pool: &BufferPool, segments: &Segments, a: &Analysis, report: &mut R
             if torn.len() > shown.len() { ", ..." } else { "" }
         );
     }
-    // Every dirty page must now be whole: a torn page with no image is damage.
-    for &pid in a.dirty_pages.keys() {
-        let h = pool.fetch(pid)?;
-        if !h.is_valid() {
-            pool.set_recovery_mode(false);
-            return Err(Error::corruption("data", format!("page {pid} is damaged and the log holds no image of it")));
+    Ok(())
+}
+
+/// One scan of the log from `from` to the end analysis found, redoing the
+/// changes of `pages` (page -> rec_lsn). `first`: the first batch, which
+/// also counts the changes of pages no batch redoes as skipped.
+#[allow(clippy::too_many_arguments)]
+fn redo_batch(
+    pool: &BufferPool,
+    segments: &Segments,
+    a: &Analysis,
+    pages: &IdMap<PageId, Lsn>,
+    from: Lsn,
+    first: bool,
+    report: &mut RecoveryReport,
+    torn: &mut Vec<PageId>,
+) -> Result<()> {
+    // Analysis found the end: redo stops there without looking past it again.
+    let end_lsn = a.end.end_lsn();
+    let mut prev = Lsn::NONE;
+    let mut progress = Progress::new("redo", end_lsn);
+    let end = reader::scan(segments, from, Lsn::NONE, Some(end_lsn), |rec| {
+        if rec.lsn >= end_lsn {
+            return Ok(());
         }
+        // Repeating history: in log order, never before redo's start.
+        assert!(rec.lsn > prev && rec.lsn >= from, "redo out of log order at LSN {}", rec.lsn);
+        prev = rec.lsn;
+        progress.tick(rec.lsn, rec.lsn - from, end_lsn - from);
+        let mut applied: Vec<PageId> = Vec::new();
+        for part in rec.body.parts() {
+            match pages.get(&part.page_id) {
+                Some(&rec_lsn) if rec.lsn >= rec_lsn => {
+                    let same_record = applied.contains(&part.page_id);
+                    if redo_part(pool, rec, part, same_record, report, torn)? && !same_record {
+                        applied.push(part.page_id);
+                    }
+                }
+                Some(_) => report.skipped += 1,
+                None if first && a.dirty_pages.get(&part.page_id).is_none_or(|&l| rec.lsn < l) => report.skipped += 1,
+                None => {}
+            }
+        }
+        Ok(())
+    })?;
+    if end.end_lsn() != end_lsn {
+        return Err(Error::corruption("wal", "the log changed between analysis and redo"));
     }
-    pool.set_recovery_mode(false);
     Ok(())
 }

@@ -20,7 +20,7 @@ use crate::btree::{BTree, TreeLatch, TxnCtx, CHANGE_HEADROOM_PAGES};
 use crate::buffer::BufferPool;
 use crate::error::Result;
 
-use crate::types::{AtomicLsn, Lsn, TxnId};
+use crate::types::{Lsn, TxnId};
 use crate::wal::{Body, Wal};
 
 /// The engine's parts a transaction's work uses, borrowed for one call.
@@ -33,8 +33,6 @@ pub struct TxnEnv<'a> {
     pub wal: &'a Wal,
     /// The transaction table.
     pub txns: &'a SharedTxnTable,
-    /// The full-page-image horizon (the latest checkpoint's begin).
-    pub fpi_horizon: &'a AtomicLsn,
     /// The versions read-only snapshots see.
     pub versions: &'a VersionStore,
 }
@@ -58,7 +56,7 @@ impl TxnEnv<'_> {
             let start = self.wal.end_lsn();
             let mut ctx = TxnCtx::new(id, self.txns.lock().get(id)?.last_lsn);
             let before = ctx.last_lsn;
-            let r = f(&BTree::new(self.pool, self.fpi_horizon.load()), &mut ctx);
+            let r = f(&BTree::new(self.pool), &mut ctx);
             // In the same latch hold as the changes: a snapshot never sees a
             // change without its version.
             for change in ctx.take_changes() {

@@ -28,9 +28,9 @@
 //!   that holds neither (`flush_if_over`), and the tree latch is not granted
 //!   to a change while the buffer is past it (`btree::TreeLatch`), so the
 //!   buffer holds less than `BUFFER_FLUSH_BYTES` when a tree operation begins
-//!   and at most that plus one operation's records (at most `MAX_RECORD_LEN`
-//!   and the full page images of the pages it changes) plus the small records
-//!   appended outside the latch meanwhile (Commit, Abort, End, checkpoints).
+//!   and at most that plus one operation's records (at most `MAX_RECORD_LEN`)
+//!   plus the records appended outside the latch meanwhile (Commit, Abort,
+//!   End, checkpoints, and full page images logged at write-back).
 //! - A record appended is readable at once (`read_record`): from the append
 //!   buffer, from the buffer a flush leader is writing, or from its segment;
 //!   reading never waits for a flush.
