@@ -58,6 +58,8 @@ mod fail_stop_tests;
 mod pool_race_tests;
 #[cfg(test)]
 mod restart_undo_tests;
+#[cfg(test)]
+mod review_image_tests;
 
 pub use crate::recovery::DATA_FILE;
 /// Pages the redo after an instant restart takes from the owed list at a time.

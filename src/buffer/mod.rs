@@ -109,15 +109,17 @@ enum Image {
     NotDue,
     /// An image was logged at this LSN.
     Logged(Lsn),
-    /// A record that defines the page anew is being applied: no image
-    /// (it would follow that record with a state that lacks it), and none
-    /// needed (`write_page_gated`).
-    Busy,
+    /// A record that defines the page anew, at this LSN, is being
+    /// applied: no image (it would follow that record with a state that
+    /// lacks it), and none needed once that record is durable: the write
+    /// flushes the log through it first (`write_page_gated`).
+    Busy(Lsn),
 }
 
-/// The pages a record defines anew, listed in `BufferPool::defining` from
-/// before the record is appended until the record's last part for each has
-/// been applied (or the record fails).
+/// The pages a record defines anew, listed in `BufferPool::defining` (with
+/// the record's LSN) from the record's append, in the same hold of the
+/// set's lock, until the record's last part for each has been applied (or
+/// the record fails).
 struct Defining<'a> {
     pool: &'a BufferPool,
     /// Each page with the index of the record's last part for it.
@@ -132,8 +134,17 @@ impl<'a> Defining<'a> {
                 *l = i;
             }
         }
-        pool.defining.lock().extend(defined);
         Defining { pool, last_part }
+    }
+
+    /// Append the record and list its pages, in one hold of the set's lock:
+    /// a write-back (`log_image_if_due`) either logs its image before the
+    /// record, or finds the page listed with the record's LSN.
+    fn append(&self, header: &RecordHeader, body: &Body) -> Result<Lsn> {
+        let mut set = self.pool.defining.lock();
+        let lsn = self.pool.wal.append(header, body)?;
+        set.extend(self.last_part.keys().map(|&p| (p, lsn)));
+        Ok(lsn)
     }
 
     /// Part `i`, for `page`, was applied: if it was the record's last for
@@ -290,7 +301,7 @@ pub struct BufferPool {
     /// (and is covered by the checkpoint's data sync that follows).
     write_gate: RwLock<()>,
     /// Pages a record being logged defines anew (`Defining`).
-    defining: parking_lot::Mutex<std::collections::HashSet<PageId>>,
+    defining: parking_lot::Mutex<HashMap<PageId, Lsn>>,
     /// The redo pages owe after an instant restart (None: none owed).
     load_redo: RwLock<Option<Arc<dyn LoadRedo>>>,
     /// The database's fail-stop state.
@@ -583,6 +594,27 @@ impl BufferPool {
     #[cfg(test)]
     pub(crate) fn set_claim_hook(&self, hook: ClaimHook) {
         *self.claim_hook.lock() = Some(hook);
+    }
+
+    /// Is `page_id` listed as being defined anew by a record (tests)?
+    #[cfg(test)]
+    pub(crate) fn is_defining(&self, page_id: PageId) -> bool {
+        self.defining.lock().contains_key(&page_id)
+    }
+
+    /// Write back `page_id` if it is in the pool and dirty, as a write-back
+    /// of another thread would (`write_page`); takes no shard lock (tests).
+    #[cfg(test)]
+    pub(crate) fn write_back_for_test(&self, page_id: PageId) -> Result<bool> {
+        let Some(idx) = self.frames.iter().position(|f| f.page_id() == page_id) else { return Ok(false) };
+        let f = &self.frames[idx];
+        f.pin.fetch_add(1, Ordering::AcqRel);
+        let h = PageHandle { pool: self, idx };
+        let written = h.is_dirty() && f.page_id() == page_id;
+        if written {
+            self.write_page(f, false)?;
+        }
+        Ok(written && !h.is_dirty())
     }
 
     /// A fetch through the frame hints only, taking no lock (tests).
@@ -1062,10 +1094,10 @@ impl BufferPool {
         // Held through the append: a record that defines the page anew is
         // either listed now, or appended after the image.
         let defining = self.defining.lock();
-        if defining.contains(&f.page_id()) {
+        if let Some(&lsn) = defining.get(&f.page_id()) {
             // Such a record is logged and not yet applied: an image of the
             // bytes now would follow it in the log with a state that lacks it.
-            return Ok(Image::Busy);
+            return Ok(Image::Busy(lsn));
         }
         let image = PagePart { page_id: f.page_id(), op: page::image_op(&g) };
         let lsn = self.wal.append(&RecordHeader::default(), &Body::Redo { parts: vec![image] })?;
@@ -1081,8 +1113,14 @@ impl BufferPool {
     /// Returns true if that meant waiting for a log flush. An eviction
     /// (`evicting`) may run under the caller's tree latch: its flush is the
     /// documented exception to "no log flush under the latch" (`wal::no_flush`).
+    ///
+    /// An eviction may hold page latches (`log_and_apply` fetches with its
+    /// pages latched) that a write-back pass holding the gate waits for;
+    /// a plain `read` would queue behind a checkpoint waiting for the gate
+    /// exclusively (parking_lot's lock is fair), and the three would wait
+    /// for each other. `read_recursive` joins the readers already there.
     fn write_page(&self, f: &Frame, evicting: bool) -> Result<bool> {
-        let _gate = self.write_gate.read();
+        let _gate = if evicting { self.write_gate.read_recursive() } else { self.write_gate.read() };
         let horizon = self.fpi_horizon.load();
         let image = self.log_image_if_due(f, horizon)?;
         self.write_page_gated(f, horizon, image, evicting)
@@ -1100,22 +1138,28 @@ impl BufferPool {
         // A page a record being applied defines anew needs no image: torn,
         // it is rebuilt by that record, which lies at or after the latest
         // checkpoint's begin (a checkpoint begins under the exclusive tree
-        // latch, and pages change under the tree latch).
+        // latch, and pages change under the tree latch), once that record
+        // is durable: the log is flushed through it before the write.
+        let defined_by = match image {
+            Image::Busy(lsn) => lsn,
+            _ => Lsn::NONE,
+        };
         assert!(
-            last_image >= horizon || image == Image::Busy,
+            last_image >= horizon || !defined_by.is_none(),
             "torn-page rule: page {page_id} written without a recent image"
         );
         let image = last_image;
         // An image logged since the page's last change defines the page as
         // it is: the copy carries the image's LSN.
         let page_lsn = data.page_lsn().max(image);
-        let waited = page_lsn >= self.wal.durable_lsn();
+        let flush_lsn = page_lsn.max(defined_by);
+        let waited = flush_lsn >= self.wal.durable_lsn();
         if evicting {
-            self.wal.flush_for_eviction(page_lsn)?;
+            self.wal.flush_for_eviction(flush_lsn)?;
         } else {
-            self.wal.flush_to(page_lsn)?;
+            self.wal.flush_to(flush_lsn)?;
         }
-        assert!(self.wal.durable_lsn() > page_lsn, "write-ahead rule: page {page_id} ahead of the log");
+        assert!(self.wal.durable_lsn() > flush_lsn, "write-ahead rule: page {page_id} ahead of the log");
         let mut copy = data.to_vec();
         page::set_page_lsn(&mut copy, page_lsn);
         page::set_fpi_lsn(&mut copy, image);
@@ -1307,7 +1351,10 @@ impl BufferPool {
         // may define more pages than the pool has frames): until they are
         // applied, no write-back logs an image of them (`log_image_if_due`).
         let mut defining = (!defined.is_empty()).then(|| Defining::new(self, parts, defined));
-        let lsn = self.wal.append(header, body)?;
+        let lsn = match &defining {
+            Some(d) => d.append(header, body)?,
+            None => self.wal.append(header, body)?,
+        };
         for (i, part) in parts.iter().enumerate() {
             if let Some(pos) = held.iter().position(|(p, _, _)| *p == part.page_id) {
                 let (_, h, g) = &mut held[pos];
