@@ -13,10 +13,13 @@
 //! - THE TORN-PAGE RULE (`log_image_if_due`): a page is written only if its
 //!   last full image (its `fpi_lsn`, or the frame's `image_lsn`) is at or
 //!   after the horizon, the begin LSN of the latest checkpoint; else an
-//!   image is logged first. Every write holds `write_gate` shared from its
-//!   look at the horizon to its end, and the horizon advances only with
-//!   the gate taken exclusively after it (`advance_fpi_horizon`), so a write
-//!   that saw an older horizon ended before the checkpoint's data sync.
+//!   image is logged first, unless a record being applied defines the page
+//!   anew (`Image::Busy`: no image, and that record is made durable before
+//!   the write, so redo rebuilds the page from it). Every write holds
+//!   `write_gate` shared from its look at the horizon to its end, and the
+//!   horizon advances only with the gate taken exclusively after it
+//!   (`advance_fpi_horizon`), so a write that saw an older horizon ended
+//!   before the checkpoint's data sync.
 //! - The page table is split in `TABLE_SHARDS` shards by page id, each behind
 //!   its own reader-writer lock, so that fetches of different pages (and hits
 //!   on the same page) do not serialize on one lock.
@@ -872,9 +875,8 @@ impl BufferPool {
     }
 
     /// Take frame `idx` (pinned and latched by the caller) off page
-    /// `page_id`, whose bytes it does not hold: a load that failed, or a
-    /// page fetched to be defined anew by a record that was not logged.
-    /// Fetchers waiting for it find it gone and look again.
+    /// `page_id`, whose bytes it does not hold (its load failed). Fetchers
+    /// waiting for it find it gone and look again.
     fn unmap(&self, page_id: PageId, idx: usize) {
         let mut map = self.shard(page_id).map.write();
         if map.get(&page_id) == Some(&(idx as u32)) {
