@@ -607,6 +607,9 @@ impl BufferPool {
 
     /// Write back `page_id` if it is in the pool and dirty, as a write-back
     /// of another thread would (`write_page`); takes no shard lock (tests).
+    /// Written as an eviction is: tests call it from hooks that run in a
+    /// thread holding the tree latch, where only an eviction's log flush is
+    /// allowed (`wal::no_flush`).
     #[cfg(test)]
     pub(crate) fn write_back_for_test(&self, page_id: PageId) -> Result<bool> {
         let Some(idx) = self.frames.iter().position(|f| f.page_id() == page_id) else { return Ok(false) };
@@ -615,7 +618,7 @@ impl BufferPool {
         let h = PageHandle { pool: self, idx };
         let written = h.is_dirty() && f.page_id() == page_id;
         if written {
-            self.write_page(f, false)?;
+            self.write_page(f, true)?;
         }
         Ok(written && !h.is_dirty())
     }
