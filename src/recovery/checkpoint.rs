@@ -76,6 +76,9 @@ impl std::fmt::Display for Reason {
 struct State {
     master: MasterFile,
     last_begin: Lsn,
+    /// The end of the log when the last checkpoint started (before its
+    /// write-back): the next one is due an interval after it.
+    last_started: Lsn,
 }
 
 /// What the last checkpoint's truncation kept, for `holder_gone`.
@@ -104,8 +107,8 @@ pub struct Sources<'a> {
 /// Takes checkpoints, one at a time.
 pub struct Checkpointer {
     state: Mutex<State>,
-    /// `state.last_begin`, readable without the mutex (committers check it).
-    begin: AtomicLsn,
+    /// `state.last_started`, readable without the mutex (committers check it).
+    started: AtomicLsn,
     /// The last checkpoint's `Kept`, written under the state mutex, readable
     /// without it (a hint there: the two may come from two checkpoints; the
     /// check is repeated under the mutex).
@@ -120,8 +123,8 @@ impl Checkpointer {
     /// writing the master record through `master`.
     pub fn new(master: MasterFile, last_begin: Lsn) -> Checkpointer {
         Checkpointer {
-            state: Mutex::new(State { master, last_begin }),
-            begin: AtomicLsn::new(last_begin),
+            state: Mutex::new(State { master, last_begin, last_started: last_begin }),
+            started: AtomicLsn::new(last_begin),
             kept_from: AtomicLsn::new(Lsn::NONE),
             needed_from: AtomicLsn::new(Lsn::NONE),
             count: AtomicU64::new(0),
@@ -143,7 +146,9 @@ impl Checkpointer {
     }
 
     /// With a non-zero `interval`: if the log has grown by the interval since
-    /// the last checkpoint began, take a checkpoint now, or, if another thread
+    /// the last checkpoint started (before its write-back, whose full page
+    /// images would otherwise stretch the distance between two begins, and
+    /// with it the log kept), take a checkpoint now, or, if another thread
     /// is taking one, wait for it and check again. Called by committers, by
     /// transactions that rolled back and by the background thread, so the log
     /// stays within about twice the interval (plus what open transactions and
@@ -161,11 +166,11 @@ impl Checkpointer {
     pub fn take_if_due(&self, s: &Sources<'_>, interval: u64) -> Result<()> {
         let grown = |begin: Lsn| s.env.wal.end_lsn().saturating_sub(begin) >= interval;
         let kept = || Kept { from: self.kept_from.load(), needed_from: self.needed_from.load() };
-        if interval == 0 || !(grown(self.begin.load()) || holder_gone(s, kept())) {
+        if interval == 0 || !(grown(self.started.load()) || holder_gone(s, kept())) {
             return Ok(());
         }
         let mut st = self.state.lock();
-        if grown(st.last_begin) {
+        if grown(st.last_started) {
             self.take_locked(s, &mut st, true, Reason::Interval)
         } else if holder_gone(s, kept()) {
             self.take_locked(s, &mut st, false, Reason::Release)
@@ -196,6 +201,7 @@ impl Checkpointer {
     /// was dirty before this one began, so the bound holds from then on.
     fn take_locked(&self, s: &Sources<'_>, st: &mut State, write_back: bool, reason: Reason) -> Result<()> {
         let started = Instant::now();
+        let started_at = s.env.wal.end_lsn();
         if write_back {
             s.env.pool.flush_dirty(st.last_begin, usize::MAX)?;
         }
@@ -233,7 +239,8 @@ impl Checkpointer {
         s.env.pool.sync()?;
         st.master.write_next(begin, s.env.wal.durable_lsn())?;
         st.last_begin = begin;
-        self.begin.store(begin);
+        st.last_started = started_at;
+        self.started.store(started_at);
         self.count.fetch_add(1, Ordering::Relaxed);
         log::debug!(
             "checkpoint ({reason}) in {:.1} ms: begin LSN {begin}, {dirty_count} dirty pages, {txn_count} active \
