@@ -60,6 +60,8 @@ mod pool_race_tests;
 mod restart_undo_tests;
 #[cfg(test)]
 mod review_image_tests;
+#[cfg(test)]
+mod test_support;
 
 pub use crate::recovery::DATA_FILE;
 /// Pages the redo after an instant restart takes from the owed list at a time.

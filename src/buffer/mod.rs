@@ -1153,10 +1153,9 @@ impl BufferPool {
             last_image >= horizon || !defined_by.is_none(),
             "torn-page rule: page {page_id} written without a recent image"
         );
-        let image = last_image;
         // An image logged since the page's last change defines the page as
         // it is: the copy carries the image's LSN.
-        let page_lsn = data.page_lsn().max(image);
+        let page_lsn = data.page_lsn().max(last_image);
         let flush_lsn = page_lsn.max(defined_by);
         let waited = flush_lsn >= self.wal.durable_lsn();
         if evicting {
@@ -1167,7 +1166,7 @@ impl BufferPool {
         assert!(self.wal.durable_lsn() > flush_lsn, "write-ahead rule: page {page_id} ahead of the log");
         let mut copy = data.to_vec();
         page::set_page_lsn(&mut copy, page_lsn);
-        page::set_fpi_lsn(&mut copy, image);
+        page::set_fpi_lsn(&mut copy, last_image);
         page::seal(&mut copy);
         self.stopping(self.file.write_all_at(&copy, page_id.offset(self.page_size)))?;
         self.clear_dirty(f);

@@ -6,7 +6,6 @@
 //! More crash points, and more random losers stepped through:
 //! `ARIESDB_SEEDS=20 cargo test --lib restart_undo`.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,8 +14,6 @@ use super::Db;
 use crate::error::Error;
 use crate::options::Options;
 use crate::storage::{Fault, SimStorage};
-
-type Model = BTreeMap<Vec<u8>, Vec<u8>>;
 
 fn k(i: u32) -> Vec<u8> {
     format!("key{i:05}").into_bytes()
@@ -31,14 +28,7 @@ fn v(i: u32, tag: u8) -> Vec<u8> {
     x
 }
 
-fn opts(instant: bool) -> Options {
-    Options::default()
-        .buffer_pool_pages(crate::MIN_BUFFER_POOL_PAGES)
-        .background_writer(false)
-        .checkpoint_interval_bytes(0)
-        .wal_segment_bytes(256 << 10)
-        .instant_restart(instant)
-}
+use super::test_support::{read_all_txn, small_opts as opts, Model};
 
 /// Instant restart with the background undo held until `release`.
 fn held(lock_timeout_ms: u64) -> Options {
@@ -69,17 +59,6 @@ fn read_all_snapshot(db: &Db) -> crate::error::Result<Model> {
     }
     let back: Vec<_> = snap.scan_rev(..)?.collect::<crate::error::Result<_>>()?;
     assert!(back.into_iter().rev().eq(m.clone()), "a backward scan disagrees with the forward one");
-    Ok(m)
-}
-
-fn read_all_txn(db: &Db) -> crate::error::Result<Model> {
-    let tx = db.begin()?;
-    let mut m = Model::new();
-    for item in tx.scan(..)? {
-        let (key, value) = item?;
-        m.insert(key, value);
-    }
-    tx.commit()?;
     Ok(m)
 }
 

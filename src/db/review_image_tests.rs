@@ -1,26 +1,15 @@
 //! Review tests of full page images at write-back (be84534).
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::Db;
-use crate::options::Options;
 use crate::page::PageRef;
 use crate::storage::{Fault, SimStorage};
 use crate::types::{Lsn, PageId};
 
-type Model = BTreeMap<Vec<u8>, Vec<u8>>;
-
-fn opts(instant: bool) -> Options {
-    Options::default()
-        .buffer_pool_pages(crate::MIN_BUFFER_POOL_PAGES)
-        .background_writer(false)
-        .checkpoint_interval_bytes(0)
-        .wal_segment_bytes(256 << 10)
-        .instant_restart(instant)
-}
+use super::test_support::{read_all_txn, small_opts as opts, Model};
 
 fn key(i: u32) -> Vec<u8> {
     format!("key{i:05}").into_bytes()
@@ -125,13 +114,7 @@ fn busy_write_back_without_its_defining_record_durable() {
                 .unwrap_or_else(|e| panic!("instant {instant} seed {seed}: recovery failed: {e}"));
             let got = (|| -> crate::error::Result<Model> {
                 db.check()?;
-                let tx = db.begin()?;
-                let mut m = Model::new();
-                for item in tx.scan(..)? {
-                    let (k, v) = item?;
-                    m.insert(k, v);
-                }
-                Ok(m)
+                read_all_txn(&db)
             })()
             .unwrap_or_else(|e| panic!("instant {instant} seed {seed}: reading after recovery failed: {e}"));
             assert!(got == model, "instant {instant} seed {seed}: wrong data after recovery");
