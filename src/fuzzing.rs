@@ -144,7 +144,7 @@ fn walk_page(p: &[u8]) {
     match p.page_type() {
         Some(PageType::Leaf) => {
             for i in 0..p.slot_count() {
-                let c = LeafCell::parse(page::cell(p, i));
+                let c = LeafCell::at(p, i);
                 assert!(!c.key.is_empty());
                 let _ = page::search(p, c.key);
             }

@@ -184,7 +184,7 @@ impl BTree<'_> {
                 walk.report.keys += n as u64;
                 walk.leaves_in_order.push(pid);
                 for i in 0..n {
-                    let c = LeafCell::parse(page::cell(&g, i));
+                    let c = LeafCell::at(&g, i);
                     if let Some(first) = c.overflow {
                         for p in self.overflow_chain(first, c.val_len)? {
                             walk.mark(p)?;

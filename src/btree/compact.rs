@@ -193,7 +193,7 @@ impl BTree<'_> {
                         note(g.link(), Site::Link(pid));
                     }
                     for slot in 0..g.slot_count() {
-                        let c = LeafCell::parse(page::cell(&g, slot));
+                        let c = LeafCell::at(&g, slot);
                         if let Some(first) = c.overflow {
                             let chain = self.overflow_chain(first, c.val_len)?;
                             note(first, Site::Cell(pid, slot));

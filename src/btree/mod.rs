@@ -36,7 +36,7 @@ pub use check::CheckReport;
 pub use compact::compact_in_rounds;
 pub use latch::{TreeLatch, TreeReadGuard, CHANGE_HEADROOM_PAGES};
 
-use std::ops::Bound;
+use std::ops::{Bound, Range};
 
 use crate::buffer::BufferPool;
 use crate::error::{Error, Result};
@@ -281,7 +281,7 @@ impl<'a> BTree<'a> {
         self.descend_from(&meta, path, meta.root, None, Target::Covering(key), false, |_, _, g| {
             match page::search(g, key) {
                 Ok(slot) => {
-                    let c = LeafCell::parse(page::cell(g, slot));
+                    let c = LeafCell::at(g, slot);
                     self.read_value_into(&c, out)?;
                     Ok(true)
                 }
@@ -439,7 +439,7 @@ impl<'a> BTree<'a> {
             };
             first = false;
             for slot in (0..hi).rev() {
-                let c = LeafCell::parse(page::cell(&g, slot));
+                let c = LeafCell::at(&g, slot);
                 if prev_first.as_deref().is_some_and(|p| c.key >= p) {
                     return Err(corrupt(format!("leaf {} holds keys out of order with the next leaf", path.leaf())));
                 }
@@ -487,6 +487,32 @@ impl<'a> BTree<'a> {
         end: Bound<&[u8]>,
         mut visit: impl FnMut(&[u8], &LeafCell<'_>) -> Result<bool>,
     ) -> Result<ScanEnd> {
+        self.scan_leaves_from(start, end, |_, g, slots| {
+            for slot in slots {
+                let c = LeafCell::at(g, slot);
+                if !visit(c.key, &c)? {
+                    return Ok(Some(slot));
+                }
+            }
+            Ok(None)
+        })
+    }
+
+    /// As `scan_from`, a leaf at a time: `visit` gets each leaf's id, its
+    /// bytes (latched) and the slots of its entries within the range, and
+    /// says where to stop (`Some(slot)`: before that slot, which must lie in
+    /// the slots given or at their end) or to go on (`None`). The range's
+    /// end is found once per leaf (a binary search), not per entry.
+    ///
+    /// # Errors
+    /// `Error::Corruption` for a damaged tree; an I/O error; any error of
+    /// `visit`.
+    pub fn scan_leaves_from(
+        &self,
+        start: ScanStart<'_>,
+        end: Bound<&[u8]>,
+        mut visit: impl FnMut(PageId, &[u8], Range<usize>) -> Result<Option<usize>>,
+    ) -> Result<ScanEnd> {
         let meta = self.shape()?;
         let first = match start {
             ScanStart::Key(bound) => {
@@ -502,7 +528,7 @@ impl<'a> BTree<'a> {
                         Bound::Excluded(k) => page::search(g, k).map_or_else(|i| i, |i| i + 1),
                         Bound::Unbounded => 0,
                     };
-                    self.visit_leaf(pid, g, from, end, &mut visit)
+                    Self::visit_leaf(pid, g, from, end, &mut visit)
                 })?
             }
             ScanStart::At(pos) => {
@@ -514,7 +540,7 @@ impl<'a> BTree<'a> {
                 if g.page_type() != Some(PageType::Leaf) || g.page_lsn() != pos.page_lsn || pos.slot > g.slot_count() {
                     return Ok(ScanEnd::Stale);
                 }
-                self.visit_leaf(pos.page_id, &g, pos.slot, end, &mut visit)?
+                Self::visit_leaf(pos.page_id, &g, pos.slot, end, &mut visit)?
             }
         };
         let mut pid = match first {
@@ -533,7 +559,7 @@ impl<'a> BTree<'a> {
             if g.page_type() != Some(PageType::Leaf) {
                 return Err(corrupt(format!("leaf chain reaches page {pid} of type {:?}", g.page_type())));
             }
-            match self.visit_leaf(pid, &g, 0, end, &mut visit)? {
+            match Self::visit_leaf(pid, &g, 0, end, &mut visit)? {
                 LeafStep::Next(next) => pid = next,
                 LeafStep::End(e) => return Ok(e),
             }
@@ -543,27 +569,26 @@ impl<'a> BTree<'a> {
 
     /// Visit leaf `pid` (latched, bytes `g`) from `from` on, up to `end`.
     fn visit_leaf(
-        &self,
         pid: PageId,
         g: &[u8],
         from: usize,
         end: Bound<&[u8]>,
-        visit: &mut impl FnMut(&[u8], &LeafCell<'_>) -> Result<bool>,
+        visit: &mut impl FnMut(PageId, &[u8], Range<usize>) -> Result<Option<usize>>,
     ) -> Result<LeafStep> {
-        for slot in from..g.slot_count() {
-            let c = LeafCell::parse(page::cell(g, slot));
-            let past_end = match end {
-                Bound::Included(e) => c.key > e,
-                Bound::Excluded(e) => c.key >= e,
-                Bound::Unbounded => false,
-            };
-            if past_end {
-                return Ok(LeafStep::End(ScanEnd::Done));
-            }
-            if !visit(c.key, &c)? {
-                let pos = LeafPos { page_id: pid, page_lsn: g.page_lsn(), slot };
-                return Ok(LeafStep::End(ScanEnd::Stopped(pos)));
-            }
+        let count = g.slot_count();
+        let to = match end {
+            Bound::Included(e) => page::search(g, e).map_or_else(|i| i, |i| i + 1),
+            Bound::Excluded(e) => page::search(g, e).unwrap_or_else(|i| i),
+            Bound::Unbounded => count,
+        };
+        let slots = from..to.max(from);
+        if let Some(slot) = visit(pid, g, slots.clone())? {
+            assert!(slots.contains(&slot) || slot == slots.end, "a leaf visit stopped outside its slots");
+            let pos = LeafPos { page_id: pid, page_lsn: g.page_lsn(), slot };
+            return Ok(LeafStep::End(ScanEnd::Stopped(pos)));
+        }
+        if to < count {
+            return Ok(LeafStep::End(ScanEnd::Done));
         }
         Ok(LeafStep::Next(g.link()))
     }

@@ -8,7 +8,7 @@
 //! be held in memory are read back from the log after the latch is
 //! released.
 
-use std::ops::{Bound, RangeBounds};
+use std::ops::{Bound, Range, RangeBounds};
 use std::sync::Arc;
 
 use super::{as_ref, check_key, owned_bounds, owned_slice_bounds, prefix_bounds, Inner, KeyRange, SCAN_BATCH};
@@ -26,6 +26,35 @@ use crate::wal::Body;
 pub struct Snapshot {
     inner: Arc<Inner>,
     read_seq: u64,
+    /// The buffers of the last scan dropped, for the next scan to reuse (a
+    /// snapshot's scans then allocate once, not per scan).
+    spare: parking_lot::Mutex<Option<ScanBuffers>>,
+}
+
+/// A scan's buffers: what it hands out, and what it read from the tree.
+#[derive(Default)]
+struct ScanBuffers {
+    batch: Batch,
+    from_tree: Vec<[usize; 4]>,
+}
+
+impl ScanBuffers {
+    /// Bytes of a new scan's buffer, before it has to grow: a batch of
+    /// `SCAN_BATCH` entries copies the parts of their leaves that hold them.
+    const BATCH_BYTES: usize = 32 << 10;
+    /// The most buffer bytes a snapshot keeps between scans.
+    const KEEP_BYTES: usize = 1 << 20;
+
+    fn with_room() -> ScanBuffers {
+        ScanBuffers {
+            batch: Batch {
+                bytes: Vec::with_capacity(Self::BATCH_BYTES),
+                entries: Vec::with_capacity(SCAN_BATCH),
+                next: 0,
+            },
+            from_tree: Vec::with_capacity(SCAN_BATCH),
+        }
+    }
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -38,7 +67,7 @@ impl Snapshot {
     pub(super) fn begin(inner: Arc<Inner>) -> Result<Snapshot> {
         inner.check_ok()?;
         let read_seq = inner.versions.begin_snapshot();
-        Ok(Snapshot { inner, read_seq })
+        Ok(Snapshot { inner, read_seq, spare: parking_lot::Mutex::new(None) })
     }
 
     /// The value of `key` as of the snapshot's begin.
@@ -159,16 +188,9 @@ impl Snapshot {
 
     fn scan_in(&self, lo: Bound<Vec<u8>>, hi: Bound<Vec<u8>>, reverse: bool) -> Result<SnapshotScan<'_>> {
         self.inner.check_ok()?;
-        Ok(SnapshotScan {
-            snap: self,
-            lo,
-            hi,
-            reverse,
-            resume: None,
-            batch: Batch::default(),
-            from_tree: Vec::new(),
-            done: false,
-        })
+        let mut buffers = self.spare.lock().take().unwrap_or_else(ScanBuffers::with_room);
+        buffers.batch.clear();
+        Ok(SnapshotScan { snap: self, lo, hi, reverse, resume: None, buffers, done: false })
     }
 
     /// The old value in the undo part of the Update record at `lsn`.
@@ -281,10 +303,20 @@ pub struct SnapshotScan<'s> {
     reverse: bool,
     /// Ascending scans: where the last batch stopped in the tree.
     resume: Option<LeafPos>,
-    batch: Batch,
-    /// Tree entries of the batch being read (kept for its allocation).
-    from_tree: Vec<[usize; 4]>,
+    /// The batch handed out, and the tree entries of the batch being read
+    /// (kept for its allocation); back to the snapshot when the scan drops.
+    buffers: ScanBuffers,
     done: bool,
+}
+
+impl Drop for SnapshotScan<'_> {
+    /// Hand the buffers back, unless large values grew them past
+    /// `ScanBuffers::KEEP_BYTES`: a snapshot keeps no more than that.
+    fn drop(&mut self) {
+        if self.buffers.batch.bytes.capacity() <= ScanBuffers::KEEP_BYTES {
+            *self.snap.spare.lock() = Some(std::mem::take(&mut self.buffers));
+        }
+    }
 }
 
 impl std::fmt::Debug for SnapshotScan<'_> {
@@ -306,8 +338,8 @@ impl SnapshotScan<'_> {
     /// As `Snapshot::get`. After an error the scan is over (`Ok(None)`).
     pub fn next_entry(&mut self) -> Result<Option<(&[u8], &[u8])>> {
         loop {
-            if self.batch.next < self.batch.entries.len() {
-                return Ok(self.batch.take());
+            if self.buffers.batch.next < self.buffers.batch.entries.len() {
+                return Ok(self.buffers.batch.take());
             }
             if self.done {
                 return Ok(None);
@@ -321,7 +353,9 @@ impl SnapshotScan<'_> {
         }
     }
 
-    /// Read the next batch (stopping the database on an I/O error).
+    /// Read the next batch (stopping the database on an I/O error). Kept out
+    /// of line: `next_entry`'s path within a batch stays short.
+    #[inline(never)]
     fn fill(&mut self) -> Result<()> {
         let r = self.fill_batch();
         self.snap.inner.guard_read(r)
@@ -333,37 +367,41 @@ impl SnapshotScan<'_> {
         let snap = self.snap;
         let inner = &snap.inner;
         inner.check_ok()?;
-        self.batch.clear();
-        let mut from_tree = std::mem::take(&mut self.from_tree);
+        let batch = &mut self.buffers.batch;
+        batch.clear();
+        let mut from_tree = std::mem::take(&mut self.buffers.from_tree);
         from_tree.clear();
         let mut resume_key: Option<Vec<u8>> = None;
         let mut logged: Vec<LoggedValue> = Vec::new();
         {
             let _r = inner.read_latch()?;
             let tree = inner.tree();
-            let bytes = &mut self.batch.bytes;
-            let mut take = |k: &[u8], cell: &LeafCell<'_>| {
-                if from_tree.len() == SCAN_BATCH {
-                    resume_key = Some(k.to_vec());
-                    return Ok(false);
-                }
-                let ks = bytes.len();
-                copy_entry(&tree, k, cell, bytes)?;
-                let vs = ks + k.len();
-                from_tree.push([ks, vs, vs, bytes.len()]);
-                Ok(true)
-            };
+            let bytes = &mut batch.bytes;
             let (lo, hi) = (as_ref(&self.lo), as_ref(&self.hi));
             if self.reverse {
+                let mut take = |k: &[u8], cell: &LeafCell<'_>| {
+                    if from_tree.len() == SCAN_BATCH {
+                        resume_key = Some(k.to_vec());
+                        return Ok(false);
+                    }
+                    let ks = bytes.len();
+                    copy_entry(&tree, k, cell, bytes)?;
+                    let vs = ks + k.len();
+                    from_tree.push([ks, vs, vs, bytes.len()]);
+                    Ok(true)
+                };
                 tree.scan_rev(lo, hi, &mut take)?;
             } else {
+                let mut take = |_, g: &[u8], slots: Range<usize>| {
+                    copy_leaf_entries(&tree, g, slots, bytes, &mut from_tree, &mut resume_key)
+                };
                 let start = match self.resume.take() {
                     Some(pos) => ScanStart::At(pos),
                     None => ScanStart::Key(lo),
                 };
-                let mut end = tree.scan_from(start, hi, &mut take)?;
+                let mut end = tree.scan_leaves_from(start, hi, &mut take)?;
                 if end == ScanEnd::Stale {
-                    end = tree.scan_from(ScanStart::Key(lo), hi, &mut take)?;
+                    end = tree.scan_leaves_from(ScanStart::Key(lo), hi, &mut take)?;
                 }
                 if let ScanEnd::Stopped(pos) = end {
                     self.resume = Some(pos);
@@ -378,21 +416,21 @@ impl SnapshotScan<'_> {
             };
             let mut changed = inner.versions.seen_in_range(snap.read_seq, interval)?;
             if changed.is_empty() {
-                std::mem::swap(&mut self.batch.entries, &mut from_tree);
+                std::mem::swap(&mut batch.entries, &mut from_tree);
             } else {
                 if self.reverse {
                     changed.reverse();
                 }
-                merge(&from_tree, changed, self.reverse, &mut self.batch, &mut logged);
+                merge(&from_tree, changed, self.reverse, batch, &mut logged);
             }
         }
-        self.from_tree = from_tree;
+        self.buffers.from_tree = from_tree;
         for l in logged {
-            let key = self.batch.key(&self.batch.entries[l.entry]).to_vec();
+            let key = batch.key(&batch.entries[l.entry]).to_vec();
             let v = snap.read_logged(&key, l.lsn, l.len)?;
-            let vs = self.batch.bytes.len();
-            self.batch.bytes.extend_from_slice(&v);
-            let e = &mut self.batch.entries[l.entry];
+            let vs = batch.bytes.len();
+            batch.bytes.extend_from_slice(&v);
+            let e = &mut batch.entries[l.entry];
             e[2] = vs;
             e[3] = vs + v.len();
         }
@@ -403,6 +441,72 @@ impl SnapshotScan<'_> {
         }
         Ok(())
     }
+}
+
+/// Append to a forward batch the entries of leaf `g` in `slots`, until the
+/// batch holds `SCAN_BATCH`; then stop before the first entry left, whose
+/// key goes to `resume_key`. The cells taken are copied with one copy of the
+/// part of the page that holds them (cheaper than a copy per entry); a value
+/// in overflow pages is read after it.
+fn copy_leaf_entries(
+    tree: &BTree<'_>,
+    g: &[u8],
+    slots: Range<usize>,
+    bytes: &mut Vec<u8>,
+    from_tree: &mut Vec<[usize; 4]>,
+    resume_key: &mut Option<Vec<u8>>,
+) -> Result<Option<usize>> {
+    let room = SCAN_BATCH - from_tree.len();
+    let stop = slots.end.min(slots.start + room);
+    if stop == slots.start {
+        return Ok(match slots.is_empty() {
+            true => None,
+            false => {
+                *resume_key = Some(LeafCell::at(g, stop).key.to_vec());
+                Some(stop)
+            }
+        });
+    }
+    // Offsets within the page first: the cells' span, then one copy of it.
+    let first_entry = from_tree.len();
+    let (mut span_lo, mut span_hi) = (g.len(), 0);
+    let mut overflow = false;
+    for slot in slots.start..stop {
+        let (ks, key_len, val_len, in_overflow) = LeafCell::span_at(g, slot);
+        let ke = ks + key_len;
+        span_lo = span_lo.min(ks);
+        if in_overflow {
+            span_hi = span_hi.max(ke + 4);
+            overflow = true;
+            from_tree.push([ks, ke, usize::MAX, slot]);
+        } else {
+            span_hi = span_hi.max(ke + val_len);
+            from_tree.push([ks, ke, ke, ke + val_len]);
+        }
+    }
+    let base = bytes.len();
+    bytes.extend_from_slice(&g[span_lo..span_hi]);
+    for e in &mut from_tree[first_entry..] {
+        e[0] = e[0] - span_lo + base;
+        e[1] = e[1] - span_lo + base;
+        if e[2] != usize::MAX {
+            e[2] = e[2] - span_lo + base;
+            e[3] = e[3] - span_lo + base;
+        }
+    }
+    if overflow {
+        for e in from_tree[first_entry..].iter_mut().filter(|e| e[2] == usize::MAX) {
+            let c = LeafCell::at(g, e[3]);
+            let vs = bytes.len();
+            tree.read_value_into(&c, bytes)?;
+            *e = [e[0], e[1], vs, bytes.len()];
+        }
+    }
+    if stop < slots.end {
+        *resume_key = Some(LeafCell::at(g, stop).key.to_vec());
+        return Ok(Some(stop));
+    }
+    Ok(None)
 }
 
 /// Merge a batch of tree entries (in `batch.bytes`) with the keys whose
