@@ -64,13 +64,28 @@ impl BTree<'_> {
         if !gate(slot.is_ok(), next.as_deref())? {
             return Ok(false);
         }
-        let mut alloc = PageAllocator::new(self.meta()?);
-        let (cell, chain_parts) = self.leaf_cell(key, value, inline, &mut alloc)?;
-        debug_assert_eq!(cell.len(), cell_len);
         let (fits, used_after) = match &old {
             Some((_, _, old_len)) => (free + old_len >= cell_len, used + cell_len - old_len),
             None => (free >= cell_len + 2, used + cell_len + 2),
         };
+        let is_root = path.nodes.len() == 1;
+        let in_place = fits && (is_root || used_after >= smo::leaf_min_fill(page_size));
+        if in_place && inline && old.as_ref().is_none_or(|(_, chain, _)| chain.is_empty()) {
+            // No page allocated or freed: the meta page is not read.
+            let mut cell = Vec::new();
+            LeafCell::encode_inline(key, value, &mut cell);
+            let op = match slot {
+                Ok(s) => PageOp::Replace { slot: s as u16, cell },
+                Err(s) => PageOp::Insert { slot: s as u16, cell },
+            };
+            let parts = vec![PagePart { page_id: leaf, op }];
+            let old_value = old.map(|(v, _, _)| v);
+            self.log_key_change(ctx, parts, KeyUndo { key: key.to_vec(), old: old_value })?;
+            return Ok(true);
+        }
+        let mut alloc = PageAllocator::new(self.meta()?);
+        let (cell, chain_parts) = self.leaf_cell(key, value, inline, &mut alloc)?;
+        debug_assert_eq!(cell.len(), cell_len);
         let old_value = old.map(|(v, chain, _)| {
             for pid in chain {
                 alloc.free(pid);
@@ -78,8 +93,7 @@ impl BTree<'_> {
             v
         });
         let mut parts = chain_parts;
-        let is_root = path.nodes.len() == 1;
-        if fits && (is_root || used_after >= smo::leaf_min_fill(page_size)) {
+        if in_place {
             let op = match slot {
                 Ok(s) => PageOp::Replace { slot: s as u16, cell },
                 Err(s) => PageOp::Insert { slot: s as u16, cell },
@@ -181,12 +195,19 @@ impl BTree<'_> {
             return Ok(None);
         }
         let Some((slot, value, chain, used_after)) = found else { return Ok(Some(false)) };
+        let in_place = path.nodes.len() == 1 || used_after >= smo::leaf_min_fill(page_size);
+        if in_place && chain.is_empty() {
+            // No page freed: the meta page is not read.
+            let parts = vec![PagePart { page_id: leaf, op: PageOp::Delete { slot: slot as u16 } }];
+            self.log_key_change(ctx, parts, KeyUndo { key: key.to_vec(), old: Some(value) })?;
+            return Ok(Some(true));
+        }
         let mut alloc = PageAllocator::new(self.meta()?);
         for pid in chain {
             alloc.free(pid);
         }
         let mut parts = Vec::new();
-        if path.nodes.len() == 1 || used_after >= smo::leaf_min_fill(page_size) {
+        if in_place {
             parts.push(PagePart { page_id: leaf, op: PageOp::Delete { slot: slot as u16 } });
             alloc.finish(&mut parts);
         } else {
