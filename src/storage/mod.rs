@@ -63,6 +63,14 @@ pub trait Storage: Send + Sync + 'static {
     fn incarnation(&self) -> u64 {
         0
     }
+    /// Whether the log should write zeros ahead of its end (`wal`'s
+    /// `zero_ahead`): true (the default) where a file's unwritten parts are
+    /// allocated on their first write, as on a file system, so that a sync
+    /// after a write into them also commits the allocation; false where
+    /// zeros would only take room, as in `OverlayStorage`'s memory.
+    fn zero_fill_ahead(&self) -> bool {
+        true
+    }
 }
 
 /// The storage as one process sees it: every call is refused once the
@@ -110,6 +118,9 @@ impl Storage for ProcessStorage {
     }
     fn incarnation(&self) -> u64 {
         self.incarnation
+    }
+    fn zero_fill_ahead(&self) -> bool {
+        self.inner.zero_fill_ahead()
     }
 }
 

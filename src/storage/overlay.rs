@@ -182,6 +182,11 @@ impl Storage for OverlayStorage {
     fn incarnation(&self) -> u64 {
         self.base.incarnation()
     }
+
+    /// False: zeros written ahead of the log would be held in memory.
+    fn zero_fill_ahead(&self) -> bool {
+        false
+    }
 }
 
 impl OverlayFile {

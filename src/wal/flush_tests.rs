@@ -275,3 +275,58 @@ fn a_wait_that_nobody_joins_ends_and_the_next_leads_skip_it() {
     commit_in_new_thread();
     assert_eq!(wal.counters.group_waits.load(Ordering::Relaxed), 2);
 }
+
+/// Small flushes zero-fill the segment ahead of the log's end, 1 MiB at a
+/// time, refilled once less than half of it is left, never past the file's
+/// length and never over a written byte; a large flush does not; the log
+/// reads back whole.
+#[test]
+fn small_flushes_zero_fill_the_segment_ahead_and_large_ones_do_not() {
+    let sim = Arc::new(SimStorage::new(3));
+    let seg_size = 4u64 << 20;
+    let segments = Arc::new(Segments::discover(sim.clone()).unwrap());
+    let wal = Wal::new(sim.clone(), seg_size, segments, LSN_START, LSN_START, FailStop::new());
+    sim.set_trace(100_000);
+    let zero_writes = |sim: &SimStorage| -> Vec<(u64, u64)> {
+        let t = sim.trace();
+        t.iter().filter(|e| e.call == "write" && e.len > 100_000).map(|e| (e.offset, e.len)).collect()
+    };
+    // Small commits of about 400 bytes: the first zero-fills 1 MiB ahead.
+    let mut lsns = Vec::new();
+    for _ in 0..10 {
+        lsns.push(record(&wal, 400));
+        wal.flush_all().unwrap();
+    }
+    let first = zero_writes(&sim);
+    assert_eq!(first.len(), 1, "{first:?}");
+    let written = wal.end_lsn() - LSN_START;
+    assert!(first[0].0 < written.min(4096) + 1024 && first[0].0 + first[0].1 > written + (1 << 19), "{first:?}");
+    // Past half of it, the next small flush fills ahead again.
+    while wal.end_lsn() - LSN_START < (1 << 19) + 8192 {
+        lsns.push(record(&wal, 400));
+        wal.flush_all().unwrap();
+    }
+    let second = zero_writes(&sim);
+    assert_eq!(second.len(), 2, "{second:?}");
+    assert!(second[1].0 >= first[0].0 + first[0].1 - 1, "zeros over written bytes: {second:?}");
+    // A large flush (a bulk load's) writes no zeros.
+    record(&wal, 200 << 10);
+    wal.flush_all().unwrap();
+    let big = zero_writes(&sim);
+    assert!(big.iter().filter(|&&(_, len)| len > 150 << 10 && len < 250 << 10).count() == 1, "{big:?}");
+    assert_eq!(big.len(), 3, "only the large flush's own write: {big:?}");
+    // Up to the segment's end, never past it.
+    while wal.end_lsn() - LSN_START < seg_size - (300 << 10) {
+        record(&wal, 64 << 10);
+        wal.flush_all().unwrap();
+    }
+    for _ in 0..20 {
+        record(&wal, 400);
+        wal.flush_all().unwrap();
+    }
+    let seg = segment_name(LSN_START);
+    assert_eq!(sim.file_contents(&seg).unwrap().len() as u64, seg_size, "a segment keeps its length");
+    for lsn in lsns {
+        assert!(matches!(wal.read_record(lsn).unwrap().body, Body::Redo { .. }));
+    }
+}

@@ -124,6 +124,12 @@ impl Segments {
         Some((s, next))
     }
 
+    /// The length of the segment file at `start`: as created, or as far as
+    /// it has been written, whichever is more (no I/O).
+    pub fn len_of(&self, start: Lsn) -> Option<u64> {
+        self.state.lock().lens.get(&start).copied()
+    }
+
     /// Bytes the segment files occupy (no I/O).
     pub fn disk_bytes(&self) -> u64 {
         self.state.lock().lens.values().sum()
