@@ -211,6 +211,46 @@ fn a_commit_whose_fsync_fails_is_never_seen() {
     assert!(db.begin_read().is_err(), "a stopped database begins no snapshot");
 }
 
+/// A scan whose batch fails reading a before-image back from the log (an
+/// I/O error: the database stops) is over: the next call hands out nothing
+/// of the half-read batch, whose entries still lack those values.
+#[test]
+fn a_scan_that_fails_reading_a_logged_before_image_hands_out_nothing_after() {
+    for lending in [true, false] {
+        let sim = new_sim(15);
+        let db = Db::open_with(sim.clone(), Options::default().background_writer(false)).unwrap();
+        let mut tx = db.begin().unwrap();
+        for i in 0..10u32 {
+            // Past `SMALL_OLD_VALUE`: a snapshot's before-image stays in the log.
+            tx.put(key_at(i), [7; 1000]).unwrap();
+        }
+        tx.commit().unwrap();
+        let snap = db.begin_read().unwrap();
+        let mut tx = db.begin().unwrap();
+        for i in 0..10u32 {
+            tx.put(key_at(i), b"new").unwrap();
+        }
+        tx.commit().unwrap();
+        let mut scan = snap.scan(..).unwrap();
+        sim.inject(Fault::IoErrorFromOp(sim.op_count()));
+        let after = if lending {
+            assert!(scan.next_entry().is_err(), "the log read failed");
+            scan.next_entry().map(|e| e.map(|(k, v)| (k.to_vec(), v.to_vec())))
+        } else {
+            assert!(scan.next().unwrap().is_err(), "the log read failed");
+            scan.next().transpose()
+        };
+        match after {
+            Ok(None) | Err(_) => {}
+            Ok(Some((k, v))) => panic!(
+                "lending {lending}: after the error the scan handed out {} = {} bytes (its value at begin: 1000)",
+                String::from_utf8_lossy(&k),
+                v.len()
+            ),
+        }
+    }
+}
+
 /// Held past the cap, the oldest snapshot fails its next call with the
 /// documented retryable error; newer snapshots and writers go on; memory
 /// held stays near the cap.

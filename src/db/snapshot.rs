@@ -347,6 +347,10 @@ impl SnapshotScan<'_> {
             // A batch may be empty (every entry deleted for the snapshot):
             // read on.
             if let Err(e) = self.fill() {
+                // A batch that failed may hold entries already (those whose
+                // before-images were still to be read from the log): none
+                // is handed out.
+                self.buffers.batch.clear();
                 self.done = true;
                 return Err(e);
             }
