@@ -121,6 +121,38 @@ fn every_kind_of_lock_wait_times_out() {
     assert_eq!(committed(&db, b"new"), None, "every waiter was rolled back");
 }
 
+/// A scan that times out waiting for a key's lock is over (`Ok(None)`, as
+/// `Scan::next_entry` says): it hands out nothing of the batch it was
+/// reading, not the entries read before the blocked key either, whose locks
+/// went with the rollback.
+#[test]
+fn a_scan_that_timed_out_hands_out_nothing_after() {
+    for lending in [true, false] {
+        let (db, holder) = open_with_holder(TIMEOUT);
+        let mut tx = db.begin().unwrap();
+        tx.put(b"a", b"before k").unwrap();
+        tx.put(b"b", b"before k").unwrap();
+        tx.commit().unwrap();
+        let tx = db.begin().unwrap();
+        let mut scan = tx.scan(..).unwrap();
+        let after = if lending {
+            assert!(matches!(scan.next_entry(), Err(Error::LockTimeout { .. })));
+            scan.next_entry().map(|e| e.map(|(k, _)| k.to_vec()))
+        } else {
+            assert!(matches!(scan.next(), Some(Err(Error::LockTimeout { .. }))));
+            scan.next().transpose().map(|e| e.map(|(k, _)| k))
+        };
+        assert!(
+            matches!(after, Ok(None)),
+            "lending {lending}: after the timeout the scan gave {:?}",
+            after.map(|k| k.map(|k| String::from_utf8_lossy(&k).into_owned()))
+        );
+        drop(scan);
+        assert_ended(tx);
+        holder.commit().unwrap();
+    }
+}
+
 #[test]
 fn a_wait_shorter_than_the_timeout_is_granted() {
     let (db, holder) = open_with_holder(GENEROUS);

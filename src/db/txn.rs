@@ -852,6 +852,9 @@ impl Scan<'_> {
                 return Ok(None);
             }
             if let Err(e) = self.fill() {
+                // The entries of the batch read before the error (a lock
+                // wait that failed, say) are not handed out.
+                self.batch.clear();
                 self.done = true;
                 return Err(e);
             }
