@@ -516,3 +516,213 @@ fn as_slice(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
         Bound::Unbounded => Bound::Unbounded,
     }
 }
+
+/// Key `i` of a space whose keys sort by `i`: 7 to 46 bytes, or with `long`
+/// now and then up to 1024 (a 4 KiB leaf then holds few entries).
+fn sized_key(i: u32, long: bool) -> Vec<u8> {
+    let h = i.wrapping_mul(2_654_435_761) >> 7;
+    let pad = match (long, h % 10) {
+        (true, 0) => ariesdb::MAX_KEY_LEN - 7,
+        (true, 1..=3) => (h % 600) as usize,
+        _ => (h % 40) as usize,
+    };
+    let mut k = format!("k{i:06}").into_bytes();
+    k.extend((0..pad).map(|j| b'a' + ((h as usize + j) % 26) as u8));
+    k
+}
+
+/// A value for pages of `page` bytes: mostly a few bytes, some up to an
+/// inline cell's limit, some in overflow pages.
+fn sized_value(rng: &mut rand::rngs::StdRng, page: usize) -> Vec<u8> {
+    let len = match rng.gen_range(0..100) {
+        0..=69 => rng.gen_range(0..60),
+        70..=89 => rng.gen_range(60..page / 3),
+        _ => rng.gen_range(page / 3..page * 3),
+    };
+    let b: u8 = rng.gen();
+    (0..len).map(|i| b.wrapping_add(i as u8)).collect()
+}
+
+/// A scan range over `m`'s keys: each end an existing key (so often a
+/// leaf's first or last) or any key of the space, of any kind of bound.
+fn random_range(rng: &mut rand::rngs::StdRng, m: &Model, space: u32, long: bool) -> (Bound<Vec<u8>>, Bound<Vec<u8>>) {
+    let end = |rng: &mut rand::rngs::StdRng| {
+        let k = match m.is_empty() || rng.gen_bool(0.3) {
+            true => sized_key(rng.gen_range(0..space + 2), long),
+            false => m.keys().nth(rng.gen_range(0..m.len())).expect("in the model").clone(),
+        };
+        match rng.gen_range(0..5) {
+            0 | 1 => Bound::Included(k),
+            2 | 3 => Bound::Excluded(k),
+            _ => Bound::Unbounded,
+        }
+    };
+    loop {
+        let (lo, hi) = (end(rng), end(rng));
+        // BTreeMap::range panics on an inverted range; a scan of one is empty.
+        let ok = match (&lo, &hi) {
+            (Bound::Included(a), Bound::Included(b)) => a <= b,
+            (Bound::Included(a) | Bound::Excluded(a), Bound::Included(b) | Bound::Excluded(b)) => a < b,
+            _ => true,
+        };
+        if ok {
+            return (lo, hi);
+        }
+    }
+}
+
+/// One committed (or now and then aborted) transaction of puts (inline
+/// and overflow values, over either) and deletes: mostly one key, at times
+/// dozens (splits, merges). With `near`, most keys fall at or around it.
+fn random_commit(
+    db: &Db,
+    rng: &mut rand::rngs::StdRng,
+    model: &mut Model,
+    keys: (u32, bool, usize),
+    near: Option<&[u8]>,
+) {
+    let (space, long, page) = keys;
+    let mut tx = db.begin().unwrap();
+    let mut pending = Pending::new();
+    for _ in 0..if rng.gen_bool(0.1) { rng.gen_range(10..80) } else { 1 } {
+        let i = match near {
+            Some(k) if rng.gen_bool(0.6) => {
+                let at: u32 = std::str::from_utf8(&k[1..7]).unwrap().parse().unwrap();
+                (at + rng.gen_range(0..6)).saturating_sub(2).min(space - 1)
+            }
+            _ => rng.gen_range(0..space),
+        };
+        let k = sized_key(i, long);
+        if rng.gen_bool(0.35) {
+            tx.delete(&k).unwrap();
+            pending.insert(k, None);
+        } else {
+            let v = sized_value(rng, page);
+            tx.put(&k, &v).unwrap();
+            pending.insert(k, Some(v));
+        }
+    }
+    if rng.gen_bool(0.1) {
+        tx.abort().unwrap();
+    } else {
+        tx.commit().unwrap();
+        apply(model, &pending);
+    }
+}
+
+/// Snapshot scans on 4 to 32 KiB pages, keys up to 1024 bytes, inline and
+/// overflow values: forward and backward, lending and owning, over random
+/// ranges (ends on existing keys, so often on a leaf's edge), many dropped
+/// part-way (the next scan of the snapshot reuses their buffers), with
+/// commits between entries, mostly around the scan's position (its leaf
+/// changes: it starts again from its next key; the changed keys' versions
+/// merge into its batches), and two threads scanning one snapshot while
+/// another commits. Each reads exactly the model at the snapshot's begin.
+#[test]
+fn snapshot_scans_on_every_page_size_match_the_model_while_writers_change_their_leaves() {
+    for seed in seed_start()..seed_start() + seed_count(4) {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let page = [4096, 8192, 16384, 32768][(seed % 4) as usize];
+        let long = seed % 3 == 0;
+        let space = if long { 400 } else { 1600 };
+        let opts = Options::default()
+            .page_size(page)
+            .buffer_pool_pages(64)
+            .wal_segment_bytes(256 << 10)
+            .checkpoint_interval_bytes(512 << 10)
+            .durability(ariesdb::Durability::Eventual);
+        let db = Db::open_with(new_sim(seed), opts).unwrap();
+        let mut model = Model::new();
+        let mut tx = db.begin().unwrap();
+        for _ in 0..rng.gen_range(space / 4..space) {
+            let (k, v) = (sized_key(rng.gen_range(0..space), long), sized_value(&mut rng, page));
+            tx.put(&k, &v).unwrap();
+            model.insert(k, v);
+        }
+        tx.commit().unwrap();
+        for round in 0..4 {
+            let snap = db.begin_read().unwrap();
+            let at_begin = model.clone();
+            for n in 0..20 {
+                let ctx = format!("seed {seed} ({page}-byte pages) round {round} scan {n}");
+                let (lo, hi) = random_range(&mut rng, &at_begin, space, long);
+                let range = (as_slice(&lo), as_slice(&hi));
+                let mut want: Vec<(Vec<u8>, Vec<u8>)> =
+                    at_begin.range((lo.clone(), hi.clone())).map(|(k, v)| (k.clone(), v.clone())).collect();
+                let reverse = rng.gen_bool(0.15);
+                if reverse {
+                    want.reverse();
+                }
+                want.truncate(if rng.gen_bool(0.3) { rng.gen_range(0..want.len() + 1) } else { want.len() });
+                let p_commit = [0.0, 0.02, 0.2][rng.gen_range(0..3)];
+                let lending = rng.gen_bool(0.5);
+                let mut scan = if reverse { snap.scan_rev(range) } else { snap.scan(range) }.unwrap();
+                let mut got = Vec::new();
+                while got.len() < want.len() {
+                    let e = match lending {
+                        true => scan.next_entry().unwrap().map(|(k, v)| (k.to_vec(), v.to_vec())),
+                        false => scan.next().map(|x| x.unwrap()),
+                    };
+                    let Some(e) = e else { break };
+                    got.push(e);
+                    if rng.gen_bool(p_commit) {
+                        let at = got.last().map(|(k, _)| k.as_slice());
+                        random_commit(&db, &mut rng, &mut model, (space, long, page), at);
+                    }
+                }
+                // A scan read to its end reads nothing more.
+                if got.len() == want.len() && want.len() == at_begin.range((lo.clone(), hi.clone())).count() {
+                    assert!(scan.next().is_none(), "{ctx}: entries past the range's end");
+                }
+                drop(scan);
+                if got != want {
+                    let at = got.iter().zip(&want).position(|(a, b)| a != b);
+                    panic!(
+                        "{ctx}: scan (reverse {reverse}) of {:?}: {} entries, want {}; first difference at {at:?}",
+                        (lo, hi),
+                        got.len(),
+                        want.len()
+                    );
+                }
+            }
+            // Two threads scan the snapshot at once while this one commits.
+            let thread_seed: u64 = rng.gen();
+            std::thread::scope(|s| {
+                let readers: Vec<_> = (1..=2u64)
+                    .map(|t| {
+                        let (snap, at_begin) = (&snap, &at_begin);
+                        s.spawn(move || {
+                            let mut r = rand::rngs::StdRng::seed_from_u64(thread_seed ^ t);
+                            for n in 0..6 {
+                                let (lo, hi) = random_range(&mut r, at_begin, space, long);
+                                let want: Vec<_> = at_begin.range((lo.clone(), hi.clone())).take(150).collect();
+                                let got: Vec<_> = snap
+                                    .scan((as_slice(&lo), as_slice(&hi)))
+                                    .unwrap()
+                                    .take(150)
+                                    .map(|x| x.unwrap())
+                                    .collect();
+                                assert!(
+                                    got.iter().map(|(k, v)| (k, v)).eq(want),
+                                    "seed {seed} round {round}: thread {t} scan {n} of {:?}",
+                                    (lo, hi)
+                                );
+                            }
+                        })
+                    })
+                    .collect();
+                let mut r = rand::rngs::StdRng::seed_from_u64(thread_seed);
+                for _ in 0..30 {
+                    random_commit(&db, &mut r, &mut model, (space, long, page), None);
+                }
+                for h in readers {
+                    h.join().unwrap();
+                }
+            });
+            drop(snap);
+            db.check().unwrap_or_else(|e| panic!("seed {seed} round {round}: check: {e}"));
+            let all: Model = db.begin_read().unwrap().scan(..).unwrap().map(|x| x.unwrap()).collect();
+            assert!(all == model, "seed {seed} round {round}: the database differs from the model");
+        }
+    }
+}
