@@ -75,7 +75,12 @@ pub(crate) fn inner_min_fill(page_size: usize) -> usize {
 /// pages about half full (so fanout, and the height bound, follow the
 /// separators actually present); it is never below `inner_min_fill`.
 fn inner_rebalance_fill(page_size: usize, cells: &[Vec<u8>]) -> usize {
-    let largest = cells.iter().map(|c| footprint(c)).max().unwrap_or(INNER_CELL_MAX);
+    rebalance_fill(page_size, cells.iter().map(|c| footprint(c)).max().unwrap_or(INNER_CELL_MAX))
+}
+
+/// `inner_rebalance_fill` of an inner page whose largest cell footprint is
+/// `largest`.
+fn rebalance_fill(page_size: usize, largest: usize) -> usize {
     (page::usable_space(page_size) + 1).saturating_sub(2 * largest) / 2
 }
 
@@ -542,8 +547,10 @@ impl<'t, 'p> Plan<'t, 'p> {
             if !self.under_full(idx) {
                 return Ok(());
             }
-            idx = self.rebalance(idx, path, depth)?;
-            depth -= 1;
+            match self.rebalance(idx, path, depth)? {
+                Some(parent) => (idx, depth) = (parent, depth - 1),
+                None => return Ok(()),
+            }
         }
     }
 
@@ -784,15 +791,68 @@ impl<'t, 'p> Plan<'t, 'p> {
     /// Merge an under-full node with a sibling under the same parent, or, if
     /// the two do not fit one page, share their cells evenly. Returns the
     /// parent, which lost a separator (merge) or had one replaced by one of
-    /// another length (redistribution).
-    fn rebalance(&mut self, idx: usize, path: &Path, depth: usize) -> Result<usize> {
+    /// another length (redistribution), for `fix_up` to go on with; or None
+    /// for a leaf whose parent, not loaded, takes that one-cell change as a
+    /// patch (as a share's parent does, `shift_to_sibling`) and stays within
+    /// its bounds: neither over-full, nor under-full, nor a root left with
+    /// one child. Loading the parent copies every one of its cells, a
+    /// hundred or more, for a change of one (callgrind: two thirds of the
+    /// instructions of deleting half the keys of a tree went to the merges
+    /// that loaded their parents).
+    fn rebalance(&mut self, idx: usize, path: &Path, depth: usize) -> Result<Option<usize>> {
         let (ty, level) = (self.nodes[idx].ty, self.nodes[idx].level);
+        let pos = path.child_pos[depth - 1];
+        if ty == PageType::Leaf {
+            let usable = self.usable;
+            let parent_says = self.read_unloaded_parent(path, depth, 1, |g| {
+                let separators = g.slot_count();
+                let lens: Vec<usize> = (0..separators).map(|s| page::cell(g, s).len()).collect();
+                let sibling = match pos < separators {
+                    true => Some(child_at(g, pos + 1)),
+                    false => pos.checked_sub(1).map(|p| child_at(g, p)),
+                };
+                (lens, sibling, usable - page::free_space(g))
+            })?;
+            if let Some((lens, Some(sibling), parent_used)) = parent_says {
+                let (left, right, sep_slot) = match pos < lens.len() {
+                    true => (idx, self.load(sibling, level)?, pos),
+                    false => (self.load(sibling, level)?, idx, pos - 1),
+                };
+                let right_pid = self.nodes[right].pid;
+                let change = self.merge_or_share(ty, left, right, None)?.map(|up| inner_cell(&up, right_pid));
+                // The parent after the change: its cells' count, bytes and largest footprint.
+                let new_len = change.as_ref().map(|c| c.len());
+                let others = lens.iter().enumerate().filter(|&(s, _)| s != sep_slot).map(|(_, &l)| l);
+                let largest = others.chain(new_len).max().map(|l| l + 2);
+                let used_after = parent_used - (lens[sep_slot] + 2) + new_len.map_or(0, |l| l + 2);
+                let within = match largest {
+                    None => false, // no separator left: a root collapses, another page merges
+                    Some(_) if depth == 1 => used_after <= usable,
+                    Some(largest) => used_after <= usable && used_after >= rebalance_fill(self.page_size, largest),
+                };
+                if within {
+                    let slot = sep_slot as u16;
+                    let op = match change {
+                        None => PageOp::Delete { slot },
+                        Some(cell) => PageOp::Replace { slot, cell },
+                    };
+                    self.unloaded.push(PagePart { page_id: path.nodes[depth - 1], op });
+                    return Ok(None);
+                }
+                let (p, _) = self.parent_of(path, depth)?;
+                match change {
+                    None => self.nodes[p].remove(sep_slot),
+                    Some(cell) => self.nodes[p].replace(sep_slot, cell),
+                }
+                return Ok(Some(p));
+            }
+        }
         let (p, pos) = self.parent_of(path, depth)?;
         let separators = self.nodes[p].cells.len();
         if separators == 0 {
             // An only child (a shape older versions could leave): the parent
             // is under-full too, and is fixed at its own level.
-            return Ok(p);
+            return Ok(Some(p));
         }
         let (left, right, sep_slot) = if pos < separators {
             let sibling = self.nodes[p].child_at(pos + 1);
@@ -801,6 +861,26 @@ impl<'t, 'p> Plan<'t, 'p> {
             let sibling = self.nodes[p].child_at(pos - 1);
             (self.load(sibling, level)?, idx, pos - 1)
         };
+        let down = (ty != PageType::Leaf).then(|| key_of(PageType::Inner, &self.nodes[p].cells[sep_slot]).to_vec());
+        let right_pid = self.nodes[right].pid;
+        match self.merge_or_share(ty, left, right, down)? {
+            None => self.nodes[p].remove(sep_slot),
+            Some(up) => self.nodes[p].replace(sep_slot, inner_cell(&up, right_pid)),
+        }
+        Ok(Some(p))
+    }
+
+    /// Merge the nodes `left` and `right` (siblings, in key order, of type
+    /// `ty`; `down` is the separator between them for inner nodes) into
+    /// `left`, freeing `right`: None. If they do not fit one page, share
+    /// their cells evenly instead: the key of the new separator.
+    fn merge_or_share(
+        &mut self,
+        ty: PageType,
+        left: usize,
+        right: usize,
+        down: Option<Vec<u8>>,
+    ) -> Result<Option<Vec<u8>>> {
         let right_pid = self.nodes[right].pid;
         let (mut all, mut all_origin) = self.nodes[left].take_all();
         if ty == PageType::Leaf {
@@ -811,7 +891,7 @@ impl<'t, 'p> Plan<'t, 'p> {
                 )));
             }
         } else {
-            let down = key_of(PageType::Inner, &self.nodes[p].cells[sep_slot]).to_vec();
+            let down = down.expect("an inner pair's separator comes down");
             all.push(inner_cell(&down, self.nodes[right].link));
             all_origin.push(Origin::New);
         }
@@ -827,8 +907,7 @@ impl<'t, 'p> Plan<'t, 'p> {
                 l.link = right_link;
             }
             self.free_node(right);
-            self.nodes[p].remove(sep_slot);
-            return Ok(p);
+            return Ok(None);
         }
         let up = if ty == PageType::Leaf {
             let b = leaf_split_point(&all);
@@ -847,8 +926,7 @@ impl<'t, 'p> Plan<'t, 'p> {
         };
         self.nodes[left].set_cells((all, all_origin));
         assert!(!self.over_full(left) && !self.over_full(right), "redistributed pages must fit");
-        self.nodes[p].replace(sep_slot, inner_cell(&up, right_pid));
-        Ok(p)
+        Ok(Some(up))
     }
 
     /// A root inner page with no separator has one child: that child becomes
