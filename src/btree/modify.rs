@@ -10,6 +10,15 @@ use crate::txn_log::TxnCtx;
 use crate::types::{Lsn, TxnId};
 use crate::wal::{KeyUndo, PagePart};
 
+/// The leaf op that puts `cell` at `slot`: over the key's cell (`Ok`, the
+/// key is there) or as a new cell (`Err`, where the key goes).
+fn put_op(slot: std::result::Result<usize, usize>, cell: Vec<u8>) -> PageOp {
+    match slot {
+        Ok(s) => PageOp::Replace { slot: s as u16, cell },
+        Err(s) => PageOp::Insert { slot: s as u16, cell },
+    }
+}
+
 impl BTree<'_> {
     /// Largest leaf cell with an inline value.
     fn max_inline_cell(&self) -> usize {
@@ -74,11 +83,7 @@ impl BTree<'_> {
             // No page allocated or freed: the meta page is not read.
             let mut cell = Vec::new();
             LeafCell::encode_inline(key, value, &mut cell);
-            let op = match slot {
-                Ok(s) => PageOp::Replace { slot: s as u16, cell },
-                Err(s) => PageOp::Insert { slot: s as u16, cell },
-            };
-            let parts = vec![PagePart { page_id: leaf, op }];
+            let parts = vec![PagePart { page_id: leaf, op: put_op(slot, cell) }];
             let old_value = old.map(|(v, _, _)| v);
             self.log_key_change(ctx, parts, KeyUndo { key: key.to_vec(), old: old_value })?;
             return Ok(true);
@@ -94,11 +99,7 @@ impl BTree<'_> {
         });
         let mut parts = chain_parts;
         if in_place {
-            let op = match slot {
-                Ok(s) => PageOp::Replace { slot: s as u16, cell },
-                Err(s) => PageOp::Insert { slot: s as u16, cell },
-            };
-            parts.push(PagePart { page_id: leaf, op });
+            parts.push(PagePart { page_id: leaf, op: put_op(slot, cell) });
             alloc.finish(&mut parts);
         } else {
             let mut plan = Plan::new(self, alloc);
