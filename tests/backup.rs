@@ -16,6 +16,7 @@ use std::sync::Mutex;
 
 use ariesdb::storage::{Fault, SimStorage, Storage};
 use ariesdb::{Db, Error, Options, SnapshotTooOld};
+use common::bank::Bank;
 use common::*;
 use rand::Rng;
 
@@ -45,21 +46,12 @@ impl Drop for Tmp {
     }
 }
 
-fn acct(i: u32) -> Vec<u8> {
-    format!("acct:{i:03}").into_bytes()
-}
+/// The bank: an account's value is its balance alone.
+const BANK: Bank = Bank { accounts: ACCOUNTS, start: START, value_len: 8 };
 
-fn balance(v: &[u8]) -> u64 {
-    u64::from_le_bytes(v.try_into().expect("8 bytes"))
-}
-
-/// Accounts, filler entries (some with values long enough for overflow
-/// pages), and filler entries deleted again.
 fn setup(db: &Db) {
     let mut tx = db.begin().unwrap();
-    for i in 0..ACCOUNTS {
-        tx.put(acct(i), START.to_le_bytes()).unwrap();
-    }
+    BANK.open_accounts(&mut tx).unwrap();
     tx.commit().unwrap();
     for chunk in 0..FILLER / 1000 {
         let mut tx = db.begin().unwrap();
@@ -76,33 +68,10 @@ fn setup(db: &Db) {
     tx.commit().unwrap();
 }
 
-/// One transfer with a marker `xfer:T:N` = from, to, amount; Ok(true) if committed.
+/// One transfer (`Bank::transfer`), one in ten of them aborted after its
+/// marker is put.
 fn transfer(db: &Db, rng: &mut rand::rngs::StdRng, marker: &[u8]) -> Result<bool, Error> {
-    let (a, b) = (rng.gen_range(0..ACCOUNTS), rng.gen_range(0..ACCOUNTS));
-    if a == b {
-        return Ok(false);
-    }
-    let amount = rng.gen_range(1..50u64);
-    let mut tx = db.begin()?;
-    let ba = balance(&tx.get_for_update(acct(a))?.expect("account"));
-    let bb = balance(&tx.get_for_update(acct(b))?.expect("account"));
-    if ba < amount {
-        tx.abort()?;
-        return Ok(false);
-    }
-    tx.put(acct(a), (ba - amount).to_le_bytes())?;
-    tx.put(acct(b), (bb + amount).to_le_bytes())?;
-    let mut m = Vec::with_capacity(16);
-    m.extend_from_slice(&a.to_le_bytes());
-    m.extend_from_slice(&b.to_le_bytes());
-    m.extend_from_slice(&amount.to_le_bytes());
-    tx.put(marker, &m)?;
-    if rng.gen_bool(0.1) {
-        tx.abort()?;
-        return Ok(false);
-    }
-    tx.commit()?;
-    Ok(true)
+    BANK.transfer(db, rng, marker, |_, rng| Ok(!rng.gen_bool(0.1)))
 }
 
 /// Run transfer threads until `stop`; the markers acknowledged, in order.
@@ -130,29 +99,9 @@ fn writers(db: &Db, threads: u64, stop: &AtomicBool, acked: &Mutex<Vec<Vec<u8>>>
     });
 }
 
-/// The copy's state is one instant of the bank: the total is kept, and the
-/// balances are what the markers it holds give from the initial balances.
+/// The copy's state is one instant of the bank (`Bank::check`).
 fn check_bank(m: &Model) -> BTreeSet<Vec<u8>> {
-    // Replayed in key order, not commit order: a balance may dip below zero
-    // on the way.
-    let mut bal = vec![START as i64; ACCOUNTS as usize];
-    let mut markers = BTreeSet::new();
-    for (k, v) in m.range(b"xfer:".to_vec()..b"xfer;".to_vec()) {
-        let a = u32::from_le_bytes(v[0..4].try_into().unwrap()) as usize;
-        let b = u32::from_le_bytes(v[4..8].try_into().unwrap()) as usize;
-        let amount = balance(&v[8..16]) as i64;
-        bal[a] -= amount;
-        bal[b] += amount;
-        markers.insert(k.clone());
-    }
-    let mut total = 0;
-    for i in 0..ACCOUNTS {
-        let got = balance(m.get(&acct(i)).expect("every account is in the copy"));
-        assert_eq!(got as i64, bal[i as usize], "account {i}: the copy's balance is not what its transfers give");
-        total += got;
-    }
-    assert_eq!(total, START * ACCOUNTS as u64, "money created or destroyed in the copy");
-    markers
+    BANK.check(m, "the copy")
 }
 
 /// Every entry the database holds, read through a snapshot.

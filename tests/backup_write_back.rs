@@ -19,11 +19,11 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use ariesdb::{Db, Error};
+use common::bank::Bank;
 use common::*;
 use rand::Rng;
 
@@ -31,76 +31,31 @@ const ACCOUNTS: u32 = 120;
 const START: u64 = 1000;
 const FILLER: u32 = 3000;
 
-fn acct(i: u32) -> Vec<u8> {
-    format!("acct:{i:03}").into_bytes()
-}
-
-/// An account's value: its balance, then padding, so the accounts take
-/// several leaves.
-fn acct_value(balance: u64) -> Vec<u8> {
-    let mut v = balance.to_le_bytes().to_vec();
-    v.resize(200, b'.');
-    v
-}
-
-fn balance(v: &[u8]) -> u64 {
-    u64::from_le_bytes(v[..8].try_into().expect("8 bytes"))
-}
+/// The bank: an account's value is its balance padded to 200 bytes, so the
+/// accounts take several leaves.
+const BANK: Bank = Bank { accounts: ACCOUNTS, start: START, value_len: 200 };
 
 fn filler(i: u32) -> (Vec<u8>, Vec<u8>) {
     let len = if i % 300 == 11 { 7000 } else { 30 + (i % 120) as usize };
     (format!("fill:{i:06}").into_bytes(), vec![(i % 251) as u8; len])
 }
 
-/// One transfer with a marker `xfer:T:N` = from, to, amount; Ok(true) if committed.
+/// One transfer (`Bank::transfer`) that now and then rewrites a filler
+/// entry too, so pages all over the tree become dirty and are evicted.
 fn transfer(db: &Db, rng: &mut rand::rngs::StdRng, marker: &[u8]) -> Result<bool, Error> {
-    let (a, b) = (rng.gen_range(0..ACCOUNTS), rng.gen_range(0..ACCOUNTS));
-    if a == b {
-        return Ok(false);
-    }
-    let amount = rng.gen_range(1..50u64);
-    let mut tx = db.begin()?;
-    let ba = balance(&tx.get_for_update(acct(a))?.expect("account"));
-    let bb = balance(&tx.get_for_update(acct(b))?.expect("account"));
-    if ba < amount {
-        tx.abort()?;
-        return Ok(false);
-    }
-    tx.put(acct(a), acct_value(ba - amount))?;
-    tx.put(acct(b), acct_value(bb + amount))?;
-    let mut m = Vec::with_capacity(16);
-    m.extend_from_slice(&a.to_le_bytes());
-    m.extend_from_slice(&b.to_le_bytes());
-    m.extend_from_slice(&amount.to_le_bytes());
-    tx.put(marker, &m)?;
-    // Now and then a filler entry rewritten, so pages all over the tree
-    // become dirty and are evicted.
-    if rng.gen_bool(0.5) {
-        let (k, v) = filler(rng.gen_range(0..FILLER));
-        tx.put(k, v)?;
-    }
-    tx.commit()?;
-    Ok(true)
+    BANK.transfer(db, rng, marker, |tx, rng| {
+        if rng.gen_bool(0.5) {
+            let (k, v) = filler(rng.gen_range(0..FILLER));
+            tx.put(k, v)?;
+        }
+        Ok(true)
+    })
 }
 
-/// The state is one instant of the bank: the total is kept, and the
-/// balances are what the markers it holds give from the initial balances.
-/// Returns the markers.
+/// The state is one instant of the bank (`Bank::check`), with every filler
+/// entry as loaded and no other key. Returns the markers.
 fn check_bank(m: &Model, ctx: &str) -> BTreeSet<Vec<u8>> {
-    let mut bal = vec![START as i64; ACCOUNTS as usize];
-    let mut markers = BTreeSet::new();
-    for (k, v) in m.range(b"xfer:".to_vec()..b"xfer;".to_vec()) {
-        let a = u32::from_le_bytes(v[0..4].try_into().unwrap()) as usize;
-        let b = u32::from_le_bytes(v[4..8].try_into().unwrap()) as usize;
-        let amount = balance(&v[8..16]) as i64;
-        bal[a] -= amount;
-        bal[b] += amount;
-        markers.insert(k.clone());
-    }
-    for i in 0..ACCOUNTS {
-        let got = balance(m.get(&acct(i)).unwrap_or_else(|| panic!("{ctx}: account {i} is missing")));
-        assert_eq!(got as i64, bal[i as usize], "{ctx}: account {i}: the balance is not what the transfers give");
-    }
+    let markers = BANK.check(m, ctx);
     for i in 0..FILLER {
         let (k, v) = filler(i);
         assert_eq!(m.get(&k), Some(&v), "{ctx}: filler {i}");
@@ -112,12 +67,6 @@ fn check_bank(m: &Model, ctx: &str) -> BTreeSet<Vec<u8>> {
 fn contents(db: &Db) -> Model {
     let snap = db.begin_read().unwrap();
     snap.scan::<std::ops::RangeFull>(..).unwrap().map(|r| r.unwrap()).collect()
-}
-
-fn tmp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("ariesdb-backup-write-back-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
 }
 
 /// What one seed saw, summed over the seeds to show the test did its work.
@@ -138,9 +87,7 @@ fn one_seed(seed: u64, seen: &mut Seen) {
     let opts = small_opts();
     let db = Db::open_with(sim.clone(), opts.clone()).unwrap();
     let mut tx = db.begin().unwrap();
-    for i in 0..ACCOUNTS {
-        tx.put(acct(i), acct_value(START)).unwrap();
-    }
+    BANK.open_accounts(&mut tx).unwrap();
     for i in 0..FILLER {
         let (k, v) = filler(i);
         tx.put(k, v).unwrap();
@@ -151,7 +98,7 @@ fn one_seed(seed: u64, seen: &mut Seen) {
     let stop = AtomicBool::new(false);
     let acked = Mutex::new(Vec::<Vec<u8>>::new());
     let committed = AtomicU64::new(0);
-    let dest = tmp_dir(&format!("seed{seed}"));
+    let dest = tmp_dir("backup-write-back", &format!("seed{seed}"));
     let writer_seeds: Vec<u64> = (0..2).map(|_| rng.gen()).collect();
     let (before, report, during, images, checkpoints) = std::thread::scope(|s| {
         for (t, &wseed) in writer_seeds.iter().enumerate() {

@@ -7,30 +7,10 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::path::Path;
 
 use ariesdb::{Db, Error, Options, RecoveryReport, DATA_FILE, MIN_BUFFER_POOL_PAGES};
-use common::Model;
-
-fn tmp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("ariesdb-read-only-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
-
-/// Every entry of a directory: name -> (modification time, bytes).
-fn snapshot(dir: &Path) -> BTreeMap<String, (SystemTime, Vec<u8>)> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            let modified = e.metadata().unwrap().modified().unwrap();
-            (e.file_name().to_string_lossy().into_owned(), (modified, std::fs::read(e.path()).unwrap()))
-        })
-        .collect()
-}
+use common::{dir_state, tmp_dir, Model};
 
 /// The writer's options: a small pool, so pages of unfinished work are
 /// written back (stolen), and no background writer or automatic checkpoint,
@@ -97,9 +77,9 @@ fn scan_all(db: &Db) -> Model {
 
 #[test]
 fn a_crashed_directory_is_recovered_in_memory_and_not_changed() {
-    let dir = tmp_dir("crashed");
+    let dir = tmp_dir("read-only", "crashed");
     let model = crashed_db(&dir);
-    let before = snapshot(&dir);
+    let before = dir_state(&dir);
     assert!(before.contains_key("LOCK") && before.contains_key(DATA_FILE), "{:?}", before.keys());
 
     let ro = Db::open_read_only(&dir).unwrap();
@@ -122,18 +102,18 @@ fn a_crashed_directory_is_recovered_in_memory_and_not_changed() {
     ro.sync().unwrap();
     assert!(!Error::ReadOnly.is_retryable());
     // A backup reads only: it copies the recovered state elsewhere.
-    let copy = tmp_dir("crashed-backup");
+    let copy = tmp_dir("read-only", "crashed-backup");
     let b = ro.backup(&copy).unwrap();
     assert_eq!(b.entries, model.len() as u64);
     ro.check().unwrap();
     ro.close().unwrap();
-    assert_eq!(snapshot(&dir), before, "the read-only open, its reads, check, backup or close changed the directory");
+    assert_eq!(dir_state(&dir), before, "the read-only open, its reads, check, backup or close changed the directory");
 
     // Opened again and dropped without close: still nothing written.
     let ro = Db::open_read_only(&dir).unwrap();
     assert_eq!(untimed(ro.recovery_report()), untimed(report.clone()), "the same recovery again: nothing was kept");
     drop(ro);
-    assert_eq!(snapshot(&dir), before, "the drop of a read-only Db changed the directory");
+    assert_eq!(dir_state(&dir), before, "the drop of a read-only Db changed the directory");
 
     // A normal open recovers for real, as if nothing had happened in between.
     // (The classic three passes, as the read-only open runs them.)
@@ -141,16 +121,16 @@ fn a_crashed_directory_is_recovered_in_memory_and_not_changed() {
     assert_eq!(untimed(db.recovery_report()), untimed(report), "the real recovery did what the read-only one did");
     assert_eq!(scan_all(&db), model);
     db.close().unwrap();
-    assert_ne!(snapshot(&dir), before, "the normal open wrote its recovery");
+    assert_ne!(dir_state(&dir), before, "the normal open wrote its recovery");
 
     // After the clean close there is nothing pending.
     let ro = Db::open_read_only(&dir).unwrap();
     let r = ro.recovery_report();
     assert_eq!((r.redone, r.losers, r.winners, r.dirty_pages), (0, 0, 0, 0), "{r:?}");
-    let clean = snapshot(&dir);
+    let clean = dir_state(&dir);
     assert_eq!(scan_all(&ro), model);
     ro.close().unwrap();
-    assert_eq!(snapshot(&dir), clean);
+    assert_eq!(dir_state(&dir), clean);
 
     let copy_db = Db::open_existing(&copy).unwrap();
     assert_eq!(scan_all(&copy_db), model, "the backup of the read-only Db");
@@ -161,7 +141,7 @@ fn a_crashed_directory_is_recovered_in_memory_and_not_changed() {
 
 #[test]
 fn where_there_is_no_database_nothing_is_created() {
-    let base = tmp_dir("missing");
+    let base = tmp_dir("read-only", "missing");
     let missing = base.join("not-there");
     match Db::open_read_only(&missing) {
         Err(Error::NotFound { reason, .. }) => assert_eq!(reason, "the directory does not exist"),
@@ -186,7 +166,7 @@ fn where_there_is_no_database_nothing_is_created() {
 
 #[test]
 fn a_writer_and_a_reader_exclude_each_other_and_readers_share() {
-    let dir = tmp_dir("locked");
+    let dir = tmp_dir("read-only", "locked");
     let db = Db::open(&dir).unwrap();
     let mut tx = db.begin().unwrap();
     tx.put(b"k", b"v").unwrap();
@@ -210,9 +190,9 @@ fn a_writer_and_a_reader_exclude_each_other_and_readers_share() {
 
 #[test]
 fn a_copy_without_a_lock_file_is_opened_without_creating_one() {
-    let dir = tmp_dir("nolock-src");
+    let dir = tmp_dir("read-only", "nolock-src");
     let model = crashed_db(&dir);
-    let copy = tmp_dir("nolock");
+    let copy = tmp_dir("read-only", "nolock");
     std::fs::create_dir_all(&copy).unwrap();
     for e in std::fs::read_dir(&dir).unwrap() {
         let e = e.unwrap();
@@ -220,11 +200,11 @@ fn a_copy_without_a_lock_file_is_opened_without_creating_one() {
             std::fs::copy(e.path(), copy.join(e.file_name())).unwrap();
         }
     }
-    let before = snapshot(&copy);
+    let before = dir_state(&copy);
     let ro = Db::open_read_only(&copy).unwrap();
     assert_eq!(scan_all(&ro), model);
     ro.close().unwrap();
-    assert_eq!(snapshot(&copy), before, "no LOCK file, nor anything else, was created");
+    assert_eq!(dir_state(&copy), before, "no LOCK file, nor anything else, was created");
     std::fs::remove_dir_all(&copy).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -255,7 +235,7 @@ fn expect_corruption(dir: &Path, what: &str) {
 #[test]
 fn damage_is_reported_and_still_nothing_is_written() {
     // A tree page of a closed database: found by the check.
-    let dir = tmp_dir("damaged-page");
+    let dir = tmp_dir("read-only", "damaged-page");
     let db = Db::open(&dir).unwrap();
     let mut tx = db.begin().unwrap();
     for i in 0..300u32 {
@@ -264,20 +244,20 @@ fn damage_is_reported_and_still_nothing_is_written() {
     tx.commit().unwrap();
     db.close().unwrap();
     damage(&dir.join(DATA_FILE), 2 * 4096 + 200);
-    let before = snapshot(&dir);
+    let before = dir_state(&dir);
     expect_corruption(&dir, "a damaged tree page");
-    assert_eq!(snapshot(&dir), before, "the open or check of a damaged page wrote");
+    assert_eq!(dir_state(&dir), before, "the open or check of a damaged page wrote");
     std::fs::remove_dir_all(&dir).unwrap();
 
     // Both copies of the master record of a crashed database: found by the open.
-    let dir = tmp_dir("damaged-master");
+    let dir = tmp_dir("read-only", "damaged-master");
     crashed_db(&dir);
     for copy in [0, 512] {
         damage(&dir.join(DATA_FILE), copy + 8);
     }
-    let before = snapshot(&dir);
+    let before = dir_state(&dir);
     expect_corruption(&dir, "a damaged master record");
-    assert_eq!(snapshot(&dir), before, "the open of a damaged master record wrote");
+    assert_eq!(dir_state(&dir), before, "the open of a damaged master record wrote");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -290,16 +270,16 @@ fn the_overlay_holds_about_what_recovery_wrote() {
     use ariesdb::storage::{FsStorage, OverlayStorage};
     use std::sync::Arc;
     const BLOCK: u64 = 4096;
-    let dir = tmp_dir("memory");
+    let dir = tmp_dir("read-only", "memory");
     let model = crashed_db(&dir);
     let measure = |dir: &Path| {
-        let before = snapshot(dir);
+        let before = dir_state(dir);
         let overlay = Arc::new(OverlayStorage::new(Arc::new(FsStorage::open_read_only(dir).unwrap())).unwrap());
         let db = Db::open_with(overlay.clone(), writer_opts()).unwrap();
         assert_eq!(scan_all(&db), model);
         let (report, log_bytes) = (db.recovery_report(), db.stats().wal_bytes_written);
         drop(db);
-        assert_eq!(snapshot(dir), before);
+        assert_eq!(dir_state(dir), before);
         (overlay.memory_bytes(), report, log_bytes)
     };
     let (memory, r, log_bytes) = measure(&dir);

@@ -15,33 +15,13 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use ariesdb::storage::{Fault, SimStorage, Storage};
 use ariesdb::{Db, Options, RecoveryReport, MIN_BUFFER_POOL_PAGES};
 use common::*;
 use rand::Rng;
-
-fn tmp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("ariesdb-ro-recovery-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
-
-/// Every entry of a directory: name -> (modification time, bytes).
-fn dir_state(dir: &Path) -> BTreeMap<String, (SystemTime, Vec<u8>)> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            let modified = e.metadata().unwrap().modified().unwrap();
-            (e.file_name().to_string_lossy().into_owned(), (modified, std::fs::read(e.path()).unwrap()))
-        })
-        .collect()
-}
 
 /// Write the files of `sim` (as a read sees them now) into a new directory.
 fn sim_to_dir(sim: &SimStorage, dir: &Path) {
@@ -174,7 +154,7 @@ fn one_seed(seed: u64) -> (u64, u64) {
         sim.power_loss();
     }
     let ctx = format!("seed {seed} (page size {page_size}, read-only pool {ro_pool}, interrupted open {interrupted})");
-    let dir = tmp_dir(&format!("seed{seed}"));
+    let dir = tmp_dir("ro-recovery", &format!("seed{seed}"));
     sim_to_dir(&sim, &dir);
     let before = dir_state(&dir);
 
@@ -213,7 +193,7 @@ fn one_seed(seed: u64) -> (u64, u64) {
     }
     // A backup of the read-only Db: the recovered state, as a database.
     if seed.is_multiple_of(3) {
-        let copy = tmp_dir(&format!("seed{seed}-backup"));
+        let copy = tmp_dir("ro-recovery", &format!("seed{seed}-backup"));
         let b = ro.backup(&copy).unwrap_or_else(|e| panic!("{ctx}: backup of the read-only Db: {e}"));
         assert_eq!(b.entries, got.len() as u64, "{ctx}");
         let copy_db = Db::open_existing(&copy).unwrap();

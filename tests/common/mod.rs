@@ -3,12 +3,36 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use ariesdb::storage::SimStorage;
 use ariesdb::{Db, Error, Options, Txn};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+
+pub mod bank;
+
+/// A path under the system's temporary directory for case `name` of test
+/// file `test`, with this process's id; whatever was there is removed.
+pub fn tmp_dir(test: &str, name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("ariesdb-{test}-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+/// Every entry of a directory: name -> (modification time, bytes).
+pub fn dir_state(dir: &Path) -> BTreeMap<String, (SystemTime, Vec<u8>)> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let modified = e.metadata().unwrap().modified().unwrap();
+            (e.file_name().to_string_lossy().into_owned(), (modified, std::fs::read(e.path()).unwrap()))
+        })
+        .collect()
+}
 
 pub type Model = BTreeMap<Vec<u8>, Vec<u8>>;
 
