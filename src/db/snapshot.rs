@@ -271,6 +271,7 @@ impl Batch {
         &self.bytes[e[0]..e[1]]
     }
     /// The next entry, if any is left.
+    #[inline]
     pub(super) fn take(&mut self) -> Option<(&[u8], &[u8])> {
         let e = *self.entries.get(self.next)?;
         self.next += 1;
@@ -336,6 +337,7 @@ impl SnapshotScan<'_> {
     ///
     /// # Errors
     /// As `Snapshot::get`. After an error the scan is over (`Ok(None)`).
+    #[inline]
     pub fn next_entry(&mut self) -> Result<Option<(&[u8], &[u8])>> {
         loop {
             if self.buffers.batch.next < self.buffers.batch.entries.len() {

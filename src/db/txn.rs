@@ -846,6 +846,7 @@ impl Scan<'_> {
     /// # Errors
     /// As the iterator's items: see `Txn::scan`. After an error the scan is
     /// over (`Ok(None)`).
+    #[inline]
     pub fn next_entry(&mut self) -> Result<Option<(&[u8], &[u8])>> {
         if self.batch.next >= self.batch.entries.len() {
             if self.done {
@@ -920,7 +921,9 @@ impl Scan<'_> {
     /// needs a lock this scan holds, and so does a delete of a key in it
     /// (which locks the gap it widens). A lock that is not granted at once is waited for
     /// without the tree latch, and the scan then reads again from just after
-    /// what it has returned: what changed meanwhile is seen.
+    /// what it has returned: what changed meanwhile is seen. Kept out of
+    /// line: `next_entry`'s path within a batch stays short.
+    #[inline(never)]
     fn fill(&mut self) -> Result<()> {
         let txn = self.txn;
         let mut st = txn.state.lock();
