@@ -6,7 +6,9 @@
 //! (`txn::versions`) in that same hold what the snapshot sees instead of the
 //! tree for the keys that changed since it began. Before-images too large to
 //! be held in memory are read back from the log after the latch is
-//! released.
+//! released, under the `LogPins` the store handed out with them: their
+//! versions may go before the read (the transaction that made one rolls
+//! back), and a checkpoint must not cut their log meanwhile.
 
 use std::ops::{Bound, Range, RangeBounds};
 use std::sync::Arc;
@@ -113,11 +115,11 @@ impl Snapshot {
         self.inner.check_ok()?;
         let inner = &self.inner;
         let r = (|| {
-            let seen = {
+            let (seen, _pins) = {
                 let _r = inner.read_latch()?;
-                match inner.versions.seen(self.read_seq, key)? {
-                    Seen::Tree => return inner.tree().get_into(key, out),
-                    Seen::Before(b) => b,
+                match inner.versions.seen_pinned(self.read_seq, key)? {
+                    (Seen::Tree, _) => return inner.tree().get_into(key, out),
+                    (Seen::Before(b), pins) => (b, pins),
                 }
             };
             out.clear();
@@ -379,7 +381,8 @@ impl SnapshotScan<'_> {
         from_tree.clear();
         let mut resume_key: Option<Vec<u8>> = None;
         let mut logged: Vec<LoggedValue> = Vec::new();
-        {
+        // Held until the values in `logged` are read.
+        let _pins = {
             let _r = inner.read_latch()?;
             let tree = inner.tree();
             let bytes = &mut batch.bytes;
@@ -420,7 +423,7 @@ impl SnapshotScan<'_> {
                 (Some(k), false) => (lo, Bound::Excluded(k.as_slice())),
                 (Some(k), true) => (Bound::Excluded(k.as_slice()), hi),
             };
-            let mut changed = inner.versions.seen_in_range(snap.read_seq, interval)?;
+            let (mut changed, pins) = inner.versions.seen_in_range_pinned(snap.read_seq, interval)?;
             if changed.is_empty() {
                 std::mem::swap(&mut batch.entries, &mut from_tree);
             } else {
@@ -429,7 +432,8 @@ impl SnapshotScan<'_> {
                 }
                 merge(&from_tree, changed, self.reverse, batch, &mut logged);
             }
-        }
+            pins
+        };
         self.buffers.from_tree = from_tree;
         for l in logged {
             let key = batch.key(&batch.entries[l.entry]).to_vec();

@@ -86,6 +86,9 @@ struct Version {
     before: Before,
 }
 
+/// A key a snapshot does not read from the tree, and what it reads instead.
+pub type Changed = (Box<[u8]>, Before);
+
 /// The smallest and largest key of a set.
 type KeySpan = (Box<[u8]>, Box<[u8]>);
 
@@ -114,6 +117,11 @@ struct State {
     /// asked by every checkpoint and, while a past checkpoint was held back,
     /// by committers, so not a walk of every version).
     logged: BTreeMap<Lsn, usize>,
+    /// The LSNs of the `Before::Logged` values handed to readers that have
+    /// not read them yet (`LogPins`), each with its count: the log is kept
+    /// from the first too, since their versions may go before the read (a
+    /// rollback's `forget_aborted`, `untrack`).
+    pinned: BTreeMap<Lsn, usize>,
     /// How many snapshots expired so far.
     expired: u64,
 }
@@ -132,6 +140,43 @@ pub struct VersionStore {
     /// Snapshots with a read_seq below this have expired. Written only
     /// under the state mutex; read with or without it.
     expired_below: AtomicU64,
+}
+
+/// The `Before::Logged` values a reader was handed under the tree latch and
+/// reads from the log after releasing it: until this drops, the log is kept
+/// from them (`oldest_logged_lsn`) whatever happens to their versions
+/// meanwhile, so a checkpoint never cuts a before-image a live snapshot is
+/// entitled to.
+#[must_use = "the pins keep the log of the before-images still to be read"]
+pub struct LogPins<'a> {
+    store: &'a VersionStore,
+    lsns: Vec<Lsn>,
+}
+
+impl LogPins<'_> {
+    /// Pin the log of each `Before::Logged` in `befores`; call under the
+    /// state mutex that found them, so that their versions still hold the
+    /// log.
+    fn pin<'b>(&mut self, st: &mut State, befores: impl IntoIterator<Item = &'b Before>) {
+        for b in befores {
+            if let Before::Logged { lsn, .. } = *b {
+                count(&mut st.pinned, lsn, true);
+                self.lsns.push(lsn);
+            }
+        }
+    }
+}
+
+impl Drop for LogPins<'_> {
+    fn drop(&mut self) {
+        if self.lsns.is_empty() {
+            return;
+        }
+        let mut st = self.store.state.lock();
+        for &lsn in &self.lsns {
+            count(&mut st.pinned, lsn, false);
+        }
+    }
 }
 
 /// What a snapshot reads for a key.
@@ -295,57 +340,78 @@ impl VersionStore {
         }
     }
 
-    /// What the snapshot at `read_seq` sees for `key`. Call under the shared
-    /// tree latch, with the tree read in the same hold.
+    /// As `seen_pinned`, without keeping the log (tests).
+    #[cfg(test)]
+    pub fn seen(&self, read_seq: u64, key: &[u8]) -> Result<Seen> {
+        self.seen_pinned(read_seq, key).map(|(seen, _)| seen)
+    }
+
+    /// As `seen_in_range_pinned`, without keeping the log (tests).
+    #[cfg(test)]
+    pub fn seen_in_range(&self, read_seq: u64, range: (Bound<&[u8]>, Bound<&[u8]>)) -> Result<Vec<Changed>> {
+        self.seen_in_range_pinned(read_seq, range).map(|(seen, _)| seen)
+    }
+
+    /// What the snapshot at `read_seq` sees for `key`, and the pin of its
+    /// log if that is a `Before::Logged` (keep it until the value is read).
+    /// Call under the shared tree latch, with the tree read in the same
+    /// hold.
     ///
     /// # Errors
     /// `Error::SnapshotTooOld` once the snapshot expired.
-    pub fn seen(&self, read_seq: u64, key: &[u8]) -> Result<Seen> {
+    pub fn seen_pinned(&self, read_seq: u64, key: &[u8]) -> Result<(Seen, LogPins<'_>)> {
         // The fast path: no versions at all. A version is added only under
         // the exclusive tree latch, which the caller's shared hold excludes,
         // and removed only once no open snapshot needs it. `busy` is read
         // before the expiry: a purge that emptied the store for an expired
         // snapshot published the expiry first.
+        let mut pins = LogPins { store: self, lsns: Vec::new() };
         if self.busy.load(Ordering::Acquire) == 0 {
-            return self.check_alive(read_seq).map(|()| Seen::Tree);
+            return self.check_alive(read_seq).map(|()| (Seen::Tree, pins));
         }
-        let st = self.state.lock();
+        let mut st = self.state.lock();
         // Under the mutex, which expiry and purges hold.
         self.check_alive(read_seq)?;
         self.check_untracked(&st, read_seq, (Bound::Included(key), Bound::Included(key)))?;
-        Ok(match st.by_key.get(key) {
+        let seen = match st.by_key.get(key) {
             Some(vs) => seen_in(&st, vs, read_seq),
             None => Seen::Tree,
-        })
+        };
+        if let Seen::Before(b) = &seen {
+            pins.pin(&mut st, [b]);
+        }
+        Ok((seen, pins))
     }
 
     /// Every key in the range for which the snapshot at `read_seq` does not
-    /// see the tree, with what it sees instead, in key order. Same rules as
-    /// `seen`.
+    /// see the tree, with what it sees instead, in key order, and the pins
+    /// of the `Before::Logged` among them. Same rules as `seen_pinned`.
     ///
     /// # Errors
     /// `Error::SnapshotTooOld` once the snapshot expired.
-    pub fn seen_in_range(
+    pub fn seen_in_range_pinned(
         &self,
         read_seq: u64,
         range: (Bound<&[u8]>, Bound<&[u8]>),
-    ) -> Result<Vec<(Box<[u8]>, Before)>> {
+    ) -> Result<(Vec<Changed>, LogPins<'_>)> {
+        let mut pins = LogPins { store: self, lsns: Vec::new() };
         if self.busy.load(Ordering::Acquire) == 0 {
-            return self.check_alive(read_seq).map(|()| Vec::new());
+            return self.check_alive(read_seq).map(|()| (Vec::new(), pins));
         }
-        let st = self.state.lock();
+        let mut st = self.state.lock();
         self.check_alive(read_seq)?;
         self.check_untracked(&st, read_seq, range)?;
         let mut out = Vec::new();
         if st.by_key.is_empty() || range_is_empty(range) {
-            return Ok(out);
+            return Ok((out, pins));
         }
         for (k, vs) in st.by_key.range::<[u8], _>(range) {
             if let Seen::Before(b) = seen_in(&st, vs, read_seq) {
                 out.push((k.clone(), b));
             }
         }
-        Ok(out)
+        pins.pin(&mut st, out.iter().map(|(_, b)| b));
+        Ok((out, pins))
     }
 
     /// Fail if a transaction the snapshot must not see changed keys in
@@ -364,8 +430,8 @@ impl VersionStore {
         Ok(())
     }
 
-    /// The oldest Update record a kept version reads its value from: the log
-    /// must be kept from there.
+    /// The oldest Update record a kept version, or a reader holding
+    /// `LogPins`, reads its value from: the log must be kept from there.
     pub fn oldest_logged_lsn(&self) -> Option<Lsn> {
         let st = self.state.lock();
         debug_assert_eq!(
@@ -380,7 +446,8 @@ impl VersionStore {
                 .min(),
             "the logged versions' index agrees with the versions"
         );
-        st.logged.keys().next().copied()
+        let pinned = st.pinned.keys().next().copied();
+        st.logged.keys().next().copied().into_iter().chain(pinned).min()
     }
 
     /// Counters.
@@ -464,13 +531,19 @@ fn untrack(st: &mut State, txn: TxnId) {
 /// in step.
 fn note_logged(st: &mut State, before: &Before, added: bool) {
     let Before::Logged { lsn, .. } = *before else { return };
+    count(&mut st.logged, lsn, added);
+}
+
+/// One more (`added`) or one fewer of `lsn` in a count of LSNs (`logged`,
+/// `pinned`); a count that reaches zero goes.
+fn count(counts: &mut BTreeMap<Lsn, usize>, lsn: Lsn, added: bool) {
     if added {
-        *st.logged.entry(lsn).or_default() += 1;
+        *counts.entry(lsn).or_default() += 1;
     } else {
-        let n = st.logged.get_mut(&lsn).expect("a logged version is indexed");
+        let n = counts.get_mut(&lsn).expect("an LSN counted down was counted up");
         *n -= 1;
         if *n == 0 {
-            st.logged.remove(&lsn);
+            counts.remove(&lsn);
         }
     }
 }
@@ -626,6 +699,20 @@ mod tests {
         assert_eq!(vs.oldest_logged_lsn(), None);
         vs.publish_commit(TxnId(3));
         assert_eq!(vs.stats().keys, 0);
+    }
+
+    #[test]
+    fn a_pinned_before_image_keeps_its_log_after_its_version_goes() {
+        let vs = VersionStore::new(1 << 20, 0);
+        let s = vs.begin_snapshot();
+        vs.note_change(TxnId(1), &change(b"k", Some(&[7; 1000]), 200));
+        let (seen, pins) = vs.seen_pinned(s, b"k").unwrap();
+        assert_eq!(seen, Seen::Before(Before::Logged { lsn: Lsn(200), len: 1000 }));
+        vs.forget_aborted(TxnId(1)); // rolled back before the reader read the log
+        assert_eq!(vs.oldest_logged_lsn(), Some(Lsn(200)), "pinned by the reader");
+        drop(pins);
+        assert_eq!(vs.oldest_logged_lsn(), None);
+        vs.end_snapshot(s);
     }
 
     #[test]
