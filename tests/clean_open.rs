@@ -5,60 +5,20 @@
 
 mod common;
 
-use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use ariesdb::storage::{SimStorage, Storage, StorageFile};
+use ariesdb::storage::SimStorage;
 use ariesdb::{Db, Durability, Options};
+use common::hooked::{Hooked, LogHooks};
 use common::*;
 
-/// A storage that counts the bytes read from log segments.
-struct Counting {
-    inner: Arc<SimStorage>,
-    log_bytes_read: Arc<AtomicU64>,
-}
+/// Counts the bytes read from log segments.
+struct Counting(AtomicU64);
 
-struct CountingFile {
-    inner: Arc<dyn StorageFile>,
-    counter: Option<Arc<AtomicU64>>,
-}
-
-impl Storage for Counting {
-    fn open(&self, name: &str) -> io::Result<Arc<dyn StorageFile>> {
-        let counter = name.starts_with("wal-").then(|| self.log_bytes_read.clone());
-        Ok(Arc::new(CountingFile { inner: self.inner.open(name)?, counter }))
-    }
-    fn remove(&self, name: &str) -> io::Result<()> {
-        self.inner.remove(name)
-    }
-    fn list(&self) -> io::Result<Vec<String>> {
-        self.inner.list()
-    }
-    fn sync_dir(&self) -> io::Result<()> {
-        self.inner.sync_dir()
-    }
-}
-
-impl StorageFile for CountingFile {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        let n = self.inner.read_at(buf, offset)?;
-        if let Some(c) = &self.counter {
-            c.fetch_add(n as u64, Ordering::Relaxed);
-        }
-        Ok(n)
-    }
-    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        self.inner.write_all_at(buf, offset)
-    }
-    fn sync_data(&self) -> io::Result<()> {
-        self.inner.sync_data()
-    }
-    fn len(&self) -> io::Result<u64> {
-        self.inner.len()
-    }
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        self.inner.set_len(len)
+impl LogHooks for Counting {
+    fn after_read(&self, n: usize) {
+        self.0.fetch_add(n as u64, Ordering::Relaxed);
     }
 }
 
@@ -79,10 +39,10 @@ fn commit_keys(db: &Db, from: u32, to: u32, model: &mut Model) {
 
 /// Open `sim` through the counter; the log bytes the open read.
 fn open_counting(sim: &Arc<SimStorage>) -> (Db, u64) {
-    let counter = Arc::new(AtomicU64::new(0));
-    let storage = Arc::new(Counting { inner: sim.clone(), log_bytes_read: counter.clone() });
+    let counter = Arc::new(Counting(AtomicU64::new(0)));
+    let storage = Arc::new(Hooked { inner: sim.clone(), hooks: counter.clone() });
     let db = Db::open_with(storage, opts()).unwrap();
-    (db, counter.load(Ordering::Relaxed))
+    (db, counter.0.load(Ordering::Relaxed))
 }
 
 #[test]

@@ -13,6 +13,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 pub mod bank;
+pub mod hooked;
 
 /// A path under the system's temporary directory for case `name` of test
 /// file `test`, with this process's id; whatever was there is removed.
