@@ -234,6 +234,10 @@ const CLAIMED: u32 = 1 << 31;
 /// Hint slots per frame (`BufferPool::hints`).
 const HINTS_PER_FRAME: usize = 4;
 
+/// Frames one background write-back pass looks at, at most
+/// (`flush_dirty_some`): a 1 GiB pool of 4 KiB pages is gone through in 16
+/// passes rather than in every one.
+const BACKGROUND_SCAN_FRAMES: usize = 16 << 10;
 /// Pages `flush_dirty` writes back per log flush of their images.
 const WRITE_BATCH: usize = 64;
 
@@ -327,6 +331,11 @@ pub struct BufferPool {
     /// `set_dirty` and `clear_dirty`), so a write-back pass over a pool with
     /// no dirty frame costs nothing.
     dirty_frames: AtomicUsize,
+    /// Where the next background write-back pass starts (`flush_dirty_some`).
+    background_cursor: AtomicUsize,
+    /// Frames a background pass looks at, at most (`BACKGROUND_SCAN_FRAMES`;
+    /// fewer in tests).
+    background_scan_frames: AtomicUsize,
     /// Counters.
     pub counters: PoolCounters,
     /// Tests: run by `try_claim` just before it marks a clean victim
@@ -457,6 +466,8 @@ impl BufferPool {
             hints: (0..hint_slots).map(|_| AtomicU64::new(0)).collect(),
             hint_hits: (0..HIT_STRIPES).map(|_| Stripe::default()).collect(),
             dirty_frames: AtomicUsize::new(0),
+            background_cursor: AtomicUsize::new(0),
+            background_scan_frames: AtomicUsize::new(BACKGROUND_SCAN_FRAMES),
             counters: PoolCounters::default(),
             #[cfg(test)]
             claim_hook: parking_lot::Mutex::new(None),
@@ -1249,25 +1260,56 @@ impl BufferPool {
     /// `Error::Failed` once the database has stopped; an error of the log
     /// flush or the page write (an I/O error stops the database).
     pub fn flush_dirty(&self, older_than: Lsn, limit: usize) -> Result<usize> {
+        Ok(self.flush_dirty_frames(older_than, limit, 0, self.frames.len())?.0)
+    }
+
+    /// `flush_dirty` for the background writer: looks at no more than
+    /// `BACKGROUND_SCAN_FRAMES` frames, from where its last call stopped
+    /// (wrapping around), so that a tick over a large pool whose dirty pages
+    /// are all younger than `older_than` costs little.
+    ///
+    /// # Errors
+    /// As `flush_dirty`.
+    pub fn flush_dirty_some(&self, older_than: Lsn, limit: usize) -> Result<usize> {
+        let n = self.frames.len();
+        let start = self.background_cursor.load(Ordering::Relaxed) % n;
+        let count = n.min(self.background_scan_frames.load(Ordering::Relaxed));
+        let (written, looked_at) = self.flush_dirty_frames(older_than, limit, start, count)?;
+        self.background_cursor.store((start + looked_at) % n, Ordering::Relaxed);
+        Ok(written)
+    }
+
+    /// Let background passes look at `frames` frames at most (tests).
+    #[cfg(test)]
+    pub fn set_background_scan_frames(&self, frames: usize) {
+        self.background_scan_frames.store(frames.max(1), Ordering::Relaxed);
+    }
+
+    /// The pass of `flush_dirty` over `count` frames from `start` (modulo
+    /// the frame count): pages written, and frames looked at.
+    fn flush_dirty_frames(&self, older_than: Lsn, limit: usize, start: usize, count: usize) -> Result<(usize, usize)> {
         self.stop.check()?;
+        let n = self.frames.len();
+        debug_assert!(count <= n);
         let mut written = 0;
         let mut batch: Vec<(usize, PageId)> = Vec::with_capacity(WRITE_BATCH.min(limit));
-        let mut next = 0;
-        while written < limit && next < self.frames.len() && self.dirty_frame_count() > 0 {
+        let mut looked_at = 0;
+        while written < limit && looked_at < count && self.dirty_frame_count() > 0 {
             let _gate = self.write_gate.read();
             let horizon = self.fpi_horizon.load();
             // The batch's images, each under its page's pin (let go before
             // the next: a small pool must keep frames to evict).
             batch.clear();
             let mut last_image = Lsn::NONE;
-            while batch.len() < WRITE_BATCH.min(limit - written) && next < self.frames.len() {
-                if let Some(h) = self.pin_if_dirty(next, older_than, None) {
+            while batch.len() < WRITE_BATCH.min(limit - written) && looked_at < count {
+                let idx = (start + looked_at) % n;
+                if let Some(h) = self.pin_if_dirty(idx, older_than, None) {
                     if let Image::Logged(lsn) = self.log_image_if_due(h.frame(), horizon)? {
                         last_image = lsn;
                     }
-                    batch.push((next, h.frame().page_id()));
+                    batch.push((idx, h.frame().page_id()));
                 }
-                next += 1;
+                looked_at += 1;
             }
             if !last_image.is_none() {
                 self.wal.flush_to(last_image)?;
@@ -1281,7 +1323,7 @@ impl BufferPool {
                 }
             }
         }
-        Ok(written)
+        Ok((written, looked_at))
     }
 
     /// Frame `idx`, pinned, if it holds a valid dirty page (`page`, if

@@ -60,7 +60,7 @@ pub(super) fn background_tick(inner: &Inner) -> Result<()> {
             inner.wal.flush_all()?;
         }
         step = "writing back dirty pages";
-        inner.pool.flush_dirty(inner.pool.fpi_horizon(), PAGES_PER_TICK)?;
+        inner.pool.flush_dirty_some(inner.pool.fpi_horizon(), PAGES_PER_TICK)?;
         step = "taking a checkpoint";
         inner.checkpoint_if_due()
     })();

@@ -274,3 +274,43 @@ fn an_eviction_keeps_a_change_made_through_a_hint_before_its_claim() {
     let last = g.len() - 1;
     g[last] ^= 0xff;
 }
+
+/// A background write-back pass looks at a bounded number of frames, from
+/// where the last one stopped: passes over a part of the pool each write
+/// back only the dirty pages in their part, and together, wrapping around,
+/// all of them.
+#[test]
+fn background_passes_go_round_the_pool_a_part_at_a_time() {
+    let db = filled();
+    let pool = &db.inner.pool;
+    let mut tx = db.begin().unwrap();
+    for i in (0..3000u32).step_by(3) {
+        tx.put(format!("key{i:06}").as_bytes(), [9; 200]).unwrap();
+    }
+    tx.commit().unwrap();
+    db.inner.wal.flush_all().unwrap();
+    let frames = pool.frame_count();
+    let part = frames / 4 + 1;
+    pool.set_background_scan_frames(part);
+    let dirty = pool.dirty_frame_count();
+    assert!(dirty > 8, "the puts dirtied {dirty} frames");
+    let mut passes = 0;
+    while pool.dirty_frame_count() > 0 {
+        let before = pool.dirty_frame_count();
+        let written = pool.flush_dirty_some(Lsn::MAX, usize::MAX).unwrap();
+        assert!(written <= part, "a pass over {part} frames wrote {written} pages");
+        assert_eq!(pool.dirty_frame_count(), before - written);
+        passes += 1;
+        assert!(passes <= 4, "four passes of {part} frames cover the {frames} frames");
+    }
+    assert!(passes >= 2, "{dirty} dirty frames in {passes} pass of {part} frames");
+    // Pages younger than the bound stay dirty.
+    let mut tx = db.begin().unwrap();
+    tx.put(b"key000001", [1; 200]).unwrap();
+    tx.commit().unwrap();
+    db.inner.wal.flush_all().unwrap();
+    for _ in 0..4 {
+        assert_eq!(pool.flush_dirty_some(Lsn(1), usize::MAX).unwrap(), 0);
+    }
+    assert!(pool.dirty_frame_count() > 0);
+}
